@@ -1,0 +1,294 @@
+//! The device boot check (design.md "Device boot check"), in order:
+//!
+//! 1. the checkpoint is signed by the pinned log key (and names the pinned log);
+//! 2. the checkpoint is not older than the newest one the device stored;
+//! 3. the manifest is included in that checkpoint's tree;
+//! 4. the release is signed by the pinned release key;
+//! 5. the manifest is bound to that release (release id and digest of the signed release);
+//! 6. device identity, class and hardware revision match;
+//! 7. the current firmware version is in the manifest's allowed range;
+//! 8. the release's security epoch is not below the stored one (anti-rollback);
+//! 9. the image read from flash has the release's size and SHA-256 digest.
+//!
+//! The first failing check is returned as its own [`Error`] variant. Nothing here allocates or
+//! panics; the board supplies flash access ([`ImageReader`]), persistent state ([`DeviceState`])
+//! and, optionally, hardware crypto ([`Crypto`]).
+
+use crate::cose::{CoseSign1, ReleaseKey};
+use crate::crypto::{Crypto, Sha256};
+use crate::delivery::Delivery;
+use crate::error::Error;
+use crate::merkle::{ct_eq, leaf_hash, verify_inclusion_with};
+use crate::note::{Checkpoint, LogKey};
+use crate::statement::{Manifest, Purpose, ReleaseStatement};
+use crate::types::{Hash, Id, SecurityEpoch, TreeSize, Version};
+
+/// What the device trusts: keys pinned at manufacturing (in protected flash or OTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustAnchors<'a> {
+    /// The log's checkpoint key and origin.
+    pub log: LogKey<'a>,
+    /// The release-signing key.
+    pub release: ReleaseKey,
+}
+
+/// Who the device is and what it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceIdentity<'a> {
+    /// The device id (the subject of its identity certificate).
+    pub device_id: &'a str,
+    /// Product name.
+    pub product: &'a str,
+    /// Device family.
+    pub family: &'a str,
+    /// Hardware revision.
+    pub hardware_revision: &'a str,
+    /// Version of the firmware running now.
+    pub current_version: Version,
+}
+
+/// The record of a verified install, kept in protected state so later boots can re-check only the
+/// image digest ([`verify_installed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    /// SHA-256 of the installed image.
+    pub image_digest: Hash,
+    /// Its length in bytes.
+    pub image_size: u64,
+    /// Its version.
+    pub version: Version,
+    /// Its security epoch.
+    pub security_epoch: SecurityEpoch,
+    /// SHA-256 of the delivery that authorized it (links the device's state to the evidence).
+    pub delivery_digest: Hash,
+}
+
+/// What a device stores across boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoredState {
+    /// Size of the newest checkpoint accepted.
+    pub checkpoint_size: TreeSize,
+    /// Highest security epoch accepted.
+    pub security_epoch: SecurityEpoch,
+    /// The last verified install, if any.
+    pub installed: Option<Installed>,
+}
+
+impl StoredState {
+    /// The state after accepting `verdict`: counters only move forward.
+    #[must_use]
+    pub fn after(&self, verdict: &Verdict<'_>) -> Self {
+        Self {
+            checkpoint_size: self.checkpoint_size.max(verdict.checkpoint_size),
+            security_epoch: self.security_epoch.max(verdict.installed.security_epoch),
+            installed: Some(verdict.installed),
+        }
+    }
+}
+
+/// Persistent device state, backed by the board (flash, OTP counters, a secure element).
+pub trait DeviceState {
+    /// The board's error type.
+    type Error;
+    /// Reads the state.
+    fn load(&mut self) -> Result<StoredState, Self::Error>;
+    /// Writes the state; must be atomic (the old or the new state survives a power cut).
+    fn store(&mut self, state: &StoredState) -> Result<(), Self::Error>;
+}
+
+/// Read access to the firmware image in flash, in chunks.
+pub trait ImageReader {
+    /// The board's error type.
+    type Error;
+    /// Length of the image in the slot, in bytes.
+    fn len(&self) -> u64;
+    /// Whether the slot is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fills `buf` with the image bytes starting at `offset` (`offset + buf.len() <= len()`).
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+}
+
+/// An image in memory-mapped flash (or RAM).
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryImage<'a>(pub &'a [u8]);
+
+impl ImageReader for MemoryImage<'_> {
+    type Error = ();
+
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
+        let start = usize::try_from(offset).map_err(|_| ())?;
+        let end = start.checked_add(buf.len()).ok_or(())?;
+        buf.copy_from_slice(self.0.get(start..end).ok_or(())?);
+        Ok(())
+    }
+}
+
+/// Bytes hashed per flash read.
+pub const CHUNK: usize = 512;
+
+/// An accepted delivery: what to record once the image is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    /// The release accepted.
+    pub release_id: Id<'a>,
+    /// The campaign it came with.
+    pub campaign: Id<'a>,
+    /// Update or rollback.
+    pub purpose: Purpose,
+    /// Size of the checkpoint that proved the manifest.
+    pub checkpoint_size: TreeSize,
+    /// The install record to keep.
+    pub installed: Installed,
+}
+
+/// Runs the whole boot check over one delivery (module documentation lists the steps).
+pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
+    delivery: &'a [u8],
+    anchors: &TrustAnchors<'_>,
+    device: &DeviceIdentity<'_>,
+    state: &StoredState,
+    image: &mut I,
+    crypto: &C,
+) -> Result<Verdict<'a>, Error> {
+    let d = Delivery::decode(delivery)?;
+
+    // 1. checkpoint signature
+    let checkpoint = Checkpoint::parse(d.checkpoint).map_err(Error::MalformedCheckpoint)?;
+    checkpoint.verify(&anchors.log, crypto)?;
+
+    // 2. freshness
+    if checkpoint.size < state.checkpoint_size {
+        return Err(Error::CheckpointStale {
+            stored: state.checkpoint_size,
+            received: checkpoint.size,
+        });
+    }
+
+    // 3. inclusion of the manifest
+    let leaf = leaf_hash(crypto, d.manifest);
+    verify_inclusion_with(
+        crypto,
+        &leaf,
+        d.leaf_index.0,
+        checkpoint.size.0,
+        d.proof.iter(),
+        &checkpoint.root,
+    )
+    .map_err(|cause| Error::NotIncluded {
+        index: d.leaf_index,
+        cause,
+    })?;
+    let manifest = Manifest::decode(d.manifest)?;
+
+    // 4. release signature
+    let cose = CoseSign1::decode(d.release)?;
+    cose.verify(&anchors.release, crypto)?;
+    let release = ReleaseStatement::decode(cose.payload)?;
+
+    // 5. manifest bound to this release
+    let release_digest = crypto.sha256_of(&[d.release]);
+    if !ct_eq(&manifest.release_digest, &release_digest)
+        || manifest.release_id != release.release_id
+    {
+        return Err(Error::ManifestNotForRelease);
+    }
+
+    // 6. identity, class, hardware revision
+    if manifest.device_id.as_str() != device.device_id {
+        return Err(Error::WrongDevice);
+    }
+    if release.product.as_str() != device.product || release.family.as_str() != device.family {
+        return Err(Error::WrongDeviceClass);
+    }
+    if manifest.hardware_revision.as_str() != device.hardware_revision
+        || !release
+            .hardware_revisions
+            .contains(device.hardware_revision)
+    {
+        return Err(Error::WrongHardwareRevision);
+    }
+
+    // 7. current version in range
+    let current = device.current_version;
+    if current < manifest.min_version || current > manifest.max_version {
+        return Err(Error::VersionOutOfRange {
+            current,
+            min: manifest.min_version,
+            max: manifest.max_version,
+        });
+    }
+
+    // 8. anti-rollback
+    if release.security_epoch < state.security_epoch {
+        return Err(Error::SecurityEpochRollback {
+            stored: state.security_epoch,
+            release: release.security_epoch,
+        });
+    }
+
+    // 9. image
+    check_image(image, release.image_size, &release.image_digest, crypto)?;
+
+    Ok(Verdict {
+        release_id: release.release_id,
+        campaign: manifest.campaign,
+        purpose: manifest.purpose,
+        checkpoint_size: checkpoint.size,
+        installed: Installed {
+            image_digest: release.image_digest,
+            image_size: release.image_size,
+            version: release.version,
+            security_epoch: release.security_epoch,
+            delivery_digest: crypto.sha256_of(&[delivery]),
+        },
+    })
+}
+
+/// The boot check for an image that was already verified and installed: only its size and digest
+/// are checked again, against the record kept in protected state. Both signature checks were done
+/// when the record was written (the MCUboot practice of trusting a verdict kept in protected state).
+pub fn verify_installed<C: Crypto, I: ImageReader>(
+    state: &StoredState,
+    image: &mut I,
+    crypto: &C,
+) -> Result<Installed, Error> {
+    let installed = state.installed.ok_or(Error::NothingInstalled)?;
+    check_image(image, installed.image_size, &installed.image_digest, crypto)?;
+    Ok(installed)
+}
+
+/// Checks that `image` has `size` bytes whose SHA-256 is `digest`, reading it in [`CHUNK`]s.
+pub fn check_image<C: Crypto, I: ImageReader>(
+    image: &mut I,
+    size: u64,
+    digest: &Hash,
+    crypto: &C,
+) -> Result<(), Error> {
+    if image.len() != size {
+        return Err(Error::ImageSize {
+            expected: size,
+            actual: image.len(),
+        });
+    }
+    let mut h = crypto.sha256();
+    let mut buf = [0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = usize::try_from((size - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+        let chunk = buf.get_mut(..n).ok_or(Error::FlashRead)?;
+        image.read(offset, chunk).map_err(|_| Error::FlashRead)?;
+        h.update(chunk);
+        offset = offset.saturating_add(n as u64);
+    }
+    if ct_eq(&h.finish(), digest) {
+        Ok(())
+    } else {
+        Err(Error::ImageDigest)
+    }
+}

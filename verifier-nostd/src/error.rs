@@ -1,0 +1,390 @@
+//! The one error type of this crate, and the detail types its variants carry.
+//!
+//! Variants are grouped by who is at fault: the bytes were malformed (`Malformed`), a proof or
+//! signature did not verify (the delivery or log is not authentic), or the delivery is authentic but
+//! not meant for this device in its current state (wrong device, stale checkpoint, rollback). A board
+//! can act on each differently: report malformed input, quarantine an unauthentic delivery, or simply
+//! ignore one meant for somebody else.
+
+use core::fmt;
+
+use crate::types::{LeafIndex, SecurityEpoch, TreeSize, Version};
+
+/// Which structure a decoding error was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// The device delivery envelope (formats.md §5).
+    Delivery,
+    /// The checkpoint signed note (formats.md §2).
+    Checkpoint,
+    /// The COSE_Sign1 envelope of a release (formats.md §4.2).
+    CoseSign1,
+    /// The release statement inside the COSE_Sign1 payload (formats.md §4.3).
+    Release,
+    /// A per-device manifest log entry (formats.md §4.4).
+    Manifest,
+    /// A log entry's common header (formats.md §4.1).
+    Entry,
+    /// An inclusion or consistency proof.
+    Proof,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Item::Delivery => "delivery envelope",
+            Item::Checkpoint => "checkpoint",
+            Item::CoseSign1 => "COSE_Sign1",
+            Item::Release => "release statement",
+            Item::Manifest => "device manifest",
+            Item::Entry => "log entry",
+            Item::Proof => "proof",
+        })
+    }
+}
+
+/// A violation of the deterministic CBOR rules or of a cairn schema, with the byte offset where
+/// it was found (relative to the start of the item named by [`Item`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CborError {
+    /// The input ended in the middle of an item.
+    #[error("input ends early at byte {offset}")]
+    UnexpectedEnd {
+        /// Offset of the item that needed more bytes.
+        offset: usize,
+    },
+    /// A head was not in its shortest form (RFC 8949 §4.2.1).
+    #[error("non-shortest encoding at byte {offset}")]
+    NonCanonical {
+        /// Offset of the head.
+        offset: usize,
+    },
+    /// An indefinite-length item, which deterministic encoding forbids.
+    #[error("indefinite length at byte {offset}")]
+    IndefiniteLength {
+        /// Offset of the head.
+        offset: usize,
+    },
+    /// Reserved additional information (28..30).
+    #[error("reserved additional information at byte {offset}")]
+    Reserved {
+        /// Offset of the head.
+        offset: usize,
+    },
+    /// A different type was required here.
+    #[error("expected {expected} at byte {offset}")]
+    UnexpectedType {
+        /// Offset of the item.
+        offset: usize,
+        /// What the schema requires.
+        expected: &'static str,
+    },
+    /// A map key other than the expected one: missing, duplicated, unknown or out of order.
+    #[error("expected map key {expected} at byte {offset}, found {found}")]
+    UnexpectedKey {
+        /// Offset of the key.
+        offset: usize,
+        /// The key the schema requires next.
+        expected: u64,
+        /// The key that was there.
+        found: u64,
+    },
+    /// A byte string or array of the wrong length.
+    #[error("wrong length at byte {offset} (expected {expected})")]
+    WrongLength {
+        /// Offset of the item.
+        offset: usize,
+        /// The required length.
+        expected: usize,
+    },
+    /// A number or count outside the range the schema allows.
+    #[error("value out of range at byte {offset}")]
+    OutOfRange {
+        /// Offset of the item.
+        offset: usize,
+    },
+    /// A text string that is not UTF-8.
+    #[error("invalid UTF-8 at byte {offset}")]
+    InvalidUtf8 {
+        /// Offset of the string contents.
+        offset: usize,
+    },
+    /// A text field whose contents the schema does not allow (empty, too long, bad characters).
+    #[error("invalid text at byte {offset}")]
+    InvalidText {
+        /// Offset of the string.
+        offset: usize,
+    },
+    /// Bytes left over after the top-level item.
+    #[error("trailing bytes at byte {offset}")]
+    TrailingBytes {
+        /// Offset of the first extra byte.
+        offset: usize,
+    },
+    /// A format version or kind this verifier does not implement.
+    #[error("unsupported version or kind at byte {offset}")]
+    Unsupported {
+        /// Offset of the field.
+        offset: usize,
+    },
+}
+
+impl CborError {
+    /// The same error with its offset moved by `by` bytes (for errors found inside an embedded
+    /// item, reported relative to the enclosing one).
+    #[must_use]
+    pub fn offset_by(self, by: usize) -> Self {
+        use CborError as E;
+        let s = |o: usize| o.saturating_add(by);
+        match self {
+            E::UnexpectedEnd { offset } => E::UnexpectedEnd { offset: s(offset) },
+            E::NonCanonical { offset } => E::NonCanonical { offset: s(offset) },
+            E::IndefiniteLength { offset } => E::IndefiniteLength { offset: s(offset) },
+            E::Reserved { offset } => E::Reserved { offset: s(offset) },
+            E::UnexpectedType { offset, expected } => E::UnexpectedType {
+                offset: s(offset),
+                expected,
+            },
+            E::UnexpectedKey {
+                offset,
+                expected,
+                found,
+            } => E::UnexpectedKey {
+                offset: s(offset),
+                expected,
+                found,
+            },
+            E::WrongLength { offset, expected } => E::WrongLength {
+                offset: s(offset),
+                expected,
+            },
+            E::OutOfRange { offset } => E::OutOfRange { offset: s(offset) },
+            E::InvalidUtf8 { offset } => E::InvalidUtf8 { offset: s(offset) },
+            E::InvalidText { offset } => E::InvalidText { offset: s(offset) },
+            E::TrailingBytes { offset } => E::TrailingBytes { offset: s(offset) },
+            E::Unsupported { offset } => E::Unsupported { offset: s(offset) },
+        }
+    }
+}
+
+/// Why a signed note (checkpoint) could not be parsed (C2SP signed-note, tlog-checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoteError {
+    /// Not UTF-8, or contains a control character other than newline.
+    #[error("note is not printable UTF-8 (byte {offset})")]
+    NotText {
+        /// Offset of the offending byte.
+        offset: usize,
+    },
+    /// No blank line separating the text from the signatures.
+    #[error("no blank line before the signatures")]
+    NoSignatureBlock,
+    /// The text has fewer than the three checkpoint lines.
+    #[error("checkpoint body has fewer than three lines")]
+    MissingLine,
+    /// The origin line is empty.
+    #[error("empty origin line")]
+    EmptyOrigin,
+    /// The tree size is not canonical decimal or does not fit in 64 bits.
+    #[error("tree size is not a canonical decimal number")]
+    BadSize,
+    /// The root hash is not canonical base64 of 32 bytes.
+    #[error("root hash is not base64 of 32 bytes")]
+    BadRootHash,
+    /// An empty extension line (a blank line inside the text).
+    #[error("empty line inside the checkpoint text")]
+    EmptyLine,
+    /// A signature line does not have the form `— <name> <base64>`.
+    #[error("malformed signature line {line}")]
+    BadSignatureLine {
+        /// 1-based signature line number.
+        line: usize,
+    },
+    /// More signature lines than a verifier processes (C2SP signed-note allows rejecting > 100).
+    #[error("too many signature lines")]
+    TooManySignatures,
+    /// The note is larger than a verifier accepts.
+    #[error("note too large")]
+    TooLarge,
+}
+
+/// Why an inclusion or consistency proof was rejected (RFC 9162 §2.1.3.2, §2.1.4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The leaf index is not below the tree size.
+    #[error("leaf index {index} is not in a tree of size {size}")]
+    IndexBeyondSize {
+        /// The claimed leaf index.
+        index: u64,
+        /// The tree size.
+        size: u64,
+    },
+    /// A consistency proof between sizes where the first is larger than the second, or is zero.
+    #[error("no consistency proof from size {from} to size {to}")]
+    BadSizes {
+        /// The older size.
+        from: u64,
+        /// The newer size.
+        to: u64,
+    },
+    /// The proof has a different number of hashes than the sizes require.
+    #[error("proof has {got} hashes, sizes require {expected}")]
+    WrongLength {
+        /// Hashes required by the index and size.
+        expected: u64,
+        /// Hashes present.
+        got: u64,
+    },
+    /// The proof does not lead to the expected root.
+    #[error("proof does not lead to the expected root")]
+    RootMismatch,
+    /// Proof for equal sizes but different roots, or a non-empty proof where none is needed.
+    #[error("roots of equal-size trees differ")]
+    EqualSizeRootsDiffer,
+}
+
+/// Everything that can go wrong in this crate.
+///
+/// The boot-check variants are listed in the order the checks run (design.md "Device boot check"):
+/// the first failing check is the one reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes of `item` are not a valid encoding.
+    #[error("malformed {item}: {cause}")]
+    Malformed {
+        /// Which structure.
+        item: Item,
+        /// What was wrong, and where.
+        cause: CborError,
+    },
+    /// The checkpoint note could not be parsed.
+    #[error("malformed checkpoint: {0}")]
+    MalformedCheckpoint(NoteError),
+    /// The checkpoint is for a different log (origin line differs from the pinned one).
+    #[error("checkpoint is for another log")]
+    CheckpointOrigin,
+    /// No signature line on the checkpoint is from the pinned log key (name and key id).
+    #[error("checkpoint carries no signature from the pinned log key")]
+    CheckpointKeyMissing,
+    /// The pinned log key's signature on the checkpoint does not verify.
+    #[error("checkpoint signature does not verify")]
+    CheckpointSignature,
+    /// The checkpoint is older than the newest one this device has already accepted.
+    #[error("checkpoint size {received} is older than stored size {stored}")]
+    CheckpointStale {
+        /// The size the device stored.
+        stored: TreeSize,
+        /// The size of the delivered checkpoint.
+        received: TreeSize,
+    },
+    /// The manifest is not included in the checkpoint's tree.
+    #[error("manifest at index {index} is not included in the checkpoint: {cause}")]
+    NotIncluded {
+        /// The claimed leaf index.
+        index: LeafIndex,
+        /// Why the proof failed.
+        cause: ProofError,
+    },
+    /// The release COSE_Sign1 uses an algorithm or header this verifier does not accept.
+    #[error("release signature uses an unsupported algorithm or header")]
+    ReleaseAlgorithm,
+    /// The release is signed by a key other than the pinned release key.
+    #[error("release is signed by an unknown key")]
+    ReleaseKeyUnknown,
+    /// The release signature does not verify with the pinned release key.
+    #[error("release signature does not verify")]
+    ReleaseSignature,
+    /// The manifest names a different release (id or digest of the signed release).
+    #[error("manifest is not bound to this release")]
+    ManifestNotForRelease,
+    /// The manifest is for another device.
+    #[error("manifest is for another device")]
+    WrongDevice,
+    /// The release is for another product or device family.
+    #[error("release is for another device class")]
+    WrongDeviceClass,
+    /// This device's hardware revision is not covered by the release and manifest.
+    #[error("hardware revision not covered by the release")]
+    WrongHardwareRevision,
+    /// The device's current firmware version is outside the manifest's allowed range.
+    #[error("current version {current} outside allowed range {min}..={max}")]
+    VersionOutOfRange {
+        /// The running version.
+        current: Version,
+        /// Lowest allowed current version.
+        min: Version,
+        /// Highest allowed current version.
+        max: Version,
+    },
+    /// The release's security epoch is below the stored one (anti-rollback).
+    #[error("security epoch {release} is below stored epoch {stored}")]
+    SecurityEpochRollback {
+        /// The device's stored epoch.
+        stored: SecurityEpoch,
+        /// The release's epoch.
+        release: SecurityEpoch,
+    },
+    /// The image in flash has a different size than the release states.
+    #[error("image is {actual} bytes, release states {expected}")]
+    ImageSize {
+        /// The size in the release statement.
+        expected: u64,
+        /// The size of the image slot contents.
+        actual: u64,
+    },
+    /// The image digest differs from the release statement.
+    #[error("image digest does not match the release")]
+    ImageDigest,
+    /// Reading the image from flash failed.
+    #[error("reading the image from flash failed")]
+    FlashRead,
+    /// A proof did not verify (host-side use of the proof verifiers).
+    #[error("proof rejected: {0}")]
+    Proof(ProofError),
+    /// The device holds no verified install record, so there is nothing to fast-check.
+    #[error("no verified install recorded")]
+    NothingInstalled,
+}
+
+impl Error {
+    /// A short stable identifier for each variant, for logs, telemetry and the QEMU harness.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed { .. } => "malformed",
+            Error::MalformedCheckpoint(_) => "malformed-checkpoint",
+            Error::CheckpointOrigin => "checkpoint-origin",
+            Error::CheckpointKeyMissing => "checkpoint-key-missing",
+            Error::CheckpointSignature => "checkpoint-signature",
+            Error::CheckpointStale { .. } => "checkpoint-stale",
+            Error::NotIncluded { .. } => "not-included",
+            Error::ReleaseAlgorithm => "release-algorithm",
+            Error::ReleaseKeyUnknown => "release-key-unknown",
+            Error::ReleaseSignature => "release-signature",
+            Error::ManifestNotForRelease => "manifest-not-for-release",
+            Error::WrongDevice => "wrong-device",
+            Error::WrongDeviceClass => "wrong-device-class",
+            Error::WrongHardwareRevision => "wrong-hardware-revision",
+            Error::VersionOutOfRange { .. } => "version-out-of-range",
+            Error::SecurityEpochRollback { .. } => "security-epoch-rollback",
+            Error::ImageSize { .. } => "image-size",
+            Error::ImageDigest => "image-digest",
+            Error::FlashRead => "flash-read",
+            Error::Proof(_) => "proof",
+            Error::NothingInstalled => "nothing-installed",
+        }
+    }
+}
+
+pub(crate) trait Context<T> {
+    fn within(self, item: Item) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, CborError> {
+    fn within(self, item: Item) -> Result<T, Error> {
+        self.map_err(|cause| Error::Malformed { item, cause })
+    }
+}

@@ -1,0 +1,355 @@
+//! Typed evidence statements: the log entry header, the release statement and the per-device
+//! manifest (formats.md §4), in deterministic CBOR (RFC 8949 §4.2.1) with unsigned integer keys.
+//!
+//! Every log entry is a map whose key 0 is the format version and key 1 the kind; the remaining keys
+//! depend on the kind. Decoding is strict: fields appear in ascending key order, none is missing,
+//! none is unknown, and every value is in its schema's range. A new field means a new format version.
+
+use crate::cbor::Reader;
+use crate::error::{CborError, Context, Error, Item};
+use crate::types::{Hash, Id, Name, SecurityEpoch, TextList, UnixTime, Version};
+
+/// The only entry format version defined so far.
+pub const FORMAT_VERSION: u64 = 1;
+/// Most hardware revisions one release can list.
+pub const MAX_HARDWARE_REVISIONS: u64 = 32;
+/// Most advisory references one release can list.
+pub const MAX_ADVISORIES: u64 = 64;
+
+/// The kind of a log entry (key 1 of every entry, formats.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Kind(pub u64);
+
+impl Kind {
+    /// A release: the COSE_Sign1 release statement signed by the release key.
+    pub const RELEASE: Kind = Kind(1);
+    /// A per-device manifest: the eligibility decision "eligible" for one device.
+    pub const MANIFEST: Kind = Kind(2);
+}
+
+/// The common header of every entry: format version and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHeader {
+    /// Format version (key 0).
+    pub version: u64,
+    /// Kind (key 1).
+    pub kind: Kind,
+    /// Number of map pairs in the entry, including the header's two.
+    pub fields: u64,
+}
+
+impl EntryHeader {
+    /// Reads the header of an entry without decoding the rest.
+    pub fn peek(entry: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(entry);
+        Self::read(&mut r).within(Item::Entry)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, CborError> {
+        let fields = r.map_len()?;
+        r.key(0)?;
+        let offset = r.position();
+        let version = r.u64()?;
+        if version != FORMAT_VERSION {
+            return Err(CborError::Unsupported { offset });
+        }
+        r.key(1)?;
+        let kind = Kind(r.u64()?);
+        Ok(Self {
+            version,
+            kind,
+            fields,
+        })
+    }
+
+    /// Reads the header and checks it is `kind` with `fields` map pairs.
+    fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
+        let start = r.position();
+        let header = Self::read(r)?;
+        if header.kind != kind {
+            return Err(CborError::Unsupported { offset: start });
+        }
+        if header.fields != fields {
+            return Err(CborError::WrongLength {
+                offset: start,
+                expected: usize::try_from(fields).unwrap_or(0),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a release authorizes: one firmware image for one device class (formats.md §4.3). It is the
+/// payload of a COSE_Sign1 by the release key, so its own header (kind 1) also tells a verifier
+/// that the signed bytes are a release statement and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseStatement<'a> {
+    /// Release id, unique in the log (key 2).
+    pub release_id: Id<'a>,
+    /// Product name (key 3).
+    pub product: Name<'a>,
+    /// Device family (key 4).
+    pub family: Name<'a>,
+    /// Hardware revisions the image runs on (key 5), 1 to 32.
+    pub hardware_revisions: TextList<'a>,
+    /// Firmware version (key 6).
+    pub version: Version,
+    /// Anti-rollback epoch (key 7).
+    pub security_epoch: SecurityEpoch,
+    /// SHA-256 of the image (key 8).
+    pub image_digest: Hash,
+    /// Image length in bytes (key 9).
+    pub image_size: u64,
+    /// End of the support period (key 10); evidence is retained at least until then.
+    pub support_until: UnixTime,
+    /// Security advisories and CVE ids this release addresses (key 11), 0 to 64.
+    pub advisories: TextList<'a>,
+    /// When the statement was made (key 12).
+    pub issued_at: UnixTime,
+    /// File name of the artifact (key 13).
+    pub artifact: Id<'a>,
+}
+
+impl<'a> ReleaseStatement<'a> {
+    const FIELDS: u64 = 14;
+
+    /// Decodes a release statement (a COSE_Sign1 payload).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::read(&mut Reader::new(bytes)).within(Item::Release)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, CborError> {
+        EntryHeader::expect(r, Kind::RELEASE, Self::FIELDS)?;
+        r.key(2)?;
+        let release_id = Id::decode(r)?;
+        r.key(3)?;
+        let product = Name::decode(r)?;
+        r.key(4)?;
+        let family = Name::decode(r)?;
+        r.key(5)?;
+        let offset = r.position();
+        let hardware_revisions =
+            TextList::decode(r, MAX_HARDWARE_REVISIONS, |s| Id::new(s).is_some())?;
+        if hardware_revisions.is_empty() {
+            return Err(CborError::OutOfRange { offset });
+        }
+        r.key(6)?;
+        let version = Version::decode(r)?;
+        r.key(7)?;
+        let security_epoch = SecurityEpoch(r.u64()?);
+        r.key(8)?;
+        let image_digest = r.bytes_fixed::<32>()?;
+        r.key(9)?;
+        let image_size = r.u64()?;
+        r.key(10)?;
+        let support_until = UnixTime(r.u64()?);
+        r.key(11)?;
+        let advisories = TextList::decode(r, MAX_ADVISORIES, |s| Name::new(s).is_some())?;
+        r.key(12)?;
+        let issued_at = UnixTime(r.u64()?);
+        r.key(13)?;
+        let artifact = Id::decode(r)?;
+        r.finish()?;
+        Ok(Self {
+            release_id,
+            product,
+            family,
+            hardware_revisions,
+            version,
+            security_epoch,
+            image_digest,
+            image_size,
+            support_until,
+            advisories,
+            issued_at,
+            artifact,
+        })
+    }
+
+    /// The deterministic CBOR encoding.
+    #[cfg(feature = "alloc")]
+    pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
+        let mut w = crate::cbor::write::Writer::new();
+        w.map(Self::FIELDS)
+            .u64(0)
+            .u64(FORMAT_VERSION)
+            .u64(1)
+            .u64(Kind::RELEASE.0);
+        w.u64(2).text(self.release_id.as_str());
+        w.u64(3).text(self.product.as_str());
+        w.u64(4).text(self.family.as_str());
+        w.u64(5).array(self.hardware_revisions.len());
+        for hw in &self.hardware_revisions {
+            w.text(hw);
+        }
+        w.u64(6);
+        self.version.encode(&mut w);
+        w.u64(7).u64(self.security_epoch.0);
+        w.u64(8).bytes(&self.image_digest);
+        w.u64(9).u64(self.image_size);
+        w.u64(10).u64(self.support_until.0);
+        w.u64(11).array(self.advisories.len());
+        for a in &self.advisories {
+            w.text(a);
+        }
+        w.u64(12).u64(self.issued_at.0);
+        w.u64(13).text(self.artifact.as_str());
+        w.into_bytes()
+    }
+}
+
+/// The log entry of a release: `{0: 1, 1: 1, 2: <COSE_Sign1 bytes>}` (formats.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseEntry<'a> {
+    /// The COSE_Sign1 whose payload is a [`ReleaseStatement`].
+    pub cose_sign1: &'a [u8],
+}
+
+impl<'a> ReleaseEntry<'a> {
+    const FIELDS: u64 = 3;
+
+    /// Decodes the entry (the COSE_Sign1 inside is not decoded).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        let read = |r: &mut Reader<'a>| -> Result<Self, CborError> {
+            EntryHeader::expect(r, Kind::RELEASE, Self::FIELDS)?;
+            r.key(2)?;
+            let cose_sign1 = r.bytes()?;
+            r.finish()?;
+            Ok(Self { cose_sign1 })
+        };
+        read(&mut r).within(Item::Entry)
+    }
+
+    /// The deterministic CBOR encoding.
+    #[cfg(feature = "alloc")]
+    pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
+        let mut w = crate::cbor::write::Writer::new();
+        w.map(Self::FIELDS)
+            .u64(0)
+            .u64(FORMAT_VERSION)
+            .u64(1)
+            .u64(Kind::RELEASE.0);
+        w.u64(2).bytes(self.cose_sign1);
+        w.into_bytes()
+    }
+}
+
+/// Why a manifest was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Purpose {
+    /// The campaign's update (0).
+    Update,
+    /// The rollout plan's pre-signed rollback target (1).
+    Rollback,
+}
+
+impl Purpose {
+    /// The encoded value (key 9 of a manifest).
+    pub fn code(self) -> u64 {
+        match self {
+            Purpose::Update => 0,
+            Purpose::Rollback => 1,
+        }
+    }
+}
+
+/// The per-device manifest: "this device is eligible for this release in this campaign"
+/// (formats.md §4.4). It is not signed by itself: the checkpoint signature and an inclusion proof
+/// authenticate it, so one log-key signature covers a whole cohort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Manifest<'a> {
+    /// The device (key 2).
+    pub device_id: Id<'a>,
+    /// The release (key 3).
+    pub release_id: Id<'a>,
+    /// SHA-256 of the release's COSE_Sign1 bytes (key 4): binds the manifest to one signed release.
+    pub release_digest: Hash,
+    /// The device's hardware revision (key 5).
+    pub hardware_revision: Id<'a>,
+    /// Lowest current firmware version allowed to install (key 6), inclusive.
+    pub min_version: Version,
+    /// Highest current firmware version allowed to install (key 7), inclusive.
+    pub max_version: Version,
+    /// The campaign (rollout) the decision belongs to (key 8).
+    pub campaign: Id<'a>,
+    /// Update or rollback (key 9).
+    pub purpose: Purpose,
+    /// When the eligibility decision was made (key 10).
+    pub decided_at: UnixTime,
+}
+
+impl<'a> Manifest<'a> {
+    const FIELDS: u64 = 11;
+
+    /// Decodes a manifest log entry.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::read(&mut Reader::new(bytes)).within(Item::Manifest)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, CborError> {
+        EntryHeader::expect(r, Kind::MANIFEST, Self::FIELDS)?;
+        r.key(2)?;
+        let device_id = Id::decode(r)?;
+        r.key(3)?;
+        let release_id = Id::decode(r)?;
+        r.key(4)?;
+        let release_digest = r.bytes_fixed::<32>()?;
+        r.key(5)?;
+        let hardware_revision = Id::decode(r)?;
+        r.key(6)?;
+        let min_version = Version::decode(r)?;
+        r.key(7)?;
+        let offset = r.position();
+        let max_version = Version::decode(r)?;
+        if max_version < min_version {
+            return Err(CborError::OutOfRange { offset });
+        }
+        r.key(8)?;
+        let campaign = Id::decode(r)?;
+        r.key(9)?;
+        let offset = r.position();
+        let purpose = match r.u64()? {
+            0 => Purpose::Update,
+            1 => Purpose::Rollback,
+            _ => return Err(CborError::OutOfRange { offset }),
+        };
+        r.key(10)?;
+        let decided_at = UnixTime(r.u64()?);
+        r.finish()?;
+        Ok(Self {
+            device_id,
+            release_id,
+            release_digest,
+            hardware_revision,
+            min_version,
+            max_version,
+            campaign,
+            purpose,
+            decided_at,
+        })
+    }
+
+    /// The deterministic CBOR encoding (the log entry bytes).
+    #[cfg(feature = "alloc")]
+    pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
+        let mut w = crate::cbor::write::Writer::new();
+        w.map(Self::FIELDS)
+            .u64(0)
+            .u64(FORMAT_VERSION)
+            .u64(1)
+            .u64(Kind::MANIFEST.0);
+        w.u64(2).text(self.device_id.as_str());
+        w.u64(3).text(self.release_id.as_str());
+        w.u64(4).bytes(&self.release_digest);
+        w.u64(5).text(self.hardware_revision.as_str());
+        w.u64(6);
+        self.min_version.encode(&mut w);
+        w.u64(7);
+        self.max_version.encode(&mut w);
+        w.u64(8).text(self.campaign.as_str());
+        w.u64(9).u64(self.purpose.code());
+        w.u64(10).u64(self.decided_at.0);
+        w.into_bytes()
+    }
+}
