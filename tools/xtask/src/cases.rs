@@ -1,0 +1,287 @@
+//! The deliveries the Cortex-M33 firmware checks: one valid, one per rejection reason of the boot
+//! check, a depth-20 proof for measurement, and the installed-image re-check. Built with the
+//! verifier's test fixture (fixed test keys) and written as a Rust file the firmware includes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use cairn_verifier::boot::{Installed, StoredState};
+use cairn_verifier::cose::{self, CoseSign1};
+use cairn_verifier::crypto::{Crypto, Software};
+use cairn_verifier::merkle::inclusion_proof_len;
+use cairn_verifier::note;
+use cairn_verifier::statement::ReleaseStatement;
+use cairn_verifier::test_support::{self, Fixture, Parts, public_key};
+use cairn_verifier::types::{SecurityEpoch, TreeSize, Version};
+
+/// What a case runs on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `verify_delivery`.
+    Delivery,
+    /// `verify_installed`.
+    Installed,
+}
+
+/// The device a case runs as.
+#[derive(Debug, Clone)]
+pub(crate) struct Device {
+    pub(crate) device_id: &'static str,
+    pub(crate) product: &'static str,
+    pub(crate) family: &'static str,
+    pub(crate) hardware_revision: &'static str,
+    pub(crate) current_version: Version,
+}
+
+/// One case.
+#[derive(Debug, Clone)]
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) mode: Mode,
+    pub(crate) delivery: Vec<u8>,
+    pub(crate) image: Vec<u8>,
+    pub(crate) device: Device,
+    pub(crate) state: StoredState,
+    /// "accept" or an `Error::code()`.
+    pub(crate) expect: &'static str,
+}
+
+/// Index of the manifest in the depth-20 case's tree of 2^20 entries.
+pub(crate) const DEPTH20_INDEX: u64 = 777_777;
+/// Name of the case used for the instruction count of a whole boot check.
+pub(crate) const MEASURE_CASE: &str = "valid-depth20";
+
+fn default_device() -> Device {
+    Device {
+        device_id: test_support::DEVICE,
+        product: "Smart Controller",
+        family: "STM32H5",
+        hardware_revision: test_support::HARDWARE,
+        current_version: Version::new(2, 3, 0),
+    }
+}
+
+/// Builds every case.
+#[expect(clippy::too_many_lines, reason = "a flat list of cases reads best in one place")]
+pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
+    let spec = f.spec();
+    let valid = f.build(&spec);
+    let image = f.image.clone();
+    let state = StoredState::default();
+    let mut cases = Vec::new();
+    let mut push = |name, parts: &Parts, image: &[u8], device: Device, state: StoredState, expect| {
+        cases.push(Case {
+            name,
+            mode: Mode::Delivery,
+            delivery: parts.encode(),
+            image: image.to_vec(),
+            device,
+            state,
+            expect,
+        });
+    };
+
+    push("valid", &valid, &image, default_device(), state, "accept");
+
+    let mut s = spec.clone();
+    s.tree_size = 1 << 20;
+    s.index = DEPTH20_INDEX;
+    ensure!(inclusion_proof_len(s.index, s.tree_size) == 20, "depth-20 case has another depth");
+    push(MEASURE_CASE, &f.build(&s), &image, default_device(), state, "accept");
+
+    let mut p = valid.clone();
+    p.checkpoint = p.checkpoint.replacen('\n', "\n0", 1); // size line gets a leading zero
+    push("malformed-checkpoint", &p, &image, default_device(), state, "malformed-checkpoint");
+
+    let mut s = spec.clone();
+    s.origin = "cairn.test/another-log";
+    push("checkpoint-origin", &f.build(&s), &image, default_device(), state, "checkpoint-origin");
+
+    let mut s = spec.clone();
+    s.log_key = 3;
+    push("checkpoint-key-missing", &f.build(&s), &image, default_device(), state, "checkpoint-key-missing");
+
+    // The pinned key's signature, but over a different text (the next tree size).
+    let mut p = valid.clone();
+    p.checkpoint = resign_other_text(f, &valid.checkpoint)?;
+    push("checkpoint-signature", &p, &image, default_device(), state, "checkpoint-signature");
+
+    let stale = StoredState { checkpoint_size: TreeSize(spec.tree_size + 1), ..state };
+    push("checkpoint-stale", &valid, &image, default_device(), stale, "checkpoint-stale");
+
+    let mut p = valid.clone();
+    p.proof[0][0] ^= 1;
+    push("not-included", &p, &image, default_device(), state, "not-included");
+
+    let mut s = spec.clone();
+    s.release_key = 3;
+    push("release-key-unknown", &f.build(&s), &image, default_device(), state, "release-key-unknown");
+
+    let mut p = valid.clone();
+    p.release = change_payload_keep_signature(&valid.release)?;
+    push("release-signature", &p, &image, default_device(), state, "release-signature");
+
+    let mut s = spec.clone();
+    s.release_digest_override = Some([0x55; 32]);
+    push("manifest-not-for-release", &f.build(&s), &image, default_device(), state, "manifest-not-for-release");
+
+    let mut s = spec.clone();
+    s.device_id = "dev-000002";
+    push("wrong-device", &f.build(&s), &image, default_device(), state, "wrong-device");
+
+    let mut s = spec.clone();
+    s.family = "STM32U5";
+    push("wrong-device-class", &f.build(&s), &image, default_device(), state, "wrong-device-class");
+
+    let device = Device { hardware_revision: "rev-a", ..default_device() };
+    push("wrong-hardware-revision", &valid, &image, device, state, "wrong-hardware-revision");
+
+    let device = Device { current_version: Version::new(1, 9, 0), ..default_device() };
+    push("version-out-of-range", &valid, &image, device, state, "version-out-of-range");
+
+    let newer = StoredState { security_epoch: SecurityEpoch(spec.security_epoch + 1), ..state };
+    push("security-epoch-rollback", &valid, &image, default_device(), newer, "security-epoch-rollback");
+
+    let mut longer = image.clone();
+    longer.push(0);
+    push("image-size", &valid, &longer, default_device(), state, "image-size");
+
+    let mut tampered = image.clone();
+    tampered[image.len() / 2] ^= 0x80;
+    push("image-digest", &valid, &tampered, default_device(), state, "image-digest");
+
+    // Later boots: only the installed image's digest is checked again.
+    let installed = StoredState {
+        checkpoint_size: TreeSize(spec.tree_size),
+        security_epoch: SecurityEpoch(spec.security_epoch),
+        installed: Some(Installed {
+            image_digest: Software.sha256_of(&[&image]),
+            image_size: image.len() as u64,
+            version: spec.version,
+            security_epoch: SecurityEpoch(spec.security_epoch),
+            delivery_digest: Software.sha256_of(&[&valid.encode()]),
+        }),
+    };
+    let mut truncated = valid.encode();
+    truncated.truncate(truncated.len() / 2);
+    cases.push(Case {
+        name: "malformed-delivery",
+        mode: Mode::Delivery,
+        delivery: truncated,
+        image: image.clone(),
+        device: default_device(),
+        state,
+        expect: "malformed",
+    });
+
+    let mut recheck = |name, image: &[u8], state, expect| {
+        cases.push(Case {
+            name,
+            mode: Mode::Installed,
+            delivery: Vec::new(),
+            image: image.to_vec(),
+            device: default_device(),
+            state,
+            expect,
+        });
+    };
+    recheck("installed-recheck", &image, installed, "accept");
+    recheck("installed-recheck-tampered", &tampered, installed, "image-digest");
+    recheck("installed-recheck-nothing", &image, state, "nothing-installed");
+    Ok(cases)
+}
+
+/// The checkpoint text of `note` with the log key's signature over a different text.
+fn resign_other_text(f: &Fixture, signed: &str) -> Result<String> {
+    let (text, _) = signed.split_once("\n\n").context("checkpoint without signature block")?;
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let size: u64 = lines[1].parse()?;
+    lines[1] = (size + 1).to_string();
+    let other = format!("{}\n", lines.join("\n"));
+    let anchors = f.anchors();
+    let other_signed = note::write::sign(&other, &anchors.log, &f.log_key)?;
+    let (_, sig_line) = other_signed.split_once("\n\n").context("signed note")?;
+    Ok(format!("{text}\n\n{sig_line}"))
+}
+
+/// The release with a changed payload (next security epoch) under the original signature.
+fn change_payload_keep_signature(release: &[u8]) -> Result<Vec<u8>> {
+    let cose = CoseSign1::decode(release).map_err(anyhow::Error::msg)?;
+    let mut statement = ReleaseStatement::decode(cose.payload).map_err(anyhow::Error::msg)?;
+    statement.security_epoch = SecurityEpoch(statement.security_epoch.0 + 1);
+    Ok(cose::write::assemble(cose.protected, &statement.to_cbor(), &cose.signature.0))
+}
+
+/// Writes the cases and the Rust file that includes them; returns the Rust file's path.
+pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let anchors = f.anchors();
+    let mut rs = String::new();
+    writeln!(rs, "// Generated by `cargo xtask m33`; do not edit.")?;
+    writeln!(rs, "const LOG_ORIGIN: &str = {:?};", anchors.log.origin)?;
+    writeln!(rs, "const LOG_KEY: [u8; 64] = {:?};", public_key(&f.log_key).0)?;
+    writeln!(rs, "const RELEASE_KEY: [u8; 64] = {:?};", public_key(&f.release_key).0)?;
+    let mut images: Vec<Vec<u8>> = Vec::new();
+    for case in cases {
+        if !images.contains(&case.image) {
+            images.push(case.image.clone());
+        }
+    }
+    for (i, image) in images.iter().enumerate() {
+        let path = dir.join(format!("image-{i}.bin"));
+        std::fs::write(&path, image)?;
+        writeln!(rs, "static IMAGE_{i}: &[u8] = include_bytes!({:?});", path.display().to_string())?;
+    }
+    writeln!(rs, "static CASES: &[Case] = &[")?;
+    for (n, case) in cases.iter().enumerate() {
+        let path = dir.join(format!("case-{n:02}-{}.cbor", case.name));
+        std::fs::write(&path, &case.delivery)?;
+        let image = images.iter().position(|i| *i == case.image).unwrap_or_default();
+        let d = &case.device;
+        let v = d.current_version;
+        writeln!(
+            rs,
+            "    Case {{ name: {:?}, mode: Mode::{:?}, delivery: include_bytes!({:?}), image: IMAGE_{image},\n        \
+             device: DeviceIdentity {{ device_id: {:?}, product: {:?}, family: {:?}, hardware_revision: {:?}, \
+             current_version: Version::new({}, {}, {}) }},\n        state: {}, expect: {:?} }},",
+            case.name,
+            case.mode,
+            path.display().to_string(),
+            d.device_id,
+            d.product,
+            d.family,
+            d.hardware_revision,
+            v.major,
+            v.minor,
+            v.patch,
+            state_literal(&case.state),
+            case.expect,
+        )?;
+    }
+    writeln!(rs, "];")?;
+    let path = dir.join("cases.rs");
+    std::fs::write(&path, rs)?;
+    Ok(path)
+}
+
+fn state_literal(s: &StoredState) -> String {
+    let installed = match &s.installed {
+        None => "None".to_owned(),
+        Some(i) => format!(
+            "Some(Installed {{ image_digest: {:?}, image_size: {}, version: Version::new({}, {}, {}), \
+             security_epoch: SecurityEpoch({}), delivery_digest: {:?} }})",
+            i.image_digest,
+            i.image_size,
+            i.version.major,
+            i.version.minor,
+            i.version.patch,
+            i.security_epoch.0,
+            i.delivery_digest
+        ),
+    };
+    format!(
+        "StoredState {{ checkpoint_size: TreeSize({}), security_epoch: SecurityEpoch({}), installed: {installed} }}",
+        s.checkpoint_size.0, s.security_epoch.0
+    )
+}
