@@ -46,6 +46,11 @@ impl EntryHeader {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, CborError> {
+        Self::read_with_kind_offset(r).map(|(header, _)| header)
+    }
+
+    /// Reads the header; also returns the offset of the kind value (for error reports).
+    fn read_with_kind_offset(r: &mut Reader<'_>) -> Result<(Self, usize), CborError> {
         let fields = r.map_len()?;
         r.key(0)?;
         let offset = r.position();
@@ -54,20 +59,25 @@ impl EntryHeader {
             return Err(CborError::Unsupported { offset });
         }
         r.key(1)?;
+        let kind_offset = r.position();
         let kind = Kind(r.u64()?);
-        Ok(Self {
+        let header = Self {
             version,
             kind,
             fields,
-        })
+        };
+        Ok((header, kind_offset))
     }
 
     /// Reads the header and checks it is `kind` with `fields` map pairs.
     fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
         let start = r.position();
-        let header = Self::read(r)?;
+        let (header, kind_offset) = Self::read_with_kind_offset(r)?;
         if header.kind != kind {
-            return Err(CborError::Unsupported { offset: start });
+            // `Unsupported` points at the field it is about (error.rs), here the kind value
+            return Err(CborError::Unsupported {
+                offset: kind_offset,
+            });
         }
         if header.fields != fields {
             return Err(CborError::WrongLength {
