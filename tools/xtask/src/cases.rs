@@ -8,24 +8,19 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use cairn_verifier::boot::{Installed, StoredState};
 use cairn_verifier::cose::{self, CoseSign1};
-use cairn_verifier::crypto::{Crypto, Software};
+use cairn_verifier::crypto::{Crypto, PublicKey, Signature, Software};
 use cairn_verifier::merkle::inclusion_proof_len;
 use cairn_verifier::note;
 use cairn_verifier::statement::ReleaseStatement;
 use cairn_verifier::test_support::{self, Fixture, Parts, public_key};
-use cairn_verifier::types::{SecurityEpoch, TreeSize, Version};
-
-/// What a case runs on the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// `verify_delivery`.
-    Delivery,
-    /// `verify_installed`.
-    Installed,
-}
+use cairn_verifier::types::{Hash, SecurityEpoch, TreeSize, Version};
 
 /// The device a case runs as.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "mirrors the verifier's DeviceIdentity"
+)]
 pub(crate) struct Device {
     pub(crate) device_id: &'static str,
     pub(crate) product: &'static str,
@@ -34,16 +29,32 @@ pub(crate) struct Device {
     pub(crate) current_version: Version,
 }
 
+/// What a case checks on the device.
+#[derive(Debug, Clone)]
+pub(crate) enum Check {
+    /// `verify_delivery`.
+    Delivery {
+        delivery: Vec<u8>,
+        image: Vec<u8>,
+        device: Device,
+        state: StoredState,
+    },
+    /// `verify_installed`.
+    Installed { image: Vec<u8>, state: StoredState },
+    /// One `Crypto::verify_p256` call on the backend.
+    Verify {
+        key: [u8; 64],
+        digest: Hash,
+        signature: [u8; 64],
+    },
+}
+
 /// One case.
 #[derive(Debug, Clone)]
 pub(crate) struct Case {
     pub(crate) name: &'static str,
-    pub(crate) mode: Mode,
-    pub(crate) delivery: Vec<u8>,
-    pub(crate) image: Vec<u8>,
-    pub(crate) device: Device,
-    pub(crate) state: StoredState,
-    /// "accept" or an `Error::code()`.
+    pub(crate) check: Check,
+    /// "accept" or an `Error::code()`; "valid" or "invalid" for `Verify`.
     pub(crate) expect: &'static str,
 }
 
@@ -63,93 +74,233 @@ fn default_device() -> Device {
 }
 
 /// Builds every case.
-#[expect(clippy::too_many_lines, reason = "a flat list of cases reads best in one place")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of cases reads best in one place"
+)]
 pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     let spec = f.spec();
     let valid = f.build(&spec);
     let image = f.image.clone();
     let state = StoredState::default();
     let mut cases = Vec::new();
-    let mut push = |name, parts: &Parts, image: &[u8], device: Device, state: StoredState, expect| {
-        cases.push(Case {
-            name,
-            mode: Mode::Delivery,
-            delivery: parts.encode(),
-            image: image.to_vec(),
-            device,
-            state,
-            expect,
-        });
-    };
+    let mut push =
+        |name, parts: &Parts, image: &[u8], device: Device, state: StoredState, expect| {
+            let check = Check::Delivery {
+                delivery: parts.encode(),
+                image: image.to_vec(),
+                device,
+                state,
+            };
+            cases.push(Case {
+                name,
+                check,
+                expect,
+            });
+        };
 
     push("valid", &valid, &image, default_device(), state, "accept");
 
     let mut s = spec.clone();
     s.tree_size = 1 << 20;
     s.index = DEPTH20_INDEX;
-    ensure!(inclusion_proof_len(s.index, s.tree_size) == 20, "depth-20 case has another depth");
-    push(MEASURE_CASE, &f.build(&s), &image, default_device(), state, "accept");
+    ensure!(
+        inclusion_proof_len(s.index, s.tree_size) == 20,
+        "depth-20 case has another depth"
+    );
+    push(
+        MEASURE_CASE,
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "accept",
+    );
 
     let mut p = valid.clone();
     p.checkpoint = p.checkpoint.replacen('\n', "\n0", 1); // size line gets a leading zero
-    push("malformed-checkpoint", &p, &image, default_device(), state, "malformed-checkpoint");
+    push(
+        "malformed-checkpoint",
+        &p,
+        &image,
+        default_device(),
+        state,
+        "malformed-checkpoint",
+    );
 
     let mut s = spec.clone();
     s.origin = "cairn.test/another-log";
-    push("checkpoint-origin", &f.build(&s), &image, default_device(), state, "checkpoint-origin");
+    push(
+        "checkpoint-origin",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "checkpoint-origin",
+    );
 
     let mut s = spec.clone();
     s.log_key = 3;
-    push("checkpoint-key-missing", &f.build(&s), &image, default_device(), state, "checkpoint-key-missing");
+    push(
+        "checkpoint-key-missing",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "checkpoint-key-missing",
+    );
 
     // The pinned key's signature, but over a different text (the next tree size).
     let mut p = valid.clone();
     p.checkpoint = resign_other_text(f, &valid.checkpoint)?;
-    push("checkpoint-signature", &p, &image, default_device(), state, "checkpoint-signature");
+    push(
+        "checkpoint-signature",
+        &p,
+        &image,
+        default_device(),
+        state,
+        "checkpoint-signature",
+    );
 
-    let stale = StoredState { checkpoint_size: TreeSize(spec.tree_size + 1), ..state };
-    push("checkpoint-stale", &valid, &image, default_device(), stale, "checkpoint-stale");
+    let behind = StoredState {
+        checkpoint_size: TreeSize(spec.tree_size + 1),
+        ..state
+    };
+    push(
+        "checkpoint-stale",
+        &valid,
+        &image,
+        default_device(),
+        behind,
+        "checkpoint-stale",
+    );
 
     let mut p = valid.clone();
     p.proof[0][0] ^= 1;
-    push("not-included", &p, &image, default_device(), state, "not-included");
+    push(
+        "not-included",
+        &p,
+        &image,
+        default_device(),
+        state,
+        "not-included",
+    );
 
     let mut s = spec.clone();
     s.release_key = 3;
-    push("release-key-unknown", &f.build(&s), &image, default_device(), state, "release-key-unknown");
+    push(
+        "release-key-unknown",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "release-key-unknown",
+    );
 
     let mut p = valid.clone();
     p.release = change_payload_keep_signature(&valid.release)?;
-    push("release-signature", &p, &image, default_device(), state, "release-signature");
+    push(
+        "release-signature",
+        &p,
+        &image,
+        default_device(),
+        state,
+        "release-signature",
+    );
 
     let mut s = spec.clone();
     s.release_digest_override = Some([0x55; 32]);
-    push("manifest-not-for-release", &f.build(&s), &image, default_device(), state, "manifest-not-for-release");
+    push(
+        "manifest-not-for-release",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "manifest-not-for-release",
+    );
 
     let mut s = spec.clone();
     s.device_id = "dev-000002";
-    push("wrong-device", &f.build(&s), &image, default_device(), state, "wrong-device");
+    push(
+        "wrong-device",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "wrong-device",
+    );
 
     let mut s = spec.clone();
     s.family = "STM32U5";
-    push("wrong-device-class", &f.build(&s), &image, default_device(), state, "wrong-device-class");
+    push(
+        "wrong-device-class",
+        &f.build(&s),
+        &image,
+        default_device(),
+        state,
+        "wrong-device-class",
+    );
 
-    let device = Device { hardware_revision: "rev-a", ..default_device() };
-    push("wrong-hardware-revision", &valid, &image, device, state, "wrong-hardware-revision");
+    let device = Device {
+        hardware_revision: "rev-a",
+        ..default_device()
+    };
+    push(
+        "wrong-hardware-revision",
+        &valid,
+        &image,
+        device,
+        state,
+        "wrong-hardware-revision",
+    );
 
-    let device = Device { current_version: Version::new(1, 9, 0), ..default_device() };
-    push("version-out-of-range", &valid, &image, device, state, "version-out-of-range");
+    let device = Device {
+        current_version: Version::new(1, 9, 0),
+        ..default_device()
+    };
+    push(
+        "version-out-of-range",
+        &valid,
+        &image,
+        device,
+        state,
+        "version-out-of-range",
+    );
 
-    let newer = StoredState { security_epoch: SecurityEpoch(spec.security_epoch + 1), ..state };
-    push("security-epoch-rollback", &valid, &image, default_device(), newer, "security-epoch-rollback");
+    let newer = StoredState {
+        security_epoch: SecurityEpoch(spec.security_epoch + 1),
+        ..state
+    };
+    push(
+        "security-epoch-rollback",
+        &valid,
+        &image,
+        default_device(),
+        newer,
+        "security-epoch-rollback",
+    );
 
     let mut longer = image.clone();
     longer.push(0);
-    push("image-size", &valid, &longer, default_device(), state, "image-size");
+    push(
+        "image-size",
+        &valid,
+        &longer,
+        default_device(),
+        state,
+        "image-size",
+    );
 
     let mut tampered = image.clone();
     tampered[image.len() / 2] ^= 0x80;
-    push("image-digest", &valid, &tampered, default_device(), state, "image-digest");
+    push(
+        "image-digest",
+        &valid,
+        &tampered,
+        default_device(),
+        state,
+        "image-digest",
+    );
 
     // Later boots: only the installed image's digest is checked again.
     let installed = StoredState {
@@ -165,36 +316,158 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     };
     let mut truncated = valid.encode();
     truncated.truncate(truncated.len() / 2);
-    cases.push(Case {
-        name: "malformed-delivery",
-        mode: Mode::Delivery,
+    let check = Check::Delivery {
         delivery: truncated,
         image: image.clone(),
         device: default_device(),
         state,
+    };
+    cases.push(Case {
+        name: "malformed-delivery",
+        check,
         expect: "malformed",
     });
 
     let mut recheck = |name, image: &[u8], state, expect| {
         cases.push(Case {
             name,
-            mode: Mode::Installed,
-            delivery: Vec::new(),
-            image: image.to_vec(),
-            device: default_device(),
-            state,
+            check: Check::Installed {
+                image: image.to_vec(),
+                state,
+            },
             expect,
         });
     };
     recheck("installed-recheck", &image, installed, "accept");
-    recheck("installed-recheck-tampered", &tampered, installed, "image-digest");
-    recheck("installed-recheck-nothing", &image, state, "nothing-installed");
+    recheck(
+        "installed-recheck-tampered",
+        &tampered,
+        installed,
+        "image-digest",
+    );
+    recheck(
+        "installed-recheck-nothing",
+        &image,
+        state,
+        "nothing-installed",
+    );
+
+    cases.extend(conformance(f)?);
     Ok(cases)
+}
+
+/// The P-256 group order n (FIPS 186-5 / SEC 2).
+const N: [u8; 32] = hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+/// The P-256 field prime p.
+const P: [u8; 32] = hex32("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+
+const fn hex32(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            _ => c - b'a' + 10,
+        }
+    }
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// `a - b` for 256-bit big-endian numbers (`a >= b`).
+fn sub256(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = d.rem_euclid(256).to_le_bytes()[0];
+    }
+    out
+}
+
+/// ECDSA edge cases every backend must answer like the portable one: the expected verdict is what
+/// `Software` answers on the host, and the obvious ones are checked against intuition too.
+fn conformance(f: &Fixture) -> Result<Vec<Case>> {
+    type Row = (&'static str, [u8; 64], Hash, [u8; 64], Option<bool>);
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let digest = Software.sha256_of(&[b"cairn backend conformance"]);
+    let sig: p256::ecdsa::Signature = f.log_key.sign_prehash(&digest)?;
+    let good: [u8; 64] = sig.to_bytes().into();
+    let key = public_key(&f.log_key).0;
+    let other = public_key(&f.release_key).0;
+    let (r, s): ([u8; 32], [u8; 32]) = (good[..32].try_into()?, good[32..].try_into()?);
+    let join = |r: [u8; 32], s: [u8; 32]| -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&r);
+        out[32..].copy_from_slice(&s);
+        out
+    };
+    let mut off_curve = key;
+    off_curve[63] ^= 1;
+    let mut x_is_p = key;
+    x_is_p[..32].copy_from_slice(&P);
+    let mut wrong_digest = digest;
+    wrong_digest[0] ^= 1;
+    let list: [Row; 13] = [
+        ("verify-valid", key, digest, good, Some(true)),
+        ("verify-high-s", key, digest, join(r, sub256(&N, &s)), None),
+        ("verify-wrong-digest", key, wrong_digest, good, Some(false)),
+        ("verify-other-key", other, digest, good, Some(false)),
+        ("verify-r-zero", key, digest, join([0; 32], s), Some(false)),
+        ("verify-s-zero", key, digest, join(r, [0; 32]), Some(false)),
+        ("verify-r-is-n", key, digest, join(N, s), Some(false)),
+        ("verify-s-is-n", key, digest, join(r, N), Some(false)),
+        (
+            "verify-r-max",
+            key,
+            digest,
+            join([0xff; 32], s),
+            Some(false),
+        ),
+        (
+            "verify-s-max",
+            key,
+            digest,
+            join(r, [0xff; 32]),
+            Some(false),
+        ),
+        ("verify-key-off-curve", off_curve, digest, good, Some(false)),
+        ("verify-key-x-is-p", x_is_p, digest, good, Some(false)),
+        ("verify-key-zero", [0; 64], digest, good, Some(false)),
+    ];
+    list.into_iter()
+        .map(|(name, key, digest, signature, intuition)| {
+            let host = Software.verify_p256(&PublicKey(key), &digest, &Signature(signature));
+            if let Some(want) = intuition {
+                ensure!(
+                    host == want,
+                    "{name}: the portable backend says {host} on the host"
+                );
+            }
+            let expect = if host { "valid" } else { "invalid" };
+            Ok(Case {
+                name,
+                check: Check::Verify {
+                    key,
+                    digest,
+                    signature,
+                },
+                expect,
+            })
+        })
+        .collect()
 }
 
 /// The checkpoint text of `note` with the log key's signature over a different text.
 fn resign_other_text(f: &Fixture, signed: &str) -> Result<String> {
-    let (text, _) = signed.split_once("\n\n").context("checkpoint without signature block")?;
+    let (text, _) = signed
+        .split_once("\n\n")
+        .context("checkpoint without signature block")?;
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let size: u64 = lines[1].parse()?;
     lines[1] = (size + 1).to_string();
@@ -210,7 +483,11 @@ fn change_payload_keep_signature(release: &[u8]) -> Result<Vec<u8>> {
     let cose = CoseSign1::decode(release).map_err(anyhow::Error::msg)?;
     let mut statement = ReleaseStatement::decode(cose.payload).map_err(anyhow::Error::msg)?;
     statement.security_epoch = SecurityEpoch(statement.security_epoch.0 + 1);
-    Ok(cose::write::assemble(cose.protected, &statement.to_cbor(), &cose.signature.0))
+    Ok(cose::write::assemble(
+        cose.protected,
+        &statement.to_cbor(),
+        &cose.signature.0,
+    ))
 }
 
 /// Writes the cases and the Rust file that includes them; returns the Rust file's path.
@@ -220,49 +497,91 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
     let mut rs = String::new();
     writeln!(rs, "// Generated by `cargo xtask m33`; do not edit.")?;
     writeln!(rs, "const LOG_ORIGIN: &str = {:?};", anchors.log.origin)?;
-    writeln!(rs, "const LOG_KEY: [u8; 64] = {:?};", public_key(&f.log_key).0)?;
-    writeln!(rs, "const RELEASE_KEY: [u8; 64] = {:?};", public_key(&f.release_key).0)?;
+    writeln!(
+        rs,
+        "const LOG_KEY: [u8; 64] = {:?};",
+        public_key(&f.log_key).0
+    )?;
+    writeln!(
+        rs,
+        "const RELEASE_KEY: [u8; 64] = {:?};",
+        public_key(&f.release_key).0
+    )?;
     let mut images: Vec<Vec<u8>> = Vec::new();
     for case in cases {
-        if !images.contains(&case.image) {
-            images.push(case.image.clone());
+        if let Check::Delivery { image, .. } | Check::Installed { image, .. } = &case.check
+            && !images.contains(image)
+        {
+            images.push(image.clone());
         }
     }
     for (i, image) in images.iter().enumerate() {
         let path = dir.join(format!("image-{i}.bin"));
         std::fs::write(&path, image)?;
-        writeln!(rs, "static IMAGE_{i}: &[u8] = include_bytes!({:?});", path.display().to_string())?;
+        writeln!(
+            rs,
+            "static IMAGE_{i}: &[u8] = include_bytes!({:?});",
+            path.display().to_string()
+        )?;
     }
     writeln!(rs, "static CASES: &[Case] = &[")?;
     for (n, case) in cases.iter().enumerate() {
-        let path = dir.join(format!("case-{n:02}-{}.cbor", case.name));
-        std::fs::write(&path, &case.delivery)?;
-        let image = images.iter().position(|i| *i == case.image).unwrap_or_default();
-        let d = &case.device;
-        let v = d.current_version;
+        let check = match &case.check {
+            Check::Delivery {
+                delivery,
+                image,
+                device: d,
+                state,
+            } => {
+                let path = dir.join(format!("case-{n:02}-{}.cbor", case.name));
+                std::fs::write(&path, delivery)?;
+                let v = d.current_version;
+                format!(
+                    "Check::Delivery {{ delivery: include_bytes!({:?}), image: IMAGE_{},\n        \
+                     device: DeviceIdentity {{ device_id: {:?}, product: {:?}, family: {:?}, \
+                     hardware_revision: {:?}, current_version: Version::new({}, {}, {}) }},\n        \
+                     state: {} }}",
+                    path.display().to_string(),
+                    image_index(&images, image),
+                    d.device_id,
+                    d.product,
+                    d.family,
+                    d.hardware_revision,
+                    v.major,
+                    v.minor,
+                    v.patch,
+                    state_literal(state),
+                )
+            }
+            Check::Installed { image, state } => format!(
+                "Check::Installed {{ image: IMAGE_{}, state: {} }}",
+                image_index(&images, image),
+                state_literal(state)
+            ),
+            Check::Verify {
+                key,
+                digest,
+                signature,
+            } => {
+                format!(
+                    "Check::Verify {{ key: {key:?}, digest: {digest:?}, signature: {signature:?} }}"
+                )
+            }
+        };
         writeln!(
             rs,
-            "    Case {{ name: {:?}, mode: Mode::{:?}, delivery: include_bytes!({:?}), image: IMAGE_{image},\n        \
-             device: DeviceIdentity {{ device_id: {:?}, product: {:?}, family: {:?}, hardware_revision: {:?}, \
-             current_version: Version::new({}, {}, {}) }},\n        state: {}, expect: {:?} }},",
-            case.name,
-            case.mode,
-            path.display().to_string(),
-            d.device_id,
-            d.product,
-            d.family,
-            d.hardware_revision,
-            v.major,
-            v.minor,
-            v.patch,
-            state_literal(&case.state),
-            case.expect,
+            "    Case {{ name: {:?}, expect: {:?},\n        check: {check} }},",
+            case.name, case.expect
         )?;
     }
     writeln!(rs, "];")?;
     let path = dir.join("cases.rs");
     std::fs::write(&path, rs)?;
     Ok(path)
+}
+
+fn image_index(images: &[Vec<u8>], image: &[u8]) -> usize {
+    images.iter().position(|i| i == image).unwrap_or_default()
 }
 
 fn state_literal(s: &StoredState) -> String {

@@ -2,12 +2,13 @@
 //! thumbv8m.main-none-eabihf), running it under QEMU, and measuring it.
 //!
 //! Instruction counting: QEMU runs with `-icount shift=0`, so virtual time advances exactly 1 ns per
-//! instruction and SysTick (clocked from the core clock) ticks at a fixed number of instructions.
-//! The firmware measures that ratio with a calibration loop of exactly 2,000,000 instructions and
-//! reports ticks per case; instructions = ticks × 2,000,000 / calibration ticks. The count has the
-//! SysTick resolution (50 instructions on mps2-an505) and is deterministic from run to run.
+//! instruction and SysTick (clocked from the core clock) ticks once per fixed number of
+//! instructions. The firmware measures that ratio with a calibration loop of exactly 2,000,000
+//! instructions and reports ticks per case; instructions = ticks × 2,000,000 / calibration ticks.
+//! The count has SysTick's resolution (50 instructions on mps2-an505) and is the same every run.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,14 +18,77 @@ use cairn_verifier::test_support::Fixture;
 use object::read::elf::{ElfFile32, ProgramHeader};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::cases;
+use crate::cases::{self, Check};
 
 const TARGET: &str = "thumbv8m.main-none-eabihf";
 const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
 const QEMU_TIMEOUT: Duration = Duration::from_secs(600);
+/// Two p256-cm4 verifications on a Cortex-M4 (its README: ~1.23 M cycles each).
+const TWO_P256_CM4_VERIFIES: u64 = 2 * 1_225_746;
+
+/// The crypto backend the firmware links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// RustCrypto p256 0.14 (the verifier's own `Software`).
+    Software,
+    /// RustCrypto p256 0.13, for comparison.
+    P256v013,
+    /// p256-cm4 0.4.0 assembly, adapted to Armv8-M at build time.
+    P256Cm4,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Software => "software",
+            Backend::P256v013 => "p256-013",
+            Backend::P256Cm4 => "p256-cm4",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        [Backend::Software, Backend::P256v013, Backend::P256Cm4]
+            .into_iter()
+            .find(|b| b.name() == s)
+            .with_context(|| format!("unknown backend {s:?} (software, p256-013, p256-cm4)"))
+    }
+
+    fn feature(self) -> Option<&'static str> {
+        match self {
+            Backend::Software => None,
+            Backend::P256v013 => Some("p256-013"),
+            Backend::P256Cm4 => Some("p256-cm4"),
+        }
+    }
+}
+
+/// One firmware build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Variant {
+    backend: Backend,
+    /// sha2's compact (rolled) SHA-256 instead of the unrolled default: smaller, slower.
+    compact_sha2: bool,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        format!(
+            "{}{}",
+            self.backend.name(),
+            if self.compact_sha2 {
+                "+compact-sha2"
+            } else {
+                ""
+            }
+        )
+    }
+}
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
@@ -35,77 +99,228 @@ fn target_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 struct Outcome {
     verdict: String,
-    expected: String,
     ticks: u64,
     stack: u64,
 }
 
+/// One variant's run.
+struct Run {
+    variant: Variant,
+    calibration: u64,
+    outcomes: BTreeMap<String, Outcome>,
+    elf: PathBuf,
+}
+
+impl Run {
+    fn instructions(&self, case: &str) -> Option<u64> {
+        let o = self.outcomes.get(case)?;
+        Some(o.ticks * 2_000_000 / self.calibration)
+    }
+}
+
 pub(crate) fn run(args: &[String], measure: bool) -> Result<()> {
-    let mut backend = "software".to_owned();
+    let mut variants = Vec::new();
+    let mut compact = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--backend" => backend = it.next().context("--backend needs a value")?.clone(),
+            "--backend" => {
+                let name = it.next().context("--backend needs a value")?;
+                variants.push(Backend::parse(name)?);
+            }
+            "--compact-sha2" => compact = true,
             other => bail!("unknown argument {other:?}"),
         }
     }
-    ensure!(backend == "software", "unknown backend {backend:?}");
+    let variants: Vec<Variant> = if variants.is_empty() {
+        if measure {
+            // Everything side by side, in one run.
+            vec![
+                Variant {
+                    backend: Backend::Software,
+                    compact_sha2: false,
+                },
+                Variant {
+                    backend: Backend::Software,
+                    compact_sha2: true,
+                },
+                Variant {
+                    backend: Backend::P256v013,
+                    compact_sha2: false,
+                },
+                Variant {
+                    backend: Backend::P256Cm4,
+                    compact_sha2: false,
+                },
+                Variant {
+                    backend: Backend::P256Cm4,
+                    compact_sha2: true,
+                },
+            ]
+        } else {
+            // The backends a device would ship, each against the same cases.
+            vec![
+                Variant {
+                    backend: Backend::Software,
+                    compact_sha2: compact,
+                },
+                Variant {
+                    backend: Backend::P256Cm4,
+                    compact_sha2: compact,
+                },
+            ]
+        }
+    } else {
+        variants
+            .into_iter()
+            .map(|backend| Variant {
+                backend,
+                compact_sha2: compact,
+            })
+            .collect()
+    };
 
     let work = target_dir().join("m33");
     let fixture = Fixture::new();
     let all = cases::all(&fixture)?;
     let cases_rs = cases::write(&work.join("cases"), &fixture, &all)?;
-    println!("m33: {} cases written to {}", all.len(), cases_rs.parent().unwrap_or(&work).display());
+    println!(
+        "m33: {} cases written to {}",
+        all.len(),
+        work.join("cases").display()
+    );
 
-    let elf = build(&work, &cases_rs, &[])?;
-    let (calibration, outcomes) = qemu(&elf)?;
-
-    let per_tick = 2_000_000.0 / calibration as f64;
-    let mut failed = Vec::new();
-    println!("{:<30} {:<26} {:>12} {:>8}", "case", "verdict", "instructions", "stack");
-    for case in &all {
-        let Some(o) = outcomes.get(case.name) else {
-            failed.push(format!("{}: no verdict printed", case.name));
-            continue;
+    let mut runs = Vec::new();
+    for variant in variants {
+        let elf = build(&work, &cases_rs, variant, false)?;
+        let kept = work.join(format!("boot-check-{}.elf", variant.label()));
+        std::fs::copy(&elf, &kept)?;
+        let (calibration, outcomes) = qemu(&kept)?;
+        let run = Run {
+            variant,
+            calibration,
+            outcomes,
+            elf: kept,
         };
-        let mark = if o.verdict == o.expected && o.expected == case.expect { "" } else { "  UNEXPECTED" };
-        if !mark.is_empty() {
-            failed.push(format!("{}: got {}, expected {}", case.name, o.verdict, case.expect));
-        }
-        println!(
-            "{:<30} {:<26} {:>12.0} {:>8}{mark}",
-            case.name,
-            o.verdict,
-            o.ticks as f64 * per_tick,
-            o.stack
-        );
+        check_verdicts(&run, &all)?;
+        runs.push(run);
     }
-    if !failed.is_empty() {
-        bail!("Cortex-M33 boot check: {} unexpected verdicts:\n  {}", failed.len(), failed.join("\n  "));
-    }
-    println!("m33: every verdict as expected ({} cases, QEMU mps2-an505, Cortex-M33)", all.len());
-
     if measure {
-        report(&work, &cases_rs, &elf, calibration, &outcomes, &backend)?;
+        report(&work, &cases_rs, &runs)?;
     }
     Ok(())
 }
 
+fn check_verdicts(run: &Run, all: &[cases::Case]) -> Result<()> {
+    let mut failed = Vec::new();
+    println!(
+        "{:<30} {:<26} {:>12} {:>7}",
+        "case", "verdict", "instructions", "stack"
+    );
+    for case in all {
+        let Some(o) = run.outcomes.get(case.name) else {
+            failed.push(format!("{}: no verdict printed", case.name));
+            continue;
+        };
+        let mark = if o.verdict == case.expect {
+            ""
+        } else {
+            "  UNEXPECTED"
+        };
+        if !mark.is_empty() {
+            failed.push(format!(
+                "{}: got {}, expected {}",
+                case.name, o.verdict, case.expect
+            ));
+        }
+        let instructions = run.instructions(case.name).unwrap_or_default();
+        println!(
+            "{:<30} {:<26} {instructions:>12} {:>7}{mark}",
+            case.name, o.verdict, o.stack
+        );
+    }
+    ensure!(
+        failed.is_empty(),
+        "Cortex-M33 boot check, backend {}: {} unexpected verdicts:\n  {}",
+        run.variant.label(),
+        failed.len(),
+        failed.join("\n  ")
+    );
+    println!(
+        "m33: backend {}: every verdict as expected ({} cases, QEMU mps2-an505, Cortex-M33)",
+        run.variant.label(),
+        all.len()
+    );
+    Ok(())
+}
+
 /// Builds the firmware (release profile: opt-level "s", fat LTO) and returns the ELF's path.
-fn build(work: &Path, cases_rs: &Path, features: &[&str]) -> Result<PathBuf> {
-    let manifest = root().join("verifier-nostd/firmware/Cargo.toml");
+fn build(work: &Path, cases_rs: &Path, variant: Variant, baseline: bool) -> Result<PathBuf> {
+    let firmware = root().join("verifier-nostd/firmware");
     let target_dir = work.join("firmware-target");
+    let mut features: Vec<&str> = variant.backend.feature().into_iter().collect();
+    if baseline {
+        features.push("baseline");
+    }
     let mut cmd = Command::new("/usr/bin/cargo");
-    cmd.args(["build", "--quiet", "--release", "-Zbuild-std=core", "--target", TARGET])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--release",
+        "-Zbuild-std=core",
+        "--target",
+        TARGET,
+    ])
+    .arg("--manifest-path")
+    .arg(firmware.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
-    // Debian's rustc-web is the toolchain that has the library sources to build `core` for this
-    // target; the rustup toolchain running this task has no thumbv8m standard library.
+    debian_rust(&mut cmd);
+    let mut rustflags = "-C linker=ld.lld -C link-arg=-Tlink.x".to_owned();
+    if variant.compact_sha2 {
+        rustflags.push_str(" --cfg sha2_backend_soft=\"compact\"");
+    }
+    cmd.env(
+        "CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS",
+        rustflags,
+    )
+    .env("CAIRN_CASES", cases_rs);
+
+    // p256-cm4 is patched for this build only: keep the committed lock file as it is.
+    let lock = firmware.join("Cargo.lock");
+    let saved_lock = std::fs::read(&lock).ok();
+    if variant.backend == Backend::P256Cm4 {
+        let patched = p256_cm4_for_v8m(work, &firmware)?;
+        cmd.arg("--config").arg(format!(
+            "patch.crates-io.p256-cm4.path={:?}",
+            patched.display().to_string()
+        ));
+    }
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .context("running /usr/bin/cargo (is cargo-web installed? run tools/setup)");
+    if let Some(saved) = saved_lock {
+        std::fs::write(&lock, saved)?;
+    }
+    let status = status?;
+    ensure!(status.success(), "firmware build failed ({status})");
+    let elf = target_dir.join(TARGET).join("release/cairn-firmware-qemu");
+    println!(
+        "m33: built {}{} in {:.1} s",
+        variant.label(),
+        if baseline { " (baseline)" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(elf)
+}
+
+/// Debian's rustc-web is the toolchain with the library sources to build `core` for this target;
+/// the rustup toolchain running this task has no thumbv8m standard library.
+fn debian_rust(cmd: &mut Command) {
     for var in [
         "RUSTUP_TOOLCHAIN",
         "CARGO",
@@ -120,27 +335,179 @@ fn build(work: &Path, cases_rs: &Path, features: &[&str]) -> Result<PathBuf> {
         cmd.env_remove(var);
     }
     cmd.env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS", "-C linker=ld.lld -C link-arg=-Tlink.x")
-        .env("CAIRN_CASES", cases_rs);
-    let started = Instant::now();
-    let status = cmd.status().context("running /usr/bin/cargo (is cargo-web installed? run tools/setup)")?;
-    ensure!(status.success(), "firmware build failed ({status})");
-    let elf = target_dir.join(TARGET).join("release/cairn-firmware-qemu");
-    println!(
-        "m33: built {} in {:.1} s{}",
-        elf.display(),
-        started.elapsed().as_secs_f64(),
-        if features.is_empty() { String::new() } else { format!(" (features: {})", features.join(",")) }
+        .env("RUSTC_BOOTSTRAP", "1");
+}
+
+/// A copy of p256-cm4 0.4.0's sources adapted to Armv8-M Mainline, built in place of the
+/// crates.io release. Two mechanical changes, both checked by count so that a different release
+/// fails loudly instead of being half-adapted:
+///
+/// 1. every `naked_asm!` block starts with `.arch armv7e-m` and ends with `.arch armv8-m.main`:
+///    `umaal` needs the DSP extension, which the Cortex-M33 has, but rustc assembles naked
+///    functions as module-level assembly with the target's base features only (neither
+///    `-C target-feature=+dsp` nor `-C target-cpu=cortex-m33` reaches it, and LLVM's assembler does
+///    not know `.arch_extension dsp`);
+/// 2. `ldm rN, {rM}` (one register, no writeback) becomes `ldr rM, [rN]`: that form only exists as
+///    the 32-bit T2 encoding, where a one-register list is CONSTRAINED UNPREDICTABLE in Armv8-M
+///    (and QEMU's Cortex-M33 takes it as UNDEFINED); the load is the same.
+fn p256_cm4_for_v8m(work: &Path, firmware: &Path) -> Result<PathBuf> {
+    let mut meta = Command::new("/usr/bin/cargo");
+    meta.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--features",
+        "p256-cm4",
+        "--filter-platform",
+        TARGET,
+    ])
+    .arg("--manifest-path")
+    .arg(firmware.join("Cargo.toml"));
+    debian_rust(&mut meta);
+    let out = meta.output().context("cargo metadata for the firmware")?;
+    ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    Ok(elf)
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let manifest = json["packages"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["name"] == "p256-cm4" && p["version"] == "0.4.0")
+        })
+        .and_then(|p| p["manifest_path"].as_str())
+        .context("p256-cm4 0.4.0 not in the firmware's dependency graph")?;
+    let source = Path::new(manifest).parent().context("manifest path")?;
+
+    let dest = work.join("p256-cm4-0.4.0-armv8m");
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
+    copy_dir(source, &dest)?;
+    let (mut blocks, mut loads) = (0, 0);
+    for entry in std::fs::read_dir(dest.join("src/asm"))? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        let (text, b) = bracket_naked_asm(&text)?;
+        let (text, l) = single_register_ldm(&text);
+        blocks += b;
+        loads += l;
+        std::fs::write(&path, text)?;
+    }
+    ensure!(
+        blocks == 35 && loads == 1,
+        "p256-cm4 sources changed: {blocks} asm blocks, {loads} ldm"
+    );
+    Ok(dest)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `".arch armv7e-m",` after every `naked_asm!(` and `".arch armv8-m.main"` after the
+/// block's last template string (templates come before operands and options).
+fn bracket_naked_asm(src: &str) -> Result<(String, usize)> {
+    const OPEN: &str = "naked_asm!(";
+    let mut out = String::with_capacity(src.len() + 4096);
+    let mut rest = src;
+    let mut count = 0;
+    while let Some(at) = rest.find(OPEN) {
+        let (before, after) = rest.split_at(at + OPEN.len());
+        out.push_str(before);
+        out.push_str("\n        \".arch armv7e-m\",");
+        // Skip the template strings (plain or raw), separated by commas and whitespace.
+        let mut end = 0;
+        let bytes = after.as_bytes();
+        let mut i = 0;
+        loop {
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\n' | b'\t' | b',') {
+                i += 1;
+            }
+            let tail = &after[i..];
+            let len = if let Some(raw) = tail.strip_prefix("r#\"") {
+                raw.find("\"#").map(|e| e + 5)
+            } else if tail.starts_with('"') {
+                let mut j = 1;
+                let b = tail.as_bytes();
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                Some(j + 1)
+            } else {
+                None
+            };
+            match len {
+                Some(l) => {
+                    i += l;
+                    end = i;
+                }
+                None => break,
+            }
+        }
+        ensure!(end > 0, "naked_asm! block without a template string");
+        out.push_str(&after[..end]);
+        out.push_str(",\n        \".arch armv8-m.main\"");
+        rest = &after[end..];
+        count += 1;
+    }
+    out.push_str(rest);
+    Ok((out, count))
+}
+
+/// `ldm rN, {rM}` / `stm rN, {rM}` (no writeback, one register) to `ldr`/`str rM, [rN]`.
+fn single_register_ldm(src: &str) -> (String, usize) {
+    let mut count = 0;
+    let out = src
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            let indent = &line[..line.len() - t.len()];
+            for (multi, single) in [("ldm ", "ldr"), ("stm ", "str")] {
+                if let Some(args) = t.strip_prefix(multi)
+                    && let Some((base, list)) =
+                        args.split_once(",{").or_else(|| args.split_once(", {"))
+                {
+                    let reg = list.trim_end().trim_end_matches('}');
+                    let base = base.trim();
+                    if !base.ends_with('!') && !reg.contains(',') && !reg.contains('-') {
+                        count += 1;
+                        return format!("{indent}{single} {reg}, [{base}]");
+                    }
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (out + "\n", count)
 }
 
 /// Runs the firmware under QEMU with instruction counting; returns the calibration ticks and the
 /// outcome of each case.
 fn qemu(elf: &Path) -> Result<(u64, BTreeMap<String, Outcome>)> {
     let mut child = Command::new("qemu-system-arm")
-        .args(["-machine", "mps2-an505", "-cpu", "cortex-m33", "-nographic", "-monitor", "none"])
+        .args([
+            "-machine",
+            "mps2-an505",
+            "-cpu",
+            "cortex-m33",
+            "-nographic",
+            "-monitor",
+            "none",
+        ])
         .args(["-serial", "none", "-icount", "shift=0"])
         .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
         .arg(elf)
@@ -158,13 +525,12 @@ fn qemu(elf: &Path) -> Result<(u64, BTreeMap<String, Outcome>)> {
             child.kill()?;
             bail!("QEMU did not finish within {} s", QEMU_TIMEOUT.as_secs());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
     let output = child.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    println!("m33: QEMU ran for {:.1} s, exit status {status}", started.elapsed().as_secs_f64());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
 
     let mut calibration = None;
     let mut outcomes = BTreeMap::new();
@@ -172,13 +538,26 @@ fn qemu(elf: &Path) -> Result<(u64, BTreeMap<String, Outcome>)> {
         if let Some(rest) = line.strip_prefix("calibration: 2000000 instructions = ") {
             calibration = rest.strip_suffix(" ticks").and_then(|t| t.parse().ok());
         } else if let Some(rest) = line.strip_prefix("case ") {
-            let parsed = parse_case(rest).with_context(|| format!("unparsable firmware line {line:?}"))?;
-            outcomes.insert(parsed.0, parsed.1);
+            let (name, outcome) =
+                parse_case(rest).with_context(|| format!("unparsable firmware line {line:?}"))?;
+            outcomes.insert(name, outcome);
+        } else if line.starts_with("FAIL") {
+            eprintln!("{line}");
         }
     }
-    ensure!(status.success(), "the firmware reported failure (exit status {status})");
+    println!(
+        "m33: QEMU ran {} for {:.1} s ({status})",
+        elf.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        print!("{stdout}");
+    }
     let calibration = calibration.context("no calibration line from the firmware")?;
-    ensure!(calibration > 0, "calibration loop took no ticks: is -icount in effect?");
+    ensure!(
+        calibration > 0,
+        "calibration loop took no ticks: is -icount in effect?"
+    );
     Ok((calibration, outcomes))
 }
 
@@ -186,23 +565,31 @@ fn qemu(elf: &Path) -> Result<(u64, BTreeMap<String, Outcome>)> {
 fn parse_case(rest: &str) -> Option<(String, Outcome)> {
     let (name, rest) = rest.split_once(": ")?;
     let (verdict, rest) = rest.split_once(" (expected ")?;
-    let (expected, rest) = rest.split_once(") ")?;
-    let ticks = rest.split_once("ticks=")?.1.split_whitespace().next()?.parse().ok()?;
+    let ticks = rest
+        .split_once("ticks=")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     let stack = rest.split_once("stack=")?.1.trim().parse().ok()?;
     Some((
         name.to_owned(),
-        Outcome { verdict: verdict.to_owned(), expected: expected.to_owned(), ticks, stack },
+        Outcome {
+            verdict: verdict.to_owned(),
+            ticks,
+            stack,
+        },
     ))
 }
 
-/// Flash image size of an ELF: bytes of loadable segments whose load address is in flash, and
-/// the sizes of `.text` and `.rodata`.
+/// What an ELF puts in flash.
 struct FlashSize {
+    /// Bytes of loadable segments whose load address is in flash.
     total: u64,
     text: u64,
     rodata: u64,
     allocator_symbols: Vec<String>,
-    panic_symbols: usize,
 }
 
 fn flash_size(elf: &Path) -> Result<FlashSize> {
@@ -211,91 +598,186 @@ fn flash_size(elf: &Path) -> Result<FlashSize> {
     let endian = file.endian();
     let mut total = 0u64;
     for ph in file.elf_program_headers() {
-        if ph.p_type(endian) == object::elf::PT_LOAD && FLASH.contains(&u64::from(ph.p_paddr(endian))) {
+        if ph.p_type(endian) == object::elf::PT_LOAD
+            && FLASH.contains(&u64::from(ph.p_paddr(endian)))
+        {
             total += u64::from(ph.p_filesz(endian));
         }
     }
     let section = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
-    let mut allocator_symbols = Vec::new();
-    let mut panic_symbols = 0;
-    for sym in file.symbols() {
-        let name = sym.name().unwrap_or_default();
-        if name.contains("__rust_alloc") || name.contains("__rg_alloc") || name.contains("__rdl_alloc") {
-            allocator_symbols.push(name.to_owned());
-        }
-        if name.contains("panicking") || name.contains("panic_bounds_check") {
-            panic_symbols += 1;
-        }
-    }
-    Ok(FlashSize { total, text: section(".text"), rodata: section(".rodata"), allocator_symbols, panic_symbols })
+    let allocator_symbols = file
+        .symbols()
+        .filter_map(|s| s.name().ok())
+        .filter(|n| {
+            n.contains("__rust_alloc") || n.contains("__rg_alloc") || n.contains("__rdl_alloc")
+        })
+        .map(str::to_owned)
+        .collect();
+    Ok(FlashSize {
+        total,
+        text: section(".text"),
+        rodata: section(".rodata"),
+        allocator_symbols,
+    })
 }
 
-fn report(
-    work: &Path,
-    cases_rs: &Path,
-    elf: &Path,
-    calibration: u64,
-    outcomes: &BTreeMap<String, Outcome>,
-    backend: &str,
-) -> Result<()> {
-    let full_elf = work.join(format!("boot-check-{backend}.elf"));
-    std::fs::copy(elf, &full_elf)?;
-    let baseline_elf = build(work, cases_rs, &["baseline"])?;
-    let full = flash_size(&full_elf)?;
-    let base = flash_size(&baseline_elf)?;
-    // Leave the firmware target dir holding the full build again for the next `m33` run.
-    build(work, cases_rs, &[])?;
+fn kib(bytes: u64) -> String {
+    format!("{}.{}", bytes / 1024, bytes % 1024 * 10 / 1024)
+}
 
-    let per_tick = 2_000_000.0 / calibration as f64;
-    let m = outcomes.get(cases::MEASURE_CASE).context("measurement case missing")?;
-    let valid = outcomes.get("valid").context("valid case missing")?;
-    let recheck = outcomes.get("installed-recheck").context("recheck case missing")?;
-    let boot_instructions = m.ticks as f64 * per_tick;
-    let peak_stack = outcomes.values().map(|o| o.stack).max().unwrap_or(0);
+#[expect(clippy::too_many_lines, reason = "one table and its JSON twin")]
+fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
+    // The baseline links no verifier code, so one build serves every variant.
+    let base_variant = Variant {
+        backend: Backend::Software,
+        compact_sha2: false,
+    };
+    let base = flash_size(&build(work, cases_rs, base_variant, true)?)?;
     let image_len = Fixture::new().image.len();
-    let p256_cm4_two = 2.0 * 1_230_000.0;
-    let text_rodata = |f: &FlashSize| f.text + f.rodata;
-    let boot_flash = text_rodata(&full).saturating_sub(text_rodata(&base));
+    let cases = cases::all(&Fixture::new())?;
+    let delivery_cases: Vec<&str> = cases
+        .iter()
+        .filter(|c| matches!(c.check, Check::Delivery { .. }))
+        .map(|c| c.name)
+        .collect();
 
+    let mut table = String::new();
+    writeln!(
+        table,
+        "{:<24} {:>14} {:>11} {:>12} {:>12} {:>12} {:>9} {:>8}",
+        "backend",
+        "flash boot KiB",
+        "peak stack",
+        "boot d=20",
+        "boot d=3",
+        "re-check",
+        "vs 2×cm4",
+        "heap"
+    )?;
+    let mut json = Vec::new();
+    for run in runs {
+        let full = flash_size(&run.elf)?;
+        ensure!(
+            full.allocator_symbols.is_empty(),
+            "an allocator is linked into the {} firmware: {:?}",
+            run.variant.label(),
+            full.allocator_symbols
+        );
+        let boot_flash = (full.text + full.rodata).saturating_sub(base.text + base.rodata);
+        let peak_stack = delivery_cases
+            .iter()
+            .filter_map(|c| run.outcomes.get(*c))
+            .map(|o| o.stack)
+            .max()
+            .unwrap_or(0);
+        let d20 = run
+            .instructions(cases::MEASURE_CASE)
+            .context("measurement case missing")?;
+        let d3 = run.instructions("valid").context("valid case missing")?;
+        let recheck = run
+            .instructions("installed-recheck")
+            .context("re-check case missing")?;
+        let verify = run
+            .instructions("verify-valid")
+            .context("verify case missing")?;
+        // Both fit in f64's 52-bit mantissa many times over.
+        let ratio =
+            f64::from(u32::try_from(d20)?) / f64::from(u32::try_from(TWO_P256_CM4_VERIFIES)?);
+        writeln!(
+            table,
+            "{:<24} {:>14} {:>11} {:>12} {:>12} {:>12} {:>9.2} {:>8}",
+            run.variant.label(),
+            kib(boot_flash),
+            peak_stack,
+            d20,
+            d3,
+            recheck,
+            ratio,
+            0
+        )?;
+        json.push(serde_json::json!({
+            "backend": run.variant.label(),
+            "flash_boot_check_bytes": boot_flash,
+            "flash_text_bytes": full.text,
+            "flash_rodata_bytes": full.rodata,
+            "flash_loadable_bytes": full.total,
+            "peak_stack_bytes": peak_stack,
+            "heap_bytes": 0,
+            "calibration_ticks_per_2m_instructions": run.calibration,
+            "instructions_boot_check_depth20": d20,
+            "instructions_boot_check_depth3": d3,
+            "instructions_installed_recheck": recheck,
+            "instructions_one_verify_call": verify,
+            "ratio_to_two_p256_cm4_verifies": ratio,
+            "cases": run.outcomes.iter().map(|(k, o)| (k.clone(), serde_json::json!({
+                "verdict": o.verdict,
+                "instructions": o.ticks * 2_000_000 / run.calibration,
+                "stack": o.stack,
+            }))).collect::<serde_json::Map<_, _>>(),
+        }));
+    }
     println!();
-    println!("Cortex-M33 boot check, backend {backend} (opt-level \"s\", fat LTO, codegen-units 1, panic abort)");
-    println!("  flash, boot check (text+rodata, full build minus baseline build): {boot_flash} bytes ({:.1} KiB)", boot_flash as f64 / 1024.0);
-    println!("  flash, whole firmware: text {} + rodata {} bytes; baseline harness and test data: text {} + rodata {}", full.text, full.rodata, base.text, base.rodata);
-    println!("  peak stack over all cases (painted): {peak_stack} bytes");
     println!(
-        "  heap: 0 bytes (no allocator linked: {})",
-        if full.allocator_symbols.is_empty() { "no __rust_alloc symbol in the ELF".to_owned() } else { format!("FOUND {:?}", full.allocator_symbols) }
+        "Cortex-M33 (QEMU mps2-an505), opt-level \"s\", fat LTO, codegen-units 1, panic abort."
     );
-    println!("  panic-related symbols in the ELF: {} (baseline: {})", full.panic_symbols, base.panic_symbols);
-    println!("  calibration: 2,000,000 instructions = {calibration} SysTick ticks ({:.1} instructions per tick)", per_tick);
-    println!("  instructions, full boot check, depth-20 proof, {image_len}-byte image: {boot_instructions:.0}");
-    println!("  instructions, full boot check, depth-3 proof: {:.0}", valid.ticks as f64 * per_tick);
-    println!("  instructions, installed-image re-check (digest only): {:.0}", recheck.ticks as f64 * per_tick);
-    println!("  ratio to two p256-cm4 verifies (~2.46 M cycles): {:.2}", boot_instructions / p256_cm4_two);
-    ensure!(full.allocator_symbols.is_empty(), "an allocator is linked into the firmware");
-
-    let json = serde_json::json!({
-        "backend": backend,
-        "flash_boot_check_bytes": boot_flash,
-        "flash_text": full.text,
-        "flash_rodata": full.rodata,
-        "flash_total_loadable": full.total,
-        "baseline_text": base.text,
-        "baseline_rodata": base.rodata,
-        "peak_stack_bytes": peak_stack,
-        "heap_bytes": 0,
-        "calibration_ticks_per_2m_instructions": calibration,
-        "instructions_boot_check_depth20": boot_instructions.round(),
-        "instructions_boot_check_depth3": (valid.ticks as f64 * per_tick).round(),
-        "instructions_installed_recheck": (recheck.ticks as f64 * per_tick).round(),
-        "image_bytes": image_len,
-        "ratio_to_two_p256_cm4_verifies": boot_instructions / p256_cm4_two,
-        "cases": outcomes.iter().map(|(k, o)| (k.clone(), serde_json::json!({
-            "verdict": o.verdict, "instructions": (o.ticks as f64 * per_tick).round(), "stack": o.stack
-        }))).collect::<serde_json::Map<_, _>>(),
-    });
-    let path = work.join(format!("report-{backend}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
-    println!("  written to {}", path.display());
+    println!(
+        "flash boot: text+rodata of the firmware minus the same firmware without the verifier"
+    );
+    println!(
+        "  (baseline: text {} + rodata {} bytes of harness and test data);",
+        base.text, base.rodata
+    );
+    println!(
+        "peak stack: painted, over every delivery case; instructions from SysTick under -icount shift=0"
+    );
+    println!(
+        "  ({} ticks per 2,000,000 instructions); boot d=20: full boot check, proof depth 20,",
+        runs.first().map_or(0, |r| r.calibration)
+    );
+    println!(
+        "  {image_len}-byte image; re-check: installed image digest only; heap: no allocator is linked."
+    );
+    print!("{table}");
+    let path = work.join("report.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "baseline_text_bytes": base.text,
+            "baseline_rodata_bytes": base.rodata,
+            "image_bytes": image_len,
+            "variants": json,
+        }))?,
+    )?;
+    println!("written to {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brackets_every_naked_asm_block_before_operands() {
+        let src =
+            "naked_asm!(\n \"a\",\n r#\"b\"#,\n x = sym y,\n options(raw)\n)\nnaked_asm!(\"c\")";
+        let (out, n) = bracket_naked_asm(src).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            out,
+            "naked_asm!(\n        \".arch armv7e-m\",\n \"a\",\n r#\"b\"#,\n        \".arch armv8-m.main\",\n x = sym y,\n options(raw)\n)\n\
+             naked_asm!(\n        \".arch armv7e-m\",\"c\",\n        \".arch armv8-m.main\")"
+        );
+    }
+
+    #[test]
+    fn rewrites_only_single_register_ldm_without_writeback() {
+        let (out, n) = single_register_ldm(
+            "  ldm r4,{r6}\n  ldm r6!, {r5}\n  ldm r0, {r1, r2}\n  stm r1, {lr}",
+        );
+        assert_eq!(n, 2);
+        assert_eq!(
+            out,
+            "  ldr r6, [r4]\n  ldm r6!, {r5}\n  ldm r0, {r1, r2}\n  str lr, [r1]\n"
+        );
+    }
 }

@@ -26,11 +26,16 @@ fn main() -> Result<()> {
 const HELP: &str = "
 cairn development tasks
 
-  cargo xtask m33 [--backend NAME]        build the Cortex-M33 firmware and run every boot-check
-                                          case under QEMU mps2-an505; fails on any unexpected verdict
-  cargo xtask bench-m33 [--backend NAME]  the same, then report flash (text + rodata), peak stack,
-                                          heap and instructions per boot check (also written to
-                                          target/m33/report.json)
+  cargo xtask m33 [--backend NAME]... [--compact-sha2]
+      Build the Cortex-M33 firmware and run every boot-check case under QEMU mps2-an505, once
+      per backend; fails on any unexpected verdict. Default backends: software and p256-cm4.
 
-Backends: software (default; RustCrypto p256 0.14 + sha2 0.11).
+  cargo xtask bench-m33 [--backend NAME]... [--compact-sha2]
+      The same, then the measurements side by side: flash of the boot check (text + rodata),
+      peak stack, heap, instructions per boot check (also written to target/m33/report.json).
+      Default: every backend, with and without --compact-sha2.
+
+Backends: software (RustCrypto p256 0.14 + sha2 0.11), p256-cm4 (p256-cm4 0.4.0 assembly,
+adapted to Armv8-M at build time), p256-013 (RustCrypto p256 0.13, for comparison).
+--compact-sha2 builds sha2 with its rolled (smaller, slower) SHA-256.
 ";

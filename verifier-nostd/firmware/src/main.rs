@@ -1,7 +1,7 @@
 //! The cairn boot check on a Cortex-M33, under QEMU `mps2-an505`.
 //!
 //! Runs every generated case (one valid delivery, one per rejection reason, the depth-20 proof used
-//! for measurement, and the installed-image re-check), prints each verdict over semihosting and
+//! for measurement, the installed-image re-check, and the crypto backend's conformance cases), prints each verdict over semihosting and
 //! exits non-zero if any verdict differs from the expected one. For each case it also reports the
 //! SysTick ticks spent (with `-icount shift=0` QEMU advances virtual time one nanosecond per
 //! instruction, so ticks are an instruction count; the calibration loop at start-up gives the
@@ -17,7 +17,7 @@ use cairn_verifier::boot::{
     verify_installed,
 };
 use cairn_verifier::cose::ReleaseKey;
-use cairn_verifier::crypto::{PublicKey, Software};
+use cairn_verifier::crypto::{Crypto, PublicKey, Signature};
 use cairn_verifier::note::LogKey;
 use cairn_verifier::types::{SecurityEpoch, TreeSize, Version};
 use cortex_m::peripheral::SYST;
@@ -25,24 +25,40 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 
-/// What a case runs.
-#[derive(Clone, Copy)]
-enum Mode {
+mod backend;
+use backend::Backend;
+
+/// What a case checks.
+#[cfg_attr(
+    feature = "baseline",
+    expect(dead_code, reason = "the baseline build only keeps the data")
+)]
+enum Check {
     /// The full boot check over a delivery.
-    Delivery,
+    Delivery {
+        delivery: &'static [u8],
+        image: &'static [u8],
+        device: DeviceIdentity<'static>,
+        state: StoredState,
+    },
     /// The re-check of an already verified install (image digest only).
-    Installed,
+    Installed {
+        image: &'static [u8],
+        state: StoredState,
+    },
+    /// One ECDSA verification by the backend: every backend must give the same answer.
+    Verify {
+        key: [u8; 64],
+        digest: [u8; 32],
+        signature: [u8; 64],
+    },
 }
 
 /// One generated case.
 struct Case {
     name: &'static str,
-    mode: Mode,
-    delivery: &'static [u8],
-    image: &'static [u8],
-    device: DeviceIdentity<'static>,
-    state: StoredState,
-    /// `"accept"` or the `Error::code()` expected.
+    check: Check,
+    /// `"accept"` or the `Error::code()` expected; `"valid"` or `"invalid"` for `Verify`.
     expect: &'static str,
 }
 
@@ -107,19 +123,58 @@ fn calibrate() -> u32 {
     ticks_since(start)
 }
 
+/// The trust anchors the device pins (their key ids computed once, from the public keys).
+#[cfg(not(feature = "baseline"))]
+fn prepare() -> Option<TrustAnchors<'static>> {
+    let log = LogKey::new(LOG_ORIGIN, LOG_ORIGIN, PublicKey(LOG_KEY), &Backend)?;
+    Some(TrustAnchors {
+        log,
+        release: ReleaseKey::new(PublicKey(RELEASE_KEY), &Backend),
+    })
+}
+
+/// The baseline build keeps the same harness and data but links no verifier code at all: the
+/// flash difference between the two builds is what the boot check costs, its crypto included.
+#[cfg(feature = "baseline")]
+fn prepare() -> Option<()> {
+    core::hint::black_box((LOG_ORIGIN, LOG_KEY, RELEASE_KEY));
+    Some(())
+}
+
+#[cfg(feature = "baseline")]
+fn run(case: &Case, (): &()) -> &'static str {
+    core::hint::black_box(&case.check);
+    case.expect
+}
+
+#[cfg(not(feature = "baseline"))]
 fn run(case: &Case, anchors: &TrustAnchors<'_>) -> &'static str {
-    if cfg!(feature = "baseline") {
-        // Same data kept alive, no boot check: the flash difference is the boot check's cost.
-        core::hint::black_box((case.delivery, case.image, &case.device, &case.state, anchors));
-        return case.expect;
-    }
-    let mut image = MemoryImage(case.image);
-    let result = match case.mode {
-        Mode::Delivery => {
-            verify_delivery(case.delivery, anchors, &case.device, &case.state, &mut image, &Software)
-                .map(|_| ())
+    let result = match &case.check {
+        Check::Delivery {
+            delivery,
+            image,
+            device,
+            state,
+        } => verify_delivery(
+            delivery,
+            anchors,
+            device,
+            state,
+            &mut MemoryImage(image),
+            &Backend,
+        )
+        .map(|_| ()),
+        Check::Installed { image, state } => {
+            verify_installed(state, &mut MemoryImage(image), &Backend).map(|_| ())
         }
-        Mode::Installed => verify_installed(&case.state, &mut image, &Software).map(|_| ()),
+        Check::Verify {
+            key,
+            digest,
+            signature,
+        } => {
+            let ok = Backend.verify_p256(&PublicKey(*key), digest, &Signature(*signature));
+            return if ok { "valid" } else { "invalid" };
+        }
     };
     match result {
         Ok(()) => "accept",
@@ -143,19 +198,16 @@ fn main() -> ! {
     let calibration = calibrate();
     hprintln!("calibration: 2000000 instructions = {} ticks", calibration);
 
-    let log = LogKey::new(LOG_ORIGIN, LOG_ORIGIN, PublicKey(LOG_KEY), &Software);
-    let Some(log) = log else {
+    let Some(prepared) = prepare() else {
         hprintln!("FAIL: pinned log key rejected");
         debug::exit(debug::EXIT_FAILURE);
         loop {}
     };
-    let anchors = TrustAnchors { log, release: ReleaseKey::new(PublicKey(RELEASE_KEY), &Software) };
-
     let mut failures = 0u32;
     for case in CASES {
         let sp = paint_stack();
         let start = SYST::get_current();
-        let verdict = run(case, &anchors);
+        let verdict = run(case, &prepared);
         let ticks = ticks_since(start);
         let stack = stack_used(sp);
         let ok = verdict == case.expect;
