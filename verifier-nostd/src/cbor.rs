@@ -45,6 +45,24 @@ pub(crate) fn head(major: u8, value: u64) -> ([u8; 9], usize) {
     (out, width.saturating_add(1))
 }
 
+/// Most maps [`Reader::raw_item`] accepts nested inside each other (arrays and tags may nest
+/// without bound). cairn's own formats nest none.
+pub const MAX_MAP_DEPTH: usize = 16;
+
+/// A map [`Reader::raw_item`] is inside of.
+#[derive(Debug, Clone, Copy, Default)]
+struct OpenMap {
+    /// Keys and values not yet complete, counting the one being read.
+    members: u64,
+    /// The count of items owed at which the member being read is complete (`None` between
+    /// members).
+    member_end: Option<u64>,
+    /// Offset of the member being read.
+    member_start: usize,
+    /// Where the previous key's encoding starts and ends.
+    previous_key: Option<(usize, usize)>,
+}
+
 /// A cursor over one CBOR data item (and its nested items) that only accepts deterministic encoding.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -243,21 +261,38 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads the raw bytes of the next complete data item, checking it is deterministic.
+    /// Reads the raw bytes of the next complete data item, checking it is deterministic: shortest
+    /// heads, definite lengths, valid UTF-8, and the keys of every map strictly increasing in the
+    /// bytewise order of their encodings (RFC 8949 §4.2.1; this also rejects duplicate keys).
     ///
-    /// Nesting is bounded by `MAX_DEPTH` so hostile input cannot exhaust the stack; the walk uses
-    /// a counter of items still owed rather than recursion.
+    /// The walk uses a counter of items still owed rather than recursion, so hostile input cannot
+    /// exhaust the stack; only maps need a record (their previous key), and at most
+    /// [`MAX_MAP_DEPTH`] of them may be open at once.
     pub fn raw_item(&mut self) -> Result<&'a [u8], CborError> {
         const MAX_ITEMS: u64 = 1 << 20;
         let start = self.pos;
         let mut owed: u64 = 1;
         let mut seen: u64 = 0;
-        while owed > 0 {
+        let mut maps = [OpenMap::default(); MAX_MAP_DEPTH];
+        let mut open = 0usize;
+        loop {
+            open = self.close_members(&mut maps, open, owed)?;
+            if owed == 0 {
+                break;
+            }
+            // Unless a member of the innermost open map is being read, this item is the next one.
+            if let Some(map) = open.checked_sub(1).and_then(|i| maps.get_mut(i))
+                && map.member_end.is_none()
+            {
+                map.member_start = self.pos;
+                map.member_end = Some(owed - 1);
+            }
             owed -= 1;
             seen = seen.saturating_add(1);
             if seen > MAX_ITEMS {
                 return Err(CborError::OutOfRange { offset: self.pos });
             }
+            let offset = self.pos;
             let (major, value) = self.head()?;
             match major {
                 MAJOR_BYTES => {
@@ -269,14 +304,71 @@ impl<'a> Reader<'a> {
                     core::str::from_utf8(text).map_err(|_| CborError::InvalidUtf8 { offset })?;
                 }
                 MAJOR_ARRAY => owed = owed.saturating_add(value),
-                MAJOR_MAP => owed = owed.saturating_add(value.saturating_mul(2)),
+                MAJOR_MAP => {
+                    owed = owed.saturating_add(value.saturating_mul(2));
+                    if value > 0 {
+                        let slot = maps.get_mut(open).ok_or(CborError::OutOfRange { offset })?;
+                        *slot = OpenMap {
+                            members: value.saturating_mul(2),
+                            ..OpenMap::default()
+                        };
+                        open = open.saturating_add(1);
+                    }
+                }
                 MAJOR_TAG => owed = owed.saturating_add(1),
                 _ => {}
+            }
+            // Every item takes at least one byte: a count beyond the input cannot be met (and
+            // `owed` cannot saturate, which the member bookkeeping relies on).
+            if owed > self.input.len().saturating_sub(self.pos) as u64 {
+                return Err(CborError::UnexpectedEnd { offset });
             }
         }
         self.input
             .get(start..self.pos)
             .ok_or(CborError::UnexpectedEnd { offset: start })
+    }
+
+    /// The members of open maps that are complete once only `owed` items are left: each finished
+    /// key must sort after the map's previous key, and a map with no members left is closed.
+    /// Returns how many maps are still open.
+    fn close_members(
+        &self,
+        maps: &mut [OpenMap; MAX_MAP_DEPTH],
+        mut open: usize,
+        owed: u64,
+    ) -> Result<usize, CborError> {
+        // A member ends exactly when `owed` first drops to one less than at its start; an inner
+        // map ends no later than the member of the outer map that contains it.
+        while let Some(map) = open.checked_sub(1).and_then(|i| maps.get_mut(i)) {
+            if map.member_end != Some(owed) {
+                break;
+            }
+            map.member_end = None;
+            map.members = map.members.saturating_sub(1);
+            // Members alternate key, value from an even count: an odd count left follows a key.
+            if map.members % 2 == 1 {
+                let key = (map.member_start, self.pos);
+                if let Some(previous) = map.previous_key {
+                    let sorted = match (
+                        self.input.get(previous.0..previous.1),
+                        self.input.get(key.0..key.1),
+                    ) {
+                        (Some(p), Some(k)) => p < k,
+                        _ => false,
+                    };
+                    if !sorted {
+                        return Err(CborError::UnsortedMapKey { offset: key.0 });
+                    }
+                }
+                map.previous_key = Some(key);
+            }
+            if map.members > 0 {
+                break;
+            }
+            open = open.saturating_sub(1);
+        }
+        Ok(open)
     }
 
     /// Reads a map key, which must be the unsigned integer `key`.
@@ -508,6 +600,69 @@ mod tests {
         // an array claiming 2^64-1 elements must fail on missing input, not loop forever
         let input = [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         assert!(Reader::new(&input).raw_item().is_err());
+    }
+
+    #[test]
+    fn raw_item_requires_sorted_unique_map_keys() {
+        // Found by the cbor_raw_item fuzz target: {0: h'', 0: 0, 0: 0, 0: 0, 0: 0, -5: -5}
+        let fuzzed = [
+            0xa6, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x24, 0x24,
+        ];
+        assert_eq!(
+            Reader::new(&fuzzed).raw_item(),
+            Err(CborError::UnsortedMapKey { offset: 3 })
+        );
+        for (bad, offset) in [
+            (&[0xa2, 0x01, 0x00, 0x00, 0x00][..], 3),   // {1: 0, 0: 0}
+            (&[0xa2, 0x20, 0x00, 0x18, 0x18, 0x00], 3), // {-1: 0, 24: 0}: 0x20 > 0x18
+            // {0: {2: 0, 1: 0}, 1: 0}: inside a nested map
+            (&[0xa2, 0x00, 0xa2, 0x02, 0x00, 0x01, 0x00, 0x01, 0x00], 5),
+            // {1: {0: 0}, 0: 0}: the inner map's keys do not reset the outer map's order
+            (&[0xa2, 0x01, 0xa1, 0x00, 0x00, 0x00, 0x00], 5),
+            // {{1: 0}: 0, {0: 0}: 0}: keys that are maps compare by their encodings
+            (&[0xa2, 0xa1, 0x01, 0x00, 0x00, 0xa1, 0x00, 0x00, 0x00], 5),
+            (&[0x81, 0xa2, 0x61, b'b', 0x00, 0x61, b'a', 0x00], 5), // [{"b": 0, "a": 0}]
+        ] {
+            assert_eq!(
+                Reader::new(bad).raw_item(),
+                Err(CborError::UnsortedMapKey { offset }),
+                "{bad:x?}"
+            );
+        }
+        for good in [
+            &[0xa3, 0x00, 0x00, 0x20, 0x00, 0x61, b'a', 0x00][..], // {0: 0, -1: 0, "a": 0}
+            &[0xa2, 0x18, 0x18, 0x00, 0x20, 0x00],                 // {24: 0, -1: 0}
+            &[0xa2, 0x00, 0xa2, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00], // {0: {1: 0, 2: 0}, 1: 0}
+            &[0xa2, 0xa1, 0x00, 0x00, 0x00, 0xa1, 0x01, 0x00, 0x00], // {{0: 0}: 0, {1: 0}: 0}
+            &[0xa2, 0x00, 0xa0, 0x01, 0xa1, 0x00, 0xa0],           // {0: {}, 1: {0: {}}}
+        ] {
+            let mut r = Reader::new(good);
+            assert_eq!(r.raw_item(), Ok(good), "{good:x?}");
+            assert_eq!(r.finish(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn raw_item_bounds_map_nesting() {
+        // MAX_MAP_DEPTH maps nested in each other ({0: {0: ... 0}}) are accepted, one more is not.
+        let nested = |depth: usize| {
+            let mut v = [0xa1, 0x00].repeat(depth);
+            v.push(0x00);
+            v
+        };
+        let ok = nested(MAX_MAP_DEPTH);
+        assert_eq!(Reader::new(&ok).raw_item(), Ok(&ok[..]));
+        let deep = nested(MAX_MAP_DEPTH + 1);
+        assert_eq!(
+            Reader::new(&deep).raw_item(),
+            Err(CborError::OutOfRange {
+                offset: 2 * MAX_MAP_DEPTH
+            })
+        );
+        // arrays and tags need no record and nest freely
+        let mut arrays = [0x81, 0xd2].repeat(1000);
+        arrays.push(0x00);
+        assert_eq!(Reader::new(&arrays).raw_item(), Ok(&arrays[..]));
     }
 
     #[cfg(feature = "alloc")]

@@ -90,6 +90,13 @@ pub enum CborError {
         /// The key that was there.
         found: u64,
     },
+    /// A map key that does not sort after the key before it (RFC 8949 §4.2.1: keys are unique
+    /// and in the bytewise order of their encodings).
+    #[error("map key at byte {offset} is out of order or repeated")]
+    UnsortedMapKey {
+        /// Offset of the key.
+        offset: usize,
+    },
     /// A byte string or array of the wrong length.
     #[error("wrong length at byte {offset} (expected {expected})")]
     WrongLength {
@@ -155,6 +162,7 @@ impl CborError {
                 expected,
                 found,
             },
+            E::UnsortedMapKey { offset } => E::UnsortedMapKey { offset: s(offset) },
             E::WrongLength { offset, expected } => E::WrongLength {
                 offset: s(offset),
                 expected,
