@@ -1,0 +1,214 @@
+//! Writes the seed corpus of every fuzz target into `fuzz/corpus/<target>/` (or the directory given
+//! as the first argument): valid deliveries built from the test fixture and each of their parts.
+//! Seeds are generated, not committed, so they always match the current formats.
+//!
+//! Run with `cargo run --manifest-path fuzz/Cargo.toml --no-default-features --bin seeds`
+//! (`tools/fuzz-smoke` does).
+
+use std::path::{Path, PathBuf};
+use std::{env, fs, io};
+
+use cairn_verifier::boot::{DeviceIdentity, MemoryImage, StoredState, verify_delivery};
+use cairn_verifier::cbor::write::Writer;
+use cairn_verifier::cose::CoseSign1;
+use cairn_verifier::crypto::{Signature, Software, raw_to_der};
+use cairn_verifier::note::LogKey;
+use cairn_verifier::note::write::{body, sign};
+use cairn_verifier::statement::ReleaseEntry;
+use cairn_verifier::test_support::{
+    DEVICE, Fixture, HARDWARE, ORIGIN, Parts, Spec, filler_leaf, public_key, root_and_path,
+};
+use cairn_verifier::types::{TreeSize, Version};
+
+struct Corpus {
+    root: PathBuf,
+    written: usize,
+}
+
+impl Corpus {
+    fn put(&mut self, target: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.root.join(target);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(format!("seed-{name}")), bytes)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// A delivery and all its parts, each into the corpus of the target that decodes it.
+    fn delivery(&mut self, name: &str, parts: &Parts) -> io::Result<()> {
+        let delivery = parts.encode();
+        self.put("delivery", name, &delivery)?;
+        self.put("boot_check", name, &delivery)?;
+        self.put("checkpoint", name, parts.checkpoint.as_bytes())?;
+        self.put("cose_sign1", name, &parts.release)?;
+        self.put("manifest", name, &parts.manifest)?;
+        self.put("entry_header", &format!("{name}-manifest"), &parts.manifest)?;
+        let entry = ReleaseEntry {
+            cose_sign1: &parts.release,
+        }
+        .to_cbor();
+        self.put("entry_header", &format!("{name}-release"), &entry)?;
+        self.put("cbor_raw_item", &format!("{name}-delivery"), &delivery)?;
+        self.put(
+            "cbor_raw_item",
+            &format!("{name}-manifest"),
+            &parts.manifest,
+        )?;
+        self.put("cbor_raw_item", &format!("{name}-release-entry"), &entry)?;
+        if let Ok(cose) = CoseSign1::decode(&parts.release) {
+            self.put("release_statement", name, cose.payload)?;
+            self.put("cbor_raw_item", &format!("{name}-statement"), cose.payload)?;
+            self.put("cbor_raw_item", &format!("{name}-cose"), &parts.release)?;
+            self.put(
+                "cbor_raw_item",
+                &format!("{name}-protected"),
+                cose.protected,
+            )?;
+            self.der(&format!("{name}-cose"), &cose.signature)?;
+        }
+        Ok(())
+    }
+
+    fn der(&mut self, name: &str, signature: &Signature) -> io::Result<()> {
+        let mut der = [0u8; 72];
+        let n = raw_to_der(signature, &mut der);
+        self.put("der_signature", name, &der[..n])
+    }
+}
+
+/// How a seed delivery differs from the reference one.
+type Variant = (&'static str, fn(&mut Spec));
+
+/// Variants that each stop the boot check at a different step or take another path through the
+/// decoders.
+const VARIANTS: [Variant; 10] = [
+    ("one-leaf", |s| {
+        s.tree_size = 1;
+        s.index = 0;
+    }),
+    ("deep-tree", |s| {
+        s.tree_size = 5000;
+        s.index = 4321;
+    }),
+    ("unknown-log-key", |s| s.log_key = 9),
+    ("unknown-release-key", |s| s.release_key = 9),
+    ("not-for-release", |s| {
+        s.release_digest_override = Some([7; 32]);
+    }),
+    ("other-device", |s| {
+        s.device_id = "dev-000002";
+        s.min_version = Version::new(0, 0, 0);
+        s.max_version = Version::new(u32::MAX, u32::MAX, u32::MAX);
+    }),
+    ("other-product", |s| s.product = "Smart Sensor"),
+    ("other-hardware", |s| s.hardware_revision = "rev-b"),
+    ("version-window", |s| {
+        s.min_version = Version::new(3, 0, 0);
+        s.max_version = Version::new(3, 0, 0);
+    }),
+    ("other-image", |s| {
+        s.image = b"not the image in flash".to_vec();
+    }),
+];
+
+fn main() -> io::Result<()> {
+    let root = env::args_os().nth(1).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"),
+        PathBuf::from,
+    );
+    let mut corpus = Corpus { root, written: 0 };
+    let fixture = Fixture::new();
+    deliveries(&mut corpus, &fixture)?;
+    checkpoints(&mut corpus, &fixture)?;
+    der_edges(&mut corpus)?;
+    cbor_items(&mut corpus)?;
+    println!(
+        "seeds: wrote {} seeds into {}",
+        corpus.written,
+        corpus.root.display()
+    );
+    Ok(())
+}
+
+/// The reference delivery, which the boot check must accept (or the `boot_check` target would never
+/// get past its first failure), then the [`VARIANTS`].
+fn deliveries(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
+    let spec = fixture.spec();
+    let valid = fixture.build(&spec);
+    let valid_bytes = valid.encode();
+    let device = DeviceIdentity {
+        device_id: DEVICE,
+        product: spec.product,
+        family: spec.family,
+        hardware_revision: HARDWARE,
+        current_version: spec.min_version,
+    };
+    verify_delivery(
+        &valid_bytes,
+        &fixture.anchors(),
+        &device,
+        &StoredState::default(),
+        &mut MemoryImage(&fixture.image),
+        &Software,
+    )
+    .map_err(|e| io::Error::other(format!("the valid seed delivery is rejected: {e}")))?;
+    corpus.delivery("valid", &valid)?;
+    for (name, change) in VARIANTS {
+        let mut variant = spec.clone();
+        change(&mut variant);
+        corpus.delivery(name, &fixture.build(&variant))?;
+    }
+    Ok(())
+}
+
+/// A checkpoint with extension lines, and the same with a second (witness) signature line.
+fn checkpoints(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
+    let (root, _) = root_and_path((0..3).map(filler_leaf).collect(), 0);
+    let text = body(ORIGIN, TreeSize(3), &root, &["ext one", "ext:two"]);
+    let signed = |name: &str, key| {
+        let pinned = LogKey::new(ORIGIN, name, public_key(key), &Software)
+            .ok_or_else(|| io::Error::other("test log key rejected"))?;
+        sign(&text, &pinned, key).map_err(io::Error::other)
+    };
+    let note = signed(ORIGIN, &fixture.log_key)?;
+    corpus.put("checkpoint", "extensions", note.as_bytes())?;
+    let witness = signed("witness.test", &fixture.release_key)?;
+    let witness_line = witness.rsplit_once("\n\n").map_or("", |(_, line)| line);
+    corpus.put(
+        "checkpoint",
+        "witnessed",
+        format!("{note}{witness_line}").as_bytes(),
+    )
+}
+
+/// DER signatures at the edges: smallest scalars, both needing the sign pad, leading zero bytes.
+fn der_edges(corpus: &mut Corpus) -> io::Result<()> {
+    let mut edges = [[0u8; 64]; 4];
+    edges[0][31] = 1;
+    edges[0][63] = 1;
+    edges[1] = [0xff; 64];
+    edges[2][5] = 1;
+    edges[2][32] = 0x7f;
+    edges[3] = [0x80; 64];
+    for (i, raw) in edges.into_iter().enumerate() {
+        corpus.der(&format!("edge-{i}"), &Signature(raw))?;
+    }
+    Ok(())
+}
+
+/// Small CBOR items of every supported major type and head width (with a trailing item).
+fn cbor_items(corpus: &mut Corpus) -> io::Result<()> {
+    let mut w = Writer::new();
+    w.array(5)
+        .u64(23)
+        .u64(24)
+        .i64(-257)
+        .map(1)
+        .u64(0)
+        .tag(18)
+        .bytes(&[0xaa; 3])
+        .text("é")
+        .array(1)
+        .u64(u64::MAX);
+    corpus.put("cbor_raw_item", "all-majors", &w.into_bytes())
+}
