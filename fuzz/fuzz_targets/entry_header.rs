@@ -1,9 +1,9 @@
-//! `EntryHeader::peek` and the entry decoders behind it (`ReleaseEntry`, `Manifest`) on arbitrary
-//! bytes: never panic; an entry that decodes has the header `peek` reports, and re-encodes to
-//! exactly the input.
+//! `EntryHeader::peek` and the entry decoders behind it (`ReleaseEntry`, `Manifest`, and
+//! `Statement`, which the vault indexes every entry with) on arbitrary bytes: never panic; an entry
+//! that decodes has the header `peek` reports, and re-encodes to exactly the input.
 #![no_main]
 
-use cairn_verifier::statement::{EntryHeader, FORMAT_VERSION, Kind, Manifest, ReleaseEntry};
+use cairn_verifier::statement::{EntryHeader, FORMAT_VERSION, Kind, Manifest, ReleaseEntry, Statement};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,5 +24,14 @@ fuzz_target!(|data: &[u8]| {
         let h = header.expect("a decoded manifest has a header");
         assert_eq!((h.kind, h.fields), (Kind::MANIFEST, 11));
         assert_eq!(manifest.to_cbor(), data, "manifest re-encodes differently");
+    }
+    if let Ok(statement) = Statement::decode(data) {
+        let h = header.expect("a decoded statement has a header");
+        assert_eq!(statement.kind(), h.kind);
+        match statement {
+            Statement::Release { entry, .. } => assert_eq!(entry.to_cbor(), data),
+            Statement::Manifest(m) => assert_eq!(m.to_cbor(), data),
+            _ => panic!("a statement of a kind the fuzz target does not know"),
+        }
     }
 });

@@ -64,7 +64,8 @@ impl<'a> LogKey<'a> {
 }
 
 fn valid_origin(origin: &str) -> bool {
-    !origin.is_empty() && !origin.chars().any(char::is_control)
+    // C2SP signed-note forbids ASCII control characters (the parser's rule); other Unicode is text.
+    !origin.is_empty() && !origin.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
 
 /// C2SP signed-note: a key name is non-empty and contains no Unicode spaces and no plus sign.
@@ -258,12 +259,12 @@ pub mod write {
 
     /// The checkpoint note text: origin, size and root lines, then the extension lines.
     ///
-    /// Extension lines must be non-empty and free of newlines and control characters; they are
-    /// dropped otherwise (an invalid line would make the note unparseable).
+    /// Extension lines must be non-empty and free of ASCII control characters (newline included);
+    /// they are dropped otherwise (an invalid line would make the note unparseable).
     pub fn body(origin: &str, size: TreeSize, root: &Hash, extensions: &[&str]) -> String {
         let mut text = format!("{origin}\n{}\n{}\n", size.0, Base64::encode_string(root));
         for ext in extensions {
-            if !ext.is_empty() && !ext.chars().any(char::is_control) {
+            if !ext.is_empty() && !ext.bytes().any(|b| b < 0x20 || b == 0x7f) {
                 text.push_str(ext);
                 text.push('\n');
             }
