@@ -363,3 +363,81 @@ impl<'a> Manifest<'a> {
         w.into_bytes()
     }
 }
+
+/// Any log entry of a known kind, decoded: what the evidence index needs from every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Statement<'a> {
+    /// A release entry and the statement inside its COSE_Sign1 (signature not verified here).
+    Release {
+        /// The entry.
+        entry: ReleaseEntry<'a>,
+        /// The decoded payload.
+        statement: ReleaseStatement<'a>,
+    },
+    /// A per-device manifest.
+    Manifest(Manifest<'a>),
+}
+
+impl<'a> Statement<'a> {
+    /// Decodes an entry of any known kind. Unknown kinds and versions are `Unsupported`.
+    pub fn decode(entry: &'a [u8]) -> Result<Self, Error> {
+        let header = EntryHeader::peek(entry)?;
+        match header.kind {
+            Kind::RELEASE => {
+                let release = ReleaseEntry::decode(entry)?;
+                let cose = crate::cose::CoseSign1::decode(release.cose_sign1)?;
+                let statement = ReleaseStatement::decode(cose.payload)?;
+                Ok(Statement::Release {
+                    entry: release,
+                    statement,
+                })
+            }
+            Kind::MANIFEST => Ok(Statement::Manifest(Manifest::decode(entry)?)),
+            Kind(_) => Err(Error::Malformed {
+                item: Item::Entry,
+                cause: CborError::Unsupported { offset: 0 },
+            }),
+        }
+    }
+
+    /// The entry's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Statement::Release { .. } => Kind::RELEASE,
+            Statement::Manifest(_) => Kind::MANIFEST,
+        }
+    }
+
+    /// The release the statement is about, if any.
+    pub fn release_id(&self) -> Option<Id<'a>> {
+        match self {
+            Statement::Release { statement, .. } => Some(statement.release_id),
+            Statement::Manifest(m) => Some(m.release_id),
+        }
+    }
+
+    /// The device the statement is about, if any.
+    pub fn device_id(&self) -> Option<Id<'a>> {
+        match self {
+            Statement::Release { .. } => None,
+            Statement::Manifest(m) => Some(m.device_id),
+        }
+    }
+
+    /// The campaign the statement belongs to, if any.
+    pub fn campaign(&self) -> Option<Id<'a>> {
+        match self {
+            Statement::Release { .. } => None,
+            Statement::Manifest(m) => Some(m.campaign),
+        }
+    }
+
+    /// When the statement was made (by its own clock: issued, decided, observed).
+    pub fn time(&self) -> UnixTime {
+        match self {
+            Statement::Release { statement, .. } => statement.issued_at,
+            Statement::Manifest(m) => m.decided_at,
+        }
+    }
+}
