@@ -1,0 +1,541 @@
+//! `fsck`: an offline check of a whole log.
+//!
+//! Recomputes every leaf hash from the entries, rebuilds every tile and compares it with the stored
+//! one byte for byte, recomputes the root at every stored checkpoint's size and checks the
+//! checkpoint's signature with the log's pinned key, checks that no checkpoint commits to more than
+//! the durable size, and checks the leaf-hash lookup, the evidence index and the retention records
+//! against the entries. Independently of cairn's own tree code, every full tile is also re-hashed
+//! with `rs_merkle` and compared with the hash the tile above stores for it.
+//!
+//! The first inconsistency stops the check and is returned with its evidence (what was expected,
+//! what was found, where). RocksDB verifies its own block checksums on every read, so a flipped byte
+//! in its files surfaces as a storage error naming the file.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash as _, Hasher as _};
+
+use cairn_verifier::crypto::Software;
+use cairn_verifier::merkle::leaf_hash;
+use cairn_verifier::note::{Checkpoint, LogKey};
+use cairn_verifier::statement::Statement;
+use cairn_verifier::types::Hash;
+use rocksdb::IteratorMode;
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    self, CHECKPOINTS, Dimension, ENTRIES, EVIDENCE, LEAVES, RETENTION, TILES, leaf_key, u64_at,
+};
+use crate::tree::{Frontier, TILE_WIDTH, TileBlob, TileId};
+use crate::vault::{DOCUMENTATION_RETENTION_SECS, Vault};
+
+/// One inconsistency, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// Which check failed.
+    pub check: &'static str,
+    /// Where: an entry index, a tile, a checkpoint size, an index run.
+    pub location: String,
+    /// What the recomputation says should be there.
+    pub expected: String,
+    /// What is stored.
+    pub found: String,
+}
+
+impl std::fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {}: expected {}, found {}",
+            self.check, self.location, self.expected, self.found
+        )
+    }
+}
+
+/// What a clean check covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FsckReport {
+    /// Durable tree size.
+    pub size: u64,
+    /// Entries re-hashed.
+    pub entries: u64,
+    /// Entries pruned after retention (their leaf hashes come from the tiles).
+    pub pruned: u64,
+    /// Tiles compared.
+    pub tiles: u64,
+    /// Full tiles re-hashed with rs_merkle.
+    pub rs_merkle_tiles: u64,
+    /// Checkpoints verified.
+    pub checkpoints: u64,
+    /// Evidence index runs verified.
+    pub evidence_runs: u64,
+}
+
+/// RFC 9162 hashing for rs_merkle: its leaves are our (already 0x00-prefixed) leaf hashes, and
+/// pairs hash with 0x01. rs_merkle promotes an unpaired node, which gives the RFC root.
+#[derive(Clone)]
+struct Rfc9162;
+
+impl rs_merkle::Hasher for Rfc9162 {
+    type Hash = [u8; 32];
+
+    fn hash(data: &[u8]) -> [u8; 32] {
+        use sha2_010::Digest;
+        sha2_010::Sha256::digest(data).into()
+    }
+
+    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
+        match right {
+            Some(right) => {
+                let mut buf = [0u8; 65];
+                buf[0] = 0x01;
+                buf[1..33].copy_from_slice(left);
+                buf[33..].copy_from_slice(right);
+                Self::hash(&buf)
+            }
+            None => *left,
+        }
+    }
+}
+
+/// The RFC 9162 root of `hashes` computed by rs_merkle.
+pub fn rs_merkle_root(hashes: &[Hash]) -> Option<Hash> {
+    rs_merkle::MerkleTree::<Rfc9162>::from_leaves(hashes).root()
+}
+
+fn hex(h: &[u8]) -> String {
+    hex::encode(h)
+}
+
+fn fail<T>(
+    check: &'static str,
+    location: impl Into<String>,
+    expected: impl Into<String>,
+    found: impl Into<String>,
+) -> Result<T> {
+    Err(Error::Inconsistent(Box::new(Inconsistency {
+        check,
+        location: location.into(),
+        expected: expected.into(),
+        found: found.into(),
+    })))
+}
+
+fn fingerprint(value: &layout::EvidenceValue<'_>) -> u64 {
+    let mut h = DefaultHasher::new();
+    match value {
+        layout::EvidenceValue::Number(n) => (0u8, n).hash(&mut h),
+        layout::EvidenceValue::Text(t) => (1u8, t).hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Stands for "any value" at a pruned entry (a fingerprint collision with it only weakens the
+/// check for one entry, with probability 2^-64).
+const PRUNED: u64 = u64::MAX;
+
+const DIMENSIONS: [Dimension; 5] = [
+    Dimension::Kind,
+    Dimension::Release,
+    Dimension::Device,
+    Dimension::Campaign,
+    Dimension::Time,
+];
+
+fn dimension_values<'a>(s: &Statement<'a>) -> [Option<layout::EvidenceValue<'a>>; 5] {
+    use layout::EvidenceValue::{Number, Text};
+    [
+        Some(Number(s.kind().0)),
+        s.release_id().map(|v| Text(v.as_str())),
+        s.device_id().map(|v| Text(v.as_str())),
+        s.campaign().map(|v| Text(v.as_str())),
+        Some(layout::time_value(s.time())),
+    ]
+}
+
+impl Vault {
+    /// Checks the whole log; `progress` is called with (entries done, entries total).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass, each check next to the data it needs"
+    )]
+    pub fn fsck(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<FsckReport> {
+        let size = self.size();
+        let mut report = FsckReport {
+            size,
+            ..FsckReport::default()
+        };
+        let db = self.db();
+
+        // Checkpoints: parsed, signed by the pinned key, for this origin, within the durable size.
+        let pinned = self.log_key()?;
+        let mut checkpoints: Vec<(u64, Hash)> = Vec::new();
+        for item in db.iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let key_size = u64_at(&k, 0).unwrap_or(u64::MAX);
+            let location = format!("checkpoint {key_size}");
+            let cp = match Checkpoint::parse(&v) {
+                Ok(cp) => cp,
+                Err(e) => {
+                    return fail(
+                        "checkpoint parses",
+                        location,
+                        "a C2SP signed checkpoint",
+                        e.to_string(),
+                    );
+                }
+            };
+            if cp.size.0 != key_size {
+                return fail(
+                    "checkpoint size",
+                    location,
+                    key_size.to_string(),
+                    cp.size.0.to_string(),
+                );
+            }
+            if key_size > size {
+                return fail(
+                    "checkpoint within durable size",
+                    location,
+                    format!("size <= {size}"),
+                    key_size.to_string(),
+                );
+            }
+            let Some(public) = pinned else {
+                return fail(
+                    "log key pinned",
+                    location,
+                    "the key of the first checkpoint",
+                    "none",
+                );
+            };
+            let key =
+                LogKey::new(self.origin(), self.origin(), public, &Software).ok_or_else(|| {
+                    Error::Corrupt {
+                        what: "origin".into(),
+                    }
+                })?;
+            if let Err(e) = cp.verify(&key, &Software) {
+                return fail(
+                    "checkpoint signature",
+                    location,
+                    "a valid signature by the log key",
+                    e.to_string(),
+                );
+            }
+            checkpoints.push((key_size, cp.root));
+            report.checkpoints += 1;
+        }
+
+        // Entries, in order: leaf hashes, statements, leaf lookup, retention; the tree rebuilt.
+        let mut frontier = Frontier::default();
+        let mut pending: Vec<Hash> = Vec::with_capacity(1 << 16);
+        let mut next_checkpoint = checkpoints.iter().peekable();
+        let mut fingerprints: Vec<[Option<u64>; 5]> =
+            Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut rebuilt_tiles = 0u64;
+        let mut flush =
+            |frontier: &mut Frontier, pending: &mut Vec<Hash>, final_flush: bool| -> Result<()> {
+                for (id, blob) in frontier.append(pending) {
+                    let full = TileBlob::parse(id, &blob)?.width() == TILE_WIDTH;
+                    if !full && !final_flush {
+                        continue; // compared when it is complete, or at the end at its final width
+                    }
+                    self.compare_tile(id, &blob)?;
+                    rebuilt_tiles += 1;
+                }
+                pending.clear();
+                Ok(())
+            };
+        let entries_cf = self.cf(ENTRIES)?;
+        let leaves_cf = self.cf(LEAVES)?;
+        let retention_cf = self.cf(RETENTION)?;
+        let mut stored = db.iterator_cf(entries_cf, IteratorMode::Start).peekable();
+        for index in 0..size {
+            let here = match stored.peek() {
+                Some(Ok((k, _))) => u64_at(k, 0) == Some(index),
+                Some(Err(_)) => {
+                    let Some(Err(e)) = stored.next() else {
+                        unreachable!()
+                    };
+                    return Err(e.into());
+                }
+                None => false,
+            };
+            let hash = if here {
+                let Some(Ok((_, entry))) = stored.next() else {
+                    unreachable!()
+                };
+                let hash = leaf_hash(&Software, &entry);
+                let statement = match Statement::decode(&entry) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return fail(
+                            "entry is a valid statement",
+                            format!("entry {index}"),
+                            "a statement of a known kind",
+                            e.to_string(),
+                        );
+                    }
+                };
+                if db
+                    .get_pinned_cf(leaves_cf, leaf_key(&hash, index))?
+                    .is_none()
+                {
+                    return fail(
+                        "leaf hash lookup",
+                        format!("entry {index}"),
+                        format!("a lookup record for {}", hex(&hash)),
+                        "none",
+                    );
+                }
+                if let Statement::Release {
+                    statement: release, ..
+                } = &statement
+                {
+                    let mut key = vec![b'r'];
+                    key.extend_from_slice(release.release_id.as_str().as_bytes());
+                    let until = release.support_until.0.max(
+                        release
+                            .issued_at
+                            .0
+                            .saturating_add(DOCUMENTATION_RETENTION_SECS),
+                    );
+                    let mut want = until.to_be_bytes().to_vec();
+                    want.extend_from_slice(&index.to_be_bytes());
+                    let found = db.get_cf(retention_cf, &key)?;
+                    if found.as_deref() != Some(want.as_slice()) {
+                        return fail(
+                            "retention record",
+                            format!("release {} (entry {index})", release.release_id),
+                            hex(&want),
+                            found.map_or("none".into(), |f| hex(&f)),
+                        );
+                    }
+                }
+                fingerprints
+                    .push(dimension_values(&statement).map(|v| v.as_ref().map(fingerprint)));
+                report.entries += 1;
+                hash
+            } else if self.pruned(index)? {
+                report.pruned += 1;
+                // The index still records which runs the pruned entry was in; its values can no
+                // longer be checked, and it needs no coverage.
+                fingerprints.push([Some(PRUNED); 5]);
+                self.at(size)?.leaf_hash(index)?
+            } else {
+                return fail(
+                    "entry present",
+                    format!("entry {index}"),
+                    "the entry, or a pruning record",
+                    "nothing",
+                );
+            };
+            pending.push(hash);
+            let reached = index + 1;
+            if pending.len() == pending.capacity()
+                || next_checkpoint.peek().is_some_and(|(s, _)| *s == reached)
+            {
+                flush(&mut frontier, &mut pending, false)?;
+            }
+            while let Some((cp_size, root)) = next_checkpoint.peek() {
+                if *cp_size > reached {
+                    break;
+                }
+                let computed = if *cp_size == 0 {
+                    Frontier::default().root()
+                } else {
+                    frontier.root()
+                };
+                if computed != *root {
+                    return fail(
+                        "checkpoint root",
+                        format!("checkpoint {cp_size}"),
+                        hex(&computed),
+                        hex(root),
+                    );
+                }
+                next_checkpoint.next();
+            }
+            if reached % 4096 == 0 {
+                progress(reached, size);
+            }
+        }
+        if let Some((cp_size, root)) = next_checkpoint.next() {
+            // only a size-0 checkpoint can be left when the log is empty
+            let computed = Frontier::default().root();
+            if *cp_size != 0 || computed != *root {
+                return fail(
+                    "checkpoint root",
+                    format!("checkpoint {cp_size}"),
+                    hex(&computed),
+                    hex(root),
+                );
+            }
+        }
+        if let Some(Ok((k, _))) = stored.next() {
+            return fail(
+                "no entry beyond the durable size",
+                format!("entry {}", u64_at(&k, 0).unwrap_or(u64::MAX)),
+                format!("nothing at or after {size}"),
+                "an entry",
+            );
+        }
+        flush(&mut frontier, &mut pending, true)?;
+        report.tiles = rebuilt_tiles;
+        progress(size, size);
+
+        // Every full stored tile, re-hashed by rs_merkle, against the hash the level above stores.
+        let tree = self.at(size)?;
+        for item in db.iterator_cf(self.cf(TILES)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = TileId {
+                level: k[0],
+                index: u64_at(&k, 1).unwrap_or(u64::MAX),
+            };
+            let tile = TileBlob::parse(id, &v)?;
+            if tile.width() != TILE_WIDTH {
+                continue;
+            }
+            let row0: Vec<Hash> = tile
+                .row0()
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok())
+                .collect();
+            let Some(root) = rs_merkle_root(&row0) else {
+                continue;
+            };
+            let parent_height = (u32::from(id.level) + 1) * 8;
+            let stored_parent = crate::tree::NodeSource::node(&tree, parent_height, id.index)?;
+            if root != stored_parent {
+                return fail(
+                    "tile hash (rs_merkle)",
+                    format!("tile {}/{}", id.level, id.index),
+                    hex(&root),
+                    hex(&stored_parent),
+                );
+            }
+            report.rs_merkle_tiles += 1;
+        }
+
+        // Evidence runs: each covers entries with its value, and together they cover every entry
+        // exactly once in every dimension the entry has a value in.
+        let n = fingerprints.len();
+        let mut covered = vec![[false; 5]; n];
+        for item in db.iterator_cf(self.cf(EVIDENCE)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let dim = DIMENSIONS
+                .iter()
+                .position(|d| *d as u8 == k[0])
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!("evidence key with dimension {}", k[0]),
+                })?;
+            let value = match DIMENSIONS[dim] {
+                Dimension::Kind | Dimension::Time => {
+                    layout::EvidenceValue::Number(u64_at(&k, 1).unwrap_or(u64::MAX))
+                }
+                _ => {
+                    let len = usize::from(*k.get(1).unwrap_or(&0));
+                    layout::EvidenceValue::Text(
+                        k.get(2..2 + len)
+                            .and_then(|t| std::str::from_utf8(t).ok())
+                            .unwrap_or(""),
+                    )
+                }
+            };
+            let first = u64_at(&k, k.len().saturating_sub(8)).unwrap_or(u64::MAX);
+            let end = u64_at(&v, 0).unwrap_or(u64::MAX);
+            let location = format!(
+                "evidence run {:?} {value:?} {first}..{end}",
+                DIMENSIONS[dim]
+            );
+            if first >= end || end > size {
+                return fail(
+                    "evidence run bounds",
+                    location,
+                    format!("a non-empty range within 0..{size}"),
+                    format!("{first}..{end}"),
+                );
+            }
+            let want = fingerprint(&value);
+            for index in first..end {
+                let i = usize::try_from(index).unwrap_or(usize::MAX);
+                if covered[i][dim] {
+                    return fail(
+                        "evidence runs disjoint",
+                        location,
+                        format!("entry {index} in one run"),
+                        "two runs",
+                    );
+                }
+                covered[i][dim] = true;
+                if fingerprints[i][dim] != Some(want) && fingerprints[i][dim] != Some(PRUNED) {
+                    return fail(
+                        "evidence run value",
+                        location,
+                        format!("entry {index} to have this value"),
+                        "another value",
+                    );
+                }
+            }
+            report.evidence_runs += 1;
+        }
+        for (i, (fp, cov)) in fingerprints.iter().zip(&covered).enumerate() {
+            for dim in 0..5 {
+                if fp[dim].is_some_and(|f| f != PRUNED) && !cov[dim] {
+                    return fail(
+                        "evidence coverage",
+                        format!("entry {i}"),
+                        format!("a {:?} index run", DIMENSIONS[dim]),
+                        "none",
+                    );
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn compare_tile(&self, id: TileId, rebuilt: &[u8]) -> Result<()> {
+        let location = format!("tile {}/{}", id.level, id.index);
+        let Some(stored) = self
+            .db()
+            .get_pinned_cf(self.cf(TILES)?, layout::tile_key(id))?
+        else {
+            return fail("tile present", location, "a stored tile", "nothing");
+        };
+        if stored.as_ref() == rebuilt {
+            return Ok(());
+        }
+        // Point at the first differing hash.
+        let (Ok(want), Ok(got)) = (TileBlob::parse(id, rebuilt), TileBlob::parse(id, &stored))
+        else {
+            return fail(
+                "tile blob",
+                location,
+                format!("{} bytes", rebuilt.len()),
+                format!("{} bytes", stored.len()),
+            );
+        };
+        if want.width() != got.width() {
+            return fail(
+                "tile width",
+                location,
+                want.width().to_string(),
+                got.width().to_string(),
+            );
+        }
+        for row in 0..crate::tree::TILE_HEIGHT {
+            for position in 0..(want.width() >> row) {
+                let (w, g) = (want.node(row, position), got.node(row, position));
+                if w != g {
+                    return fail(
+                        "tile hash",
+                        format!("{location} row {row} position {position}"),
+                        w.map_or("none".into(), |h| hex(&h)),
+                        g.map_or("none".into(), |h| hex(&h)),
+                    );
+                }
+            }
+        }
+        fail("tile blob", location, hex(rebuilt), hex(&stored))
+    }
+}

@@ -1,0 +1,865 @@
+//! The vault: one RFC 9162 log in one RocksDB database, one writer and any number of readers.
+//!
+//! Durability protocol (docs/log.md): a batch of entries, their leaf-hash lookups, evidence index
+//! runs, every tile it touches and the new tree size go into one RocksDB `WriteBatch`, written with
+//! the WAL synced (`fsync`) before [`Vault::append`] returns. The in-memory size that readers and
+//! the checkpoint signer see is advanced only after that. A checkpoint is signed over that size and
+//! root, so it can only commit to entries that are already durable; it is then stored with its own
+//! synced write.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use cairn_verifier::crypto::{PublicKey, Software};
+use cairn_verifier::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use cairn_verifier::note::{self, Checkpoint, LogKey};
+use cairn_verifier::statement::{Kind, Statement};
+use cairn_verifier::types::{Hash, TreeSize, UnixTime};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBRecoveryMode, Direction,
+    IteratorMode, Options, WriteBatch, WriteOptions,
+};
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    self, CHECKPOINTS, COLUMN_FAMILIES, Dimension, ENTRIES, EVIDENCE, EvidenceValue, LEAVES, META,
+    META_FORMAT, META_LOG_KEY, META_ORIGIN, META_SIZE, RETENTION, TILES, evidence_prefix,
+    index_key, leaf_key, tile_key, u64_at,
+};
+use crate::tree::{self, Frontier, NodeSource, TILE_HEIGHT, TILE_WIDTH, TileBlob, TileId, locate};
+
+/// Largest entry: C2SP tlog-tiles entry bundles prefix each entry with a 16-bit length.
+pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
+/// Documentation is retained at least ten years after the product is placed on the market
+/// (CRA Art. 13(13)); cairn counts from the release's issue time.
+pub const DOCUMENTATION_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600 + 3 * 24 * 3600;
+/// Full upper-level tiles kept in memory (each at most 16 KiB).
+const TILE_CACHE_LIMIT: usize = 16 * 1024;
+
+/// An inclusion proof checked against a signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The signed checkpoint the proof is for.
+    pub checkpoint: String,
+    /// The tree size of that checkpoint.
+    pub size: u64,
+    /// The entry's index.
+    pub index: u64,
+    /// The entry's leaf hash.
+    pub leaf_hash: Hash,
+    /// The audit path.
+    pub proof: Vec<Hash>,
+}
+
+/// A consistency proof between two signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The older checkpoint.
+    pub old: String,
+    /// The newer checkpoint.
+    pub new: String,
+    /// The proof hashes.
+    pub proof: Vec<Hash>,
+}
+
+/// An evidence query: answered from the index, never by scanning the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query<'a> {
+    /// Entries of one kind.
+    Kind(Kind),
+    /// Entries about one release.
+    Release(&'a str),
+    /// Entries about one device.
+    Device(&'a str),
+    /// Entries of one campaign.
+    Campaign(&'a str),
+    /// Entries whose statement time is in `from..=to`.
+    Time {
+        /// First second.
+        from: UnixTime,
+        /// Last second.
+        to: UnixTime,
+    },
+}
+
+/// The retention state of one release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Index of the release entry.
+    pub release_index: u64,
+    /// Nothing about the release may be deleted before this time.
+    pub until: UnixTime,
+}
+
+/// A transparency log on RocksDB.
+pub struct Vault {
+    db: DB,
+    path: PathBuf,
+    origin: String,
+    /// Durable tree size, published to readers after each synced append.
+    size: AtomicU64,
+    /// The single writer's state.
+    writer: Mutex<Frontier>,
+    /// Full tiles of level 1 and up (immutable once full), for proofs.
+    cache: RwLock<HashMap<TileId, Arc<[u8]>>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("path", &self.path)
+            .field("origin", &self.origin)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.create_missing_column_families(true);
+    opts.set_paranoid_checks(true);
+    // A torn record at the end of the WAL was never acknowledged (its sync had not returned), so
+    // it may be dropped; corruption anywhere else stops the open instead of silently losing data.
+    opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    opts.set_max_background_jobs(2);
+    opts.set_write_buffer_size(128 << 20);
+    opts.set_max_write_buffer_number(4);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&Cache::new_lru_cache(256 << 20));
+    table.set_block_size(16 << 10);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+fn sync() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the writer lock cannot leave the frontier half-updated (it is
+    // replaced only after a successful write), so the state behind a poisoned lock is usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Vault {
+    /// Creates a new, empty log for `origin` in the directory `path`.
+    pub fn create(path: impl AsRef<Path>, origin: &str) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if path.join("CURRENT").exists() {
+            return Err(Error::AlreadyExists(path));
+        }
+        if origin.is_empty() || origin.chars().any(char::is_control) {
+            return Err(Error::WrongOrigin {
+                expected: "a non-empty origin line".into(),
+                found: origin.into(),
+            });
+        }
+        let db = Self::open_db(&path, true)?;
+        let meta = db
+            .cf_handle(META)
+            .ok_or_else(|| Error::NotALog(path.clone()))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_FORMAT, layout::FORMAT.to_be_bytes());
+        batch.put_cf(meta, META_ORIGIN, origin.as_bytes());
+        batch.put_cf(meta, META_SIZE, 0u64.to_be_bytes());
+        db.write_opt(batch, &sync())?;
+        Self::finish_open(db, path)
+    }
+
+    /// Opens an existing log.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if !path.join("CURRENT").exists() {
+            return Err(Error::NotALog(path));
+        }
+        let db = Self::open_db(&path, false)?;
+        Self::finish_open(db, path)
+    }
+
+    /// Opens an existing log and checks it is the log of `origin`.
+    pub fn open_origin(path: impl AsRef<Path>, origin: &str) -> Result<Self> {
+        let vault = Self::open(path)?;
+        if vault.origin != origin {
+            return Err(Error::WrongOrigin {
+                expected: origin.into(),
+                found: vault.origin.clone(),
+            });
+        }
+        Ok(vault)
+    }
+
+    fn open_db(path: &Path, create: bool) -> Result<DB> {
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, options()));
+        let mut opts = options();
+        opts.create_if_missing(create);
+        Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
+    }
+
+    fn finish_open(db: DB, path: PathBuf) -> Result<Self> {
+        let meta = db
+            .cf_handle(META)
+            .ok_or_else(|| Error::NotALog(path.clone()))?;
+        let format = db
+            .get_cf(meta, META_FORMAT)?
+            .ok_or_else(|| Error::NotALog(path.clone()))?;
+        if format != layout::FORMAT.to_be_bytes() {
+            return Err(Error::Corrupt {
+                what: format!(
+                    "storage format {format:?}, this cairn reads {}",
+                    layout::FORMAT
+                ),
+            });
+        }
+        let origin = db
+            .get_cf(meta, META_ORIGIN)?
+            .ok_or_else(|| Error::NotALog(path.clone()))?;
+        let origin = String::from_utf8(origin).map_err(|_| Error::Corrupt {
+            what: "origin is not UTF-8".into(),
+        })?;
+        let size = db
+            .get_cf(meta, META_SIZE)?
+            .and_then(|v| u64_at(&v, 0))
+            .ok_or_else(|| Error::Corrupt {
+                what: "no durable size".into(),
+            })?;
+        let vault = Self {
+            db,
+            path,
+            origin,
+            size: AtomicU64::new(size),
+            writer: Mutex::new(Frontier::default()),
+            cache: RwLock::new(HashMap::new()),
+        };
+        let frontier = Frontier::load(size, |id| {
+            let blob = vault.tile(id)?.ok_or_else(|| Error::Corrupt {
+                what: format!("tile {}/{} missing at size {size}", id.level, id.index),
+            })?;
+            let tile = TileBlob::parse(id, &blob)?;
+            Ok(tile
+                .row0()
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok())
+                .collect())
+        })?;
+        // The last entry must be there: a size without its entries means a lost write.
+        if size > 0
+            && vault
+                .db
+                .get_pinned_cf(vault.cf(ENTRIES)?, index_key(size - 1))?
+                .is_none()
+        {
+            return Err(Error::Corrupt {
+                what: format!("durable size is {size} but entry {} is missing", size - 1),
+            });
+        }
+        *lock(&vault.writer) = frontier;
+        Ok(vault)
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| Error::Corrupt {
+            what: format!("column family {name} missing"),
+        })
+    }
+
+    /// The directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Appends a batch of entries, atomically and durably: when this returns `Ok`, every entry is
+    /// on disk (WAL synced) with its tiles and index; on `Err`, nothing of the batch was stored.
+    ///
+    /// Every entry must be a statement of a known kind (`cairn_verifier::statement::Statement`) no
+    /// larger than [`MAX_ENTRY_LEN`]; release ids must be new. Returns the indices assigned.
+    pub fn append<E: AsRef<[u8]> + Sync>(&self, entries: &[E]) -> Result<Range<u64>> {
+        if entries.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let mut statements = Vec::with_capacity(entries.len());
+        for (position, entry) in entries.iter().enumerate() {
+            let entry = entry.as_ref();
+            if entry.len() > MAX_ENTRY_LEN {
+                return Err(Error::EntryTooLarge {
+                    position,
+                    len: entry.len(),
+                    max: MAX_ENTRY_LEN,
+                });
+            }
+            let statement =
+                Statement::decode(entry).map_err(|cause| Error::BadEntry { position, cause })?;
+            statements.push(statement);
+        }
+        let hashes = leaf_hashes(entries);
+
+        let mut writer = lock(&self.writer);
+        let start = writer.size();
+        let end = start + entries.len() as u64;
+        let mut next = writer.clone();
+        let tiles = next.append(&hashes);
+
+        let mut batch = WriteBatch::default();
+        let (entries_cf, leaves_cf, tiles_cf) =
+            (self.cf(ENTRIES)?, self.cf(LEAVES)?, self.cf(TILES)?);
+        for (i, (entry, hash)) in entries.iter().zip(&hashes).enumerate() {
+            let index = start + i as u64;
+            batch.put_cf(entries_cf, index_key(index), entry.as_ref());
+            batch.put_cf(leaves_cf, leaf_key(hash, index), []);
+        }
+        self.index_batch(&mut batch, start, &statements)?;
+        for (id, blob) in &tiles {
+            batch.put_cf(tiles_cf, tile_key(*id), blob);
+        }
+        batch.put_cf(self.cf(META)?, META_SIZE, end.to_be_bytes());
+        self.db.write_opt(batch, &sync())?;
+
+        *writer = next;
+        self.size.store(end, Ordering::Release);
+        Ok(start..end)
+    }
+
+    /// Evidence index runs and retention records for a batch starting at `start`.
+    fn index_batch(
+        &self,
+        batch: &mut WriteBatch,
+        start: u64,
+        statements: &[Statement<'_>],
+    ) -> Result<()> {
+        type ValueOf = for<'s, 'e> fn(&'s Statement<'e>) -> Option<EvidenceValue<'e>>;
+        let evidence = self.cf(EVIDENCE)?;
+        let retention = self.cf(RETENTION)?;
+        let dims: [(Dimension, ValueOf); 5] = [
+            (Dimension::Kind, |s| Some(EvidenceValue::Number(s.kind().0))),
+            (Dimension::Release, |s| {
+                s.release_id().map(|v| EvidenceValue::Text(v.as_str()))
+            }),
+            (Dimension::Device, |s| {
+                s.device_id().map(|v| EvidenceValue::Text(v.as_str()))
+            }),
+            (Dimension::Campaign, |s| {
+                s.campaign().map(|v| EvidenceValue::Text(v.as_str()))
+            }),
+            (Dimension::Time, |s| Some(layout::time_value(s.time()))),
+        ];
+        for (dimension, value_of) in dims {
+            // Consecutive entries with the same value form one run: a cohort of manifests for one
+            // campaign costs one index record, not one per device.
+            let mut run: Option<(EvidenceValue<'_>, u64)> = None;
+            let flush =
+                |batch: &mut WriteBatch, run: Option<(EvidenceValue<'_>, u64)>, end: u64| {
+                    if let Some((value, first)) = run {
+                        let mut key = evidence_prefix(dimension, &value);
+                        key.extend_from_slice(&first.to_be_bytes());
+                        batch.put_cf(evidence, key, end.to_be_bytes());
+                    }
+                };
+            for (i, statement) in statements.iter().enumerate() {
+                let index = start + i as u64;
+                let value = value_of(statement);
+                match (run, value) {
+                    (Some((current, _)), Some(v)) if current == v => {}
+                    _ => {
+                        flush(batch, run.take(), index);
+                        run = value.map(|v| (v, index));
+                    }
+                }
+            }
+            flush(batch, run, start + statements.len() as u64);
+        }
+        let mut new_releases: Vec<&str> = Vec::new();
+        for (i, statement) in statements.iter().enumerate() {
+            if let Statement::Release {
+                statement: release, ..
+            } = statement
+            {
+                let id = release.release_id.as_str();
+                let mut key = vec![b'r'];
+                key.extend_from_slice(id.as_bytes());
+                if new_releases.contains(&id) || self.db.get_pinned_cf(retention, &key)?.is_some() {
+                    return Err(Error::DuplicateRelease {
+                        position: i,
+                        release: id.into(),
+                    });
+                }
+                new_releases.push(id);
+                let until = release.support_until.0.max(
+                    release
+                        .issued_at
+                        .0
+                        .saturating_add(DOCUMENTATION_RETENTION_SECS),
+                );
+                let mut value = until.to_be_bytes().to_vec();
+                value.extend_from_slice(&(start + i as u64).to_be_bytes());
+                batch.put_cf(retention, key, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs a checkpoint of the current durable size with `signer`, whose public key `key` pins;
+    /// stores it (synced) and returns the signed note.
+    ///
+    /// The log remembers the key of its first checkpoint and refuses any other. The signature is
+    /// verified before anything is stored, so a faulty signer cannot leave a bad checkpoint behind.
+    pub fn sign_checkpoint<S>(&self, key: &LogKey<'_>, signer: &S) -> Result<String>
+    where
+        S: signature::Signer<p256::ecdsa::Signature>,
+    {
+        if key.origin != self.origin {
+            return Err(Error::WrongOrigin {
+                expected: self.origin.clone(),
+                found: key.origin.into(),
+            });
+        }
+        let meta = self.cf(META)?;
+        let pinned = self.db.get_cf(meta, META_LOG_KEY)?;
+        let spki = key.public.spki_der();
+        if pinned
+            .as_ref()
+            .is_some_and(|p| p.as_slice() != spki.as_slice())
+        {
+            return Err(Error::Checkpoint(
+                cairn_verifier::Error::CheckpointKeyMissing,
+            ));
+        }
+        let writer = lock(&self.writer); // size and root of one state
+        let size = writer.size();
+        let body = note::write::body(&self.origin, TreeSize(size), &writer.root(), &[]);
+        let note =
+            note::write::sign(&body, key, signer).map_err(|e| Error::Signing(e.to_string()))?;
+        Checkpoint::parse(note.as_bytes())
+            .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?
+            .verify(key, &Software)
+            .map_err(|_| Error::SignatureInvalid)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CHECKPOINTS)?, index_key(size), note.as_bytes());
+        if pinned.is_none() {
+            batch.put_cf(meta, META_LOG_KEY, spki);
+        }
+        self.db.write_opt(batch, &sync())?;
+        drop(writer);
+        Ok(note)
+    }
+
+    /// The public key the log's checkpoints are signed with (set by the first checkpoint).
+    pub fn log_key(&self) -> Result<Option<PublicKey>> {
+        let spki = self.db.get_cf(self.cf(META)?, META_LOG_KEY)?;
+        spki.map(|s| {
+            PublicKey::from_spki_der(&s).ok_or_else(|| Error::Corrupt {
+                what: "pinned log key is not a P-256 SPKI".into(),
+            })
+        })
+        .transpose()
+    }
+
+    /// The stored checkpoint of `size`, if any.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<String>> {
+        self.db
+            .get_cf(self.cf(CHECKPOINTS)?, index_key(size))?
+            .map(|v| {
+                String::from_utf8(v).map_err(|_| Error::Corrupt {
+                    what: format!("checkpoint {size} is not UTF-8"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The newest stored checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>> {
+        let mut it = self
+            .db
+            .iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, v) = item?;
+                String::from_utf8(v.to_vec())
+                    .map(Some)
+                    .map_err(|_| Error::Corrupt {
+                        what: "latest checkpoint is not UTF-8".into(),
+                    })
+            }
+        }
+    }
+
+    /// Sizes of every stored checkpoint, ascending.
+    pub fn checkpoint_sizes(&self) -> Result<Vec<u64>> {
+        self.db
+            .iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::Start)
+            .map(|item| {
+                let (k, _) = item?;
+                u64_at(&k, 0).ok_or_else(|| Error::Corrupt {
+                    what: "checkpoint key".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// The entry at `index`.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>> {
+        let size = self.size();
+        if index >= size {
+            return Err(Error::BeyondTree { index, size });
+        }
+        if let Some(e) = self.db.get_cf(self.cf(ENTRIES)?, index_key(index))? {
+            return Ok(e);
+        }
+        if self.pruned(index)? {
+            return Err(Error::Corrupt {
+                what: format!("entry {index} was pruned after its retention period"),
+            });
+        }
+        Err(Error::Corrupt {
+            what: format!("entry {index} is missing"),
+        })
+    }
+
+    /// Whether entry `index` was deleted after its retention period.
+    pub fn pruned(&self, index: u64) -> Result<bool> {
+        let mut key = vec![b'p'];
+        key.extend_from_slice(&index_key(index));
+        Ok(self.db.get_pinned_cf(self.cf(RETENTION)?, key)?.is_some())
+    }
+
+    /// Indices of the entries whose leaf hash is `hash` (the same entry may be logged twice).
+    pub fn find_leaf(&self, hash: &Hash) -> Result<Vec<u64>> {
+        let size = self.size();
+        let mut found = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(LEAVES)?, hash) {
+            let (k, _) = item?;
+            if !k.starts_with(hash) {
+                break;
+            }
+            let index = u64_at(&k, 32).ok_or_else(|| Error::Corrupt {
+                what: "leaf key".into(),
+            })?;
+            if index < size {
+                found.push(index);
+            }
+        }
+        Ok(found)
+    }
+
+    /// A view of the tree at `size` (at most the durable size) for computing roots and proofs.
+    pub fn at(&self, size: u64) -> Result<TreeAt<'_>> {
+        let log_size = self.size();
+        if size > log_size {
+            return Err(Error::SizeBeyondLog { size, log_size });
+        }
+        Ok(TreeAt { vault: self, size })
+    }
+
+    /// An inclusion proof of entry `index` in the stored checkpoint of size `size`, verified
+    /// against that checkpoint's root before it is returned.
+    pub fn prove_inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
+        let checkpoint = self.checkpoint(size)?.ok_or(Error::NoCheckpoint { size })?;
+        let root = checkpoint_root(&checkpoint)?;
+        let tree = self.at(size)?;
+        let proof = tree.inclusion_proof(index)?;
+        let leaf_hash = tree.leaf_hash(index)?;
+        verify_inclusion(&leaf_hash, index, size, &proof, &root)
+            .map_err(|cause| Error::ProofSelfCheck { size, cause })?;
+        Ok(InclusionProof {
+            checkpoint,
+            size,
+            index,
+            leaf_hash,
+            proof,
+        })
+    }
+
+    /// A consistency proof between the stored checkpoints of sizes `old` and `new`, verified
+    /// against both roots before it is returned.
+    pub fn prove_consistency(&self, old: u64, new: u64) -> Result<ConsistencyProof> {
+        let old_cp = self
+            .checkpoint(old)?
+            .ok_or(Error::NoCheckpoint { size: old })?;
+        let new_cp = self
+            .checkpoint(new)?
+            .ok_or(Error::NoCheckpoint { size: new })?;
+        let proof = self.at(new)?.consistency_proof(old)?;
+        verify_consistency(
+            old,
+            new,
+            &proof,
+            &checkpoint_root(&old_cp)?,
+            &checkpoint_root(&new_cp)?,
+        )
+        .map_err(|cause| Error::ProofSelfCheck { size: new, cause })?;
+        Ok(ConsistencyProof {
+            old: old_cp,
+            new: new_cp,
+            proof,
+        })
+    }
+
+    /// The runs of entries matching `query`, in log order.
+    pub fn query(&self, query: Query<'_>) -> Result<Vec<Range<u64>>> {
+        let evidence = self.cf(EVIDENCE)?;
+        let size = self.size();
+        let (lower, upper) = match query {
+            Query::Kind(k) => prefix_bounds(evidence_prefix(
+                Dimension::Kind,
+                &EvidenceValue::Number(k.0),
+            )),
+            Query::Release(r) => {
+                prefix_bounds(evidence_prefix(Dimension::Release, &EvidenceValue::Text(r)))
+            }
+            Query::Device(d) => {
+                prefix_bounds(evidence_prefix(Dimension::Device, &EvidenceValue::Text(d)))
+            }
+            Query::Campaign(c) => prefix_bounds(evidence_prefix(
+                Dimension::Campaign,
+                &EvidenceValue::Text(c),
+            )),
+            Query::Time { from, to } => {
+                let lower = evidence_prefix(Dimension::Time, &layout::time_value(from));
+                let upper = match to.0.checked_add(1) {
+                    Some(after) => {
+                        evidence_prefix(Dimension::Time, &layout::time_value(UnixTime(after)))
+                    }
+                    None => vec![Dimension::Time as u8 + 1],
+                };
+                (lower, upper)
+            }
+        };
+        let mut runs = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(evidence, IteratorMode::From(&lower, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if k.as_ref() >= upper.as_slice() {
+                break;
+            }
+            let first = u64_at(&k, k.len().saturating_sub(8)).ok_or_else(|| Error::Corrupt {
+                what: "evidence key".into(),
+            })?;
+            let end = u64_at(&v, 0).ok_or_else(|| Error::Corrupt {
+                what: "evidence value".into(),
+            })?;
+            if first < size {
+                runs.push(first..end.min(size));
+            }
+        }
+        runs.sort_by_key(|r| r.start);
+        Ok(runs)
+    }
+
+    /// Every entry index matching `query`, in log order.
+    pub fn query_indices(&self, query: Query<'_>) -> Result<Vec<u64>> {
+        Ok(self.query(query)?.into_iter().flatten().collect())
+    }
+
+    /// The retention state of a release.
+    pub fn retention(&self, release: &str) -> Result<Option<Retention>> {
+        let mut key = vec![b'r'];
+        key.extend_from_slice(release.as_bytes());
+        Ok(self.db.get_cf(self.cf(RETENTION)?, key)?.and_then(|v| {
+            Some(Retention {
+                until: UnixTime(u64_at(&v, 0)?),
+                release_index: u64_at(&v, 8)?,
+            })
+        }))
+    }
+
+    /// Deletes the bodies of every entry about `release` (the release statement, its manifests and
+    /// other evidence), keeping their leaf hashes in the tiles so the log and its proofs stay
+    /// verifiable. Refused before the release's retention period ends (CRA Art. 13(8) and (13)):
+    /// nothing is deleted then. Returns the number of entries pruned.
+    pub fn prune_release(&self, release: &str, now: UnixTime) -> Result<u64> {
+        let retention = self
+            .retention(release)?
+            .ok_or_else(|| Error::UnknownRelease(release.into()))?;
+        if now < retention.until {
+            return Err(Error::RetentionActive {
+                release: release.into(),
+                until: retention.until,
+                now,
+            });
+        }
+        let _writer = lock(&self.writer);
+        let (entries, keep) = (self.cf(ENTRIES)?, self.cf(RETENTION)?);
+        let mut batch = WriteBatch::default();
+        let mut count = 0u64;
+        for index in self.query_indices(Query::Release(release))? {
+            batch.delete_cf(entries, index_key(index));
+            let mut key = vec![b'p'];
+            key.extend_from_slice(&index_key(index));
+            batch.put_cf(keep, key, now.0.to_be_bytes());
+            count += 1;
+        }
+        self.db.write_opt(batch, &sync())?;
+        Ok(count)
+    }
+
+    /// A tile blob, full tiles of level ≥ 1 from the cache.
+    pub(crate) fn tile(&self, id: TileId) -> Result<Option<Arc<[u8]>>> {
+        if id.level > 0
+            && let Some(t) = self
+                .cache
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&id)
+        {
+            return Ok(Some(Arc::clone(t)));
+        }
+        let Some(blob) = self.db.get_pinned_cf(self.cf(TILES)?, tile_key(id))? else {
+            return Ok(None);
+        };
+        let blob: Arc<[u8]> = Arc::from(&*blob);
+        if id.level > 0 && TileBlob::parse(id, &blob)?.width() == TILE_WIDTH {
+            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= TILE_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(id, Arc::clone(&blob));
+        }
+        Ok(Some(blob))
+    }
+
+    /// Reads one node through the tile that holds it (level-0 tiles without copying them).
+    fn node(&self, height: u32, index: u64) -> Result<Hash> {
+        let (id, row, position) = locate(height, index);
+        let missing = || Error::Corrupt {
+            what: format!(
+                "node {height}/{index} missing from tile {}/{}",
+                id.level, id.index
+            ),
+        };
+        if id.level == 0 {
+            let blob = self
+                .db
+                .get_pinned_cf(self.cf(TILES)?, tile_key(id))?
+                .ok_or_else(missing)?;
+            return TileBlob::parse(id, &blob)?
+                .node(row, position)
+                .ok_or_else(missing);
+        }
+        let blob = self.tile(id)?.ok_or_else(missing)?;
+        TileBlob::parse(id, &blob)?
+            .node(row, position)
+            .ok_or_else(missing)
+    }
+
+    /// Raw access for fsck and export.
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+}
+
+/// The tree at one size.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeAt<'a> {
+    vault: &'a Vault,
+    size: u64,
+}
+
+impl NodeSource for TreeAt<'_> {
+    fn node(&self, height: u32, index: u64) -> Result<Hash> {
+        self.vault.node(height, index)
+    }
+}
+
+impl TreeAt<'_> {
+    /// The tree size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The RFC 9162 root hash.
+    pub fn root(&self) -> Result<Hash> {
+        tree::root(self, self.size)
+    }
+
+    /// The leaf hash of entry `index`, from the tiles.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash> {
+        if index >= self.size {
+            return Err(Error::BeyondTree {
+                index,
+                size: self.size,
+            });
+        }
+        self.vault.node(0, index)
+    }
+
+    /// Inclusion proof of `index` (not checked against a checkpoint; see `Vault::prove_inclusion`).
+    pub fn inclusion_proof(&self, index: u64) -> Result<Vec<Hash>> {
+        tree::inclusion_proof(self, index, self.size)
+    }
+
+    /// Consistency proof from `old` to this size.
+    pub fn consistency_proof(&self, old: u64) -> Result<Vec<Hash>> {
+        tree::consistency_proof(self, old, self.size)
+    }
+}
+
+/// The root hash of a checkpoint note (its signature is checked by whoever stored it).
+fn checkpoint_root(note: &str) -> Result<Hash> {
+    Checkpoint::parse(note.as_bytes())
+        .map(|c| c.root)
+        .map_err(|e| Error::Corrupt {
+            what: format!("stored checkpoint does not parse: {e}"),
+        })
+}
+
+fn prefix_bounds(prefix: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let mut upper = prefix.clone();
+    // The prefix never ends in 0xff for text values (length byte then ASCII) or numbers followed
+    // by the 8-byte first index, but be exact anyway: increment with carry.
+    while let Some(last) = upper.pop() {
+        if last < 0xff {
+            upper.push(last + 1);
+            break;
+        }
+    }
+    (prefix, upper)
+}
+
+/// Leaf hashes of a batch, on every core for large batches.
+fn leaf_hashes<E: AsRef<[u8]> + Sync>(entries: &[E]) -> Vec<Hash> {
+    const PER_THREAD_MIN: usize = 2048;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if entries.len() < 2 * PER_THREAD_MIN || threads == 1 {
+        return entries
+            .iter()
+            .map(|e| leaf_hash(&Software, e.as_ref()))
+            .collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    let mut out = vec![[0u8; 32]; entries.len()];
+    std::thread::scope(|s| {
+        for (input, output) in entries.chunks(chunk).zip(out.chunks_mut(chunk)) {
+            s.spawn(move || {
+                for (e, h) in input.iter().zip(output.iter_mut()) {
+                    *h = leaf_hash(&Software, e.as_ref());
+                }
+            });
+        }
+    });
+    out
+}
+
+/// Number of hashes of height `8 × level` complete in a tree of `size` leaves.
+pub(crate) fn complete_at_level(size: u64, level: u8) -> u64 {
+    let shift = TILE_HEIGHT * u32::from(level);
+    if shift >= 64 { 0 } else { size >> shift }
+}
