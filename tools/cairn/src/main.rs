@@ -1,0 +1,46 @@
+//! `cairn`: the command line for key custodians, release operators and auditors.
+//!
+//! Output is for people by default and JSON with `--json`. Exit codes: 0 when everything checked
+//! out, 1 when a verification failed (a signature, a proof, fsck), 2 when the command could not run
+//! (bad arguments, unreadable files, storage errors).
+
+mod keys;
+mod log;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cairn: signed firmware security updates with a verifiable evidence trail.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+struct Cli {
+    /// Machine-readable JSON on standard output instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The transparency log: checkpoints, proofs, export, fsck, evidence queries.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output::new(cli.json, cli.quiet);
+    let result = match cli.command {
+        Command::Log(cmd) => log::run(cmd, out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => out.fail(&failure),
+    }
+}
