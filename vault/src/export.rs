@@ -219,8 +219,14 @@ pub struct ExportCheck {
 /// Verifies an exported tiles directory with nothing but the log's public key: the checkpoint's
 /// signature, then every entry bundle re-hashed and every tile rebuilt and compared byte for byte
 /// with its file, then the recomputed root against the checkpoint's. This is what an auditor (or a
-/// mirror) runs; it reads only the directory. The first difference is reported with its file.
-#[expect(clippy::too_many_lines, reason = "one pass over the directory, each check where its data is")]
+/// mirror) runs; it reads only the directory. A missing or malformed file is reported at once. A
+/// tile file that differs from the tile rebuilt from the entry bundles is judged by the signed
+/// root: if the bundles rebuild it, the tile file is wrong and is named; if they do not, the entry
+/// bundle where the entries first disagree with the level-0 tiles is named.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass over the directory, each check where its data is"
+)]
 pub fn verify_export(
     dir: &Path,
     public: &cairn_verifier::crypto::PublicKey,
@@ -265,6 +271,10 @@ pub fn verify_export(
     let mut frontier = Frontier::default();
     let mut tiles = 0u64;
     let bundles = size.div_ceil(TILE_WIDTH as u64);
+    // The first tile file that differs from the rebuilt tile (any level, and level 0): which of the
+    // two is wrong is decided by the signed root, once every bundle has been read.
+    let mut differs: Option<Difference> = None;
+    let mut leaf_differs: Option<Difference> = None;
     let mut compare = |blobs: Vec<(TileId, Vec<u8>)>, final_size: Option<u64>| -> Result<()> {
         for (id, blob) in blobs {
             let tile = TileBlob::parse(id, &blob)?;
@@ -279,21 +289,19 @@ pub fn verify_export(
                     .zip(tile.row0())
                     .position(|(a, b)| a != b)
                     .unwrap_or(bytes.len().min(tile.row0().len()));
-                return Err(mismatch(
-                    &file,
-                    format!(
-                        "{} bytes, hash {} = {}",
-                        tile.row0().len(),
-                        at / 32,
-                        hex32(tile.row0(), at / 32)
-                    ),
-                    format!(
-                        "{} bytes, hash {} = {}",
-                        bytes.len(),
-                        at / 32,
-                        hex32(&bytes, at / 32)
-                    ),
-                ));
+                let difference = Difference {
+                    id,
+                    width: tile.width(),
+                    file,
+                    hash: at / 32,
+                    rebuilt: (tile.row0().len(), hex32(tile.row0(), at / 32)),
+                    stored: (bytes.len(), hex32(&bytes, at / 32)),
+                };
+                if id.level == 0 && leaf_differs.is_none() {
+                    leaf_differs = Some(difference.clone());
+                }
+                differs.get_or_insert(difference);
+                continue;
             }
             tiles += 1;
         }
@@ -333,6 +341,29 @@ pub fn verify_export(
     let root = last.root();
     let partial = last.partial_tiles();
     compare(partial, Some(size))?;
+    if root == checkpoint.root {
+        // The entries rebuild the signed tree: a tile file that differs is wrong.
+        if let Some(d) = differs {
+            return Err(mismatch(
+                &d.file,
+                format!("{} bytes, hash {} = {}", d.rebuilt.0, d.hash, d.rebuilt.1),
+                format!("{} bytes, hash {} = {}", d.stored.0, d.hash, d.stored.1),
+            ));
+        }
+    } else if let Some(d) = leaf_differs {
+        // They do not: the bundle where the entries first disagree with the level-0 tiles.
+        let entry = d.id.index * TILE_WIDTH as u64 + d.hash as u64;
+        return Err(mismatch(
+            &dir.join(tile_path(None, d.id.index, d.width)),
+            format!(
+                "entry {entry} with leaf hash {} (as in {}); these entries do not rebuild the \
+                 signed root",
+                d.stored.1,
+                d.file.strip_prefix(dir).unwrap_or(&d.file).display()
+            ),
+            format!("entry {entry} with leaf hash {}", d.rebuilt.1),
+        ));
+    }
     if root != checkpoint.root {
         return Err(Error::Inconsistent(Box::new(Inconsistency {
             check: "export root",
@@ -347,6 +378,19 @@ pub fn verify_export(
         tiles,
         key_id: key.key_id,
     })
+}
+
+/// A tile file that differs from the tile rebuilt from the entry bundles.
+#[derive(Clone)]
+struct Difference {
+    id: TileId,
+    width: usize,
+    file: PathBuf,
+    /// Position of the first differing hash in row 0.
+    hash: usize,
+    /// (length, that hash) of the rebuilt tile and of the file.
+    rebuilt: (usize, String),
+    stored: (usize, String),
 }
 
 fn hex32(bytes: &[u8], hash: usize) -> String {
