@@ -102,6 +102,13 @@ pub enum Error {
         /// The size asked for.
         size: u64,
     },
+    /// The entry was pruned after its retention period: its leaf hash stays in the tiles, its
+    /// bytes are gone.
+    #[error("entry {index} was pruned after its retention period")]
+    Pruned {
+        /// The entry's index.
+        index: u64,
+    },
     /// No entry with that leaf hash.
     #[error("no entry with leaf hash {0}")]
     UnknownLeaf(String),

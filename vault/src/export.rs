@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 
 use cairn_verifier::note::Checkpoint;
 
+use crate::bundle;
 use crate::error::{Error, Result, io};
-use crate::layout::{ENTRIES, index_key};
+use crate::layout::{BUNDLES, index_key};
 use crate::tree::{TILE_HEIGHT, TILE_WIDTH, TileBlob, TileId};
 use crate::vault::{Vault, complete_at_level};
 
@@ -174,32 +175,30 @@ impl Vault {
         Ok(report)
     }
 
-    /// The C2SP entry bundle of entries `256·index .. 256·index + width`.
+    /// The C2SP entry bundle of entries `256·index .. 256·index + width`, as stored (a prefix of the
+    /// stored bundle if it has grown since). Refused if an entry in it was pruned.
     pub fn entry_bundle(&self, index: u64, width: usize) -> Result<Vec<u8>> {
-        let first = index * TILE_WIDTH as u64;
-        let mut bundle = Vec::with_capacity(width * 300);
-        let entries = self.cf(ENTRIES)?;
-        for i in first..first + width as u64 {
-            let entry = self
-                .db()
-                .get_pinned_cf(entries, index_key(i))?
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!(
-                        "entry {i} missing{}",
-                        if self.pruned(i).unwrap_or(false) {
-                            " (pruned)"
-                        } else {
-                            ""
-                        }
-                    ),
-                })?;
-            let len = u16::try_from(entry.len()).map_err(|_| Error::Corrupt {
-                what: format!("entry {i} is larger than a bundle allows"),
+        let stored = self
+            .db()
+            .get_pinned_cf(self.cf(BUNDLES)?, index_key(index))?
+            .ok_or_else(|| Error::Corrupt {
+                what: format!("entry bundle {index} is missing"),
             })?;
-            bundle.extend_from_slice(&len.to_be_bytes());
-            bundle.extend_from_slice(&entry);
+        let entries = bundle::entries(index, &stored)?;
+        if entries.len() < width {
+            return Err(Error::Corrupt {
+                what: format!(
+                    "entry bundle {index} has {} entries, {width} needed",
+                    entries.len()
+                ),
+            });
         }
-        Ok(bundle)
+        if let Some(i) = entries[..width].iter().position(|e| e.is_empty()) {
+            return Err(Error::Pruned {
+                index: index * TILE_WIDTH as u64 + i as u64,
+            });
+        }
+        Ok(stored[..bundle::prefix_len(index, &stored, width)?].to_vec())
     }
 }
 

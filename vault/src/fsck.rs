@@ -21,9 +21,10 @@ use cairn_verifier::statement::Statement;
 use cairn_verifier::types::Hash;
 use rocksdb::IteratorMode;
 
+use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, CHECKPOINTS, Dimension, ENTRIES, EVIDENCE, LEAVES, RETENTION, TILES, leaf_key, u64_at,
+    self, BUNDLES, CHECKPOINTS, Dimension, EVIDENCE, LEAVES, RETENTION, TILES, u64_at,
 };
 use crate::tree::{Frontier, TILE_WIDTH, TileBlob, TileId};
 use crate::vault::{DOCUMENTATION_RETENTION_SECS, Vault};
@@ -246,27 +247,66 @@ impl Vault {
                 pending.clear();
                 Ok(())
             };
-        let entries_cf = self.cf(ENTRIES)?;
-        let leaves_cf = self.cf(LEAVES)?;
         let retention_cf = self.cf(RETENTION)?;
-        let mut stored = db.iterator_cf(entries_cf, IteratorMode::Start).peekable();
+        let mut prefixes: Vec<[u8; 8]> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut stored = db.iterator_cf(self.cf(BUNDLES)?, IteratorMode::Start);
+        let mut bundle_entries: Vec<Vec<u8>> = Vec::new();
         for index in 0..size {
-            let here = match stored.peek() {
-                Some(Ok((k, _))) => u64_at(k, 0) == Some(index),
-                Some(Err(_)) => {
-                    let Some(Err(e)) = stored.next() else {
-                        unreachable!()
-                    };
-                    return Err(e.into());
-                }
-                None => false,
-            };
-            let hash = if here {
-                let Some(Ok((_, entry))) = stored.next() else {
-                    unreachable!()
+            let at = usize::try_from(index % BUNDLE_WIDTH as u64).unwrap_or(0);
+            if at == 0 {
+                let b = index / BUNDLE_WIDTH as u64;
+                let location = format!("entry bundle {b}");
+                let Some(item) = stored.next() else {
+                    return fail("entry bundle present", location, "the bundle", "nothing");
                 };
-                let hash = leaf_hash(&Software, &entry);
-                let statement = match Statement::decode(&entry) {
+                let (k, v) = item?;
+                if u64_at(&k, 0) != Some(b) {
+                    return fail(
+                        "entry bundle present",
+                        location,
+                        "the bundle",
+                        format!("bundle {} next", hex(&k)),
+                    );
+                }
+                let want = usize::try_from((size - index).min(BUNDLE_WIDTH as u64)).unwrap_or(0);
+                bundle_entries = match bundle::entries(b, &v) {
+                    Ok(e) => e.into_iter().map(<[u8]>::to_vec).collect(),
+                    Err(e) => {
+                        return fail(
+                            "entry bundle parses",
+                            location,
+                            "length-prefixed entries",
+                            e.to_string(),
+                        );
+                    }
+                };
+                if bundle_entries.len() != want {
+                    return fail(
+                        "entry bundle length",
+                        location,
+                        format!("{want} entries"),
+                        format!("{} entries", bundle_entries.len()),
+                    );
+                }
+            }
+            let entry = &bundle_entries[at];
+            let hash = if entry.is_empty() {
+                if !self.pruned(index)? {
+                    return fail(
+                        "entry present",
+                        format!("entry {index}"),
+                        "the entry, or a pruning record",
+                        "an empty entry",
+                    );
+                }
+                report.pruned += 1;
+                // The index still records which runs the pruned entry was in; its values can no
+                // longer be checked, and it needs no coverage.
+                fingerprints.push([Some(PRUNED); 5]);
+                self.at(size)?.leaf_hash(index)?
+            } else {
+                let hash = leaf_hash(&Software, entry);
+                let statement = match Statement::decode(entry) {
                     Ok(s) => s,
                     Err(e) => {
                         return fail(
@@ -277,17 +317,6 @@ impl Vault {
                         );
                     }
                 };
-                if db
-                    .get_pinned_cf(leaves_cf, leaf_key(&hash, index))?
-                    .is_none()
-                {
-                    return fail(
-                        "leaf hash lookup",
-                        format!("entry {index}"),
-                        format!("a lookup record for {}", hex(&hash)),
-                        "none",
-                    );
-                }
                 if let Statement::Release {
                     statement: release, ..
                 } = &statement
@@ -316,20 +345,8 @@ impl Vault {
                     .push(dimension_values(&statement).map(|v| v.as_ref().map(fingerprint)));
                 report.entries += 1;
                 hash
-            } else if self.pruned(index)? {
-                report.pruned += 1;
-                // The index still records which runs the pruned entry was in; its values can no
-                // longer be checked, and it needs no coverage.
-                fingerprints.push([Some(PRUNED); 5]);
-                self.at(size)?.leaf_hash(index)?
-            } else {
-                return fail(
-                    "entry present",
-                    format!("entry {index}"),
-                    "the entry, or a pruning record",
-                    "nothing",
-                );
             };
+            prefixes.push(hash[..8].try_into().unwrap_or([0; 8]));
             pending.push(hash);
             let reached = index + 1;
             if pending.len() == pending.capacity()
@@ -375,9 +392,9 @@ impl Vault {
         if let Some(Ok((k, _))) = stored.next() {
             return fail(
                 "no entry beyond the durable size",
-                format!("entry {}", u64_at(&k, 0).unwrap_or(u64::MAX)),
-                format!("nothing at or after {size}"),
-                "an entry",
+                format!("entry bundle {}", u64_at(&k, 0).unwrap_or(u64::MAX)),
+                format!("no bundle after entry {size}"),
+                "a bundle",
             );
         }
         flush(&mut frontier, &mut pending, true)?;
@@ -417,12 +434,88 @@ impl Vault {
             report.rs_merkle_tiles += 1;
         }
 
+        // Leaf lookup records: every entry exactly once, under its hash's bucket and prefix.
+        let mut looked_up = vec![false; prefixes.len()];
+        for item in db.iterator_cf(self.cf(LEAVES)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let location = format!("leaf lookup record {}", hex(&k));
+            if k.len() != 9 || v.len() % 16 != 0 {
+                return fail(
+                    "leaf lookup record",
+                    location,
+                    "a 9-byte key and 16-byte pairs",
+                    format!("{} and {} bytes", k.len(), v.len()),
+                );
+            }
+            for pair in v.chunks_exact(16) {
+                let index = u64_at(pair, 8).unwrap_or(u64::MAX);
+                let i = usize::try_from(index).unwrap_or(usize::MAX);
+                let Some(prefix) = prefixes.get(i) else {
+                    return fail(
+                        "leaf lookup record",
+                        location,
+                        format!("indices below {size}"),
+                        index.to_string(),
+                    );
+                };
+                if pair[..8] != prefix[..] || k[0] != prefix[0] || looked_up[i] {
+                    return fail(
+                        "leaf lookup record",
+                        location,
+                        format!("entry {index} once, with prefix {}", hex(prefix)),
+                        hex(&pair[..8]),
+                    );
+                }
+                looked_up[i] = true;
+            }
+        }
+        if let Some(i) = looked_up.iter().position(|seen| !seen) {
+            return fail(
+                "leaf hash lookup",
+                format!("entry {i}"),
+                format!("a lookup record for prefix {}", hex(&prefixes[i])),
+                "none",
+            );
+        }
+
         // Evidence runs: each covers entries with its value, and together they cover every entry
         // exactly once in every dimension the entry has a value in.
         let n = fingerprints.len();
         let mut covered = vec![[false; 5]; n];
         for item in db.iterator_cf(self.cf(EVIDENCE)?, IteratorMode::Start) {
             let (k, v) = item?;
+            if k.first() == Some(&(Dimension::Device as u8)) {
+                let dim = DIMENSIONS
+                    .iter()
+                    .position(|d| *d == Dimension::Device)
+                    .unwrap_or(2);
+                let location = format!("device index record {}", hex(&k));
+                for (device, index) in crate::vault::device_records(&v)? {
+                    let i = usize::try_from(index).unwrap_or(usize::MAX);
+                    let want = std::str::from_utf8(device)
+                        .map(|d| fingerprint(&layout::EvidenceValue::Text(d)));
+                    let ok = k.len() == 10
+                        && k[1] == bundle::bucket(device)
+                        && fingerprints
+                            .get(i)
+                            .is_some_and(|f| f[dim] == want.ok() || f[dim] == Some(PRUNED))
+                        && !covered[i][dim];
+                    if !ok {
+                        return fail(
+                            "device index record",
+                            location,
+                            format!(
+                                "entry {index} once, about {}",
+                                String::from_utf8_lossy(device)
+                            ),
+                            "another device, a repeat or an index beyond the log",
+                        );
+                    }
+                    covered[i][dim] = true;
+                }
+                report.evidence_runs += 1;
+                continue;
+            }
             let dim = DIMENSIONS
                 .iter()
                 .position(|d| *d as u8 == k[0])
@@ -527,9 +620,18 @@ impl Vault {
             for position in 0..(want.width() >> row) {
                 let (w, g) = (want.node(row, position), got.node(row, position));
                 if w != g {
+                    // Row 0 of a level-0 tile is the leaf hashes: name the entry too.
+                    let entry = if id.level == 0 && row == 0 {
+                        format!(
+                            " (entry {})",
+                            id.index * TILE_WIDTH as u64 + position as u64
+                        )
+                    } else {
+                        String::new()
+                    };
                     return fail(
                         "tile hash",
-                        format!("{location} row {row} position {position}"),
+                        format!("{location} row {row} position {position}{entry}"),
                         w.map_or("none".into(), |h| hex(&h)),
                         g.map_or("none".into(), |h| hex(&h)),
                     );

@@ -10,7 +10,7 @@ use crate::tree::TileId;
 /// Column family names, in creation order.
 pub(crate) const COLUMN_FAMILIES: [&str; 7] = [
     META,
-    ENTRIES,
+    BUNDLES,
     TILES,
     LEAVES,
     EVIDENCE,
@@ -20,13 +20,16 @@ pub(crate) const COLUMN_FAMILIES: [&str; 7] = [
 
 /// Log-wide values: format version, origin, durable size, pinned log key.
 pub(crate) const META: &str = "meta";
-/// Entry bytes by index: `index (u64)` → entry.
-pub(crate) const ENTRIES: &str = "entries";
+/// Entries, as C2SP entry bundles: `bundle index (u64)` → up to 256 length-prefixed entries.
+pub(crate) const BUNDLES: &str = "bundles";
 /// Tile blobs: `level (u8) || index (u64)` → blob (see `tree`).
 pub(crate) const TILES: &str = "tiles";
-/// Leaf hash lookup: `leaf hash (32) || index (u64)` → empty.
+/// Leaf hash lookup, bucketed by the hash's first byte, one record per bucket and batch:
+/// `hash[0] (u8) || first index of the batch (u64)` → sorted `hash[0..8] || index (u64)` pairs.
 pub(crate) const LEAVES: &str = "leaves";
-/// Evidence index runs: `dimension (u8) || value || first index (u64)` → end index (u64, exclusive).
+/// Evidence index runs: `dimension (u8) || value || first index (u64)` → end index (u64, exclusive);
+/// devices, bucketed: `3 || bucket (u8) || first index of the batch (u64)` → sorted
+/// `length (u8) || device id || index (u64)` records.
 pub(crate) const EVIDENCE: &str = "evidence";
 /// Signed checkpoints: `size (u64)` → signed note.
 pub(crate) const CHECKPOINTS: &str = "checkpoints";
@@ -52,10 +55,12 @@ pub(crate) fn tile_key(id: TileId) -> [u8; 9] {
     k
 }
 
-pub(crate) fn leaf_key(hash: &[u8; 32], index: u64) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..32].copy_from_slice(hash);
-    k[32..].copy_from_slice(&index.to_be_bytes());
+/// Key of a bucket record (leaf hashes, devices) of the batch starting at `first`.
+pub(crate) fn bucket_key(prefix: &[u8], bucket: u8, first: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 9);
+    k.extend_from_slice(prefix);
+    k.push(bucket);
+    k.extend_from_slice(&first.to_be_bytes());
     k
 }
 

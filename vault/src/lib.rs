@@ -11,6 +11,7 @@
 //!
 //! Storage layout, durability protocol and the append state machine: `docs/log.md`.
 
+mod bundle;
 mod error;
 pub mod export;
 pub mod fsck;

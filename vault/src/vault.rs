@@ -23,11 +23,12 @@ use rocksdb::{
     IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
+use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, CHECKPOINTS, COLUMN_FAMILIES, Dimension, ENTRIES, EVIDENCE, EvidenceValue, LEAVES, META,
-    META_FORMAT, META_LOG_KEY, META_ORIGIN, META_SIZE, RETENTION, TILES, evidence_prefix,
-    index_key, leaf_key, tile_key, u64_at,
+    self, BUNDLES, CHECKPOINTS, COLUMN_FAMILIES, Dimension, EVIDENCE, EvidenceValue, LEAVES, META,
+    META_FORMAT, META_LOG_KEY, META_ORIGIN, META_SIZE, RETENTION, TILES, bucket_key,
+    evidence_prefix, index_key, tile_key, u64_at,
 };
 use crate::tree::{self, Frontier, NodeSource, TILE_HEIGHT, TILE_WIDTH, TileBlob, TileId, locate};
 
@@ -94,6 +95,26 @@ pub struct Retention {
     pub until: UnixTime,
 }
 
+/// One batch, ready to be written.
+struct Prepared {
+    batch: WriteBatch,
+    /// The writer state once it is written.
+    next: Writer,
+    range: Range<u64>,
+    /// Release ids it adds.
+    releases: Vec<String>,
+}
+
+/// What the single writer keeps between appends: the right edge of the tree and of the entries.
+#[derive(Debug, Clone, Default)]
+struct Writer {
+    frontier: Frontier,
+    /// The partial entry bundle (fewer than 256 entries), as stored.
+    bundle: Vec<u8>,
+    /// Entries in it.
+    bundle_count: usize,
+}
+
 /// A transparency log on RocksDB.
 pub struct Vault {
     db: DB,
@@ -102,7 +123,7 @@ pub struct Vault {
     /// Durable tree size, published to readers after each synced append.
     size: AtomicU64,
     /// The single writer's state.
-    writer: Mutex<Frontier>,
+    writer: Mutex<Writer>,
     /// Full tiles of level 1 and up (immutable once full), for proofs.
     cache: RwLock<HashMap<TileId, Arc<[u8]>>>,
 }
@@ -235,7 +256,7 @@ impl Vault {
             path,
             origin,
             size: AtomicU64::new(size),
-            writer: Mutex::new(Frontier::default()),
+            writer: Mutex::new(Writer::default()),
             cache: RwLock::new(HashMap::new()),
         };
         let frontier = Frontier::load(size, |id| {
@@ -249,18 +270,35 @@ impl Vault {
                 .filter_map(|c| c.try_into().ok())
                 .collect())
         })?;
-        // The last entry must be there: a size without its entries means a lost write.
-        if size > 0
-            && vault
+        // The bundle holding the last entry must hold exactly the entries up to the durable size:
+        // it was written in the same batch as the size.
+        let (mut bundle, mut bundle_count) = (Vec::new(), 0);
+        if size > 0 {
+            let last = (size - 1) / BUNDLE_WIDTH as u64;
+            let stored = vault
                 .db
-                .get_pinned_cf(vault.cf(ENTRIES)?, index_key(size - 1))?
-                .is_none()
-        {
-            return Err(Error::Corrupt {
-                what: format!("durable size is {size} but entry {} is missing", size - 1),
-            });
+                .get_cf(vault.cf(BUNDLES)?, index_key(last))?
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!("durable size is {size} but entry bundle {last} is missing"),
+                })?;
+            let count = bundle::entries(last, &stored)?.len();
+            let want = usize::try_from(size - last * BUNDLE_WIDTH as u64).unwrap_or(BUNDLE_WIDTH);
+            if count != want {
+                return Err(Error::Corrupt {
+                    what: format!(
+                        "entry bundle {last} holds {count} entries, the durable size {size} needs {want}"
+                    ),
+                });
+            }
+            if count < BUNDLE_WIDTH {
+                (bundle, bundle_count) = (stored, count);
+            }
         }
-        *lock(&vault.writer) = frontier;
+        *lock(&vault.writer) = Writer {
+            frontier,
+            bundle,
+            bundle_count,
+        };
         Ok(vault)
     }
 
@@ -291,49 +329,137 @@ impl Vault {
     /// Every entry must be a statement of a known kind (`cairn_verifier::statement::Statement`) no
     /// larger than [`MAX_ENTRY_LEN`]; release ids must be new. Returns the indices assigned.
     pub fn append<E: AsRef<[u8]> + Sync>(&self, entries: &[E]) -> Result<Range<u64>> {
+        let mut writer = lock(&self.writer);
+        let prepared = self.build(&writer, entries, &[])?;
+        self.db.write_opt(prepared.batch, &sync())?;
+        *writer = prepared.next;
+        self.size.store(prepared.range.end, Ordering::Release);
+        Ok(prepared.range)
+    }
+
+    /// Appends many batches, pipelined: while one batch is written and synced, the next is
+    /// checked, hashed and turned into its `WriteBatch` on another thread. Each batch is atomic and
+    /// durable exactly as with [`Vault::append`], and `ack` is called with its indices, in order,
+    /// once its synced write has returned.
+    ///
+    /// Stops at the first bad batch or failed write and returns its error; the batches acknowledged
+    /// before it stay in the log, nothing of the failed one is stored. Returns the number of
+    /// entries appended.
+    pub fn append_batches<I, B, E>(
+        &self,
+        batches: I,
+        mut ack: impl FnMut(Range<u64>),
+    ) -> Result<u64>
+    where
+        I: IntoIterator<Item = B>,
+        I::IntoIter: Send,
+        B: AsRef<[E]> + Send,
+        E: AsRef<[u8]> + Sync,
+    {
+        let mut writer = lock(&self.writer);
+        let first = writer.frontier.size();
+        let batches = batches.into_iter();
+        let state = writer.clone();
+        std::thread::scope(|scope| -> Result<u64> {
+            // One prepared batch waits while another is written: two in flight at most.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared>>(1);
+            scope.spawn(move || {
+                let mut state = state;
+                let mut in_flight: Vec<String> = Vec::new();
+                for batch in batches {
+                    let prepared = self.build(&state, batch.as_ref(), &in_flight);
+                    let stop = prepared.is_err();
+                    if let Ok(p) = &prepared {
+                        state = p.next.clone();
+                        in_flight.extend(p.releases.iter().cloned());
+                    }
+                    if tx.send(prepared).is_err() || stop {
+                        break;
+                    }
+                }
+            });
+            for prepared in rx {
+                let prepared = prepared?;
+                self.db.write_opt(prepared.batch, &sync())?;
+                *writer = prepared.next;
+                self.size.store(prepared.range.end, Ordering::Release);
+                ack(prepared.range);
+            }
+            Ok(writer.frontier.size() - first)
+        })
+    }
+
+    /// Everything one batch writes, built from the writer state `state` without touching it.
+    /// `in_flight`: release ids of batches prepared but not yet written.
+    fn build<E: AsRef<[u8]> + Sync>(
+        &self,
+        state: &Writer,
+        entries: &[E],
+        in_flight: &[String],
+    ) -> Result<Prepared> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        let mut statements = Vec::with_capacity(entries.len());
-        for (position, entry) in entries.iter().enumerate() {
-            let entry = entry.as_ref();
-            if entry.len() > MAX_ENTRY_LEN {
-                return Err(Error::EntryTooLarge {
-                    position,
-                    len: entry.len(),
-                    max: MAX_ENTRY_LEN,
-                });
-            }
-            let statement =
-                Statement::decode(entry).map_err(|cause| Error::BadEntry { position, cause })?;
-            statements.push(statement);
-        }
-        let hashes = leaf_hashes(entries);
-
-        let mut writer = lock(&self.writer);
-        let start = writer.size();
+        let (statements, hashes) = prepare(entries)?;
+        let start = state.frontier.size();
         let end = start + entries.len() as u64;
-        let mut next = writer.clone();
-        let tiles = next.append(&hashes);
+        let mut next = state.clone();
+        let tiles = next.frontier.append(&hashes);
 
-        let mut batch = WriteBatch::default();
-        let (entries_cf, leaves_cf, tiles_cf) =
-            (self.cf(ENTRIES)?, self.cf(LEAVES)?, self.cf(TILES)?);
-        for (i, (entry, hash)) in entries.iter().zip(&hashes).enumerate() {
-            let index = start + i as u64;
-            batch.put_cf(entries_cf, index_key(index), entry.as_ref());
-            batch.put_cf(leaves_cf, leaf_key(hash, index), []);
+        let bytes: usize = entries.iter().map(|e| e.as_ref().len() + 2).sum();
+        let mut batch =
+            WriteBatch::with_capacity_bytes(bytes + tiles.len() * 16_500 + entries.len() * 96);
+        let bundles = self.cf(BUNDLES)?;
+        let mut bundle_index = start / BUNDLE_WIDTH as u64;
+        for entry in entries {
+            bundle::push(&mut next.bundle, entry.as_ref());
+            next.bundle_count += 1;
+            if next.bundle_count == BUNDLE_WIDTH {
+                batch.put_cf(bundles, index_key(bundle_index), &next.bundle);
+                next.bundle.clear();
+                next.bundle_count = 0;
+                bundle_index += 1;
+            }
         }
-        self.index_batch(&mut batch, start, &statements)?;
+        if next.bundle_count > 0 {
+            batch.put_cf(bundles, index_key(bundle_index), &next.bundle);
+        }
+        self.leaf_buckets(&mut batch, start, &hashes)?;
+        let releases = self.index_batch(&mut batch, start, &statements, in_flight)?;
+        let tiles_cf = self.cf(TILES)?;
         for (id, blob) in &tiles {
             batch.put_cf(tiles_cf, tile_key(*id), blob);
         }
         batch.put_cf(self.cf(META)?, META_SIZE, end.to_be_bytes());
-        self.db.write_opt(batch, &sync())?;
+        Ok(Prepared {
+            batch,
+            next,
+            range: start..end,
+            releases,
+        })
+    }
 
-        *writer = next;
-        self.size.store(end, Ordering::Release);
-        Ok(start..end)
+    /// The leaf-hash lookup records of a batch: per bucket (first byte of the hash), the sorted
+    /// 8-byte hash prefixes with their indices. A batch costs at most 256 records however large it
+    /// is; a lookup reads one bucket's records and confirms candidates against the tiles.
+    fn leaf_buckets(&self, batch: &mut WriteBatch, start: u64, hashes: &[Hash]) -> Result<()> {
+        let leaves = self.cf(LEAVES)?;
+        let mut buckets: Vec<Vec<[u8; 16]>> = vec![Vec::new(); 256];
+        for (i, h) in hashes.iter().enumerate() {
+            let mut pair = [0u8; 16];
+            pair[..8].copy_from_slice(&h[..8]);
+            pair[8..].copy_from_slice(&(start + i as u64).to_be_bytes());
+            buckets[usize::from(h[0])].push(pair);
+        }
+        for (b, mut pairs) in buckets.into_iter().enumerate() {
+            if pairs.is_empty() {
+                continue;
+            }
+            pairs.sort_unstable();
+            let bucket = u8::try_from(b).unwrap_or(u8::MAX);
+            batch.put_cf(leaves, bucket_key(&[], bucket, start), pairs.concat());
+        }
+        Ok(())
     }
 
     /// Writes RocksDB's memtables to table (SST) files and waits for it. Appends do not need this:
@@ -352,17 +478,15 @@ impl Vault {
         batch: &mut WriteBatch,
         start: u64,
         statements: &[Statement<'_>],
-    ) -> Result<()> {
+        in_flight: &[String],
+    ) -> Result<Vec<String>> {
         type ValueOf = for<'s, 'e> fn(&'s Statement<'e>) -> Option<EvidenceValue<'e>>;
         let evidence = self.cf(EVIDENCE)?;
         let retention = self.cf(RETENTION)?;
-        let dims: [(Dimension, ValueOf); 5] = [
+        let dims: [(Dimension, ValueOf); 4] = [
             (Dimension::Kind, |s| Some(EvidenceValue::Number(s.kind().0))),
             (Dimension::Release, |s| {
                 s.release_id().map(|v| EvidenceValue::Text(v.as_str()))
-            }),
-            (Dimension::Device, |s| {
-                s.device_id().map(|v| EvidenceValue::Text(v.as_str()))
             }),
             (Dimension::Campaign, |s| {
                 s.campaign().map(|v| EvidenceValue::Text(v.as_str()))
@@ -394,6 +518,33 @@ impl Vault {
             }
             flush(batch, run, start + statements.len() as u64);
         }
+        // Devices: one record per bucket and batch (a cohort of 10,000 manifests is at most 256
+        // records, not 10,000 keys scattered through the index).
+        let mut devices: Vec<Vec<(&str, u64)>> = vec![Vec::new(); 256];
+        for (i, statement) in statements.iter().enumerate() {
+            if let Some(d) = statement.device_id() {
+                devices[usize::from(bundle::bucket(d.as_str().as_bytes()))]
+                    .push((d.as_str(), start + i as u64));
+            }
+        }
+        for (b, records) in devices.into_iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            // In log order (the order they were pushed); a query reads the whole record.
+            let mut value = Vec::with_capacity(records.len() * 80);
+            for (device, index) in records {
+                value.push(u8::try_from(device.len()).unwrap_or(u8::MAX));
+                value.extend_from_slice(device.as_bytes());
+                value.extend_from_slice(&index.to_be_bytes());
+            }
+            let bucket = u8::try_from(b).unwrap_or(u8::MAX);
+            batch.put_cf(
+                evidence,
+                bucket_key(&[Dimension::Device as u8], bucket, start),
+                value,
+            );
+        }
         let mut new_releases: Vec<&str> = Vec::new();
         for (i, statement) in statements.iter().enumerate() {
             if let Statement::Release {
@@ -403,7 +554,10 @@ impl Vault {
                 let id = release.release_id.as_str();
                 let mut key = vec![b'r'];
                 key.extend_from_slice(id.as_bytes());
-                if new_releases.contains(&id) || self.db.get_pinned_cf(retention, &key)?.is_some() {
+                if new_releases.contains(&id)
+                    || in_flight.iter().any(|r| r == id)
+                    || self.db.get_pinned_cf(retention, &key)?.is_some()
+                {
                     return Err(Error::DuplicateRelease {
                         position: i,
                         release: id.into(),
@@ -421,7 +575,7 @@ impl Vault {
                 batch.put_cf(retention, key, value);
             }
         }
-        Ok(())
+        Ok(new_releases.into_iter().map(str::to_owned).collect())
     }
 
     /// Signs a checkpoint of the current durable size with `signer`, whose public key `key` pins;
@@ -451,8 +605,8 @@ impl Vault {
             ));
         }
         let writer = lock(&self.writer); // size and root of one state
-        let size = writer.size();
-        let body = note::write::body(&self.origin, TreeSize(size), &writer.root(), &[]);
+        let size = writer.frontier.size();
+        let body = note::write::body(&self.origin, TreeSize(size), &writer.frontier.root(), &[]);
         let note =
             note::write::sign(&body, key, signer).map_err(|e| Error::Signing(e.to_string()))?;
         Checkpoint::parse(note.as_bytes())
@@ -523,23 +677,43 @@ impl Vault {
             .collect()
     }
 
-    /// The entry at `index`.
+    /// The entry at `index`, checked against its leaf hash in the tiles before it is returned:
+    /// a tampered entry is an error, never served as evidence.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>> {
         let size = self.size();
         if index >= size {
             return Err(Error::BeyondTree { index, size });
         }
-        if let Some(e) = self.db.get_cf(self.cf(ENTRIES)?, index_key(index))? {
-            return Ok(e);
-        }
         if self.pruned(index)? {
+            return Err(Error::Pruned { index });
+        }
+        let entry = self.stored_entry(index)?;
+        let tiles = self.at(size)?.leaf_hash(index)?;
+        if leaf_hash(&Software, &entry) != tiles {
             return Err(Error::Corrupt {
-                what: format!("entry {index} was pruned after its retention period"),
+                what: format!("entry {index} does not hash to its leaf hash in the tiles"),
             });
         }
-        Err(Error::Corrupt {
-            what: format!("entry {index} is missing"),
-        })
+        Ok(entry)
+    }
+
+    /// The stored bytes of entry `index`, unchecked.
+    pub(crate) fn stored_entry(&self, index: u64) -> Result<Vec<u8>> {
+        let b = index / BUNDLE_WIDTH as u64;
+        let stored = self
+            .db
+            .get_pinned_cf(self.cf(BUNDLES)?, index_key(b))?
+            .ok_or_else(|| Error::Corrupt {
+                what: format!("entry bundle {b} (entry {index}) is missing"),
+            })?;
+        let entries = bundle::entries(b, &stored)?;
+        let at = usize::try_from(index % BUNDLE_WIDTH as u64).unwrap_or(BUNDLE_WIDTH);
+        entries
+            .get(at)
+            .map(|e| e.to_vec())
+            .ok_or_else(|| Error::Corrupt {
+                what: format!("entry bundle {b} has no entry {index}"),
+            })
     }
 
     /// Whether entry `index` was deleted after its retention period.
@@ -550,21 +724,41 @@ impl Vault {
     }
 
     /// Indices of the entries whose leaf hash is `hash` (the same entry may be logged twice).
+    ///
+    /// Reads the records of one bucket (one per batch that had a leaf in it), finds the 8-byte
+    /// prefix by binary search in each, and confirms every candidate against the tiles.
     pub fn find_leaf(&self, hash: &Hash) -> Result<Vec<u64>> {
         let size = self.size();
+        let tree = self.at(size)?;
         let mut found = Vec::new();
-        for item in self.db.prefix_iterator_cf(self.cf(LEAVES)?, hash) {
-            let (k, _) = item?;
-            if !k.starts_with(hash) {
+        let prefix = &hash[..8];
+        for item in self.db.prefix_iterator_cf(self.cf(LEAVES)?, [hash[0]]) {
+            let (k, v) = item?;
+            if k.first() != Some(&hash[0]) {
                 break;
             }
-            let index = u64_at(&k, 32).ok_or_else(|| Error::Corrupt {
-                what: "leaf key".into(),
-            })?;
-            if index < size {
-                found.push(index);
+            if v.len() % 16 != 0 {
+                return Err(Error::Corrupt {
+                    what: format!(
+                        "leaf lookup record {} is {} bytes",
+                        hex::encode(&k),
+                        v.len()
+                    ),
+                });
+            }
+            let pairs: Vec<&[u8]> = v.chunks_exact(16).collect();
+            let first = pairs.partition_point(|p| &p[..8] < prefix);
+            for p in &pairs[first..] {
+                if &p[..8] != prefix {
+                    break;
+                }
+                let index = u64_at(p, 8).unwrap_or(u64::MAX);
+                if index < size && tree.leaf_hash(index)? == *hash {
+                    found.push(index);
+                }
             }
         }
+        found.sort_unstable();
         Ok(found)
     }
 
@@ -633,9 +827,7 @@ impl Vault {
             Query::Release(r) => {
                 prefix_bounds(evidence_prefix(Dimension::Release, &EvidenceValue::Text(r)))
             }
-            Query::Device(d) => {
-                prefix_bounds(evidence_prefix(Dimension::Device, &EvidenceValue::Text(d)))
-            }
+            Query::Device(d) => return self.device_entries(d),
             Query::Campaign(c) => prefix_bounds(evidence_prefix(
                 Dimension::Campaign,
                 &EvidenceValue::Text(c),
@@ -674,6 +866,26 @@ impl Vault {
         Ok(runs)
     }
 
+    /// Entries about device `d`, from its bucket's records.
+    fn device_entries(&self, d: &str) -> Result<Vec<Range<u64>>> {
+        let size = self.size();
+        let prefix = [Dimension::Device as u8, bundle::bucket(d.as_bytes())];
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(EVIDENCE)?, prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            for (device, index) in device_records(&v)? {
+                if device == d.as_bytes() && index < size {
+                    out.push(index..index + 1);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.start);
+        Ok(out)
+    }
+
     /// Every entry index matching `query`, in log order.
     pub fn query_indices(&self, query: Query<'_>) -> Result<Vec<u64>> {
         Ok(self.query(query)?.into_iter().flatten().collect())
@@ -706,19 +918,42 @@ impl Vault {
                 now,
             });
         }
-        let _writer = lock(&self.writer);
-        let (entries, keep) = (self.cf(ENTRIES)?, self.cf(RETENTION)?);
+        let mut writer = lock(&self.writer);
+        let (bundles, keep) = (self.cf(BUNDLES)?, self.cf(RETENTION)?);
         let mut batch = WriteBatch::default();
-        let mut count = 0u64;
-        for index in self.query_indices(Query::Release(release))? {
-            batch.delete_cf(entries, index_key(index));
+        let indices = self.query_indices(Query::Release(release))?;
+        // Rewrite each bundle with the pruned entries emptied (no statement is empty).
+        let mut partial = None;
+        for group in indices.chunk_by(|a, b| a / BUNDLE_WIDTH as u64 == b / BUNDLE_WIDTH as u64) {
+            let b = group[0] / BUNDLE_WIDTH as u64;
+            let stored = self
+                .db
+                .get_cf(bundles, index_key(b))?
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!("entry bundle {b} is missing"),
+                })?;
+            let mut rewritten = Vec::with_capacity(stored.len());
+            let entries = bundle::entries(b, &stored)?;
+            for (i, e) in entries.iter().enumerate() {
+                let index = b * BUNDLE_WIDTH as u64 + i as u64;
+                bundle::push(&mut rewritten, if group.contains(&index) { &[] } else { e });
+            }
+            if entries.len() < BUNDLE_WIDTH {
+                partial = Some((rewritten.clone(), entries.len()));
+            }
+            batch.put_cf(bundles, index_key(b), rewritten);
+        }
+        for index in &indices {
             let mut key = vec![b'p'];
-            key.extend_from_slice(&index_key(index));
+            key.extend_from_slice(&index_key(*index));
             batch.put_cf(keep, key, now.0.to_be_bytes());
-            count += 1;
         }
         self.db.write_opt(batch, &sync())?;
-        Ok(count)
+        if let Some((bytes, count)) = partial {
+            writer.bundle = bytes;
+            writer.bundle_count = count;
+        }
+        Ok(indices.len() as u64)
     }
 
     /// A tile blob, full tiles of level ≥ 1 from the cache.
@@ -844,28 +1079,73 @@ fn prefix_bounds(prefix: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
     (prefix, upper)
 }
 
-/// Leaf hashes of a batch, on every core for large batches.
-fn leaf_hashes<E: AsRef<[u8]> + Sync>(entries: &[E]) -> Vec<Hash> {
-    const PER_THREAD_MIN: usize = 2048;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if entries.len() < 2 * PER_THREAD_MIN || threads == 1 {
-        return entries
-            .iter()
-            .map(|e| leaf_hash(&Software, e.as_ref()))
-            .collect();
-    }
-    let chunk = entries.len().div_ceil(threads);
-    let mut out = vec![[0u8; 32]; entries.len()];
-    std::thread::scope(|s| {
-        for (input, output) in entries.chunks(chunk).zip(out.chunks_mut(chunk)) {
-            s.spawn(move || {
-                for (e, h) in input.iter().zip(output.iter_mut()) {
-                    *h = leaf_hash(&Software, e.as_ref());
-                }
+/// The `(device id, index)` records of one device bucket record.
+pub(crate) fn device_records(value: &[u8]) -> Result<Vec<(&[u8], u64)>> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len);
+        let (Some(device), Some(index)) = (tail.get(..len), u64_at(tail, len)) else {
+            return Err(Error::Corrupt {
+                what: "device index record is truncated".into(),
             });
+        };
+        out.push((device, index));
+        rest = &tail[len + 8..];
+    }
+    Ok(out)
+}
+
+/// Checks, decodes and hashes a batch: on every core for large batches. The error is the first
+/// bad entry's, by position.
+fn prepare<E: AsRef<[u8]> + Sync>(entries: &[E]) -> Result<(Vec<Statement<'_>>, Vec<Hash>)> {
+    const PER_THREAD_MIN: usize = 1024;
+    fn one<E: AsRef<[u8]>>(offset: usize, chunk: &[E]) -> Result<Vec<(Statement<'_>, Hash)>> {
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let (position, entry) = (offset + i, entry.as_ref());
+                if entry.len() > MAX_ENTRY_LEN {
+                    return Err(Error::EntryTooLarge {
+                        position,
+                        len: entry.len(),
+                        max: MAX_ENTRY_LEN,
+                    });
+                }
+                let statement = Statement::decode(entry)
+                    .map_err(|cause| Error::BadEntry { position, cause })?;
+                Ok((statement, leaf_hash(&Software, entry)))
+            })
+            .collect()
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let parts: Vec<Result<Vec<(Statement<'_>, Hash)>>> =
+        if entries.len() < 2 * PER_THREAD_MIN || threads == 1 {
+            vec![one(0, entries)]
+        } else {
+            let chunk = entries.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = entries
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(n, c)| s.spawn(move || one(n * chunk, c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+    let mut statements = Vec::with_capacity(entries.len());
+    let mut hashes = Vec::with_capacity(entries.len());
+    for part in parts {
+        for (statement, hash) in part? {
+            statements.push(statement);
+            hashes.push(hash);
         }
-    });
-    out
+    }
+    Ok((statements, hashes))
 }
 
 /// Number of hashes of height `8 × level` complete in a tree of `size` leaves.

@@ -28,7 +28,7 @@ use rocksdb::{DB, ErrorKind, Options, WriteOptions};
 /// The vault's column families (docs/log.md "Storage layout").
 const COLUMN_FAMILIES: [&str; 7] = [
     "meta",
-    "entries",
+    "bundles",
     "tiles",
     "leaves",
     "evidence",
@@ -273,7 +273,7 @@ fn a_flipped_byte_in_an_sst_file_is_a_checksum_error_naming_the_file() {
     vault.flush().unwrap();
     drop(vault);
     let found = tables(log.dir.path());
-    for cf in ["entries", "tiles", "leaves", "checkpoints", "meta"] {
+    for cf in ["bundles", "tiles", "leaves", "checkpoints", "meta"] {
         assert!(
             found.iter().any(|t| t.cf == cf),
             "{cf} has a table: {found:?}"
@@ -282,7 +282,7 @@ fn a_flipped_byte_in_an_sst_file_is_a_checksum_error_naming_the_file() {
 
     let mut report = Vec::new();
     for cf in [
-        "entries",
+        "bundles",
         "tiles",
         "leaves",
         "evidence",
@@ -305,7 +305,7 @@ fn a_flipped_byte_in_an_sst_file_is_a_checksum_error_naming_the_file() {
         }
     }
     // And a sweep through the two tables proofs are made of: wherever the byte is, it is found.
-    for cf in ["entries", "tiles"] {
+    for cf in ["bundles", "tiles"] {
         for k in 1..24 {
             let what = format!("byte {k}/24 of the file");
             let (by, _) = damage_table(&log, cf, |t| t.len * k / 24, &what)
@@ -457,9 +457,14 @@ fn a_tampered_tile_is_named_by_fsck_and_no_proof_through_it_is_served() {
         let err = fsck(&vault).unwrap_err();
         let found = inconsistency(&err);
         assert_eq!(found.check, "tile hash", "{found}");
+        let entry = if row == 0 {
+            format!(" (entry {position})")
+        } else {
+            String::new()
+        };
         assert_eq!(
             found.location,
-            format!("tile 0/0 row {row} position {position}")
+            format!("tile 0/0 row {row} position {position}{entry}")
         );
         assert_eq!((&found.expected, &found.found), (&original, &tampered));
         println!("tile 0/0 row {row} position {position} tampered: {err}");
@@ -491,62 +496,56 @@ fn a_tampered_entry_is_named_by_fsck_at_its_index() {
     let replacement = manifest(7, "campaign-forged", 1);
     let forged_hash = leaf_hash(&Software, &replacement);
 
-    // The entry alone replaced: its leaf hash no longer has a lookup record.
+    // Entry 7 replaced inside its entry bundle (bundle 0), through RocksDB itself.
     let copy = log.copy();
     {
         let db = raw_db(copy.path());
-        let entries = db.cf_handle("entries").unwrap();
-        db.put_cf_opt(&entries, 7u64.to_be_bytes(), &replacement, &synced())
+        let bundles = db.cf_handle("bundles").unwrap();
+        let stored = db.get_cf(&bundles, 0u64.to_be_bytes()).unwrap().unwrap();
+        let mut rest = stored.as_slice();
+        let mut rewritten = Vec::new();
+        let mut i = 0;
+        while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+            let len = usize::from(u16::from_be_bytes(*len));
+            let entry = if i == 7 {
+                replacement.as_slice()
+            } else {
+                &tail[..len]
+            };
+            rewritten.extend_from_slice(&u16::try_from(entry.len()).unwrap().to_be_bytes());
+            rewritten.extend_from_slice(entry);
+            rest = &tail[len..];
+            i += 1;
+        }
+        db.put_cf_opt(&bundles, 0u64.to_be_bytes(), &rewritten, &synced())
             .unwrap();
     }
     let vault = Vault::open(copy.path()).unwrap();
     let err = fsck(&vault).unwrap_err();
     let found = inconsistency(&err);
+    // The tile rebuilt from the entries differs from the stored one at leaf 7.
     assert_eq!(
         (found.check, found.location.as_str()),
-        ("leaf hash lookup", "entry 7")
-    );
-    assert!(
-        found.expected.contains(&hex::encode(forged_hash)),
+        ("tile hash", "tile 0/0 row 0 position 7 (entry 7)"),
         "{found}"
     );
-    println!("entry 7 replaced: {err}");
-    // The proof is still the original entry's; a client hashing the served entry would see that
-    // it is not the one proved.
-    let p = vault.prove_inclusion(7, log.size()).unwrap();
-    assert_eq!(p.leaf_hash, log.hashes()[7]);
-    assert_ne!(leaf_hash(&Software, &vault.entry(7).unwrap()), p.leaf_hash);
-
-    // The entry and its lookup record forged together: the rebuilt tile differs at leaf 7.
-    let copy = log.copy();
-    {
-        let db = raw_db(copy.path());
-        let (entries, leaves) = (
-            db.cf_handle("entries").unwrap(),
-            db.cf_handle("leaves").unwrap(),
-        );
-        db.put_cf_opt(&entries, 7u64.to_be_bytes(), &replacement, &synced())
-            .unwrap();
-        let mut key = forged_hash.to_vec();
-        key.extend_from_slice(&7u64.to_be_bytes());
-        db.put_cf_opt(&leaves, key, [], &synced()).unwrap();
-    }
-    let vault = Vault::open(copy.path()).unwrap();
-    let err = fsck(&vault).unwrap_err();
-    let found = inconsistency(&err);
-    assert_eq!(found.check, "tile hash", "{found}");
-    assert_eq!(found.location, "tile 0/0 row 0 position 7");
     assert_eq!(found.expected, hex::encode(forged_hash));
     assert_eq!(found.found, hex::encode(log.hashes()[7]));
-    println!("entry 7 and its lookup record forged: {err}");
-    log.assert_never_lies(&vault, "entry 7 forged");
-    // `entry` returns the stored bytes as they are (it is not a proof): the forged entry is served,
-    // and only its proof, which carries the original leaf hash, exposes it.
-    assert_eq!(vault.entry(7).unwrap(), replacement);
+    println!("entry 7 replaced: {err}");
+    // The forged entry is never served as evidence: `entry` checks it against the tiles.
+    let err = vault.entry(7).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("entry 7 does not hash to its leaf hash"),
+        "{err}"
+    );
+    assert_eq!(vault.entry(6).unwrap(), log.entries[6]);
+    // The proof is still the original entry's.
     assert_eq!(
         vault.prove_inclusion(7, log.size()).unwrap().leaf_hash,
         log.hashes()[7]
     );
+    log.assert_never_lies(&vault, "entry 7 forged");
 }
 
 #[test]

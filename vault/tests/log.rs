@@ -311,3 +311,100 @@ fn fsck_passes_on_a_healthy_log() {
     assert!(report.rs_merkle_tiles >= 390, "{report:?}");
     let _ = test_key(1);
 }
+
+#[test]
+fn pipelined_batches_make_the_same_log_and_stop_at_the_first_bad_batch() {
+    let batches: Vec<Vec<Vec<u8>>> = [1u64, 3000, 1, 700, 5000, 2]
+        .iter()
+        .scan(1u64, |next, &n| {
+            let batch = (*next..*next + n)
+                .map(|i| manifest(i, "campaign-p", *next))
+                .collect();
+            *next += n;
+            Some(batch)
+        })
+        .collect();
+    let sequential = tempfile::tempdir().unwrap();
+    let pipelined = tempfile::tempdir().unwrap();
+    let a = Vault::create(sequential.path(), ORIGIN).unwrap();
+    let b = Vault::create(pipelined.path(), ORIGIN).unwrap();
+    a.append(&[release_entry()]).unwrap();
+    b.append(&[release_entry()]).unwrap();
+    for batch in &batches {
+        a.append(batch).unwrap();
+    }
+    let mut acks = Vec::new();
+    let n = b.append_batches(batches.iter(), |r| acks.push(r)).unwrap();
+    assert_eq!(n, 8704);
+    let expected: Vec<_> = batches
+        .iter()
+        .scan(1u64, |s, b| {
+            let r = *s..*s + b.len() as u64;
+            *s = r.end;
+            Some(r)
+        })
+        .collect();
+    assert_eq!(acks, expected);
+    assert_eq!(a.size(), b.size());
+    assert_eq!(
+        a.at(a.size()).unwrap().root().unwrap(),
+        b.at(b.size()).unwrap().root().unwrap()
+    );
+    assert_eq!(
+        a.query(Query::Device("dev-0004000")).unwrap(),
+        b.query(Query::Device("dev-0004000")).unwrap()
+    );
+    assert_eq!(
+        a.query(Query::Campaign("campaign-p")).unwrap().len(),
+        b.query(Query::Campaign("campaign-p")).unwrap().len()
+    );
+    assert_eq!(b.entry(4321).unwrap(), manifest(4321, "campaign-p", 3703));
+    b.fsck(&mut |_, _| {}).unwrap();
+
+    // A bad entry in the third batch: the first two are acknowledged and kept, nothing after.
+    let size = b.size();
+    let mut bad = vec![manifest(90_000, "c", 1), manifest(90_001, "c", 1)];
+    bad.push(b"not a statement".to_vec());
+    let more = [
+        vec![manifest(80_000, "c", 1)],
+        vec![manifest(80_001, "c", 1)],
+        bad,
+        vec![manifest(80_002, "c", 1)],
+    ];
+    let mut acks = Vec::new();
+    let err = b.append_batches(more.iter(), |r| acks.push(r)).unwrap_err();
+    assert!(matches!(err, Error::BadEntry { position: 2, .. }), "{err}");
+    assert_eq!(acks, vec![size..size + 1, size + 1..size + 2]);
+    assert_eq!(b.size(), size + 2);
+    // A release twice in batches in flight together is refused too.
+    let size = b.size();
+    let twice = [
+        vec![release_entry_of("2.4.2")],
+        vec![manifest(70_000, "c", 1)],
+        vec![release_entry_of("2.4.2")],
+    ];
+    let err = b.append_batches(twice.iter(), |_| {}).unwrap_err();
+    assert!(
+        matches!(err, Error::DuplicateRelease { position: 0, .. }),
+        "{err}"
+    );
+    assert_eq!(b.size(), size + 2);
+    b.fsck(&mut |_, _| {}).unwrap();
+}
+
+/// A release entry of the fixture's release under another version and id.
+fn release_entry_of(version: &'static str) -> Vec<u8> {
+    use cairn_verifier::statement::ReleaseEntry;
+    use cairn_verifier::test_support::Fixture;
+    let f = Fixture::new();
+    let mut spec = f.spec();
+    spec.release_id = match version {
+        "2.4.2" => "controller-fw-2.4.2",
+        other => panic!("no test release {other}"),
+    };
+    let parts = f.build(&spec);
+    ReleaseEntry {
+        cose_sign1: &parts.release,
+    }
+    .to_cbor()
+}

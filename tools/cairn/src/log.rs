@@ -394,7 +394,7 @@ pub(crate) fn run(cmd: LogCommand, out: Output) -> CliResult {
             )?;
         }
         LogCommand::VerifyProof { proof, key, entry } => {
-            verify_proof(&proof, &key, entry.as_deref(), out)?
+            verify_proof(&proof, &key, entry.as_deref(), out)?;
         }
         LogCommand::Export { db, out: dir } => {
             let vault = db.open()?;

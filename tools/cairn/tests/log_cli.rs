@@ -1,6 +1,11 @@
 //! `cairn log …` end to end, as a custodian and an auditor use it: every command on a real log,
 //! human and JSON output, and exit codes: 0 verified, 1 verification failed, 2 could not run.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -254,6 +259,7 @@ fn checkpoints_show_and_verify() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 fn proofs_are_written_and_verified_offline() {
     let s = setup();
     let proof = path(&s.root.join("inclusion.json"));
