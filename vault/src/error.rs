@@ -30,6 +30,9 @@ pub enum Error {
     /// `create` on a directory that already holds a log.
     #[error("{0} already holds a log")]
     AlreadyExists(PathBuf),
+    /// `create` on a directory that holds other files.
+    #[error("{0} is not empty; a log is created in a new or empty directory")]
+    NotEmpty(PathBuf),
     /// `open` on a directory that holds no cairn log.
     #[error("{0} holds no cairn log")]
     NotALog(PathBuf),

@@ -24,7 +24,7 @@ use rocksdb::{
 };
 
 use crate::bundle::{self, BUNDLE_WIDTH};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io};
 use crate::layout::{
     self, BUNDLES, CHECKPOINTS, COLUMN_FAMILIES, Dimension, EVIDENCE, EvidenceValue, LEAVES, META,
     META_FORMAT, META_LOG_KEY, META_ORIGIN, META_SIZE, RETENTION, TILES, bucket_key,
@@ -170,18 +170,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Vault {
     /// Creates a new, empty log for `origin` in the directory `path`.
+    ///
+    ///
+    /// The log's metadata is written in one atomic batch, so a crash during `create` leaves either
+    /// a complete empty log or a RocksDB directory with no keys at all; `create` finishes the
+    /// latter. `path` must otherwise not exist or be an empty directory.
     pub fn create(path: impl AsRef<Path>, origin: &str) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if path.join("CURRENT").exists() {
-            return Err(Error::AlreadyExists(path));
-        }
-        if origin.is_empty() || origin.chars().any(char::is_control) {
+        if origin.is_empty() || origin.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err(Error::WrongOrigin {
                 expected: "a non-empty origin line".into(),
                 found: origin.into(),
             });
         }
+        let resuming = path.join("CURRENT").exists();
+        if !resuming
+            && path.exists()
+            && std::fs::read_dir(&path)
+                .map_err(io(&path))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::NotEmpty(path));
+        }
         let db = Self::open_db(&path, true)?;
+        if resuming {
+            let empty = COLUMN_FAMILIES.iter().all(|name| {
+                db.cf_handle(name)
+                    .is_some_and(|cf| db.iterator_cf(cf, IteratorMode::Start).next().is_none())
+            });
+            if !empty {
+                return Err(Error::AlreadyExists(path));
+            }
+        }
         let meta = db
             .cf_handle(META)
             .ok_or_else(|| Error::NotALog(path.clone()))?;

@@ -408,3 +408,37 @@ fn release_entry_of(version: &'static str) -> Vec<u8> {
     }
     .to_cbor()
 }
+
+#[test]
+fn create_finishes_an_interrupted_create_and_needs_a_new_or_empty_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let path = parent.path().join("log");
+    // What a crash inside `create` can leave: a RocksDB directory without a single key.
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        drop(rocksdb::DB::open(&opts, &path).unwrap());
+    }
+    assert!(matches!(Vault::open(&path).unwrap_err(), Error::NotALog(_)));
+    let vault = Vault::create(&path, ORIGIN).unwrap();
+    assert_eq!((vault.size(), vault.origin()), (0, ORIGIN));
+    vault.append(&[release_entry()]).unwrap();
+    drop(vault);
+    // A log with content is never re-created.
+    assert!(matches!(
+        Vault::create(&path, ORIGIN).unwrap_err(),
+        Error::AlreadyExists(_)
+    ));
+    assert_eq!(Vault::open(&path).unwrap().size(), 1);
+    // A directory with other files is refused and left alone.
+    let busy = parent.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), b"keep me").unwrap();
+    let err = Vault::create(&busy, ORIGIN).unwrap_err();
+    assert!(matches!(err, Error::NotEmpty(_)), "{err}");
+    assert_eq!(std::fs::read(busy.join("notes.txt")).unwrap(), b"keep me");
+    assert!(matches!(
+        Vault::create(parent.path().join("x"), "").unwrap_err(),
+        Error::WrongOrigin { .. }
+    ));
+}
