@@ -126,6 +126,8 @@ pub struct Vault {
     writer: Mutex<Writer>,
     /// Full tiles of level 1 and up (immutable once full), for proofs.
     cache: RwLock<HashMap<TileId, Arc<[u8]>>>,
+    /// Stored checkpoints, parsed (immutable once stored), for proofs.
+    checkpoints: RwLock<HashMap<u64, (Arc<str>, Hash)>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -279,6 +281,7 @@ impl Vault {
             size: AtomicU64::new(size),
             writer: Mutex::new(Writer::default()),
             cache: RwLock::new(HashMap::new()),
+            checkpoints: RwLock::new(HashMap::new()),
         };
         let frontier = Frontier::load(size, |id| {
             let blob = vault.tile(id)?.ok_or_else(|| Error::Corrupt {
@@ -795,15 +798,15 @@ impl Vault {
     /// An inclusion proof of entry `index` in the stored checkpoint of size `size`, verified
     /// against that checkpoint's root before it is returned.
     pub fn prove_inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        let checkpoint = self.checkpoint(size)?.ok_or(Error::NoCheckpoint { size })?;
-        let root = checkpoint_root(&checkpoint)?;
-        let tree = self.at(size)?;
-        let proof = tree.inclusion_proof(index)?;
-        let leaf_hash = tree.leaf_hash(index)?;
+        let (checkpoint, root) = self.signed_root(size)?;
+        self.at(size)?; // the size is within the log
+        let tree = Memo::new(self);
+        let proof = tree::inclusion_proof(&tree, index, size)?;
+        let leaf_hash = tree.node(0, index)?;
         verify_inclusion(&leaf_hash, index, size, &proof, &root)
             .map_err(|cause| Error::ProofSelfCheck { size, cause })?;
         Ok(InclusionProof {
-            checkpoint,
+            checkpoint: checkpoint.to_string(),
             size,
             index,
             leaf_hash,
@@ -814,26 +817,41 @@ impl Vault {
     /// A consistency proof between the stored checkpoints of sizes `old` and `new`, verified
     /// against both roots before it is returned.
     pub fn prove_consistency(&self, old: u64, new: u64) -> Result<ConsistencyProof> {
-        let old_cp = self
-            .checkpoint(old)?
-            .ok_or(Error::NoCheckpoint { size: old })?;
-        let new_cp = self
-            .checkpoint(new)?
-            .ok_or(Error::NoCheckpoint { size: new })?;
-        let proof = self.at(new)?.consistency_proof(old)?;
-        verify_consistency(
-            old,
-            new,
-            &proof,
-            &checkpoint_root(&old_cp)?,
-            &checkpoint_root(&new_cp)?,
-        )
-        .map_err(|cause| Error::ProofSelfCheck { size: new, cause })?;
+        let (old_cp, old_root) = self.signed_root(old)?;
+        let (new_cp, new_root) = self.signed_root(new)?;
+        self.at(new)?;
+        let proof = tree::consistency_proof(&Memo::new(self), old, new)?;
+        verify_consistency(old, new, &proof, &old_root, &new_root)
+            .map_err(|cause| Error::ProofSelfCheck { size: new, cause })?;
         Ok(ConsistencyProof {
-            old: old_cp,
-            new: new_cp,
+            old: old_cp.to_string(),
+            new: new_cp.to_string(),
             proof,
         })
+    }
+
+    /// The stored checkpoint of `size` and its root, parsed once and then kept in memory.
+    fn signed_root(&self, size: u64) -> Result<(Arc<str>, Hash)> {
+        if let Some(found) = self
+            .checkpoints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&size)
+        {
+            return Ok(found.clone());
+        }
+        let note = self.checkpoint(size)?.ok_or(Error::NoCheckpoint { size })?;
+        let root = checkpoint_root(&note)?;
+        let entry = (Arc::<str>::from(note), root);
+        let mut cache = self
+            .checkpoints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= TILE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(size, entry.clone());
+        Ok(entry)
     }
 
     /// The runs of entries matching `query`, in log order.
@@ -1075,6 +1093,70 @@ impl TreeAt<'_> {
     /// Consistency proof from `old` to this size.
     pub fn consistency_proof(&self, old: u64) -> Result<Vec<Hash>> {
         tree::consistency_proof(self, old, self.size)
+    }
+}
+
+/// Node reads for one proof: every tile it needs is read once (level-0 tiles pinned in RocksDB's
+/// block cache, not copied; upper tiles from the vault's cache), however many nodes come from it.
+struct Memo<'a> {
+    vault: &'a Vault,
+    tiles: std::cell::RefCell<Vec<(TileId, Tile<'a>)>>,
+}
+
+enum Tile<'a> {
+    Pinned(rocksdb::DBPinnableSlice<'a>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Tile<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Tile::Pinned(p) => p,
+            Tile::Shared(s) => s,
+        }
+    }
+}
+
+impl<'a> Memo<'a> {
+    fn new(vault: &'a Vault) -> Self {
+        Self {
+            vault,
+            tiles: std::cell::RefCell::new(Vec::with_capacity(8)),
+        }
+    }
+}
+
+impl NodeSource for Memo<'_> {
+    fn node(&self, height: u32, index: u64) -> Result<Hash> {
+        let (id, row, position) = locate(height, index);
+        let missing = || Error::Corrupt {
+            what: format!(
+                "node {height}/{index} missing from tile {}/{}",
+                id.level, id.index
+            ),
+        };
+        let mut tiles = self.tiles.borrow_mut();
+        let at = if let Some(at) = tiles.iter().position(|(t, _)| *t == id) {
+            at
+        } else {
+            let tile = if id.level == 0 {
+                let cf = self.vault.cf(TILES)?;
+                Tile::Pinned(
+                    self.vault
+                        .db
+                        .get_pinned_cf(cf, tile_key(id))?
+                        .ok_or_else(missing)?,
+                )
+            } else {
+                Tile::Shared(self.vault.tile(id)?.ok_or_else(missing)?)
+            };
+            tiles.push((id, tile));
+            tiles.len() - 1
+        };
+        TileBlob::parse(id, &tiles[at].1)?
+            .node(row, position)
+            .ok_or_else(missing)
     }
 }
 
