@@ -21,7 +21,7 @@ use cairn_verifier::note::Checkpoint;
 
 use crate::bundle;
 use crate::error::{Error, Result, io};
-use crate::layout::{BUNDLES, index_key};
+
 use crate::tree::{TILE_HEIGHT, TILE_WIDTH, TileBlob, TileId};
 use crate::vault::{Vault, complete_at_level};
 
@@ -178,12 +178,7 @@ impl Vault {
     /// The C2SP entry bundle of entries `256·index .. 256·index + width`, as stored (a prefix of the
     /// stored bundle if it has grown since). Refused if an entry in it was pruned.
     pub fn entry_bundle(&self, index: u64, width: usize) -> Result<Vec<u8>> {
-        let stored = self
-            .db()
-            .get_pinned_cf(self.cf(BUNDLES)?, index_key(index))?
-            .ok_or_else(|| Error::Corrupt {
-                what: format!("entry bundle {index} is missing"),
-            })?;
+        let stored = self.stored_bundle(index)?;
         let entries = bundle::entries(index, &stored)?;
         if entries.len() < width {
             return Err(Error::Corrupt {

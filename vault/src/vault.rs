@@ -299,12 +299,7 @@ impl Vault {
         let (mut bundle, mut bundle_count) = (Vec::new(), 0);
         if size > 0 {
             let last = (size - 1) / BUNDLE_WIDTH as u64;
-            let stored = vault
-                .db
-                .get_cf(vault.cf(BUNDLES)?, index_key(last))?
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!("durable size is {size} but entry bundle {last} is missing"),
-                })?;
+            let stored = vault.stored_bundle(last)?.to_vec();
             let count = bundle::entries(last, &stored)?.len();
             let want = usize::try_from(size - last * BUNDLE_WIDTH as u64).unwrap_or(BUNDLE_WIDTH);
             if count != want {
@@ -721,15 +716,23 @@ impl Vault {
         Ok(entry)
     }
 
+    /// Entry bundle `b` as stored (pinned in the block cache, not copied).
+    pub(crate) fn stored_bundle(&self, b: u64) -> Result<rocksdb::DBPinnableSlice<'_>> {
+        self.db
+            .get_pinned_cf(self.cf(BUNDLES)?, index_key(b))?
+            .ok_or_else(|| Error::Corrupt {
+                what: format!(
+                    "entry bundle {b} (entries {} to {}) is missing",
+                    b * BUNDLE_WIDTH as u64,
+                    (b + 1) * BUNDLE_WIDTH as u64 - 1
+                ),
+            })
+    }
+
     /// The stored bytes of entry `index`, unchecked.
     pub(crate) fn stored_entry(&self, index: u64) -> Result<Vec<u8>> {
         let b = index / BUNDLE_WIDTH as u64;
-        let stored = self
-            .db
-            .get_pinned_cf(self.cf(BUNDLES)?, index_key(b))?
-            .ok_or_else(|| Error::Corrupt {
-                what: format!("entry bundle {b} (entry {index}) is missing"),
-            })?;
+        let stored = self.stored_bundle(b)?;
         let entries = bundle::entries(b, &stored)?;
         let at = usize::try_from(index % BUNDLE_WIDTH as u64).unwrap_or(BUNDLE_WIDTH);
         entries

@@ -442,3 +442,58 @@ fn create_finishes_an_interrupted_create_and_needs_a_new_or_empty_directory() {
         Error::WrongOrigin { .. }
     ));
 }
+
+#[test]
+fn readers_prove_while_the_writer_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, key) = log_key();
+    let vault = Vault::create(dir.path(), ORIGIN).unwrap();
+    vault.append(&[release_entry()]).unwrap();
+    vault.sign_checkpoint(&key, &sk).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let proved = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for b in 0..40u64 {
+                let first = 1 + b * 500;
+                vault
+                    .append(
+                        &(first..first + 500)
+                            .map(|i| manifest(i, "c", b))
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap();
+                vault.sign_checkpoint(&key, &sk).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        for reader in 0..2u64 {
+            let (vault, done, proved, key) = (&vault, &done, &proved, &key);
+            s.spawn(move || {
+                let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ reader;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let size = *vault.checkpoint_sizes().unwrap().last().unwrap();
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let index = x % size;
+                    let p = vault.prove_inclusion(index, size).unwrap();
+                    let cp = Checkpoint::parse(p.checkpoint.as_bytes()).unwrap();
+                    cp.verify(key, &Software).unwrap();
+                    verify_inclusion(&p.leaf_hash, index, size, &p.proof, &cp.root).unwrap();
+                    assert_eq!(
+                        leaf_hash(&Software, &vault.entry(index).unwrap()),
+                        p.leaf_hash
+                    );
+                    proved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert!(
+        proved.into_inner() > 100,
+        "the readers ran alongside the writer"
+    );
+    assert_eq!(vault.size(), 20_001);
+    vault.fsck(&mut |_, _| {}).unwrap();
+}
