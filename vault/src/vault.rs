@@ -606,40 +606,93 @@ impl Vault {
     where
         S: signature::Signer<p256::ecdsa::Signature>,
     {
+        let pin = self.check_log_key(key)?;
+        let writer = lock(&self.writer); // size and root of one state
+        let size = writer.frontier.size();
+        let note = self.signed_note(key, signer, size, &writer.frontier.root())?;
+        let mut batch = WriteBatch::default();
+        self.put_checkpoint(&mut batch, size, &note, pin.as_deref())?;
+        self.db.write_opt(batch, &sync())?;
+        drop(writer);
+        Ok(note)
+    }
+
+    /// Appends `entries` and a checkpoint over them in one synced write: the checkpoint is signed
+    /// over the tree as it will be once the entries are in, *before* anything is written, so a
+    /// signer that fails (an HSM error, a wrong key) leaves the log exactly as it was.
+    ///
+    /// The same checks as [`Vault::append`] and [`Vault::sign_checkpoint`] apply. Returns the
+    /// indices assigned and the signed note.
+    pub fn append_signed<E, S>(
+        &self,
+        entries: &[E],
+        key: &LogKey<'_>,
+        signer: &S,
+    ) -> Result<(Range<u64>, String)>
+    where
+        E: AsRef<[u8]> + Sync,
+        S: signature::Signer<p256::ecdsa::Signature>,
+    {
+        let pin = self.check_log_key(key)?;
+        let mut writer = lock(&self.writer);
+        let mut prepared = self.build(&writer, entries, &[])?;
+        let size = prepared.next.frontier.size();
+        let note = self.signed_note(key, signer, size, &prepared.next.frontier.root())?;
+        self.put_checkpoint(&mut prepared.batch, size, &note, pin.as_deref())?;
+        self.db.write_opt(prepared.batch, &sync())?;
+        *writer = prepared.next;
+        self.size.store(prepared.range.end, Ordering::Release);
+        Ok((prepared.range, note))
+    }
+
+    /// Checks `key` is for this log and is the pinned log key; returns its SPKI if none is pinned
+    /// yet (the checkpoint about to be stored pins it).
+    fn check_log_key(&self, key: &LogKey<'_>) -> Result<Option<Vec<u8>>> {
         if key.origin != self.origin {
             return Err(Error::WrongOrigin {
                 expected: self.origin.clone(),
                 found: key.origin.into(),
             });
         }
-        let meta = self.cf(META)?;
-        let pinned = self.db.get_cf(meta, META_LOG_KEY)?;
+        let pinned = self.db.get_cf(self.cf(META)?, META_LOG_KEY)?;
         let spki = key.public.spki_der();
-        if pinned
-            .as_ref()
-            .is_some_and(|p| p.as_slice() != spki.as_slice())
-        {
-            return Err(Error::Checkpoint(
+        match pinned {
+            Some(p) if p.as_slice() != spki.as_slice() => Err(Error::Checkpoint(
                 cairn_verifier::Error::CheckpointKeyMissing,
-            ));
+            )),
+            Some(_) => Ok(None),
+            None => Ok(Some(spki.to_vec())),
         }
-        let writer = lock(&self.writer); // size and root of one state
-        let size = writer.frontier.size();
-        let body = note::write::body(&self.origin, TreeSize(size), &writer.frontier.root(), &[]);
+    }
+
+    /// Signs the checkpoint of (`size`, `root`) and verifies the signature before returning it,
+    /// so a faulty signer cannot leave a bad checkpoint behind.
+    fn signed_note<S>(&self, key: &LogKey<'_>, signer: &S, size: u64, root: &Hash) -> Result<String>
+    where
+        S: signature::Signer<p256::ecdsa::Signature>,
+    {
+        let body = note::write::body(&self.origin, TreeSize(size), root, &[]);
         let note =
             note::write::sign(&body, key, signer).map_err(|e| Error::Signing(e.to_string()))?;
         Checkpoint::parse(note.as_bytes())
             .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?
             .verify(key, &Software)
             .map_err(|_| Error::SignatureInvalid)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CHECKPOINTS)?, index_key(size), note.as_bytes());
-        if pinned.is_none() {
-            batch.put_cf(meta, META_LOG_KEY, spki);
-        }
-        self.db.write_opt(batch, &sync())?;
-        drop(writer);
         Ok(note)
+    }
+
+    fn put_checkpoint(
+        &self,
+        batch: &mut WriteBatch,
+        size: u64,
+        note: &str,
+        pin: Option<&[u8]>,
+    ) -> Result<()> {
+        batch.put_cf(self.cf(CHECKPOINTS)?, index_key(size), note.as_bytes());
+        if let Some(spki) = pin {
+            batch.put_cf(self.cf(META)?, META_LOG_KEY, spki);
+        }
+        Ok(())
     }
 
     /// The public key the log's checkpoints are signed with (set by the first checkpoint).

@@ -27,6 +27,12 @@ pub enum Item {
     Entry,
     /// An inclusion or consistency proof.
     Proof,
+    /// A key ceremony record (formats.md §4.5).
+    Ceremony,
+    /// A signing session record (formats.md §4.6).
+    Session,
+    /// A key rotation or revocation statement (formats.md §4.7).
+    KeyStatement,
 }
 
 impl fmt::Display for Item {
@@ -39,6 +45,9 @@ impl fmt::Display for Item {
             Item::Manifest => "device manifest",
             Item::Entry => "log entry",
             Item::Proof => "proof",
+            Item::Ceremony => "ceremony record",
+            Item::Session => "session record",
+            Item::KeyStatement => "key statement",
         })
     }
 }

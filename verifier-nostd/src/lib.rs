@@ -56,6 +56,7 @@ pub mod boot;
 pub mod cbor;
 pub mod cose;
 pub mod crypto;
+pub mod custody;
 pub mod delivery;
 pub mod error;
 pub mod merkle;

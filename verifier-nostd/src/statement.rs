@@ -25,6 +25,12 @@ impl Kind {
     pub const RELEASE: Kind = Kind(1);
     /// A per-device manifest: the eligibility decision "eligible" for one device.
     pub const MANIFEST: Kind = Kind(2);
+    /// A key ceremony record, COSE_Sign1 by the root key (formats.md §4.5).
+    pub const CEREMONY: Kind = Kind(3);
+    /// A signing session record: which custodians unlocked the HSM, and why (formats.md §4.6).
+    pub const SESSION: Kind = Kind(4);
+    /// A key rotation or revocation, COSE_Sign1 by the root key (formats.md §4.7).
+    pub const KEY: Kind = Kind(5);
 }
 
 /// The common header of every entry: format version and kind.
@@ -70,7 +76,7 @@ impl EntryHeader {
     }
 
     /// Reads the header and checks it is `kind` with `fields` map pairs.
-    fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
+    pub(crate) fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
         let start = r.position();
         let (header, kind_offset) = Self::read_with_kind_offset(r)?;
         if header.kind != kind {
@@ -377,6 +383,22 @@ pub enum Statement<'a> {
     },
     /// A per-device manifest.
     Manifest(Manifest<'a>),
+    /// A key ceremony record and its entry (root signature not verified here).
+    Ceremony {
+        /// The entry.
+        entry: crate::custody::SignedEntry<'a>,
+        /// The decoded payload.
+        record: crate::custody::CeremonyRecord<'a>,
+    },
+    /// A signing session record.
+    Session(crate::custody::SessionRecord<'a>),
+    /// A key rotation or revocation and its entry (root signature not verified here).
+    Key {
+        /// The entry.
+        entry: crate::custody::SignedEntry<'a>,
+        /// The decoded payload.
+        statement: crate::custody::KeyStatement<'a>,
+    },
 }
 
 impl<'a> Statement<'a> {
@@ -394,6 +416,27 @@ impl<'a> Statement<'a> {
                 })
             }
             Kind::MANIFEST => Ok(Statement::Manifest(Manifest::decode(entry)?)),
+            Kind::CEREMONY => {
+                let signed = crate::custody::SignedEntry::decode(entry, Kind::CEREMONY)?;
+                let cose = crate::cose::CoseSign1::decode(signed.cose_sign1)?;
+                let record = crate::custody::CeremonyRecord::decode(cose.payload)?;
+                Ok(Statement::Ceremony {
+                    entry: signed,
+                    record,
+                })
+            }
+            Kind::SESSION => Ok(Statement::Session(crate::custody::SessionRecord::decode(
+                entry,
+            )?)),
+            Kind::KEY => {
+                let signed = crate::custody::SignedEntry::decode(entry, Kind::KEY)?;
+                let cose = crate::cose::CoseSign1::decode(signed.cose_sign1)?;
+                let statement = crate::custody::KeyStatement::decode(cose.payload)?;
+                Ok(Statement::Key {
+                    entry: signed,
+                    statement,
+                })
+            }
             Kind(_) => Err(Error::Malformed {
                 item: Item::Entry,
                 cause: CborError::Unsupported { offset: 0 },
@@ -406,6 +449,9 @@ impl<'a> Statement<'a> {
         match self {
             Statement::Release { .. } => Kind::RELEASE,
             Statement::Manifest(_) => Kind::MANIFEST,
+            Statement::Ceremony { .. } => Kind::CEREMONY,
+            Statement::Session(_) => Kind::SESSION,
+            Statement::Key { .. } => Kind::KEY,
         }
     }
 
@@ -414,22 +460,23 @@ impl<'a> Statement<'a> {
         match self {
             Statement::Release { statement, .. } => Some(statement.release_id),
             Statement::Manifest(m) => Some(m.release_id),
+            Statement::Ceremony { .. } | Statement::Session(_) | Statement::Key { .. } => None,
         }
     }
 
     /// The device the statement is about, if any.
     pub fn device_id(&self) -> Option<Id<'a>> {
         match self {
-            Statement::Release { .. } => None,
             Statement::Manifest(m) => Some(m.device_id),
+            _ => None,
         }
     }
 
     /// The campaign the statement belongs to, if any.
     pub fn campaign(&self) -> Option<Id<'a>> {
         match self {
-            Statement::Release { .. } => None,
             Statement::Manifest(m) => Some(m.campaign),
+            _ => None,
         }
     }
 
@@ -438,6 +485,9 @@ impl<'a> Statement<'a> {
         match self {
             Statement::Release { statement, .. } => statement.issued_at,
             Statement::Manifest(m) => m.decided_at,
+            Statement::Ceremony { record, .. } => record.performed_at,
+            Statement::Session(s) => s.opened_at,
+            Statement::Key { statement, .. } => statement.issued_at,
         }
     }
 }

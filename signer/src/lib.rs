@@ -1,0 +1,22 @@
+//! cairn's air-gapped signer: the appliance custodians trust with the keys.
+//!
+//! - [`hsm`]: the PKCS#11 boundary (cryptoki): token initialization, key generation inside the
+//!   token (sensitive, never extractable), signing through `signature::Signer`.
+//! - [`shares`]: the token PIN split k-of-n with Shamir's scheme, each share sealed to its
+//!   custodian's passphrase (Argon2id + ChaCha20-Poly1305); every check before any login.
+//! - [`certs`]: the root CA and the release and log key certificates (X.509, RFC 5280).
+//! - [`appliance`]: the key ceremony, signing sessions, releases, key rotation and revocation,
+//!   all logged in the vault under log-key checkpoints.
+//! - [`uri`]: RFC 7512 `pkcs11:` URIs.
+//!
+//! The procedure custodians follow is docs/ceremony.md; what the signer defends against is
+//! docs/threat-model.md.
+
+pub mod appliance;
+pub mod certs;
+mod error;
+pub mod hsm;
+pub mod shares;
+pub mod uri;
+
+pub use error::{Error, Result};
