@@ -45,6 +45,12 @@ impl Passphrase {
         self.0.as_bytes()
     }
 
+    /// Whether two passphrases are the same (a confirmation prompt).
+    pub fn same_as(&self, other: &Passphrase) -> bool {
+        let (a, b) = (self.bytes(), other.bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// Length in characters.
     pub fn chars(&self) -> usize {
         self.0.chars().count()

@@ -4,6 +4,7 @@
 //! out, 1 when a verification failed (a signature, a proof, fsck), 2 when the command could not run
 //! (bad arguments, unreadable files, storage errors).
 
+mod custody;
 mod keys;
 mod log;
 mod output;
@@ -31,6 +32,15 @@ enum Command {
     /// The transparency log: checkpoints, proofs, export, fsck, evidence queries.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Key ceremonies: set up the signer's token, keys, certificates and custodian shares.
+    #[command(subcommand)]
+    Ceremony(custody::CeremonyCommand),
+    /// Firmware releases: sign one in a custodian session, verify a logged one.
+    #[command(subcommand)]
+    Release(custody::ReleaseCommand),
+    /// Key rotation and revocation, signed by the root key.
+    #[command(subcommand)]
+    Key(custody::KeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +48,9 @@ fn main() -> ExitCode {
     let out = output::Output::new(cli.json, cli.quiet);
     let result = match cli.command {
         Command::Log(cmd) => log::run(cmd, out),
+        Command::Ceremony(cmd) => custody::run_ceremony(cmd, out),
+        Command::Release(cmd) => custody::run_release(cmd, out),
+        Command::Key(cmd) => custody::run_key(&cmd, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

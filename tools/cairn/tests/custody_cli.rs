@@ -1,0 +1,398 @@
+//! `cairn ceremony`, `cairn release`, `cairn key` end to end on SoftHSM2, as custodians run them
+//! (docs/ceremony.md): a 3-of-5 ceremony, release 2.4.1 signed and verified, refused sessions,
+//! a key rotation, and no secret in any output.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    reason = "test helpers: a failure is a failed test; the ceremony is one scenario"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const CUSTODIANS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+
+fn passphrase(name: &str) -> String {
+    format!("{name} keeps the third verse of the ceremony")
+}
+
+struct Hsm {
+    dir: tempfile::TempDir,
+}
+
+impl Hsm {
+    /// A fresh SoftHSM2 token directory.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs cairn with `stdin` as the passphrase descriptor's content.
+    fn cairn(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+            .env_remove("CAIRN_HOME")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in CUSTODIANS.iter().chain(&["mallory"]) {
+            assert!(
+                !text.contains(&passphrase(name)),
+                "passphrase of {name} in the output of {args:?}:\n{text}"
+            );
+        }
+        out
+    }
+}
+
+#[track_caller]
+fn code(o: &Output, want: i32) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(want), "{text}");
+    text
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn lines(names: &[&str]) -> String {
+    names.iter().map(|n| passphrase(n) + "\n").collect()
+}
+
+fn sign_args<'a>(home: &'a str, shares: &'a [String], image: &'a str, id: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["release", "sign", "--home", home, "--passphrase-fd", "0"];
+    for share in shares {
+        args.extend(["--share", share.as_str()]);
+    }
+    args.extend([
+        "--image",
+        image,
+        "--release-id",
+        id,
+        "--product",
+        "Smart Controller",
+        "--family",
+        "STM32H5",
+        "--hardware-revision",
+        "rev-c",
+        "--version",
+        "2.4.1",
+        "--security-epoch",
+        "7",
+        "--support-until",
+        "2031-11-26",
+        "--advisory",
+        "CVE-2026-12345",
+    ]);
+    args
+}
+
+#[test]
+fn a_3_of_5_ceremony_signs_release_2_4_1_and_every_step_verifies() {
+    let hsm = Hsm::new();
+    let home = hsm.path("signer");
+    let share = |n: &str| s(&hsm.path(&format!("{n}.share"))).to_owned();
+    let mut init = vec![
+        "--json",
+        "ceremony",
+        "init",
+        "--home",
+        s(&home),
+        "--origin",
+        "oem.example/cairn/log",
+        "--organization",
+        "Smart Controller OEM",
+        "--threshold",
+        "3",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-passes",
+        "1",
+        "--passphrase-fd",
+        "0",
+    ];
+    let custodian_args: Vec<String> = CUSTODIANS
+        .iter()
+        .map(|n| format!("{n}={}", share(n)))
+        .collect();
+    for c in &custodian_args {
+        init.extend(["--custodian", c.as_str()]);
+    }
+    let out = hsm.cairn(&init, &lines(&CUSTODIANS));
+    code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state"]["threshold"], 3);
+    assert_eq!(report["share_files"].as_array().unwrap().len(), 5);
+    let root_fp = report["state"]["keys"]["root"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The fingerprint the custodians write down is the one openssl computes.
+    let openssl = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            s(&home.join("certs/root.pem")),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&openssl.stdout).contains(&root_fp));
+    let text = code(
+        &hsm.cairn(
+            &[
+                "ceremony",
+                "verify",
+                "--home",
+                s(&home),
+                "--root-fingerprint",
+                &root_fp,
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("ceremony record OK"), "{text}");
+    let wrong = "00".repeat(32);
+    let text = code(
+        &hsm.cairn(
+            &[
+                "ceremony",
+                "verify",
+                "--home",
+                s(&home),
+                "--root-fingerprint",
+                &wrong,
+            ],
+            "",
+        ),
+        1,
+    );
+    assert!(text.contains("fingerprint"), "{text}");
+
+    // Release 2.4.1 signed by alice, carol and erin.
+    let image = hsm.path("controller-fw-2.4.1-security.bin");
+    std::fs::write(&image, vec![0xa5u8; 1 << 20]).unwrap();
+    let shares: Vec<String> = ["alice", "carol", "erin"]
+        .iter()
+        .map(|n| share(n))
+        .collect();
+    let mut args = vec!["--json"];
+    args.extend(sign_args(
+        s(&home),
+        &shares,
+        s(&image),
+        "controller-fw-2.4.1",
+    ));
+    let out = hsm.cairn(&args, &lines(&["alice", "carol", "erin"]));
+    code(&out, 0);
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(signed["index"], 2);
+    assert_eq!(
+        signed["custodians"],
+        serde_json::json!(["alice", "carol", "erin"])
+    );
+    let text = code(
+        &hsm.cairn(
+            &[
+                "release",
+                "verify",
+                "--home",
+                s(&home),
+                "--release-id",
+                "controller-fw-2.4.1",
+                "--image",
+                s(&image),
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("image matches"), "{text}");
+    std::fs::write(hsm.path("tampered.bin"), vec![0xa4u8; 1 << 20]).unwrap();
+    let text = code(
+        &hsm.cairn(
+            &[
+                "release",
+                "verify",
+                "--home",
+                s(&home),
+                "--release-id",
+                "controller-fw-2.4.1",
+                "--image",
+                s(&hsm.path("tampered.bin")),
+            ],
+            "",
+        ),
+        1,
+    );
+    assert!(text.contains("is not the signed"), "{text}");
+    // The log's own tooling checks the same log: fsck is clean.
+    code(
+        &hsm.cairn(&["log", "fsck", "--db", s(&home.join("log"))], ""),
+        0,
+    );
+
+    // Refusals, each before any login: k-1 shares, a wrong passphrase, a share twice.
+    let two: Vec<String> = ["alice", "bob"].iter().map(|n| share(n)).collect();
+    let text = code(
+        &hsm.cairn(
+            &sign_args(s(&home), &two, s(&image), "fw-x"),
+            &lines(&["alice", "bob"]),
+        ),
+        2,
+    );
+    assert!(
+        text.contains("2 share(s) presented, the token needs 3"),
+        "{text}"
+    );
+    let three: Vec<String> = ["alice", "bob", "dave"].iter().map(|n| share(n)).collect();
+    let text = code(
+        &hsm.cairn(
+            &sign_args(s(&home), &three, s(&image), "fw-x"),
+            &lines(&["alice", "mallory", "dave"]),
+        ),
+        2,
+    );
+    assert!(text.contains("custodian bob"), "{text}");
+    let twice: Vec<String> = ["alice", "bob", "alice"].iter().map(|n| share(n)).collect();
+    let text = code(
+        &hsm.cairn(
+            &sign_args(s(&home), &twice, s(&image), "fw-x"),
+            &lines(&["alice", "bob", "alice"]),
+        ),
+        2,
+    );
+    assert!(text.contains("given twice"), "{text}");
+    let text = code(
+        &hsm.cairn(
+            &sign_args(s(&home), &three, s(&image), "fw-x"),
+            &lines(&["alice"]),
+        ),
+        2,
+    );
+    assert!(
+        text.contains("ended before the passphrase for custodian bob"),
+        "{text}"
+    );
+
+    // Rotation, then a release under the new key; both releases still verify.
+    let mut rotate = vec![
+        "key",
+        "rotate",
+        "--home",
+        s(&home),
+        "--passphrase-fd",
+        "0",
+        "--reason",
+        "annual rotation",
+    ];
+    for sh in &three {
+        rotate.extend(["--share", sh.as_str()]);
+    }
+    let text = code(&hsm.cairn(&rotate, &lines(&["alice", "bob", "dave"])), 0);
+    assert!(text.contains("cairn-release-1"), "{text}");
+    let out = hsm.cairn(
+        &sign_args(s(&home), &three, s(&image), "controller-fw-2.4.2"),
+        &lines(&["alice", "bob", "dave"]),
+    );
+    code(&out, 0);
+    for id in ["controller-fw-2.4.1", "controller-fw-2.4.2"] {
+        code(
+            &hsm.cairn(
+                &[
+                    "release",
+                    "verify",
+                    "--home",
+                    s(&home),
+                    "--release-id",
+                    id,
+                    "--image",
+                    s(&image),
+                ],
+                "",
+            ),
+            0,
+        );
+    }
+}
+
+#[test]
+fn bad_ceremony_parameters_are_refused_before_the_token_is_touched() {
+    let hsm = Hsm::new();
+    let home = hsm.path("signer");
+    let run = |threshold: &str, custodians: &[&str], pass: &str| {
+        let mut args = vec![
+            "ceremony",
+            "init",
+            "--home",
+            s(&home),
+            "--origin",
+            "o.example/log",
+            "--organization",
+            "OEM",
+            "--threshold",
+            threshold,
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-passes",
+            "1",
+            "--passphrase-fd",
+            "0",
+        ];
+        for c in custodians {
+            args.extend(["--custodian", c]);
+        }
+        hsm.cairn(&args, pass)
+    };
+    let a = format!("alice={}", s(&hsm.path("a.share")));
+    let b = format!("bob={}", s(&hsm.path("b.share")));
+    let text = code(&run("1", &[&a, &b], &lines(&["alice", "bob"])), 2);
+    assert!(text.contains("threshold 1 out of range"), "{text}");
+    let text = code(&run("2", &[&a, &b], "short\nshort\n"), 2);
+    assert!(text.contains("passphrase too short"), "{text}");
+    assert!(!text.contains("short\n"), "{text}");
+    let text = code(&run("2", &[&a, "bob"], &lines(&["alice", "bob"])), 2);
+    assert!(text.contains("expected NAME=SHARE_FILE"), "{text}");
+    // Nothing was created: a good ceremony still runs.
+    assert!(!hsm.path("a.share").exists());
+    code(&run("2", &[&a, &b], &lines(&["alice", "bob"])), 0);
+}
