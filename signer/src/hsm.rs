@@ -405,6 +405,11 @@ impl Token {
             .map_err(pkcs11("C_DestroyObject"))
     }
 
+    /// The raw PKCS#11 session, for the benchmark's baseline (a bare `C_Sign` loop).
+    pub fn raw_session(&self) -> &Session {
+        &self.session
+    }
+
     /// Fills `buf` from the token's random number generator.
     pub fn random(&self, buf: &mut [u8]) -> Result<()> {
         self.session

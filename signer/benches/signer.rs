@@ -1,0 +1,241 @@
+//! `cargo bench -p cairn-signer --bench signer`: the signer's figures against their baselines,
+//! measured in the same run on this machine (issue "Signer", Measure):
+//!
+//! 1. Signatures/s through `HsmKey` (`signature::Signer`: SHA-256 on the host, `CKM_ECDSA` in the
+//!    token) against a bare `C_Sign` loop with the same key and mechanism on the same session, and
+//!    against `openssl speed ecdsap256` (software, one core).
+//! 2. Release signing of a 64 MiB image (stream hash, statement, HSM signature, log append with a
+//!    new checkpoint) against `sha256sum` of the same file.
+//!
+//! Medians of `CAIRN_BENCH_ROUNDS` rounds (default 7). The token is SoftHSM2 in a fresh directory:
+//! the benchmark re-runs itself with `SOFTHSM2_CONF` set, as the tests do.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark report: a failure aborts it, rates are floats"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::hsm::Module;
+use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
+use cairn_verifier::custody::KeyRole;
+use cairn_verifier::types::{UnixTime, Version};
+use cryptoki::mechanism::Mechanism;
+
+const CHILD: &str = "CAIRN_SIGNER_BENCH_DIR";
+const NOW: UnixTime = UnixTime(1_795_651_200);
+const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+const SIGNATURES: usize = 2_000;
+const IMAGE_MIB: usize = 64;
+
+fn passphrase(name: &str) -> Passphrase {
+    Passphrase::new(format!("benchmark passphrase of {name}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn rounds() -> usize {
+    std::env::var("CAIRN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+fn main() {
+    let Some(dir) = std::env::var_os(CHILD) else {
+        parent();
+        return;
+    };
+    run(Path::new(&dir));
+}
+
+/// Sets up a SoftHSM directory and re-runs this benchmark inside it.
+fn parent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tokens")).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env("SOFTHSM2_CONF", &conf)
+        .env(CHILD, dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "benchmark failed");
+}
+
+fn appliance(module: &Module, dir: &Path) -> Appliance {
+    let opts = CeremonyOptions {
+        home: dir.join("home"),
+        token: "bench".into(),
+        origin: "bench.example/log".into(),
+        organization: "Bench OEM".into(),
+        threshold: 2,
+        custodians: NAMES
+            .iter()
+            .map(|n| Custodian {
+                name: (*n).into(),
+                share_path: dir.join(format!("{n}.share")),
+                passphrase: passphrase(n),
+            })
+            .collect(),
+        kdf: KdfParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        now: NOW,
+    };
+    appliance::init(module, &opts).unwrap();
+    Appliance::open(dir.join("home")).unwrap()
+}
+
+fn run(dir: &Path) {
+    let module = Module::from_env().unwrap();
+    let appliance = appliance(&module, dir);
+    let shares: Vec<_> = NAMES[..2]
+        .iter()
+        .map(|n| {
+            (
+                ShareFile::read(&dir.join(format!("{n}.share"))).unwrap(),
+                passphrase(n),
+            )
+        })
+        .collect();
+    let session = appliance.unlock(&module, &shares, NOW).unwrap();
+    let key = session.key(KeyRole::Release).unwrap();
+    let raw = session.token().raw_session();
+    let n = rounds();
+
+    println!(
+        "cairn-signer benchmark: SoftHSM2 {}, medians of {n} rounds",
+        softhsm_version()
+    );
+    println!();
+    println!("1. ECDSA P-256 signatures/s, {SIGNATURES} per round");
+    let msg = [0x42u8; 200]; // about a checkpoint note's size
+    let digest: [u8; 32] = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(msg).into()
+    };
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..n {
+        // Interleaved, so both see the same machine state.
+        let t = Instant::now();
+        for _ in 0..SIGNATURES {
+            let _: p256::ecdsa::Signature = signature::Signer::sign(&key, &msg);
+        }
+        ours.push(SIGNATURES as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..SIGNATURES {
+            raw.sign(&Mechanism::Ecdsa, key.private_handle(), &digest)
+                .unwrap();
+        }
+        bare.push(SIGNATURES as f64 / t.elapsed().as_secs_f64());
+    }
+    let (ours, bare) = (median(ours), median(bare));
+    let (openssl_sign, openssl_verify) = openssl_speed();
+    println!("   cairn HsmKey (SHA-256 + C_Sign) {ours:>10.0} /s");
+    println!(
+        "   bare cryptoki C_Sign loop       {bare:>10.0} /s   ratio {:.3} (goal >= 0.9)",
+        ours / bare
+    );
+    println!(
+        "   openssl speed ecdsap256 sign    {openssl_sign:>10.0} /s   ratio {:.3}",
+        ours / openssl_sign
+    );
+    println!("   openssl speed ecdsap256 verify  {openssl_verify:>10.0} /s");
+    println!();
+    release_signing(&session, dir, n);
+}
+
+fn release_signing(session: &appliance::Session<'_>, dir: &Path, n: usize) {
+    println!("2. release signing of a {IMAGE_MIB} MiB image vs sha256sum");
+    let image = dir.join("image.bin");
+    let block: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut data = Vec::with_capacity(IMAGE_MIB << 20);
+    for i in 0..IMAGE_MIB {
+        data.extend(block.iter().map(|b| b ^ (i as u8)));
+    }
+    std::fs::write(&image, &data).unwrap();
+    drop(data);
+    let mut sign = Vec::new();
+    let mut sum = Vec::new();
+    for round in 0..n {
+        let input = ReleaseInput {
+            release_id: format!("bench-fw-{round}"),
+            product: "Smart Controller".into(),
+            family: "STM32H5".into(),
+            hardware_revisions: vec!["rev-c".into()],
+            version: Version::new(2, 4, 1),
+            security_epoch: 7,
+            support_until: UnixTime(NOW.0 + 5 * 365 * 86_400),
+            advisories: vec!["CVE-2026-12345".into()],
+            artifact: None,
+        };
+        let t = Instant::now();
+        session.sign_release(&image, &input, NOW).unwrap();
+        sign.push(t.elapsed());
+        let t = Instant::now();
+        let out = Command::new("sha256sum").arg(&image).output().unwrap();
+        assert!(out.status.success());
+        sum.push(t.elapsed());
+    }
+    let ms = |d: Vec<Duration>| median(d.into_iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    let (sign, sum) = (ms(sign), ms(sum));
+    println!("   cairn release sign (hash + HSM + log) {sign:>8.1} ms");
+    println!(
+        "   sha256sum                             {sum:>8.1} ms   ratio {:.3} (goal <= 1.2)",
+        sign / sum
+    );
+}
+
+fn softhsm_version() -> String {
+    Command::new("softhsm2-util")
+        .arg("--version")
+        .output()
+        .map_or_else(
+            |_| "?".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+/// `openssl speed -seconds 3 ecdsap256`: (sign/s, verify/s) on one core.
+fn openssl_speed() -> (f64, f64) {
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ecdsap256"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        // " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  41235.6  13512.3"
+        if line.contains("ecdsa (nistp256)") {
+            let nums: Vec<f64> = line
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [.., sign, verify] = nums[..] {
+                return (sign, verify);
+            }
+        }
+    }
+    panic!("unexpected openssl speed output:\n{text}");
+}
