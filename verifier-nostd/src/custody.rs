@@ -11,7 +11,9 @@
 
 use crate::cbor::Reader;
 use crate::error::{CborError, Context, Error, Item};
-use crate::statement::{EntryHeader, FORMAT_VERSION, Kind};
+#[cfg(feature = "alloc")]
+use crate::statement::FORMAT_VERSION;
+use crate::statement::{EntryHeader, Kind};
 use crate::types::{Hash, Name, TextList, UnixTime};
 
 /// Length of a ceremony id: 16 random bytes drawn at `ceremony init`.

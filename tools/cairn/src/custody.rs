@@ -267,6 +267,27 @@ pub(crate) fn parse_date(s: &str) -> anyhow::Result<UnixTime> {
         .map_err(|_| bad())
 }
 
+/// Unix seconds as an RFC 3339 UTC timestamp (civil from days, H. Hinnant's algorithm).
+pub(crate) fn rfc3339(time: UnixTime) -> String {
+    let secs = i64::try_from(time.0).unwrap_or(i64::MAX);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let doe = shifted - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn module() -> anyhow::Result<Module> {
     Module::from_env().context("loading the PKCS#11 module (set CAIRN_PKCS11_MODULE)")
 }
@@ -399,7 +420,7 @@ pub(crate) fn run_ceremony(cmd: CeremonyCommand, out: Output) -> CliResult {
                  software {} sha256 {}\n\
                  root    {}\nrelease {}\nlog     {}",
                 hex::encode(v.ceremony),
-                v.performed_at.0,
+                rfc3339(v.performed_at),
                 v.custodians.join(", "),
                 v.threshold,
                 v.custodians.len(),
@@ -589,4 +610,26 @@ pub(crate) fn run_key(cmd: &KeyCommand, out: Output) -> CliResult {
         &json!({ "ok": true, "action": action, "index": done.index, "new_uri": done.new_uri, "new_fingerprint": done.new_fingerprint, "checkpoint": done.checkpoint }),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_convert_both_ways() {
+        for (date, secs) in [
+            ("1970-01-01", 0),
+            ("2000-02-29", 951_782_400),
+            ("2026-11-26", 1_795_651_200),
+            ("2031-11-26", 1_953_417_600),
+        ] {
+            assert_eq!(parse_date(date).unwrap(), UnixTime(secs), "{date}");
+            assert_eq!(rfc3339(UnixTime(secs)), format!("{date}T00:00:00Z"));
+        }
+        assert_eq!(rfc3339(UnixTime(1_795_689_840)), "2026-11-26T10:44:00Z");
+        for bad in ["2026-13-01", "2026-1", "26-11-2026x", "", "1969-12-31"] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
 }
