@@ -115,6 +115,9 @@ pub enum Error {
     /// No entry with that leaf hash.
     #[error("no entry with leaf hash {0}")]
     UnknownLeaf(String),
+    /// A transfer bundle failed verification; nothing of it was written. Says which item.
+    #[error("transfer bundle refused: {0}")]
+    BadBundle(String),
     /// The signer failed (an HSM error, for example). The log is unchanged.
     #[error("signing the checkpoint failed: {0}")]
     Signing(String),

@@ -16,12 +16,14 @@ mod error;
 pub mod export;
 pub mod fsck;
 mod layout;
+pub mod transfer;
 pub mod tree;
 mod vault;
 
 pub use error::{Error, Result};
 pub use export::{ExportCheck, ExportReport, verify_export};
 pub use fsck::{FsckReport, Inconsistency};
+pub use transfer::{ImportReport, TransferBundle};
 pub use vault::{
     ConsistencyProof, DOCUMENTATION_RETENTION_SECS, InclusionProof, MAX_ENTRY_LEN, Query,
     Retention, TreeAt, Vault,

@@ -645,6 +645,38 @@ impl Vault {
         Ok((prepared.range, note))
     }
 
+    /// Appends `entries` with a checkpoint someone else signed (a mirror importing a transfer
+    /// bundle): the note must be signed by `key` (pinned like [`Vault::sign_checkpoint`]'s) and
+    /// commit to exactly the tree these entries make. Entries and checkpoint go in one synced
+    /// write; on any mismatch nothing is written.
+    pub fn append_with_checkpoint<E: AsRef<[u8]> + Sync>(
+        &self,
+        entries: &[E],
+        note: &str,
+        key: &LogKey<'_>,
+    ) -> Result<Range<u64>> {
+        let pin = self.check_log_key(key)?;
+        let checkpoint = Checkpoint::parse(note.as_bytes())
+            .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?;
+        checkpoint
+            .verify(key, &Software)
+            .map_err(Error::Checkpoint)?;
+        let mut writer = lock(&self.writer);
+        let mut prepared = self.build(&writer, entries, &[])?;
+        let size = prepared.next.frontier.size();
+        if checkpoint.size.0 != size || checkpoint.root != prepared.next.frontier.root() {
+            return Err(Error::BadBundle(format!(
+                "the checkpoint (size {}) does not commit to this log with these entries (size {size})",
+                checkpoint.size.0
+            )));
+        }
+        self.put_checkpoint(&mut prepared.batch, size, note, pin.as_deref())?;
+        self.db.write_opt(prepared.batch, &sync())?;
+        *writer = prepared.next;
+        self.size.store(prepared.range.end, Ordering::Release);
+        Ok(prepared.range)
+    }
+
     /// Checks `key` is for this log and is the pinned log key; returns its SPKI if none is pinned
     /// yet (the checkpoint about to be stored pins it).
     fn check_log_key(&self, key: &LogKey<'_>) -> Result<Option<Vec<u8>>> {
@@ -1111,6 +1143,13 @@ impl Vault {
 pub struct TreeAt<'a> {
     vault: &'a Vault,
     size: u64,
+}
+
+impl TreeAt<'_> {
+    /// The root of the perfect subtree of `n` leaves starting at leaf `start`.
+    pub fn subtree(&self, start: u64, n: u64) -> Result<Hash> {
+        tree::subtree_hash(self, start, n)
+    }
 }
 
 impl NodeSource for TreeAt<'_> {
