@@ -1,11 +1,7 @@
 //! Transfer bundles: exported from one log, imported into a mirror; verified in full before
 //! anything is written, atomic, idempotent; every alteration, gap and fork refused.
 
-#![expect(
-    clippy::cast_possible_truncation,
-    clippy::unwrap_used,
-    reason = "test sizes are small; helpers panic to fail the test"
-)]
+#![expect(clippy::unwrap_used, reason = "helpers panic to fail the test")]
 
 mod common;
 
