@@ -8,10 +8,21 @@ use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::note::LogKey;
 use p256::pkcs8::DecodePrivateKey;
 
-/// A P-256 public key from a PEM (`-----BEGIN PUBLIC KEY-----`) or DER SPKI file.
+/// A P-256 public key from a PEM (`-----BEGIN PUBLIC KEY-----`) or DER SPKI file, or from an
+/// X.509 certificate in PEM (`-----BEGIN CERTIFICATE-----`, what the signer writes to `certs/`).
 pub(crate) fn public_key(path: &Path) -> Result<PublicKey> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading public key {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN CERTIFICATE") {
+        let text = std::str::from_utf8(&bytes).context("PEM file is not UTF-8")?;
+        let der = pem_body(text, "CERTIFICATE")
+            .with_context(|| format!("{}: no CERTIFICATE block", path.display()))?;
+        let cert = cairn_signer::certs::from_der(&der, &path.display().to_string())?;
+        return Ok(cairn_signer::certs::verifier_key(
+            &cert,
+            &path.display().to_string(),
+        )?);
+    }
     let der = if bytes.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(&bytes).context("PEM file is not UTF-8")?;
         pem_body(text, "PUBLIC KEY")

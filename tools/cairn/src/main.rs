@@ -4,6 +4,7 @@
 //! out, 1 when a verification failed (a signature, a proof, fsck), 2 when the command could not run
 //! (bad arguments, unreadable files, storage errors).
 
+mod bundle;
 mod custody;
 mod keys;
 mod log;
@@ -38,6 +39,9 @@ enum Command {
     /// Firmware releases: sign one in a custodian session, verify a logged one.
     #[command(subcommand)]
     Release(custody::ReleaseCommand),
+    /// Transfer bundles across the air gap: export, verify, import.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Key rotation and revocation, signed by the root key.
     #[command(subcommand)]
     Key(custody::KeyCommand),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Ceremony(cmd) => custody::run_ceremony(cmd, out),
         Command::Release(cmd) => custody::run_release(cmd, out),
         Command::Key(cmd) => custody::run_key(&cmd, out),
+        Command::Bundle(cmd) => bundle::run(cmd, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

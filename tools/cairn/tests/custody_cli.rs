@@ -396,3 +396,191 @@ fn bad_ceremony_parameters_are_refused_before_the_token_is_touched() {
     assert!(!hsm.path("a.share").exists());
     code(&run("2", &[&a, &b], &lines(&["alice", "bob"])), 0);
 }
+
+/// A 2-of-3 ceremony; returns the home directory.
+fn small_ceremony(hsm: &Hsm) -> PathBuf {
+    let home = hsm.path("signer");
+    let mut args = vec![
+        "ceremony",
+        "init",
+        "--home",
+        s(&home),
+        "--origin",
+        "oem.example/cairn/log",
+        "--organization",
+        "OEM",
+        "--threshold",
+        "2",
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-passes",
+        "1",
+        "--passphrase-fd",
+        "0",
+    ];
+    let custodians: Vec<String> = CUSTODIANS[..3]
+        .iter()
+        .map(|n| format!("{n}={}", s(&hsm.path(&format!("{n}.share")))))
+        .collect();
+    for c in &custodians {
+        args.extend(["--custodian", c.as_str()]);
+    }
+    code(&hsm.cairn(&args, &lines(&CUSTODIANS[..3])), 0);
+    home
+}
+
+#[test]
+fn bundles_cross_the_air_gap_verified_and_all_or_nothing() {
+    let hsm = Hsm::new();
+    let home = small_ceremony(&hsm);
+    let image = hsm.path("fw.bin");
+    std::fs::write(&image, b"firmware").unwrap();
+    let shares: Vec<String> = ["alice", "bob"]
+        .iter()
+        .map(|n| s(&hsm.path(&format!("{n}.share"))).to_owned())
+        .collect();
+    code(
+        &hsm.cairn(
+            &sign_args(s(&home), &shares, s(&image), "controller-fw-2.4.1"),
+            &lines(&["alice", "bob"]),
+        ),
+        0,
+    );
+    let db = home.join("log");
+    let log_cert = home.join("certs/log-0.pem");
+    let mirror = hsm.path("relay-mirror");
+
+    // First bundle: everything; verified with the log key certificate; imported into a mirror.
+    let first = hsm.path("first.bundle");
+    let text = code(
+        &hsm.cairn(
+            &["bundle", "export", "--db", s(&db), "--out", s(&first)],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("entries 0..3"), "{text}");
+    let text = code(
+        &hsm.cairn(&["bundle", "verify", s(&first), "--key", s(&log_cert)], ""),
+        0,
+    );
+    assert!(text.contains("bundle OK"), "{text}");
+    code(
+        &hsm.cairn(
+            &[
+                "bundle",
+                "import",
+                s(&first),
+                "--db",
+                s(&mirror),
+                "--key",
+                s(&log_cert),
+            ],
+            "",
+        ),
+        0,
+    );
+    let text = code(
+        &hsm.cairn(
+            &[
+                "bundle",
+                "import",
+                s(&first),
+                "--db",
+                s(&mirror),
+                "--key",
+                s(&log_cert),
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(
+        text.contains("imported 0 entries (3 already held)"),
+        "{text}"
+    );
+    // Never overwritten.
+    let text = code(
+        &hsm.cairn(
+            &["bundle", "export", "--db", s(&db), "--out", s(&first)],
+            "",
+        ),
+        2,
+    );
+    assert!(text.contains("first.bundle"), "{text}");
+
+    // The next bundle continues from the mirror's checkpoint.
+    code(
+        &hsm.cairn(
+            &sign_args(s(&home), &shares, s(&image), "controller-fw-2.4.2"),
+            &lines(&["alice", "bob"]),
+        ),
+        0,
+    );
+    let second = hsm.path("second.bundle");
+    code(
+        &hsm.cairn(
+            &[
+                "bundle",
+                "export",
+                "--db",
+                s(&db),
+                "--since",
+                "3",
+                "--out",
+                s(&second),
+            ],
+            "",
+        ),
+        0,
+    );
+    // Tampered: one byte of an entry flipped; refused, and the mirror keeps its 3 entries.
+    let mut bytes = std::fs::read(&second).unwrap();
+    let at = bytes
+        .windows(19)
+        .position(|w| w == b"controller-fw-2.4.2")
+        .unwrap();
+    bytes[at + 18] ^= 1;
+    let tampered = hsm.path("tampered.bundle");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let text = code(
+        &hsm.cairn(
+            &[
+                "bundle",
+                "import",
+                s(&tampered),
+                "--db",
+                s(&mirror),
+                "--key",
+                s(&log_cert),
+            ],
+            "",
+        ),
+        1,
+    );
+    assert!(text.contains("transfer bundle refused"), "{text}");
+    let text = code(&hsm.cairn(&["log", "fsck", "--db", s(&mirror)], ""), 0);
+    assert!(text.contains("3 entries"), "{text}");
+    let text = code(
+        &hsm.cairn(
+            &[
+                "bundle",
+                "import",
+                s(&second),
+                "--db",
+                s(&mirror),
+                "--key",
+                s(&log_cert),
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("now at checkpoint size 5"), "{text}");
+    // A bundle verified against the wrong key is refused.
+    let root_cert = home.join("certs/root.pem");
+    code(
+        &hsm.cairn(&["bundle", "verify", s(&first), "--key", s(&root_cert)], ""),
+        1,
+    );
+}

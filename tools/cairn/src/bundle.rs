@@ -1,0 +1,189 @@
+//! `cairn bundle …`: transfer bundles across the air gap (docs/bundles.md). The signer exports
+//! what the relay does not have yet; the relay's device-state log comes back the same way and is
+//! imported into a mirror on the signer. Every bundle is verified in full before anything is
+//! written.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use cairn_vault::{TransferBundle, Vault};
+use cairn_verifier::note::Checkpoint;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::keys;
+use crate::output::{CliResult, Output, verification};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BundleCommand {
+    /// Write everything after the receiver's last checkpoint, up to the latest checkpoint, with
+    /// a consistency proof and the deliveries of the manifests in range.
+    Export {
+        /// The log (a signer home's `log/`, or any cairn log).
+        #[arg(long, value_name = "DIR")]
+        db: PathBuf,
+        /// The receiver's last checkpoint (the note it last accepted); omit for a first bundle.
+        #[arg(long, value_name = "FILE", conflicts_with = "since")]
+        receiver_checkpoint: Option<PathBuf>,
+        /// Or the size of the receiver's last checkpoint.
+        #[arg(long, value_name = "SIZE")]
+        since: Option<u64>,
+        /// The bundle file to write (never overwritten).
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a bundle offline: checkpoint signature, entries against the signed root,
+    /// consistency with the receiver's checkpoint, every delivery's proof.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The log's public key (PEM/DER SPKI) or its key certificate (PEM).
+        #[arg(long, value_name = "KEY_OR_CERT")]
+        key: PathBuf,
+        /// The receiver's last checkpoint, for a bundle that does not start at 0.
+        #[arg(long, value_name = "FILE")]
+        receiver_checkpoint: Option<PathBuf>,
+    },
+    /// Import a bundle into a mirror of its log (created on first import), all or nothing.
+    Import {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The mirror's database directory.
+        #[arg(long, value_name = "DIR")]
+        db: PathBuf,
+        /// The log's public key (PEM/DER SPKI) or its key certificate (PEM); the mirror pins it.
+        #[arg(long, value_name = "KEY_OR_CERT")]
+        key: PathBuf,
+    },
+}
+
+fn read_bundle(path: &PathBuf) -> anyhow::Result<TransferBundle> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    TransferBundle::decode(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Where the bundle starts: the receiver's checkpoint size, checked to be one this log signed.
+fn export_from(
+    vault: &Vault,
+    receiver_checkpoint: Option<PathBuf>,
+    since: Option<u64>,
+) -> CliResult<u64> {
+    let from = match (receiver_checkpoint, since) {
+        (Some(path), _) => {
+            let note = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let theirs = Checkpoint::parse(note.as_bytes())
+                .map_err(|e| anyhow!("{}: not a checkpoint ({e})", path.display()))?;
+            let ours = vault.checkpoint(theirs.size.0)?.ok_or_else(|| {
+                anyhow!(
+                    "the receiver's checkpoint of size {} is not one this log signed",
+                    theirs.size.0
+                )
+            })?;
+            if ours.as_bytes() != note.as_bytes() {
+                return Err(verification(anyhow!(
+                    "the receiver's checkpoint of size {} differs from this log's: the receiver has forked",
+                    theirs.size.0
+                )));
+            }
+            theirs.size.0
+        }
+        (None, Some(n)) => n,
+        (None, None) => 0,
+    };
+    Ok(from)
+}
+
+pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
+    match cmd {
+        BundleCommand::Export {
+            db,
+            receiver_checkpoint,
+            since,
+            out: file,
+        } => {
+            let vault =
+                Vault::open(&db).with_context(|| format!("opening the log at {}", db.display()))?;
+            let from = export_from(&vault, receiver_checkpoint, since)?;
+            let bundle = vault.export_bundle(from)?;
+            let bytes = bundle.to_cbor();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, &bytes)?;
+                    f.sync_all()
+                })
+                .with_context(|| format!("writing {}", file.display()))?;
+            out.emit(
+                &format!(
+                    "bundle {}: entries {}..{} of {}, {} deliveries, {} bytes",
+                    file.display(),
+                    bundle.from,
+                    bundle.to(),
+                    bundle.origin,
+                    bundle.deliveries.len(),
+                    bytes.len()
+                ),
+                &json!({ "ok": true, "file": file, "origin": bundle.origin, "from": bundle.from, "to": bundle.to(), "deliveries": bundle.deliveries.len(), "bytes": bytes.len() }),
+            );
+            Ok(())
+        }
+        BundleCommand::Verify {
+            bundle,
+            key,
+            receiver_checkpoint,
+        } => {
+            let b = read_bundle(&bundle)?;
+            let public = keys::public_key(&key)?;
+            let log_key = keys::log_key(&b.origin, public)?;
+            let old = receiver_checkpoint
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
+                .transpose()?;
+            b.verify(&log_key, old.as_deref()).map_err(verification)?;
+            out.emit(
+                &format!(
+                    "bundle OK: entries {}..{} of {} hash to the checkpoint signed by the log key{}; {} deliveries prove their manifests",
+                    b.from,
+                    b.to(),
+                    b.origin,
+                    if b.from > 0 { ", consistent with the receiver's checkpoint" } else { "" },
+                    b.deliveries.len()
+                ),
+                &json!({ "ok": true, "origin": b.origin, "from": b.from, "to": b.to(), "deliveries": b.deliveries.len() }),
+            );
+            Ok(())
+        }
+        BundleCommand::Import { bundle, db, key } => {
+            let b = read_bundle(&bundle)?;
+            let public = keys::public_key(&key)?;
+            let log_key = keys::log_key(&b.origin, public)?;
+            let vault = if db.exists() {
+                Vault::open_origin(&db, &b.origin)
+            } else {
+                Vault::create(&db, &b.origin)
+            }
+            .with_context(|| format!("opening the mirror at {}", db.display()))?;
+            let report = vault.import_bundle(&b, &log_key).map_err(|e| match e {
+                cairn_vault::Error::BadBundle(_) | cairn_vault::Error::Checkpoint(_) => {
+                    verification(e)
+                }
+                e => e.into(),
+            })?;
+            out.emit(
+                &format!(
+                    "imported {} entries ({} already held) into {}: now at checkpoint size {}",
+                    report.appended.end - report.appended.start,
+                    report.already_held,
+                    db.display(),
+                    report.size
+                ),
+                &json!({ "ok": true, "appended": [report.appended.start, report.appended.end], "already_held": report.already_held, "size": report.size, "deliveries": report.deliveries }),
+            );
+            Ok(())
+        }
+    }
+}
