@@ -5,7 +5,7 @@
 
 mod common;
 
-use cairn_vault::{Error, TransferBundle, Vault};
+use cairn_vault::{TransferBundle, Vault};
 use cairn_verifier::delivery::Delivery;
 use cairn_verifier::note::Checkpoint;
 use common::{ORIGIN, log_key, manifest, release_entry};
@@ -145,7 +145,7 @@ fn altered_incomplete_or_foreign_bundles_are_refused_and_change_nothing() {
     // Bytes that are not a bundle, or a truncated one, name the field.
     let bytes = good.to_cbor();
     let err = TransferBundle::decode(&bytes[..bytes.len() / 2]).unwrap_err();
-    assert!(matches!(err, Error::BadBundle(_)), "{err}");
+    assert!(err.to_string().contains("input ends early"), "{err}");
     assert!(TransferBundle::decode(b"not cbor").is_err());
 
     // A gap: the second bundle before the first.

@@ -62,6 +62,8 @@ pub mod error;
 pub mod merkle;
 pub mod note;
 pub mod statement;
+#[cfg(feature = "alloc")]
+pub mod transfer;
 pub mod types;
 
 #[cfg(feature = "test-support")]
