@@ -283,6 +283,20 @@ fn validate(opts: &CeremonyOptions) -> Result<u8> {
     }
     check_name("log origin", &opts.origin)?;
     check_name("token label", &opts.token)?;
+    if opts.token.len() > 32 {
+        return Err(Error::Invalid(format!(
+            "token label {:?} is {} bytes; PKCS#11 labels hold 32",
+            opts.token,
+            opts.token.len()
+        )));
+    }
+    // The origin is also the checkpoint key name (C2SP signed-note: no spaces, no '+').
+    if opts.origin.chars().any(|c| c.is_whitespace() || c == '+') {
+        return Err(Error::Invalid(format!(
+            "log origin {:?} is also the checkpoint key name: no spaces or '+' (C2SP signed-note)",
+            opts.origin
+        )));
+    }
     certs::subject(KeyRole::Root, &opts.organization)?;
     Ok(n)
 }
@@ -329,6 +343,10 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
     };
     let release_cert = issue(&release, KeyRole::Release)?;
     let log_cert = issue(&log, KeyRole::Log)?;
+    // The HSM's certificate signatures are checked before anything depends on them.
+    certs::verify_issued_by(&root_cert, &root_cert, "root (self-signed)")?;
+    certs::verify_issued_by(&release_cert, &root_cert, "release")?;
+    certs::verify_issued_by(&log_cert, &root_cert, "log")?;
     let ders = [
         certs::to_der(&root_cert)?,
         certs::to_der(&release_cert)?,
@@ -712,6 +730,8 @@ impl Appliance {
         shares: &[(ShareFile, Passphrase)],
         now: UnixTime,
     ) -> Result<Session<'_>> {
+        // signer.json is not signed: it must describe the root-signed ceremony record.
+        self.verify_ceremony(None)?;
         let ceremony = self.state.ceremony_id()?;
         let check = self.state.pin_check()?;
         let master = shares::rebuild(&self.expected(&ceremony, &check), shares)?;
@@ -772,6 +792,16 @@ impl Session<'_> {
     pub fn key(&self, role: KeyRole) -> Result<HsmKey<'_>> {
         let uri: Pkcs11Uri = self.appliance.state.key(role).uri.parse()?;
         let key = self.token.key_at(&uri)?;
+        let certified = certs::verifier_key(&self.appliance.certificate(role)?, role.name())?;
+        if certified.spki_der() != key.public_key().spki_der() {
+            return Err(Error::KeyUnusable {
+                uri: uri.to_string(),
+                why: format!(
+                    "its public key is not the one {} certifies",
+                    self.appliance.state.key(role).certificate
+                ),
+            });
+        }
         if let Some(index) = self.appliance.revocation_of(&key.key_id())? {
             return Err(Error::Revoked {
                 role: role.name(),
@@ -952,7 +982,14 @@ impl Session<'_> {
             cose_sign1: &cose,
         }
         .to_cbor();
-        let (first, checkpoint) = self.log("key rotate release", vec![entry])?;
+        let (first, checkpoint) = match self.log("key rotate release", vec![entry]) {
+            Ok(done) => done,
+            Err(e) => {
+                // Not logged, so not a key: remove it, so a retry can generate it again.
+                let _ = self.token.destroy(new.private_handle());
+                return Err(e);
+            }
+        };
         let file = format!("certs/release-{generation}.pem");
         write_new(
             &self.appliance.home.join(&file),

@@ -382,7 +382,7 @@ impl Token {
     }
 
     /// Asks the token for a private key's `CKA_VALUE`: `Ok(None)` when the token withholds it, as
-    /// it must for every cairn key. For tests and `cairn ceremony check-token`.
+    /// it must for every cairn key (the tests assert it).
     pub fn private_value(&self, private: ObjectHandle) -> Result<Option<Vec<u8>>> {
         match self
             .session

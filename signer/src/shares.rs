@@ -27,6 +27,9 @@ pub const SHARE_FORMAT: &str = "cairn-share/1";
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// Least Argon2id memory a share may ask for, in KiB (below it the KDF is not memory-hard).
 pub const MIN_KDF_MEMORY_KIB: u32 = 8 * 1024;
+/// Most Argon2id memory a share may ask for, in KiB (an edited file must not exhaust memory
+/// before its seal is checked).
+pub const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 const SECRET_LEN: usize = 32;
 
 /// A passphrase: zeroized on drop, never printed.
@@ -145,9 +148,9 @@ impl Default for KdfParams {
 
 impl KdfParams {
     fn check(&self) -> std::result::Result<Params, String> {
-        if self.memory_kib < MIN_KDF_MEMORY_KIB {
+        if !(MIN_KDF_MEMORY_KIB..=MAX_KDF_MEMORY_KIB).contains(&self.memory_kib) {
             return Err(format!(
-                "Argon2id memory {} KiB is below the minimum {MIN_KDF_MEMORY_KIB} KiB",
+                "Argon2id memory {} KiB is outside {MIN_KDF_MEMORY_KIB} to {MAX_KDF_MEMORY_KIB} KiB",
                 self.memory_kib
             ));
         }

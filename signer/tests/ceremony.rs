@@ -258,6 +258,28 @@ fn bad_shares_are_refused_before_any_login() {
         shares.push((forged, passphrase("bob")));
         let err = refused(&appliance, module, dir, shares);
         assert!(matches!(err, Error::WrongPassphrase { .. }), "{err}");
+        // A substituted share: a well-formed share of this ceremony, sealed under bob's passphrase,
+        // whose value is not bob's. It opens; the rebuilt secret fails the check value.
+        let bob = ShareFile::read(&common::share_path(dir, "cairn", "bob")).unwrap();
+        let mut value = vec![2u8];
+        value.extend([0x5au8; 32]);
+        let substitute = ShareFile::seal(
+            dir.join("substitute.share"),
+            bob.ceremony,
+            &bob.token,
+            &bob.custodian,
+            bob.index,
+            bob.threshold,
+            bob.custodians,
+            common::TEST_KDF,
+            &value,
+            &passphrase("bob"),
+        )
+        .unwrap();
+        let mut shares = present(dir, "cairn", &["alice", "carol"]);
+        shares.push((substitute, passphrase("bob")));
+        let err = refused(&appliance, module, dir, shares);
+        assert!(matches!(err, Error::SharesInconsistent), "{err}");
         // A malformed share file names the file.
         let err =
             ShareFile::parse("{\"format\": 1}", Path::new("/media/bob/bob.share")).unwrap_err();

@@ -96,7 +96,7 @@ pub struct CeremonyRecord<'a> {
     pub release_certificate: &'a [u8],
     /// Log key certificate issued by the root, DER (key 10).
     pub log_certificate: &'a [u8],
-    /// The software that ran the ceremony, e.g. `cairn 0.1.0` (key 11).
+    /// The software that ran the ceremony, e.g. `cairn (cairn 0.1.0)`: executable and version (key 11).
     pub software: Name<'a>,
     /// SHA-256 of that software's executable (key 12).
     pub software_digest: Hash,
