@@ -3,7 +3,9 @@
 //! that decodes has the header `peek` reports, and re-encodes to exactly the input.
 #![no_main]
 
-use cairn_verifier::statement::{EntryHeader, FORMAT_VERSION, Kind, Manifest, ReleaseEntry, Statement};
+use cairn_verifier::statement::{
+    EntryHeader, FORMAT_VERSION, Kind, Manifest, ReleaseEntry, Statement,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

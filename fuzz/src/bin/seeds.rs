@@ -122,6 +122,8 @@ fn main() -> io::Result<()> {
     checkpoints(&mut corpus, &fixture)?;
     der_edges(&mut corpus)?;
     cbor_items(&mut corpus)?;
+    custody(&mut corpus)?;
+    bundles(&mut corpus)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -211,4 +213,107 @@ fn cbor_items(corpus: &mut Corpus) -> io::Result<()> {
         .array(1)
         .u64(u64::MAX);
     corpus.put("cbor_raw_item", "all-majors", &w.into_bytes())
+}
+
+/// A ceremony record, session records and key statements (formats.md §4.5-4.7).
+fn custody(corpus: &mut Corpus) -> io::Result<()> {
+    use cairn_verifier::custody::{
+        CeremonyRecord, KeyAction, KeyRole, KeyStatement, SessionRecord,
+    };
+    use cairn_verifier::types::{Name, TextList, UnixTime};
+    let name = |s| Name::new(s).expect("seed names are valid");
+    let custodians = ["alice", "bob", "carol", "dave", "erin"];
+    let cert = [0x30u8; 300];
+    let record = CeremonyRecord {
+        ceremony_id: [7; 16],
+        performed_at: UnixTime(1_795_651_200),
+        threshold: 3,
+        custodians: TextList::Slice(&custodians),
+        token: name("cairn"),
+        origin: name(ORIGIN),
+        root_certificate: &cert,
+        release_certificate: &cert,
+        log_certificate: &cert,
+        software: name("cairn (cairn 0.1.0)"),
+        software_digest: [9; 32],
+    };
+    corpus.put("custody", "ceremony", &record.to_cbor())?;
+    let session = SessionRecord {
+        ceremony_id: [7; 16],
+        opened_at: UnixTime(1_795_651_300),
+        custodians: TextList::Slice(&custodians[..3]),
+        purpose: name("release sign controller-fw-2.4.1"),
+    };
+    corpus.put("custody", "session", &session.to_cbor())?;
+    corpus.put("entry_header", "session", &session.to_cbor())?;
+    for (tag, action, certificate) in [
+        ("rotate", KeyAction::Rotate, &cert[..]),
+        ("revoke", KeyAction::Revoke, &[][..]),
+    ] {
+        let statement = KeyStatement {
+            ceremony_id: [7; 16],
+            action,
+            role: KeyRole::Release,
+            key_id: [3; 32],
+            new_certificate: certificate,
+            reason: name("scheduled rotation"),
+            issued_at: UnixTime(1_795_651_400),
+        };
+        corpus.put("custody", tag, &statement.to_cbor())?;
+    }
+    Ok(())
+}
+
+/// Transfer bundles of session records, signed with the fixture's log key, from 0 and from 2.
+fn bundles(corpus: &mut Corpus) -> io::Result<()> {
+    use cairn_verifier::custody::SessionRecord;
+    use cairn_verifier::merkle::leaf_hash;
+    use cairn_verifier::test_support::{consistency_proof, mth, test_key};
+    use cairn_verifier::transfer::{TransferBundle, edge_sizes};
+    use cairn_verifier::types::{Name, TextList, UnixTime};
+    let names = ["alice", "bob"];
+    let entries: Vec<Vec<u8>> = (0..5u64)
+        .map(|i| {
+            SessionRecord {
+                ceremony_id: [7; 16],
+                opened_at: UnixTime(1_795_651_200 + i),
+                custodians: TextList::Slice(&names),
+                purpose: Name::new("release sign").expect("valid"),
+            }
+            .to_cbor()
+        })
+        .collect();
+    let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(&Software, e)).collect();
+    let key_pair = test_key(Fixture::LOG_KEY);
+    let key = LogKey::new(ORIGIN, ORIGIN, public_key(&key_pair), &Software).expect("fixture key");
+    let note = sign(
+        &body(ORIGIN, TreeSize(5), &mth(&leaves), &[]),
+        &key,
+        &key_pair,
+    )
+    .expect("signing");
+    for from in [0usize, 2] {
+        let left_edge = edge_sizes(from as u64)
+            .map(|(start, n)| mth(&leaves[start as usize..(start + n) as usize]))
+            .collect();
+        let bundle = TransferBundle {
+            origin: ORIGIN.into(),
+            from: from as u64,
+            left_edge,
+            entries: entries[from..].to_vec(),
+            checkpoint: note.clone(),
+            consistency: if from == 0 {
+                Vec::new()
+            } else {
+                consistency_proof(&leaves, from)
+            },
+            deliveries: Vec::new(),
+        };
+        corpus.put(
+            "transfer_bundle",
+            &format!("from-{from}"),
+            &bundle.to_cbor(),
+        )?;
+    }
+    Ok(())
 }
