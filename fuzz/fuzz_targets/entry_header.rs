@@ -1,4 +1,5 @@
-//! `EntryHeader::peek` and the entry decoders behind it (`ReleaseEntry`, `Manifest`, and
+//! `EntryHeader::peek` and the entry decoders behind it (`ReleaseEntry`, `Manifest`, the custody
+//! entries, and
 //! `Statement`, which the vault indexes every entry with) on arbitrary bytes: never panic; an entry
 //! that decodes has the header `peek` reports, and re-encodes to exactly the input.
 #![no_main]
@@ -33,6 +34,10 @@ fuzz_target!(|data: &[u8]| {
         match statement {
             Statement::Release { entry, .. } => assert_eq!(entry.to_cbor(), data),
             Statement::Manifest(m) => assert_eq!(m.to_cbor(), data),
+            Statement::Session(s) => assert_eq!(s.to_cbor(), data),
+            Statement::Ceremony { entry, .. } | Statement::Key { entry, .. } => {
+                assert_eq!(entry.to_cbor(), data);
+            }
             _ => panic!("a statement of a kind the fuzz target does not know"),
         }
     }
