@@ -12,6 +12,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use base64ct::Encoding as _;
 use cairn_signer::Error;
 use cairn_signer::appliance::{Appliance, ReleaseInput, verify_release_entry};
 use cairn_signer::certs;
@@ -346,6 +347,36 @@ fn releases_are_signed_in_the_token_and_verify_with_p256_openssl_and_the_device_
             assert_eq!(signed.index, 2);
             assert_eq!(signed.image_size, 300_000);
             checkpoint_verifies(&appliance, &signed.checkpoint);
+            // The log key's checkpoint signature, with openssl and the log certificate's key.
+            let cp = Checkpoint::parse(signed.checkpoint.as_bytes()).unwrap();
+            let line = cp.signatures.lines().next().unwrap();
+            let b64 = line.rsplit(' ').next().unwrap();
+            let raw = base64ct::Base64::decode_vec(b64).unwrap();
+            std::fs::write(dir.join("note.txt"), cp.text).unwrap();
+            std::fs::write(dir.join("note.sig"), &raw[4..]).unwrap();
+            let (ok, out) = openssl(&[
+                "x509",
+                "-pubkey",
+                "-noout",
+                "-in",
+                dir.join("cairn/certs/log-0.pem").to_str().unwrap(),
+                "-out",
+                dir.join("log-pub.pem").to_str().unwrap(),
+            ]);
+            assert!(ok, "{out}");
+            let (ok, out) = openssl(&[
+                "dgst",
+                "-sha256",
+                "-verify",
+                dir.join("log-pub.pem").to_str().unwrap(),
+                "-signature",
+                dir.join("note.sig").to_str().unwrap(),
+                dir.join("note.txt").to_str().unwrap(),
+            ]);
+            assert!(
+                ok && out.contains("Verified OK"),
+                "openssl on the checkpoint: {out}"
+            );
 
             // The session record names the custodians.
             let entry = appliance.vault().entry(1).unwrap();
