@@ -33,6 +33,10 @@ pub enum Item {
     Session,
     /// A key rotation or revocation statement (formats.md §4.7).
     KeyStatement,
+    /// An eligibility rejection (formats.md §4.8).
+    Rejection,
+    /// A rollout plan (formats.md §4.9).
+    Plan,
 }
 
 impl fmt::Display for Item {
@@ -48,6 +52,8 @@ impl fmt::Display for Item {
             Item::Ceremony => "ceremony record",
             Item::Session => "session record",
             Item::KeyStatement => "key statement",
+            Item::Rejection => "rejection",
+            Item::Plan => "rollout plan",
         })
     }
 }

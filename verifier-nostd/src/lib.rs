@@ -61,6 +61,7 @@ pub mod delivery;
 pub mod error;
 pub mod merkle;
 pub mod note;
+pub mod rollout;
 pub mod statement;
 #[cfg(feature = "alloc")]
 pub mod transfer;

@@ -31,6 +31,10 @@ impl Kind {
     pub const SESSION: Kind = Kind(4);
     /// A key rotation or revocation, COSE_Sign1 by the root key (formats.md §4.7).
     pub const KEY: Kind = Kind(5);
+    /// An eligibility rejection: a device and every check it failed (formats.md §4.8).
+    pub const REJECTION: Kind = Kind(6);
+    /// A rollout plan, COSE_Sign1 by the release key (formats.md §4.9).
+    pub const PLAN: Kind = Kind(7);
 }
 
 /// The common header of every entry: format version and kind.
@@ -399,6 +403,15 @@ pub enum Statement<'a> {
         /// The decoded payload.
         statement: crate::custody::KeyStatement<'a>,
     },
+    /// A device found not eligible, with its reasons.
+    Rejection(crate::rollout::Rejection<'a>),
+    /// A rollout plan and its entry (release signature not verified here).
+    Plan {
+        /// The entry.
+        entry: crate::custody::SignedEntry<'a>,
+        /// The decoded payload.
+        plan: crate::rollout::RolloutPlan<'a>,
+    },
 }
 
 impl<'a> Statement<'a> {
@@ -437,6 +450,18 @@ impl<'a> Statement<'a> {
                     statement,
                 })
             }
+            Kind::REJECTION => Ok(Statement::Rejection(crate::rollout::Rejection::decode(
+                entry,
+            )?)),
+            Kind::PLAN => {
+                let signed = crate::custody::SignedEntry::decode(entry, Kind::PLAN)?;
+                let cose = crate::cose::CoseSign1::decode(signed.cose_sign1)?;
+                let plan = crate::rollout::RolloutPlan::decode(cose.payload)?;
+                Ok(Statement::Plan {
+                    entry: signed,
+                    plan,
+                })
+            }
             Kind(_) => Err(Error::Malformed {
                 item: Item::Entry,
                 cause: CborError::Unsupported { offset: 0 },
@@ -452,6 +477,8 @@ impl<'a> Statement<'a> {
             Statement::Ceremony { .. } => Kind::CEREMONY,
             Statement::Session(_) => Kind::SESSION,
             Statement::Key { .. } => Kind::KEY,
+            Statement::Rejection(_) => Kind::REJECTION,
+            Statement::Plan { .. } => Kind::PLAN,
         }
     }
 
@@ -460,6 +487,8 @@ impl<'a> Statement<'a> {
         match self {
             Statement::Release { statement, .. } => Some(statement.release_id),
             Statement::Manifest(m) => Some(m.release_id),
+            Statement::Rejection(r) => Some(r.release_id),
+            Statement::Plan { plan, .. } => Some(plan.release_id),
             Statement::Ceremony { .. } | Statement::Session(_) | Statement::Key { .. } => None,
         }
     }
@@ -468,6 +497,7 @@ impl<'a> Statement<'a> {
     pub fn device_id(&self) -> Option<Id<'a>> {
         match self {
             Statement::Manifest(m) => Some(m.device_id),
+            Statement::Rejection(r) => Some(r.device_id),
             _ => None,
         }
     }
@@ -476,6 +506,8 @@ impl<'a> Statement<'a> {
     pub fn campaign(&self) -> Option<Id<'a>> {
         match self {
             Statement::Manifest(m) => Some(m.campaign),
+            Statement::Rejection(r) => Some(r.campaign),
+            Statement::Plan { plan, .. } => Some(plan.campaign),
             _ => None,
         }
     }
@@ -488,6 +520,8 @@ impl<'a> Statement<'a> {
             Statement::Ceremony { record, .. } => record.performed_at,
             Statement::Session(s) => s.opened_at,
             Statement::Key { statement, .. } => statement.issued_at,
+            Statement::Rejection(r) => r.decided_at,
+            Statement::Plan { plan, .. } => plan.created_at,
         }
     }
 }
