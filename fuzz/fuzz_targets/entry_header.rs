@@ -35,7 +35,13 @@ fuzz_target!(|data: &[u8]| {
             Statement::Release { entry, .. } => assert_eq!(entry.to_cbor(), data),
             Statement::Manifest(m) => assert_eq!(m.to_cbor(), data),
             Statement::Session(s) => assert_eq!(s.to_cbor(), data),
-            Statement::Ceremony { entry, .. } | Statement::Key { entry, .. } => {
+            Statement::Rejection(r) => {
+                assert!(!r.reasons.is_empty());
+                assert_eq!(r.to_cbor(), data);
+            }
+            Statement::Ceremony { entry, .. }
+            | Statement::Key { entry, .. }
+            | Statement::Plan { entry, .. } => {
                 assert_eq!(entry.to_cbor(), data);
             }
             _ => panic!("a statement of a kind the fuzz target does not know"),

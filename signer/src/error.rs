@@ -153,6 +153,12 @@ pub enum Error {
         /// The revocation entry.
         index: u64,
     },
+    /// The device registry refused an import or failed; the text names the row or item.
+    #[error("device registry: {0}")]
+    Registry(String),
+    /// Eligibility or a rollout plan was refused before anything was signed.
+    #[error("rollout plan refused: {0}")]
+    Plan(String),
     /// The log refused or failed (see the vault error).
     #[error(transparent)]
     Vault(#[from] cairn_vault::Error),

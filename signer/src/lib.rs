@@ -16,6 +16,7 @@ pub mod appliance;
 pub mod certs;
 mod error;
 pub mod hsm;
+pub mod registry;
 pub mod shares;
 pub mod uri;
 

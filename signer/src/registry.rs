@@ -1,0 +1,684 @@
+//! The device registry (docs/eligibility.md): every device of the fleet with its identity
+//! certificate, checked against the manufacturer CAs at import; revocations from CRLs; every
+//! change kept as history.
+//!
+//! Stored in RocksDB under the signer home (`registry/`): column families `devices` (device id →
+//! record, JSON), `certs` (device id → certificate DER), `history` (import number ‖ device id →
+//! what changed), `anchors` (CA fingerprint → CA certificate DER), `revoked` (CA fingerprint ‖
+//! serial → revocation time). An import is parsed and checked in full, then written in one synced
+//! batch: a bad row anywhere means nothing is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use cairn_verifier::types::{Id, UnixTime, Version};
+use der::{Decode, Encode};
+use p256::ecdsa::DerSignature;
+use p256::ecdsa::signature::Verifier as _;
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
+
+use crate::certs;
+use crate::error::{Error, Result};
+
+const CFS: [&str; 5] = ["devices", "certs", "history", "anchors", "revoked"];
+
+/// Lifecycle state of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Built, not yet provisioned.
+    Manufactured,
+    /// Provisioned with its identity, not yet in service.
+    Provisioned,
+    /// In service: the only state eligible for updates.
+    Active,
+    /// Taken out of service for now.
+    Suspended,
+    /// Retired for good.
+    Decommissioned,
+}
+
+impl Lifecycle {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "manufactured" => Lifecycle::Manufactured,
+            "provisioned" => Lifecycle::Provisioned,
+            "active" => Lifecycle::Active,
+            "suspended" => Lifecycle::Suspended,
+            "decommissioned" => Lifecycle::Decommissioned,
+            _ => return None,
+        })
+    }
+}
+
+/// What the registry found about a device's identity certificate at import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertCheck {
+    /// SHA-256 fingerprint (hex) of the trusted CA whose signature verifies, if any.
+    pub ca: Option<String>,
+    /// Serial number (hex).
+    pub serial: String,
+    /// Subject common name.
+    pub subject_cn: String,
+    /// Validity start (Unix seconds).
+    pub not_before: u64,
+    /// Validity end (Unix seconds).
+    pub not_after: u64,
+}
+
+/// One device as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Device id.
+    pub id: String,
+    /// Product.
+    pub product: String,
+    /// Device family.
+    pub family: String,
+    /// Hardware revision.
+    pub hardware_revision: String,
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Current firmware version.
+    #[serde(with = "version_text")]
+    pub version: Version,
+    /// Cohort tags.
+    pub cohorts: Vec<String>,
+    /// The certificate check.
+    pub cert: CertCheck,
+}
+
+/// A row of an import file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    device_id: String,
+    product: String,
+    family: String,
+    hardware_revision: String,
+    lifecycle: String,
+    firmware_version: String,
+    #[serde(default)]
+    cohorts: String,
+    certificate: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Import number (1 for the first).
+    pub import: u64,
+    /// Devices in the file.
+    pub devices: u64,
+    /// New devices.
+    pub added: u64,
+    /// Devices whose record changed.
+    pub changed: u64,
+    /// Devices unchanged.
+    pub unchanged: u64,
+    /// Certificates that verify with a trusted CA.
+    pub trusted: u64,
+}
+
+/// The device registry.
+#[derive(Debug)]
+pub struct Registry {
+    db: DB,
+    path: PathBuf,
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
+fn storage(e: rocksdb::Error) -> Error {
+    Error::Registry(format!("storage: {e}"))
+}
+
+fn row_error(row: usize, why: impl std::fmt::Display) -> Error {
+    Error::Registry(format!("row {row}: {why}"))
+}
+
+/// A trusted CA: its fingerprint and certificate.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    /// SHA-256 fingerprint, hex.
+    pub fingerprint: String,
+    /// The certificate.
+    pub cert: Certificate,
+    key: p256::ecdsa::VerifyingKey,
+}
+
+/// Checks one device certificate against the anchors (signature by a trusted CA's key).
+fn check_cert(der: &[u8], anchors: &[Anchor]) -> std::result::Result<CertCheck, String> {
+    let cert =
+        Certificate::from_der(der).map_err(|e| format!("certificate is not DER X.509 ({e})"))?;
+    let tbs = cert.tbs_certificate();
+    let subject_cn = common_name(tbs.subject()).unwrap_or_default();
+    let v = tbs.validity();
+    let mut check = CertCheck {
+        ca: None,
+        serial: hex::encode(tbs.serial_number().as_bytes()),
+        subject_cn,
+        not_before: v.not_before.to_unix_duration().as_secs(),
+        not_after: v.not_after.to_unix_duration().as_secs(),
+    };
+    if cert.signature_algorithm().oid != ecdsa::ECDSA_SHA256_OID {
+        return Ok(check); // not a signature any anchor can have made
+    }
+    let Ok(sig) = DerSignature::from_bytes(cert.signature().raw_bytes()) else {
+        return Ok(check);
+    };
+    let tbs_der = tbs
+        .to_der()
+        .map_err(|e| format!("certificate re-encoding failed ({e})"))?;
+    for anchor in anchors {
+        if anchor.cert.tbs_certificate().subject() == tbs.issuer()
+            && anchor.key.verify(&tbs_der, &sig).is_ok()
+        {
+            check.ca = Some(anchor.fingerprint.clone());
+            break;
+        }
+    }
+    Ok(check)
+}
+
+/// The first common name of a distinguished name.
+pub fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    use der::asn1::{PrintableStringRef, Utf8StringRef};
+    for atv in name.iter() {
+        if atv.oid == const_oid::db::rfc4519::CN {
+            if let Ok(s) = atv.value.decode_as::<Utf8StringRef<'_>>() {
+                return Some(s.as_str().to_owned());
+            }
+            if let Ok(s) = atv.value.decode_as::<PrintableStringRef<'_>>() {
+                return Some(s.as_str().to_owned());
+            }
+        }
+    }
+    None
+}
+
+fn parse_certificate(text: &str) -> std::result::Result<Vec<u8>, String> {
+    use base64ct::Encoding as _;
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        let (label, der) =
+            der::pem::decode_vec(text.as_bytes()).map_err(|e| format!("bad PEM ({e})"))?;
+        if label != "CERTIFICATE" {
+            return Err(format!("PEM label {label}, expected CERTIFICATE"));
+        }
+        Ok(der)
+    } else {
+        base64ct::Base64::decode_vec(text)
+            .map_err(|_| "certificate is neither PEM nor base64 DER".to_owned())
+    }
+}
+
+impl Row {
+    fn check(self, row: usize, anchors: &[Anchor]) -> Result<(Device, Vec<u8>)> {
+        let id = |what: &str, s: &str| -> Result<()> {
+            Id::new(s)
+                .map(|_| ())
+                .ok_or_else(|| row_error(row, format!("{what} {s:?} is not a valid identifier")))
+        };
+        id("device_id", &self.device_id)?;
+        id("hardware_revision", &self.hardware_revision)?;
+        for (what, s) in [("product", &self.product), ("family", &self.family)] {
+            cairn_verifier::types::Name::new(s)
+                .ok_or_else(|| row_error(row, format!("{what} {s:?} is not a valid name")))?;
+        }
+        let lifecycle = Lifecycle::parse(self.lifecycle.trim()).ok_or_else(|| {
+            row_error(
+                row,
+                format!(
+                    "unknown lifecycle state {:?} (manufactured, provisioned, active, suspended, decommissioned)",
+                    self.lifecycle
+                ),
+            )
+        })?;
+        let version = Version::parse(self.firmware_version.trim()).ok_or_else(|| {
+            row_error(
+                row,
+                format!(
+                    "firmware_version {:?} is not MAJOR.MINOR.PATCH",
+                    self.firmware_version
+                ),
+            )
+        })?;
+        let cohorts: Vec<String> = self
+            .cohorts
+            .split([';', ' '])
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for c in &cohorts {
+            id("cohort", c)?;
+        }
+        let der = parse_certificate(&self.certificate).map_err(|e| row_error(row, e))?;
+        let cert = check_cert(&der, anchors).map_err(|e| row_error(row, e))?;
+        Ok((
+            Device {
+                id: self.device_id,
+                product: self.product,
+                family: self.family,
+                hardware_revision: self.hardware_revision,
+                lifecycle,
+                version,
+                cohorts,
+                cert,
+            },
+            der,
+        ))
+    }
+}
+
+/// A checked device and its certificate DER.
+type Checked = (Device, Vec<u8>);
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CSV with a header row: `device_id,product,family,hardware_revision,lifecycle,firmware_version,cohorts,certificate`.
+    Csv,
+    /// A JSON array of objects with the same keys.
+    Json,
+}
+
+impl Format {
+    /// By file extension (`.csv`, `.json`).
+    pub fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+fn read_rows(bytes: &[u8], format: Format) -> Result<Vec<Row>> {
+    match format {
+        Format::Json => serde_json::from_slice(bytes).map_err(|e| {
+            Error::Registry(format!("JSON line {} column {}: {e}", e.line(), e.column()))
+        }),
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(bytes);
+            let mut rows = Vec::new();
+            for (i, record) in reader.deserialize::<Row>().enumerate() {
+                // Row numbers as a spreadsheet shows them: the header is row 1.
+                rows.push(record.map_err(|e| row_error(i + 2, e))?);
+            }
+            Ok(rows)
+        }
+    }
+}
+
+impl Registry {
+    /// Opens (or creates) the registry at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = CFS.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(storage)?;
+        Ok(Self { db, path })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Registry(format!("column family {name} missing")))
+    }
+
+    fn synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w).map_err(storage)
+    }
+
+    /// The trusted manufacturer CAs.
+    pub fn anchors(&self) -> Result<Vec<Anchor>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("anchors")?, rocksdb::IteratorMode::Start)
+        {
+            let (fp, der) = item.map_err(storage)?;
+            let cert = certs::from_der(&der, "trust anchor")?;
+            let key = certs::public_key(&cert, "trust anchor")?;
+            out.push(Anchor {
+                fingerprint: String::from_utf8_lossy(&fp).into_owned(),
+                cert,
+                key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Trusts a manufacturer CA (PEM or DER certificate); devices whose certificate no anchor
+    /// verified are checked again. Returns the CA fingerprint and how many devices it now verifies.
+    pub fn trust(&self, ca_der: &[u8]) -> Result<(String, u64)> {
+        let cert = certs::from_der(ca_der, "manufacturer CA")?;
+        certs::verify_issued_by(&cert, &cert, "manufacturer CA (self-signed)")?;
+        let fingerprint = hex::encode(certs::fingerprint(ca_der));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf("anchors")?, fingerprint.as_bytes(), ca_der);
+        let anchor = Anchor {
+            fingerprint: fingerprint.clone(),
+            key: certs::public_key(&cert, "manufacturer CA")?,
+            cert,
+        };
+        let mut verified = 0;
+        for (device, der) in self.devices_with_certs()? {
+            if device.cert.ca.is_none() {
+                let check = check_cert(&der, std::slice::from_ref(&anchor))
+                    .map_err(|why| Error::Registry(format!("device {}: {why}", device.id)))?;
+                if check.ca.is_some() {
+                    let d = Device {
+                        cert: check,
+                        ..device
+                    };
+                    batch.put_cf(
+                        self.cf("devices")?,
+                        d.id.as_bytes(),
+                        serde_json::to_vec(&d).unwrap_or_default(),
+                    );
+                    verified += 1;
+                }
+            }
+        }
+        self.synced(batch)?;
+        Ok((fingerprint, verified))
+    }
+
+    /// Imports a CRL (PEM or DER) signed by a trusted CA; returns how many serials it revokes.
+    pub fn import_crl(&self, crl_der: &[u8]) -> Result<u64> {
+        let crl = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(crl_der)
+            .map_err(|e| Error::Registry(format!("CRL is not DER ({e})")))?;
+        let tbs = crl
+            .tbs_cert_list
+            .to_der()
+            .map_err(|e| Error::Registry(format!("CRL re-encoding failed ({e})")))?;
+        let sig = DerSignature::from_bytes(crl.signature.raw_bytes())
+            .map_err(|e| Error::Registry(format!("CRL signature is not DER ECDSA ({e})")))?;
+        let anchor = self
+            .anchors()?
+            .into_iter()
+            .find(|a| {
+                a.cert.tbs_certificate().subject() == &crl.tbs_cert_list.issuer
+                    && a.key.verify(&tbs, &sig).is_ok()
+            })
+            .ok_or_else(|| {
+                Error::Registry(format!(
+                    "the CRL of {} is not signed by a trusted manufacturer CA",
+                    crl.tbs_cert_list.issuer
+                ))
+            })?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for revoked in crl.tbs_cert_list.revoked_certificates.iter().flatten() {
+            let mut key = anchor.fingerprint.clone().into_bytes();
+            key.push(b':');
+            key.extend_from_slice(hex::encode(revoked.serial_number.as_bytes()).as_bytes());
+            let at = revoked.revocation_date.to_unix_duration().as_secs();
+            batch.put_cf(self.cf("revoked")?, key, at.to_be_bytes());
+            n += 1;
+        }
+        self.synced(batch)?;
+        Ok(n)
+    }
+
+    /// When `device`'s certificate was revoked, if it was.
+    pub fn revoked_at(&self, device: &Device) -> Result<Option<UnixTime>> {
+        let Some(ca) = &device.cert.ca else {
+            return Ok(None);
+        };
+        let key = format!("{ca}:{}", device.cert.serial);
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf("revoked")?, key.as_bytes())
+            .map_err(storage)?
+            .and_then(|v| <[u8; 8]>::try_from(&*v).ok())
+            .map(|b| UnixTime(u64::from_be_bytes(b))))
+    }
+
+    /// Imports a fleet file: every row parsed and checked first (a bad row anywhere, or a
+    /// duplicate device id, is an error naming the row, and nothing is written); then new and
+    /// changed devices and what changed, in one synced batch.
+    pub fn import(&self, bytes: &[u8], format: Format) -> Result<ImportReport> {
+        let rows = read_rows(bytes, format)?;
+        let anchors = self.anchors()?;
+        let row_base = if format == Format::Csv { 2 } else { 1 };
+        // Parsing and certificate checks on every core.
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let chunk = rows.len().div_ceil(threads).max(1);
+        let mut rows = rows;
+        let mut parts: Vec<Vec<Row>> = Vec::new();
+        while rows.len() > chunk {
+            let rest = rows.split_off(chunk);
+            parts.push(rows);
+            rows = rest;
+        }
+        parts.push(rows);
+        let checked: Vec<Result<Vec<Checked>>> = std::thread::scope(|s| {
+            let mut start = 0;
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    let first = start;
+                    start += part.len();
+                    let anchors = &anchors;
+                    s.spawn(move || {
+                        part.into_iter()
+                            .enumerate()
+                            .map(|(i, row)| row.check(first + i + row_base, anchors))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Registry("import worker panicked".into())))
+                })
+                .collect()
+        });
+        let mut devices = Vec::new();
+        for part in checked {
+            devices.extend(part?);
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(devices.len());
+        for (i, (d, _)) in devices.iter().enumerate() {
+            if let Some(first) = seen.insert(d.id.as_str(), i) {
+                return Err(row_error(
+                    i + row_base,
+                    format!(
+                        "device id {} already given on row {}",
+                        d.id,
+                        first + row_base
+                    ),
+                ));
+            }
+        }
+        let import = self.imports()? + 1;
+        let mut report = ImportReport {
+            import,
+            devices: devices.len() as u64,
+            ..ImportReport::default()
+        };
+        let mut batch = WriteBatch::default();
+        let (dev_cf, cert_cf, hist_cf) =
+            (self.cf("devices")?, self.cf("certs")?, self.cf("history")?);
+        for (device, der) in &devices {
+            if device.cert.ca.is_some() {
+                report.trusted += 1;
+            }
+            let old = self
+                .db
+                .get_pinned_cf(dev_cf, device.id.as_bytes())
+                .map_err(storage)?
+                .and_then(|v| serde_json::from_slice::<Device>(&v).ok());
+            let changes = match &old {
+                None => {
+                    report.added += 1;
+                    vec!["added".to_owned()]
+                }
+                Some(old) if old == device => {
+                    report.unchanged += 1;
+                    continue;
+                }
+                Some(old) => {
+                    report.changed += 1;
+                    diff(old, device)
+                }
+            };
+            let record = serde_json::to_vec(device).unwrap_or_default();
+            batch.put_cf(dev_cf, device.id.as_bytes(), record);
+            batch.put_cf(cert_cf, device.id.as_bytes(), der);
+            let mut key = import.to_be_bytes().to_vec();
+            key.extend_from_slice(device.id.as_bytes());
+            batch.put_cf(hist_cf, key, changes.join("; ").as_bytes());
+        }
+        batch.put(b"imports", import.to_be_bytes());
+        self.synced(batch)?;
+        Ok(report)
+    }
+
+    /// Imports so far.
+    pub fn imports(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .get_pinned(b"imports")
+            .map_err(storage)?
+            .and_then(|v| <[u8; 8]>::try_from(&*v).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// A device by id.
+    pub fn device(&self, id: &str) -> Result<Option<Device>> {
+        self.db
+            .get_pinned_cf(self.cf("devices")?, id.as_bytes())
+            .map_err(storage)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| {
+                    Error::Registry(format!("device {id}: stored record unreadable ({e})"))
+                })
+            })
+            .transpose()
+    }
+
+    /// Every device, in id order.
+    pub fn devices(&self) -> Result<Vec<Device>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("devices")?, rocksdb::IteratorMode::Start)
+        {
+            let (_, v) = item.map_err(storage)?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Registry(format!("stored record unreadable ({e})")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn devices_with_certs(&self) -> Result<Vec<(Device, Vec<u8>)>> {
+        let cert_cf = self.cf("certs")?;
+        self.devices()?
+            .into_iter()
+            .map(|d| {
+                let der = self
+                    .db
+                    .get_cf(cert_cf, d.id.as_bytes())
+                    .map_err(storage)?
+                    .unwrap_or_default();
+                Ok((d, der))
+            })
+            .collect()
+    }
+
+    /// What changed for `id`, import by import: `(import number, change)`.
+    pub fn history(&self, id: &str) -> Result<Vec<(u64, String)>> {
+        let mut out = BTreeMap::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("history")?, rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(storage)?;
+            if k.len() > 8 && &k[8..] == id.as_bytes() {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&k[..8]);
+                out.insert(
+                    u64::from_be_bytes(n),
+                    String::from_utf8_lossy(&v).into_owned(),
+                );
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// The fields that differ, as `field: old -> new`.
+fn diff(old: &Device, new: &Device) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name}: {a} -> {b}"));
+        }
+    };
+    field("product", old.product.clone(), new.product.clone());
+    field("family", old.family.clone(), new.family.clone());
+    field(
+        "hardware_revision",
+        old.hardware_revision.clone(),
+        new.hardware_revision.clone(),
+    );
+    field(
+        "lifecycle",
+        format!("{:?}", old.lifecycle),
+        format!("{:?}", new.lifecycle),
+    );
+    field(
+        "firmware_version",
+        old.version.to_string(),
+        new.version.to_string(),
+    );
+    field("cohorts", old.cohorts.join(";"), new.cohorts.join(";"));
+    field(
+        "certificate serial",
+        old.cert.serial.clone(),
+        new.cert.serial.clone(),
+    );
+    field(
+        "certificate CA",
+        format!("{:?}", old.cert.ca),
+        format!("{:?}", new.cert.ca),
+    );
+    out
+}
+
+/// `Version` as `"MAJOR.MINOR.PATCH"` in stored records.
+mod version_text {
+    use cairn_verifier::types::Version;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
+        let text = String::deserialize(d)?;
+        Version::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("bad version {text:?}")))
+    }
+}
