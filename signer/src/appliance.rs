@@ -778,6 +778,25 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The appliance the session is on.
+    pub fn appliance(&self) -> &Appliance {
+        self.appliance
+    }
+
+    /// A COSE_Sign1 of `payload` by the current `role` key, verified before it is returned.
+    pub(crate) fn sign_with(&self, role: KeyRole, payload: &[u8]) -> Result<Vec<u8>> {
+        sign_cose(payload, &self.key(role)?)
+    }
+
+    /// Logs `entries` after the session record, under one new checkpoint.
+    pub(crate) fn log_entries(
+        &self,
+        purpose: &str,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(u64, String)> {
+        self.log(purpose, entries)
+    }
+
     /// The custodians present, in share order.
     pub fn custodians(&self) -> &[String] {
         &self.custodians

@@ -17,7 +17,9 @@ pub mod certs;
 mod error;
 pub mod hsm;
 pub mod registry;
+pub mod rollout;
 pub mod shares;
+pub mod testfleet;
 pub mod uri;
 
 pub use error::{Error, Result};

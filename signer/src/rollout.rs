@@ -1,0 +1,558 @@
+//! Release scope, per-device eligibility and the signed rollout plan (docs/eligibility.md).
+//!
+//! `cairn rollout plan` decides every registered device against the release's scope: an eligible
+//! device gets a manifest for the release and one for the pre-signed rollback target; a rejected
+//! device gets a rejection entry listing every check it failed. The plan (stages, thresholds,
+//! gates, retries, quarantine, rollback target) is validated, bound to the exact decisions by a
+//! digest of their leaf hashes, signed once by the release key, and logged with the session
+//! record and every decision under one checkpoint signed by the log key: two HSM signatures per
+//! rollout, whatever the fleet size.
+
+use cairn_vault::Query;
+use cairn_verifier::cose::CoseSign1;
+use cairn_verifier::crypto::{Crypto as _, Software};
+use cairn_verifier::custody::{KeyRole, SignedEntry};
+use cairn_verifier::merkle::leaf_hash;
+use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
+use cairn_verifier::statement::{Kind, Manifest, Purpose, ReleaseEntry, ReleaseStatement};
+use cairn_verifier::types::{Hash, Id, UnixTime, Version};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::appliance::Session;
+use crate::error::{Error, Result};
+use crate::registry::{Device, Lifecycle, Registry};
+
+/// Which devices a release is for (besides the release's own product, family and hardware).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSpec {
+    /// Lowest current version allowed (inclusive), `MAJOR.MINOR.PATCH`.
+    pub min_version: String,
+    /// Highest current version allowed (inclusive).
+    pub max_version: String,
+    /// Cohort tags; a device must carry one (empty: every device).
+    #[serde(default)]
+    pub cohorts: Vec<String>,
+    /// Devices in scope whatever their cohorts.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Devices never in scope.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Quarantined devices.
+    #[serde(default)]
+    pub quarantine: Vec<String>,
+}
+
+/// One stage as an operator writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Name (`canary`, `wave-1`, …).
+    pub name: String,
+    /// Exactly this many devices (cumulative), for a canary.
+    pub devices: Option<u64>,
+    /// Or this share of the eligible devices (cumulative), 1 to 100.
+    pub percent: Option<u8>,
+    /// Soak time before advancing, seconds.
+    pub soak_secs: u64,
+    /// Installed share to advance, per mille.
+    pub success_permille: u16,
+    /// Failed share that pauses, per mille.
+    pub failure_permille: u16,
+    /// `automatic` or `approval`.
+    pub gate: String,
+}
+
+/// A rollout plan as an operator writes it (TOML, docs/eligibility.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// Campaign id (new).
+    pub campaign: String,
+    /// The release to roll out (in the log).
+    pub release: String,
+    /// The pre-signed rollback target: an earlier release in the log.
+    pub rollback_release: String,
+    /// Scope.
+    pub scope: ScopeSpec,
+    /// Stages, in order; the last covers every eligible device.
+    pub stages: Vec<StageSpec>,
+    /// Install attempts per device, 1 to 10.
+    pub max_attempts: u8,
+    /// First retry delay, seconds (doubled per attempt).
+    pub backoff_secs: u64,
+    /// Failures that quarantine a device, 1 to 10.
+    pub quarantine_after_failures: u8,
+    /// Quarantine a device at once when it reports a verification failure.
+    pub quarantine_on_verification_failure: bool,
+}
+
+impl PlanSpec {
+    /// Parses a plan file (TOML).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Plan(format!("plan file: {e}")))
+    }
+}
+
+/// The scope with its versions parsed and the release's own constraints.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// Product (the release's).
+    pub product: &'a str,
+    /// Family (the release's).
+    pub family: &'a str,
+    /// Hardware revisions (the release's).
+    pub hardware_revisions: Vec<&'a str>,
+    /// Version range.
+    pub min_version: Version,
+    /// Version range.
+    pub max_version: Version,
+    /// The release's version.
+    pub release_version: Version,
+    /// The operator's part.
+    pub spec: &'a ScopeSpec,
+}
+
+/// Every check of one device (docs/eligibility.md, "Checks"): the reasons it is not eligible,
+/// empty when it is.
+pub fn decide(
+    device: &Device,
+    revoked_at: Option<UnixTime>,
+    scope: &Scope<'_>,
+    now: UnixTime,
+) -> Reasons {
+    let mut r = Reasons::default();
+    let cert = &device.cert;
+    if cert.ca.is_none() {
+        r.insert(Reason::CertificateUntrusted);
+    }
+    if now.0 < cert.not_before || now.0 > cert.not_after {
+        r.insert(Reason::CertificateExpired);
+    }
+    if revoked_at.is_some_and(|t| t.0 <= now.0) {
+        r.insert(Reason::CertificateRevoked);
+    }
+    if cert.subject_cn != device.id {
+        r.insert(Reason::CertificateNameMismatch);
+    }
+    if device.lifecycle != Lifecycle::Active {
+        r.insert(Reason::LifecycleNotActive);
+    }
+    if device.product != scope.product {
+        r.insert(Reason::WrongProduct);
+    }
+    if device.family != scope.family {
+        r.insert(Reason::WrongFamily);
+    }
+    if !scope
+        .hardware_revisions
+        .contains(&device.hardware_revision.as_str())
+    {
+        r.insert(Reason::WrongHardware);
+    }
+    if device.version < scope.min_version || device.version > scope.max_version {
+        r.insert(Reason::VersionOutOfRange);
+    }
+    if device.version >= scope.release_version {
+        r.insert(Reason::VersionNotBelowRelease);
+    }
+    let spec = scope.spec;
+    let in_cohort = spec.cohorts.is_empty()
+        || device.cohorts.iter().any(|c| spec.cohorts.contains(c))
+        || spec.include.contains(&device.id);
+    if !in_cohort {
+        r.insert(Reason::NotInCohort);
+    }
+    if spec.exclude.contains(&device.id) {
+        r.insert(Reason::Excluded);
+    }
+    if spec.quarantine.contains(&device.id) {
+        r.insert(Reason::Quarantined);
+    }
+    r
+}
+
+/// What a plan decided.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    /// Devices considered.
+    pub devices: u64,
+    /// Eligible devices.
+    pub eligible: u64,
+    /// Rejected devices.
+    pub rejected: u64,
+    /// Rejected devices per reason (a device with two reasons counts under both).
+    pub by_reason: Vec<(Reason, u64)>,
+    /// Index of the plan entry.
+    pub plan_index: u64,
+    /// Indices of the decisions: `[first, end)`.
+    pub decisions: std::ops::Range<u64>,
+    /// The checkpoint over everything.
+    pub checkpoint: String,
+    /// Stage device counts.
+    pub stages: Vec<(String, u64)>,
+    /// HSM signatures made: the plan (release key) and the checkpoint (log key).
+    pub hsm_signatures: u64,
+}
+
+/// A release in the log: its statement's facts and its COSE digest.
+struct LoggedRelease {
+    index: u64,
+    cose: Vec<u8>,
+}
+
+impl LoggedRelease {
+    fn statement(&self) -> Result<ReleaseStatement<'_>> {
+        let cose = CoseSign1::decode(&self.cose)?;
+        Ok(ReleaseStatement::decode(cose.payload)?)
+    }
+
+    fn digest(&self) -> Hash {
+        Software.sha256_of(&[&self.cose])
+    }
+}
+
+fn find_release(session: &Session<'_>, id: &str) -> Result<LoggedRelease> {
+    let vault = session.appliance().vault();
+    for index in vault.query_indices(Query::Release(id))? {
+        let entry = vault.entry(index)?;
+        if let Ok(release) = ReleaseEntry::decode(&entry) {
+            return Ok(LoggedRelease {
+                index,
+                cose: release.cose_sign1.to_vec(),
+            });
+        }
+    }
+    Err(Error::Plan(format!(
+        "release {id:?} is not in the log (sign it first)"
+    )))
+}
+
+fn id<'a>(what: &str, s: &'a str) -> Result<Id<'a>> {
+    Id::new(s).ok_or_else(|| Error::Plan(format!("{what} {s:?} is not a valid identifier")))
+}
+
+/// Stage device counts from the spec, validated: each stage names a count or a percentage,
+/// counts strictly increase, thresholds are in range, the last stage covers every eligible device.
+fn stage_counts(spec: &PlanSpec, eligible: u64) -> Result<Vec<u64>> {
+    if spec.stages.is_empty() || spec.stages.len() > 16 {
+        return Err(Error::Plan(format!(
+            "{} stages: a plan has 1 to 16",
+            spec.stages.len()
+        )));
+    }
+    let mut counts = Vec::with_capacity(spec.stages.len());
+    let mut last = 0;
+    for s in &spec.stages {
+        let bad = |why: String| Error::Plan(format!("stage {:?}: {why}", s.name));
+        let count = match (s.devices, s.percent) {
+            (Some(n), None) => n.min(eligible),
+            (None, Some(p)) if (1..=100).contains(&p) => (eligible * u64::from(p)).div_ceil(100),
+            (None, Some(p)) => return Err(bad(format!("percent {p} is not 1 to 100"))),
+            _ => return Err(bad("give exactly one of devices and percent".into())),
+        };
+        for (what, v) in [
+            ("success_permille", s.success_permille),
+            ("failure_permille", s.failure_permille),
+        ] {
+            if !(1..=1000).contains(&v) {
+                return Err(bad(format!("{what} {v} is not 1 to 1000")));
+            }
+        }
+        if !matches!(s.gate.as_str(), "automatic" | "approval") {
+            return Err(bad(format!(
+                "gate {:?} is not automatic or approval",
+                s.gate
+            )));
+        }
+        id("stage name", &s.name)?;
+        if count <= last {
+            return Err(bad(format!(
+                "covers {count} devices, not more than the stage before ({last})"
+            )));
+        }
+        last = count;
+        counts.push(count);
+    }
+    if last != eligible {
+        return Err(Error::Plan(format!(
+            "the stages cover {last} of the {eligible} eligible devices; the last stage must cover them all (percent = 100)"
+        )));
+    }
+    Ok(counts)
+}
+
+fn stage_names(spec: &PlanSpec) -> Result<Vec<Id<'_>>> {
+    spec.stages
+        .iter()
+        .map(|s| id("stage name", &s.name))
+        .collect()
+}
+
+fn build_stages<'a>(spec: &PlanSpec, counts: &[u64], names: &[Id<'a>]) -> Vec<Stage<'a>> {
+    spec.stages
+        .iter()
+        .zip(counts)
+        .zip(names)
+        .map(|((s, &devices), &name)| Stage {
+            name,
+            devices,
+            soak_secs: s.soak_secs,
+            success_permille: s.success_permille,
+            failure_permille: s.failure_permille,
+            gate: if s.gate == "approval" {
+                Gate::Approval
+            } else {
+                Gate::Automatic
+            },
+        })
+        .collect()
+}
+
+/// What the plan's manifests point at.
+struct Targets<'a> {
+    /// Release id, COSE digest and version of the release.
+    release: (Id<'a>, Hash, Version),
+    /// Release id and COSE digest of the rollback target.
+    rollback: (Id<'a>, Hash),
+    campaign: Id<'a>,
+}
+
+/// Every device decided, in id order.
+struct Decided {
+    decisions: Vec<Vec<u8>>,
+    eligible: u64,
+    total: u64,
+    by_reason: [u64; 14],
+}
+
+/// Decides every registered device: two manifests (update, rollback) for an eligible one, a
+/// rejection with every failed check for the others.
+fn decide_all(
+    registry: &Registry,
+    scope: &Scope<'_>,
+    targets: &Targets<'_>,
+    now: UnixTime,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Decided> {
+    let devices = registry.devices()?;
+    let total = devices.len() as u64;
+    let mut decisions: Vec<Vec<u8>> = Vec::with_capacity(devices.len() * 2);
+    let mut eligible = 0u64;
+    let mut by_reason = [0u64; 14];
+    let (release_id, release_digest, release_version) = targets.release;
+    let (rollback_id, rollback_digest) = targets.rollback;
+    for (i, device) in devices.iter().enumerate() {
+        let reasons = decide(device, registry.revoked_at(device)?, scope, now);
+        let device_id = id("device id", &device.id)?;
+        if reasons.is_empty() {
+            eligible += 1;
+            let hardware_revision = id("hardware revision", &device.hardware_revision)?;
+            for (purpose, digest, release_id, max) in [
+                (
+                    Purpose::Update,
+                    release_digest,
+                    release_id,
+                    scope.max_version,
+                ),
+                (
+                    Purpose::Rollback,
+                    rollback_digest,
+                    rollback_id,
+                    release_version,
+                ),
+            ] {
+                decisions.push(
+                    Manifest {
+                        device_id,
+                        release_id,
+                        release_digest: digest,
+                        hardware_revision,
+                        min_version: scope.min_version,
+                        max_version: max,
+                        campaign: targets.campaign,
+                        purpose,
+                        decided_at: now,
+                    }
+                    .to_cbor(),
+                );
+            }
+        } else {
+            for r in reasons.iter() {
+                by_reason[usize::try_from(r.code()).unwrap_or(0)] += 1;
+            }
+            decisions.push(
+                Rejection {
+                    device_id,
+                    release_id,
+                    campaign: targets.campaign,
+                    reasons,
+                    decided_at: now,
+                }
+                .to_cbor(),
+            );
+        }
+        if i % 4096 == 0 {
+            progress(i as u64, total);
+        }
+    }
+    progress(total, total);
+    Ok(Decided {
+        decisions,
+        eligible,
+        total,
+        by_reason,
+    })
+}
+
+impl Session<'_> {
+    /// Checks the plan's campaign is new, its retry numbers in range, and its release and rollback
+    /// target are in the log, the target an earlier release of the same product and family.
+    fn plan_releases(&self, spec: &PlanSpec) -> Result<(LoggedRelease, LoggedRelease)> {
+        let vault = self.appliance().vault();
+        id("campaign", &spec.campaign)?;
+        if !vault
+            .query_indices(Query::Campaign(&spec.campaign))?
+            .is_empty()
+        {
+            return Err(Error::Plan(format!(
+                "campaign {:?} already exists in the log",
+                spec.campaign
+            )));
+        }
+        if !(1..=10).contains(&spec.max_attempts)
+            || !(1..=10).contains(&spec.quarantine_after_failures)
+        {
+            return Err(Error::Plan(
+                "max_attempts and quarantine_after_failures must be 1 to 10".into(),
+            ));
+        }
+        let release = find_release(self, &spec.release)?;
+        let rollback = find_release(self, &spec.rollback_release)?;
+        let statement = release.statement()?;
+        let back = rollback.statement()?;
+        if rollback.index >= release.index
+            || back.version >= statement.version
+            || back.product != statement.product
+            || back.family != statement.family
+        {
+            return Err(Error::Plan(format!(
+                "rollback target {} ({}) must be an earlier signed release of {} {} below {}",
+                spec.rollback_release,
+                back.version,
+                statement.product,
+                statement.family,
+                statement.version
+            )));
+        }
+        Ok((release, rollback))
+    }
+
+    /// `cairn rollout plan`: decides every registered device, validates and signs the plan, and
+    /// logs plan and decisions under one checkpoint. Nothing is signed if anything is invalid.
+    pub fn plan_rollout(
+        &self,
+        registry: &Registry,
+        spec: &PlanSpec,
+        now: UnixTime,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<PlanReport> {
+        let campaign = id("campaign", &spec.campaign)?;
+        let (release, rollback) = self.plan_releases(spec)?;
+        let statement = release.statement()?;
+        let back = rollback.statement()?;
+        let parse_version = |what: &str, s: &str| {
+            Version::parse(s)
+                .ok_or_else(|| Error::Plan(format!("scope {what} {s:?} is not MAJOR.MINOR.PATCH")))
+        };
+        let hardware: Vec<&str> = statement.hardware_revisions.iter().collect();
+        let scope = Scope {
+            product: statement.product.as_str(),
+            family: statement.family.as_str(),
+            hardware_revisions: hardware,
+            min_version: parse_version("min_version", &spec.scope.min_version)?,
+            max_version: parse_version("max_version", &spec.scope.max_version)?,
+            release_version: statement.version,
+            spec: &spec.scope,
+        };
+        if scope.min_version > scope.max_version {
+            return Err(Error::Plan("scope min_version is above max_version".into()));
+        }
+
+        let (release_digest, rollback_digest) = (release.digest(), rollback.digest());
+        let targets = Targets {
+            release: (statement.release_id, release_digest, statement.version),
+            rollback: (back.release_id, rollback_digest),
+            campaign,
+        };
+        let Decided {
+            decisions,
+            eligible,
+            total,
+            by_reason,
+        } = decide_all(registry, &scope, &targets, now, progress)?;
+        let counts = stage_counts(spec, eligible)?;
+
+        // The plan binds the decisions through their leaf hashes.
+        let mut digest = Sha256::new();
+        for d in &decisions {
+            digest.update(leaf_hash(&Software, d));
+        }
+        let names = stage_names(spec)?;
+        let stages = build_stages(spec, &counts, &names);
+        let rejected = total - eligible;
+        let plan = RolloutPlan {
+            campaign,
+            release_id: statement.release_id,
+            release_digest,
+            rollback_release_id: back.release_id,
+            rollback_digest,
+            stages: Stages::Slice(&stages),
+            max_attempts: spec.max_attempts,
+            backoff_secs: spec.backoff_secs,
+            quarantine_after_failures: spec.quarantine_after_failures,
+            quarantine_on_verification_failure: spec.quarantine_on_verification_failure,
+            eligible,
+            rejected,
+            decisions_digest: digest.finalize().into(),
+            created_at: now,
+        };
+        let plan_bytes = plan.to_cbor();
+        // The encoder and the decoder agree on every rule before anything is signed.
+        RolloutPlan::decode(&plan_bytes)?;
+        let cose = self.sign_with(KeyRole::Release, &plan_bytes)?;
+        let entry = SignedEntry {
+            kind: Kind::PLAN,
+            cose_sign1: &cose,
+        }
+        .to_cbor();
+        let mut entries = Vec::with_capacity(decisions.len() + 1);
+        entries.push(entry);
+        entries.extend(decisions);
+        let (first, checkpoint) =
+            self.log_entries(&format!("rollout plan {}", spec.campaign), entries)?;
+        let plan_index = first + 1;
+        Ok(PlanReport {
+            devices: total,
+            eligible,
+            rejected,
+            by_reason: Reason::ALL
+                .into_iter()
+                .map(|r| (r, by_reason[usize::try_from(r.code()).unwrap_or(0)]))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            plan_index,
+            decisions: plan_index + 1..plan_index + 1 + total + eligible,
+            checkpoint,
+            stages: spec
+                .stages
+                .iter()
+                .map(|s| s.name.clone())
+                .zip(counts)
+                .collect(),
+            hsm_signatures: 2,
+        })
+    }
+}
