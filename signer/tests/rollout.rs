@@ -1,0 +1,394 @@
+//! The reference scenario's eligibility step on a real token: the reference fleet imported into
+//! the registry, release 2.4.1 scoped, every device decided (exactly 8,203 eligible, each rejected
+//! device with its reasons), the plan signed and logged, and every delivery booted by the device
+//! verifier as its device would, and refused by any other.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    reason = "test code: a panic is the failure report, and each test is one scenario"
+)]
+
+mod common;
+
+use std::path::Path;
+
+use cairn_signer::Error;
+use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::certs;
+use cairn_signer::registry::{Format, Registry};
+use cairn_signer::rollout::PlanSpec;
+use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
+use cairn_vault::Query;
+use cairn_verifier::boot::{DeviceIdentity, StoredState, TrustAnchors, verify_delivery};
+use cairn_verifier::cose::ReleaseKey;
+use cairn_verifier::crypto::Software;
+use cairn_verifier::custody::KeyRole;
+use cairn_verifier::delivery::Delivery;
+use cairn_verifier::note::LogKey;
+use cairn_verifier::rollout::Reasons;
+use cairn_verifier::statement::{Kind, Manifest, Purpose, Statement};
+use cairn_verifier::types::{UnixTime, Version};
+use common::{NOW, ceremony, in_softhsm, present};
+
+const PLAN: &str = r#"
+campaign = "campaign-2026-11-2.4.1"
+release = "controller-fw-2.4.1"
+rollback_release = "controller-fw-2.4.0"
+max_attempts = 3
+backoff_secs = 600
+quarantine_after_failures = 2
+quarantine_on_verification_failure = true
+
+[scope]
+min_version = "2.0.0"
+max_version = "2.4.0"
+cohorts = ["evaluation"]
+
+[[stages]]
+name = "canary"
+devices = 50
+soak_secs = 3600
+success_permille = 980
+failure_permille = 20
+gate = "approval"
+
+[[stages]]
+name = "wave-1"
+percent = 25
+soak_secs = 7200
+success_permille = 970
+failure_permille = 30
+gate = "automatic"
+
+[[stages]]
+name = "fleet"
+percent = 100
+soak_secs = 0
+success_permille = 950
+failure_permille = 50
+gate = "automatic"
+"#;
+
+fn release(id: &str, version: Version, epoch: u64) -> ReleaseInput {
+    ReleaseInput {
+        release_id: id.into(),
+        product: "Smart Controller".into(),
+        family: "STM32H5".into(),
+        hardware_revisions: vec!["rev-b".into(), "rev-c".into()],
+        version,
+        security_epoch: epoch,
+        support_until: UnixTime(NOW.0 + 5 * 365 * 86_400),
+        advisories: vec!["CVE-2026-12345".into()],
+        artifact: None,
+    }
+}
+
+fn image(dir: &Path, name: &str, fill: u8) -> (std::path::PathBuf, Vec<u8>) {
+    let bytes = vec![fill; 20_000];
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+#[test]
+fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_device() {
+    in_softhsm(
+        "the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_device",
+        |module, dir| {
+            ceremony(module, dir, "cairn");
+            let appliance = Appliance::open(dir.join("cairn")).unwrap();
+            let session = appliance
+                .unlock(
+                    module,
+                    &present(dir, "cairn", &["alice", "bob", "carol"]),
+                    NOW,
+                )
+                .unwrap();
+            let (old_path, old_image) = image(dir, "controller-fw-2.4.0.bin", 0x40);
+            let (new_path, new_image) = image(dir, "controller-fw-2.4.1-security.bin", 0x41);
+            session
+                .sign_release(
+                    &old_path,
+                    &release("controller-fw-2.4.0", Version::new(2, 4, 0), 6),
+                    NOW,
+                )
+                .unwrap();
+            session
+                .sign_release(
+                    &new_path,
+                    &release("controller-fw-2.4.1", Version::new(2, 4, 1), 7),
+                    NOW,
+                )
+                .unwrap();
+
+            // The registry: the manufacturer CA trusted, the fleet imported, the CRL applied.
+            let fleet = testfleet::reference(NOW).unwrap();
+            let registry = Registry::open(dir.join("cairn/registry")).unwrap();
+            registry.trust(&fleet.ca.der).unwrap();
+            let report = registry.import(fleet.csv.as_bytes(), Format::Csv).unwrap();
+            assert_eq!(
+                (report.devices, report.added, report.trusted),
+                (REFERENCE_DEVICES, REFERENCE_DEVICES, REFERENCE_DEVICES)
+            );
+            assert_eq!(registry.import_crl(&fleet.crl).unwrap(), 41);
+
+            // An invalid plan is refused before anything is signed.
+            let size = appliance.vault().size();
+            for (bad, says) in [
+                (
+                    PLAN.replace("percent = 100", "percent = 90"),
+                    "must cover them all",
+                ),
+                (
+                    PLAN.replace(
+                        "rollback_release = \"controller-fw-2.4.0\"",
+                        "rollback_release = \"controller-fw-2.4.1\"",
+                    ),
+                    "earlier signed release",
+                ),
+                (
+                    PLAN.replace("failure_permille = 50", "failure_permille = 0"),
+                    "failure_permille 0",
+                ),
+                (
+                    PLAN.replace("max_attempts = 3", "max_attempts = 0"),
+                    "max_attempts",
+                ),
+                (
+                    PLAN.replace("gate = \"approval\"", "gate = \"maybe\""),
+                    "gate \"maybe\"",
+                ),
+                (
+                    PLAN.replace(
+                        "release = \"controller-fw-2.4.1\"",
+                        "release = \"controller-fw-9.9.9\"",
+                    ),
+                    "not in the log",
+                ),
+            ] {
+                let spec = PlanSpec::from_toml(&bad).unwrap();
+                let err = session
+                    .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
+                    .unwrap_err();
+                assert!(matches!(err, Error::Plan(_)), "{err}");
+                assert!(err.to_string().contains(says), "{says}: {err}");
+                assert_eq!(
+                    appliance.vault().size(),
+                    size,
+                    "{says}: something was logged"
+                );
+            }
+
+            let spec = PlanSpec::from_toml(PLAN).unwrap();
+            let plan = session
+                .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
+                .unwrap();
+            assert_eq!(
+                (plan.devices, plan.eligible, plan.rejected),
+                (REFERENCE_DEVICES, REFERENCE_ELIGIBLE, 197)
+            );
+            assert_eq!(plan.hsm_signatures, 2);
+            assert_eq!(
+                plan.stages,
+                [
+                    ("canary".to_owned(), 50),
+                    ("wave-1".to_owned(), 2051),
+                    ("fleet".to_owned(), 8203)
+                ]
+            );
+            // A campaign is planned once.
+            let err = session
+                .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
+                .unwrap_err();
+            assert!(err.to_string().contains("already exists"), "{err}");
+
+            // Every decision is in the log; each rejected device has exactly its defect's reasons.
+            let vault = appliance.vault();
+            let decisions = vault
+                .query_indices(Query::Campaign("campaign-2026-11-2.4.1"))
+                .unwrap();
+            assert_eq!(decisions.len() as u64, 1 + REFERENCE_ELIGIBLE * 2 + 197);
+            for (id, defect) in &fleet.devices {
+                let indices = vault.query_indices(Query::Device(id)).unwrap();
+                let entries: Vec<Vec<u8>> =
+                    indices.iter().map(|&i| vault.entry(i).unwrap()).collect();
+                let kinds: Vec<Kind> = entries
+                    .iter()
+                    .map(|e| Statement::decode(e).unwrap().kind())
+                    .collect();
+                match defect {
+                    None => assert_eq!(kinds, [Kind::MANIFEST, Kind::MANIFEST], "{id}"),
+                    Some(defect) => {
+                        assert_eq!(kinds, [Kind::REJECTION], "{id}");
+                        let Statement::Rejection(r) = Statement::decode(&entries[0]).unwrap()
+                        else {
+                            unreachable!()
+                        };
+                        let want: Reasons = defect.reasons();
+                        assert_eq!(r.reasons, want, "{id} ({defect:?})");
+                    }
+                }
+            }
+
+            // Deliveries for every eligible device; a sample boots on its device and on no other.
+            let bundle = vault.export_bundle(0).unwrap();
+            assert_eq!(bundle.deliveries.len() as u64, REFERENCE_ELIGIBLE * 2);
+            let log_cert = appliance.certificate(KeyRole::Log).unwrap();
+            let release_cert = appliance.certificate(KeyRole::Release).unwrap();
+            let origin = appliance.state().origin.clone();
+            let anchors = TrustAnchors {
+                log: LogKey::new(
+                    &origin,
+                    &origin,
+                    certs::verifier_key(&log_cert, "log").unwrap(),
+                    &Software,
+                )
+                .unwrap(),
+                release: ReleaseKey::new(
+                    certs::verifier_key(&release_cert, "release").unwrap(),
+                    &Software,
+                ),
+            };
+            let registry_devices = registry.devices().unwrap();
+            for d in bundle.deliveries.iter().step_by(97) {
+                let delivery = Delivery::decode(d).unwrap();
+                let manifest = Manifest::decode(delivery.manifest).unwrap();
+                let device = registry
+                    .device(manifest.device_id.as_str())
+                    .unwrap()
+                    .unwrap();
+                let identity = DeviceIdentity {
+                    device_id: &device.id,
+                    product: &device.product,
+                    family: &device.family,
+                    hardware_revision: &device.hardware_revision,
+                    current_version: device.version,
+                };
+                let img: &[u8] = if manifest.purpose == Purpose::Update {
+                    &new_image
+                } else {
+                    &old_image
+                };
+                verify_delivery(
+                    d,
+                    &anchors,
+                    &identity,
+                    &StoredState::default(),
+                    &mut cairn_verifier::boot::MemoryImage(img),
+                    &Software,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", device.id));
+                let other = registry_devices
+                    .iter()
+                    .find(|o| o.id != device.id && o.hardware_revision == device.hardware_revision)
+                    .unwrap();
+                let other_identity = DeviceIdentity {
+                    device_id: &other.id,
+                    ..identity
+                };
+                let err = verify_delivery(
+                    d,
+                    &anchors,
+                    &other_identity,
+                    &StoredState::default(),
+                    &mut cairn_verifier::boot::MemoryImage(img),
+                    &Software,
+                )
+                .unwrap_err();
+                assert_eq!(err, cairn_verifier::Error::WrongDevice);
+            }
+        },
+    );
+}
+
+#[test]
+fn bad_registry_input_names_the_row_and_imports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = testfleet::synthetic(20, NOW).unwrap();
+    let registry = Registry::open(dir.path().join("registry")).unwrap();
+    registry.trust(&fleet.ca.der).unwrap();
+    let lines: Vec<&str> = fleet.csv.lines().collect();
+    let with_line = |row: usize, f: &dyn Fn(&str) -> String| -> String {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| if i + 1 == row { f(l) } else { (*l).to_owned() } + "\n")
+            .collect()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_line(5, &|l| l.replacen(",active,", ",retired,", 1)),
+            "row 5: unknown lifecycle state \"retired\"",
+        ),
+        (
+            with_line(7, &|l| {
+                format!(
+                    "{},{}",
+                    &l[..l.rfind(',').unwrap()],
+                    "-----BEGIN CERTIFICATE-----garbage"
+                )
+            }),
+            "row 7: bad PEM",
+        ),
+        (
+            with_line(9, &|l| l.rsplitn(2, ',').nth(1).unwrap().to_owned()),
+            "row 9",
+        ),
+        (
+            with_line(12, &|_| lines[3].to_owned()),
+            "row 12: device id sc-0000003 already given on row 4",
+        ),
+        (
+            with_line(3, &|l| l.replacen(",2.", ",two.", 1)),
+            "row 3: firmware_version",
+        ),
+        (
+            with_line(6, &|l| {
+                let (head, _) = l.rsplit_once(',').unwrap();
+                format!("{head},AAAA")
+            }),
+            "row 6: certificate is not DER",
+        ),
+    ];
+    for (csv, says) in cases {
+        let err = registry.import(csv.as_bytes(), Format::Csv).unwrap_err();
+        assert!(err.to_string().contains(says), "{says}: {err}");
+        assert_eq!(
+            registry.devices().unwrap().len(),
+            0,
+            "{says}: a partial import"
+        );
+    }
+    let err = registry
+        .import(b"[{\"device_id\": \"x\"}]", Format::Json)
+        .unwrap_err();
+    assert!(err.to_string().contains("JSON line 1"), "{err}");
+
+    // A good import, then a re-import with changes: the history keeps what changed.
+    registry.import(fleet.csv.as_bytes(), Format::Csv).unwrap();
+    let changed = with_line(2, &|l| l.replacen(",active,", ",suspended,", 1));
+    let report = registry.import(changed.as_bytes(), Format::Csv).unwrap();
+    assert_eq!(
+        (
+            report.import,
+            report.changed,
+            report.unchanged,
+            report.added
+        ),
+        (2, 1, 19, 0)
+    );
+    let history = registry.history("sc-0000001").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1], (2, "lifecycle: Active -> Suspended".to_owned()));
+    // A CRL from an untrusted CA is refused.
+    let other = testfleet::ManufacturerCa::new("Other CA", 9, NOW).unwrap();
+    let err = registry
+        .import_crl(&other.crl(&[1000], NOW).unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not signed by a trusted manufacturer CA"),
+        "{err}"
+    );
+}
