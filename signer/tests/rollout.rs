@@ -332,7 +332,7 @@ fn bad_registry_input_names_the_row_and_imports_nothing() {
             "row 7: bad PEM",
         ),
         (
-            with_line(9, &|l| l.rsplitn(2, ',').nth(1).unwrap().to_owned()),
+            with_line(9, &|l| l.rsplit_once(',').unwrap().0.to_owned()),
             "row 9",
         ),
         (
