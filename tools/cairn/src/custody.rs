@@ -133,7 +133,7 @@ pub(crate) enum CeremonyCommand {
 pub(crate) struct Presented {
     /// The appliance's home directory.
     #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
-    home: PathBuf,
+    pub(crate) home: PathBuf,
     /// A custodian's share file (one per custodian present).
     #[arg(long = "share", value_name = "FILE", required = true)]
     shares: Vec<PathBuf>,
@@ -230,7 +230,7 @@ pub(crate) enum KeyCommand {
     },
 }
 
-fn now() -> UnixTime {
+pub(crate) fn now() -> UnixTime {
     UnixTime(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -288,17 +288,17 @@ pub(crate) fn rfc3339(time: UnixTime) -> String {
     )
 }
 
-fn module() -> anyhow::Result<Module> {
+pub(crate) fn module() -> anyhow::Result<Module> {
     Module::from_env().context("loading the PKCS#11 module (set CAIRN_PKCS11_MODULE)")
 }
 
-fn open(home: &Path) -> anyhow::Result<Appliance> {
+pub(crate) fn open(home: &Path) -> anyhow::Result<Appliance> {
     Appliance::open(home).with_context(|| format!("opening the signer at {}", home.display()))
 }
 
 /// Reads the share files, checks them against the appliance (before any passphrase), then asks
 /// for each custodian's passphrase.
-fn collect_shares(
+pub(crate) fn collect_shares(
     appliance: &Appliance,
     presented: &Presented,
 ) -> anyhow::Result<Vec<(ShareFile, Passphrase)>> {

@@ -6,6 +6,7 @@
 
 mod bundle;
 mod custody;
+mod fleet;
 mod keys;
 mod log;
 mod output;
@@ -39,6 +40,12 @@ enum Command {
     /// Firmware releases: sign one in a custodian session, verify a logged one.
     #[command(subcommand)]
     Release(custody::ReleaseCommand),
+    /// The device registry: manufacturer CAs, fleet imports, CRLs, history.
+    #[command(subcommand)]
+    Devices(fleet::DevicesCommand),
+    /// Rollouts: eligibility for every device and the signed plan.
+    #[command(subcommand)]
+    Rollout(fleet::RolloutCommand),
     /// Transfer bundles across the air gap: export, verify, import.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         Command::Release(cmd) => custody::run_release(cmd, out),
         Command::Key(cmd) => custody::run_key(&cmd, out),
         Command::Bundle(cmd) => bundle::run(cmd, out),
+        Command::Devices(cmd) => fleet::run_devices(cmd, out),
+        Command::Rollout(cmd) => fleet::run_rollout(cmd, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

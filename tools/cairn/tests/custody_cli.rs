@@ -584,3 +584,118 @@ fn bundles_cross_the_air_gap_verified_and_all_or_nothing() {
         1,
     );
 }
+
+#[test]
+fn the_reference_eligibility_step_runs_from_the_cli() {
+    let hsm = Hsm::new();
+    let home = small_ceremony(&hsm);
+    let shares: Vec<String> = ["bob", "carol"]
+        .iter()
+        .map(|n| s(&hsm.path(&format!("{n}.share"))).to_owned())
+        .collect();
+    for (id, version, fill) in [
+        ("controller-fw-2.4.0", "2.4.0", 1u8),
+        ("controller-fw-2.4.1", "2.4.1", 2),
+    ] {
+        let image = hsm.path(&format!("{id}.bin"));
+        std::fs::write(&image, vec![fill; 4096]).unwrap();
+        let mut args = sign_args(s(&home), &shares, s(&image), id);
+        let v = args.iter().position(|a| *a == "2.4.1").unwrap();
+        args[v] = version;
+        args.extend(["--hardware-revision", "rev-b"]);
+        code(&hsm.cairn(&args, &lines(&["bob", "carol"])), 0);
+    }
+    let fleet = hsm.path("fleet");
+    let text = code(
+        &hsm.cairn(&["devices", "generate", "--out", s(&fleet)], ""),
+        0,
+    );
+    assert!(
+        text.contains("wrote 8,400 devices (197 with known defects)"),
+        "{text}"
+    );
+    code(
+        &hsm.cairn(
+            &[
+                "devices",
+                "trust",
+                "--home",
+                s(&home),
+                s(&fleet.join("manufacturer-ca.pem")),
+            ],
+            "",
+        ),
+        0,
+    );
+    let text = code(
+        &hsm.cairn(
+            &[
+                "devices",
+                "import",
+                "--home",
+                s(&home),
+                s(&fleet.join("fleet.csv")),
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("8,400 devices (8,400 new"), "{text}");
+    let text = code(
+        &hsm.cairn(
+            &[
+                "devices",
+                "revoke",
+                "--home",
+                s(&home),
+                s(&fleet.join("manufacturer.crl")),
+            ],
+            "",
+        ),
+        0,
+    );
+    assert!(text.contains("41 certificates revoked"), "{text}");
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/plan-2.4.1.toml");
+    let mut args = vec![
+        "rollout",
+        "plan",
+        "--home",
+        s(&home),
+        "--passphrase-fd",
+        "0",
+        "--plan",
+        s(&plan),
+    ];
+    for sh in &shares {
+        args.extend(["--share", sh.as_str()]);
+    }
+    let text = code(&hsm.cairn(&args, &lines(&["bob", "carol"])), 0);
+    assert!(
+        text.contains("8,203 devices approved, 197 rejected (of 8,400)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certificate-revoked") && text.contains("41"),
+        "{text}"
+    );
+    assert!(text.contains("2 HSM signatures"), "{text}");
+    let text = code(
+        &hsm.cairn(&["devices", "show", "--home", s(&home), "sc-0000008"], ""),
+        0,
+    );
+    assert!(text.contains("revoked"), "{text}");
+    // A bad fleet file names the row and imports nothing new.
+    let bad = hsm.path("bad.csv");
+    let csv = std::fs::read_to_string(fleet.join("fleet.csv"))
+        .unwrap()
+        .replacen(",active,", ",asleep,", 1);
+    std::fs::write(&bad, csv).unwrap();
+    let text = code(
+        &hsm.cairn(&["devices", "import", "--home", s(&home), s(&bad)], ""),
+        2,
+    );
+    assert!(
+        text.contains("row 2: unknown lifecycle state \"asleep\""),
+        "{text}"
+    );
+}

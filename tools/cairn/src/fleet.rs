@@ -1,0 +1,278 @@
+//! `cairn devices …` and `cairn rollout plan`: the device registry and the eligibility step, on
+//! the air-gapped signer (docs/eligibility.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use cairn_signer::registry::{Format, Registry};
+use cairn_signer::rollout::PlanSpec;
+use cairn_signer::testfleet;
+use cairn_verifier::types::UnixTime;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::custody::{Presented, collect_shares, module, now, open, rfc3339};
+use crate::output::{CliResult, Output};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevicesCommand {
+    /// Trust a manufacturer CA (PEM or DER certificate) for device identity certificates.
+    Trust {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The CA certificate.
+        ca: PathBuf,
+    },
+    /// Import a fleet (CSV or JSON, by extension): checked in full, then written at once.
+    Import {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The fleet file.
+        file: PathBuf,
+    },
+    /// Apply a CRL (PEM or DER) signed by a trusted manufacturer CA.
+    Revoke {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The CRL.
+        crl: PathBuf,
+    },
+    /// Show one device and its history.
+    Show {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// Device id.
+        id: String,
+    },
+    /// Write a test fleet: the reference fleet (8,400 devices, 8,203 eligible for 2.4.1) or a
+    /// synthetic one, with its manufacturer CA and CRL. For tests and demonstrations only.
+    Generate {
+        /// Directory to write `fleet.csv`, `manufacturer-ca.pem` and `manufacturer.crl` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A synthetic fleet of this many healthy devices instead of the reference fleet.
+        #[arg(long)]
+        synthetic: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RolloutCommand {
+    /// Decide every registered device for a release, sign the plan, log it all.
+    Plan {
+        #[command(flatten)]
+        session: Presented,
+        /// The plan file (TOML: campaign, release, rollback target, scope, stages, retries).
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+    },
+}
+
+fn read_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let (found, der) = der::pem::decode_vec(&bytes)
+            .map_err(|e| anyhow!("{}: bad PEM ({e})", path.display()))?;
+        if found != label {
+            bail!("{}: PEM label {found}, expected {label}", path.display());
+        }
+        Ok(der)
+    } else {
+        Ok(bytes)
+    }
+}
+
+fn registry(home: &Path) -> anyhow::Result<Registry> {
+    if !home.join("signer.json").exists() {
+        bail!(
+            "{} is not a signer home (run `cairn ceremony init`)",
+            home.display()
+        );
+    }
+    Registry::open(home.join("registry"))
+        .with_context(|| format!("opening the registry in {}", home.display()))
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn generate(dir: &Path, synthetic: Option<u64>, out: Output) -> CliResult {
+    let fleet = match synthetic {
+        Some(n) => testfleet::synthetic(n, now())?,
+        None => testfleet::reference(now())?,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("fleet.csv"), &fleet.csv)?;
+    let pem = |label: &str, der: &[u8]| {
+        der::pem::encode_string(label, der::pem::LineEnding::LF, der)
+            .map_err(|e| anyhow!("PEM encoding failed ({e})"))
+    };
+    std::fs::write(
+        dir.join("manufacturer-ca.pem"),
+        pem("CERTIFICATE", &fleet.ca.der)?,
+    )?;
+    std::fs::write(dir.join("manufacturer.crl"), pem("X509 CRL", &fleet.crl)?)?;
+    let defective = fleet.devices.iter().filter(|(_, d)| d.is_some()).count();
+    out.emit(
+        &format!(
+            "wrote {} devices ({} with known defects) to {}",
+            thousands(fleet.devices.len() as u64),
+            defective,
+            dir.display()
+        ),
+        &json!({ "ok": true, "devices": fleet.devices.len(), "defective": defective, "dir": dir }),
+    );
+    Ok(())
+}
+
+pub(crate) fn run_devices(cmd: DevicesCommand, out: Output) -> CliResult {
+    match cmd {
+        DevicesCommand::Trust { home, ca } => {
+            let (fingerprint, verified) = registry(&home)?.trust(&read_der(&ca, "CERTIFICATE")?)?;
+            out.emit(
+                &format!("trusted manufacturer CA {fingerprint}; {verified} registered devices now verify"),
+                &json!({ "ok": true, "fingerprint": fingerprint, "verified": verified }),
+            );
+        }
+        DevicesCommand::Import { home, file } => {
+            let format = Format::of(&file)
+                .ok_or_else(|| anyhow!("{}: expected a .csv or .json file", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bar = out.progress("import", 1);
+            let report = registry(&home)?
+                .import(&bytes, format)
+                .with_context(|| format!("{}", file.display()))?;
+            bar.finish_and_clear();
+            out.emit(
+                &format!(
+                    "import {}: {} devices ({} new, {} changed, {} unchanged); {} certificates verify with a trusted CA",
+                    report.import,
+                    thousands(report.devices),
+                    thousands(report.added),
+                    thousands(report.changed),
+                    thousands(report.unchanged),
+                    thousands(report.trusted)
+                ),
+                &json!({ "ok": true, "import": report.import, "devices": report.devices, "added": report.added, "changed": report.changed, "unchanged": report.unchanged, "trusted": report.trusted }),
+            );
+        }
+        DevicesCommand::Revoke { home, crl } => {
+            let n = registry(&home)?.import_crl(&read_der(&crl, "X509 CRL")?)?;
+            out.emit(
+                &format!("CRL applied: {n} certificates revoked"),
+                &json!({ "ok": true, "revoked": n }),
+            );
+        }
+        DevicesCommand::Show { home, id } => {
+            let reg = registry(&home)?;
+            let device = reg
+                .device(&id)?
+                .ok_or_else(|| anyhow!("no device {id:?} in the registry"))?;
+            let revoked = reg.revoked_at(&device)?;
+            let history = reg.history(&id)?;
+            out.emit(
+                &format!(
+                    "{} {} {} {} {:?} firmware {} cohorts {}\ncertificate serial {} CN {} valid {} to {} CA {}{}\nhistory:\n{}",
+                    device.id,
+                    device.product,
+                    device.family,
+                    device.hardware_revision,
+                    device.lifecycle,
+                    device.version,
+                    device.cohorts.join(","),
+                    device.cert.serial,
+                    device.cert.subject_cn,
+                    rfc3339(UnixTime(device.cert.not_before)),
+                    rfc3339(UnixTime(device.cert.not_after)),
+                    device.cert.ca.as_deref().unwrap_or("(untrusted)"),
+                    revoked.map(|t| format!(", revoked {}", rfc3339(t))).unwrap_or_default(),
+                    history
+                        .iter()
+                        .map(|(n, c)| format!("  import {n}: {c}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+                &json!({ "ok": true, "device": device, "revoked_at": revoked.map(|t| t.0), "history": history }),
+            );
+        }
+        DevicesCommand::Generate {
+            out: dir,
+            synthetic,
+        } => generate(&dir, synthetic, out)?,
+    }
+    Ok(())
+}
+
+pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
+    let RolloutCommand::Plan { session, plan } = cmd;
+    let text =
+        std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;
+    let spec = PlanSpec::from_toml(&text).with_context(|| format!("{}", plan.display()))?;
+    let appliance = open(&session.home)?;
+    let reg = registry(&session.home)?;
+    let shares = collect_shares(&appliance, &session)?;
+    let module = module()?;
+    let s = appliance.unlock(&module, &shares, now())?;
+    drop(shares);
+    let bar = out.progress("eligibility", 1);
+    let report = s.plan_rollout(&reg, &spec, now(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    let reasons: Vec<String> = report
+        .by_reason
+        .iter()
+        .map(|(r, n)| format!("  {:<28}{:>8}", r.name(), thousands(*n)))
+        .collect();
+    let stages: Vec<String> = report
+        .stages
+        .iter()
+        .map(|(name, n)| format!("  {name:<12}{:>8} devices", thousands(*n)))
+        .collect();
+    out.emit(
+        &format!(
+            "campaign {}: {} devices approved, {} rejected (of {})\nrejected by reason (a device may have several):\n{}\nstages:\n{}\nplan signed by the release key at log index {}; {} decisions logged at {}..{}; {} HSM signatures\ncheckpoint:\n{}",
+            spec.campaign,
+            thousands(report.eligible),
+            thousands(report.rejected),
+            thousands(report.devices),
+            reasons.join("\n"),
+            stages.join("\n"),
+            report.plan_index,
+            thousands(report.decisions.end - report.decisions.start),
+            report.decisions.start,
+            report.decisions.end,
+            report.hsm_signatures,
+            report.checkpoint
+        ),
+        &json!({
+            "ok": true,
+            "campaign": spec.campaign,
+            "devices": report.devices,
+            "eligible": report.eligible,
+            "rejected": report.rejected,
+            "rejected_by_reason": report.by_reason.iter().map(|(r, n)| (r.name(), n)).collect::<std::collections::BTreeMap<_, _>>(),
+            "stages": report.stages,
+            "plan_index": report.plan_index,
+            "decisions": [report.decisions.start, report.decisions.end],
+            "hsm_signatures": report.hsm_signatures,
+            "checkpoint": report.checkpoint,
+        }),
+    );
+    Ok(())
+}
