@@ -14,6 +14,7 @@
 #![expect(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
+    clippy::too_many_lines,
     reason = "a benchmark report: a failure aborts it, rates are floats"
 )]
 
@@ -70,8 +71,8 @@ fn openssl_verify_per_core() -> f64 {
         .find(|l| l.contains("ecdsa (nistp256)"))
         .and_then(|l| {
             l.split_whitespace()
-                .filter_map(|w| w.parse::<f64>().ok())
-                .last()
+                .rev()
+                .find_map(|w| w.parse::<f64>().ok())
         })
         .unwrap_or_else(|| panic!("unexpected openssl speed output:\n{text}"))
 }

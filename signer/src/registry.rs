@@ -140,13 +140,79 @@ fn row_error(row: usize, why: impl std::fmt::Display) -> Error {
 }
 
 /// A trusted CA: its fingerprint and certificate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Anchor {
     /// SHA-256 fingerprint, hex.
     pub fingerprint: String,
     /// The certificate.
     pub cert: Certificate,
     key: p256::ecdsa::VerifyingKey,
+    /// The same key for OpenSSL, which verifies device certificates at fleet scale.
+    fast: openssl::ec::EcKey<openssl::pkey::Public>,
+}
+
+impl std::fmt::Debug for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchor")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Anchor {
+    fn new(fingerprint: String, cert: Certificate) -> Result<Self> {
+        let key = certs::public_key(&cert, "trust anchor")?;
+        let spki = cert
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|e| Error::Registry(format!("trust anchor key ({e})")))?;
+        let fast = openssl::pkey::PKey::public_key_from_der(&spki)
+            .and_then(|k| k.ec_key())
+            .map_err(|e| Error::Registry(format!("trust anchor key for OpenSSL ({e})")))?;
+        Ok(Self {
+            fingerprint,
+            cert,
+            key,
+            fast,
+        })
+    }
+
+    /// Whether the anchor's key signed `tbs` (ECDSA P-256 with SHA-256, DER signature).
+    fn signed(&self, tbs: &[u8], signature_der: &[u8]) -> bool {
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(tbs).into();
+        openssl::ecdsa::EcdsaSig::from_der(signature_der)
+            .and_then(|sig| sig.verify(&digest, &self.fast))
+            .unwrap_or(false)
+    }
+}
+
+/// The DER of the `tbsCertificate` inside a certificate (RFC 5280 §4.1: the first element of the
+/// outer SEQUENCE), exactly as signed.
+fn tbs_slice(der: &[u8]) -> Option<&[u8]> {
+    // A DER header: tag, then a length in short or long form; returns (header length, content length).
+    fn header(b: &[u8]) -> Option<(usize, usize)> {
+        if *b.first()? != 0x30 {
+            return None;
+        }
+        let first = *b.get(1)?;
+        if first < 0x80 {
+            return Some((2, usize::from(first)));
+        }
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = b
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+        Some((2 + n, len))
+    }
+    let (outer, _) = header(der)?;
+    let inner = der.get(outer..)?;
+    let (h, len) = header(inner)?;
+    inner.get(..h + len)
 }
 
 /// Checks one device certificate against the anchors (signature by a trusted CA's key).
@@ -166,15 +232,11 @@ fn check_cert(der: &[u8], anchors: &[Anchor]) -> std::result::Result<CertCheck, 
     if cert.signature_algorithm().oid != ecdsa::ECDSA_SHA256_OID {
         return Ok(check); // not a signature any anchor can have made
     }
-    let Ok(sig) = DerSignature::from_bytes(cert.signature().raw_bytes()) else {
-        return Ok(check);
-    };
-    let tbs_der = tbs
-        .to_der()
-        .map_err(|e| format!("certificate re-encoding failed ({e})"))?;
+    let tbs_der = tbs_slice(der).ok_or("certificate has no tbsCertificate")?;
+    let signature = cert.signature().raw_bytes();
     for anchor in anchors {
         if anchor.cert.tbs_certificate().subject() == tbs.issuer()
-            && anchor.key.verify(&tbs_der, &sig).is_ok()
+            && anchor.signed(tbs_der, signature)
         {
             check.ca = Some(anchor.fingerprint.clone());
             break;
@@ -353,12 +415,10 @@ impl Registry {
         {
             let (fp, der) = item.map_err(storage)?;
             let cert = certs::from_der(&der, "trust anchor")?;
-            let key = certs::public_key(&cert, "trust anchor")?;
-            out.push(Anchor {
-                fingerprint: String::from_utf8_lossy(&fp).into_owned(),
+            out.push(Anchor::new(
+                String::from_utf8_lossy(&fp).into_owned(),
                 cert,
-                key,
-            });
+            )?);
         }
         Ok(out)
     }
@@ -371,11 +431,7 @@ impl Registry {
         let fingerprint = hex::encode(certs::fingerprint(ca_der));
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf("anchors")?, fingerprint.as_bytes(), ca_der);
-        let anchor = Anchor {
-            fingerprint: fingerprint.clone(),
-            key: certs::public_key(&cert, "manufacturer CA")?,
-            cert,
-        };
+        let anchor = Anchor::new(fingerprint.clone(), cert)?;
         let mut verified = 0;
         for (device, der) in self.devices_with_certs()? {
             if device.cert.ca.is_none() {

@@ -12,7 +12,7 @@ pub use cairn_verifier::transfer::{BundleError, TransferBundle};
 use cairn_verifier::types::LeafIndex;
 
 use crate::error::{Error, Result};
-use crate::vault::{Query, Vault};
+use crate::vault::{Query, TreeAt, Vault};
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,12 @@ pub struct ImportReport {
     pub size: u64,
     /// Deliveries checked.
     pub deliveries: u64,
+}
+
+/// One thread's share of an export.
+struct Part {
+    entries: Vec<Vec<u8>>,
+    deliveries: Vec<Vec<u8>>,
 }
 
 fn bad(what: impl Into<String>) -> Error {
@@ -62,35 +68,35 @@ impl Vault {
         let left_edge = edge_sizes(from)
             .map(|(start, n)| tree.subtree(start, n))
             .collect::<Result<Vec<_>>>()?;
+        // Entries, proofs and envelopes on every core, each thread a contiguous part of the range.
+        let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+        let step = (to - from).div_ceil(threads).max(1);
+        let parts: Vec<Result<Part>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (from..to)
+                .step_by(usize::try_from(step).unwrap_or(usize::MAX))
+                .map(|start| {
+                    let end = (start + step).min(to);
+                    let checkpoint = checkpoint.as_str();
+                    s.spawn(move || self.bundle_part(&tree, start..end, checkpoint))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Corrupt {
+                            what: "a bundle export worker panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
         let mut entries = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
         let mut deliveries = Vec::new();
-        let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
-        for index in from..to {
-            let entry = self.entry(index)?;
-            if let Ok(Statement::Manifest(m)) = Statement::decode(&entry) {
-                let release_id = m.release_id.as_str();
-                if !releases.iter().any(|(id, _)| id == release_id) {
-                    let cose = self.release_cose(release_id)?;
-                    releases.push((release_id.to_owned(), cose));
-                }
-                let cose = releases
-                    .iter()
-                    .find(|(id, _)| id == release_id)
-                    .map(|(_, c)| c.as_slice())
-                    .unwrap_or_default();
-                let proof = tree.inclusion_proof(index)?;
-                deliveries.push(
-                    Delivery {
-                        checkpoint: checkpoint.as_bytes(),
-                        release: cose,
-                        manifest: &entry,
-                        leaf_index: LeafIndex(index),
-                        proof: ProofHashes::Slice(&proof),
-                    }
-                    .to_cbor(),
-                );
-            }
-            entries.push(entry);
+        for part in parts {
+            let part = part?;
+            entries.extend(part.entries);
+            deliveries.extend(part.deliveries);
         }
         let consistency = if from == 0 {
             Vec::new()
@@ -106,6 +112,43 @@ impl Vault {
             consistency,
             deliveries,
         })
+    }
+
+    /// Entries `range` and the deliveries of the manifests among them, against `checkpoint`.
+    fn bundle_part(&self, tree: &TreeAt<'_>, range: Range<u64>, checkpoint: &str) -> Result<Part> {
+        let mut part = Part {
+            entries: Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0)),
+            deliveries: Vec::new(),
+        };
+        let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
+        for index in range {
+            let entry = self.entry(index)?;
+            if let Ok(Statement::Manifest(m)) = Statement::decode(&entry) {
+                let release_id = m.release_id.as_str();
+                if !releases.iter().any(|(id, _)| id == release_id) {
+                    let cose = self.release_cose(release_id)?;
+                    releases.push((release_id.to_owned(), cose));
+                }
+                let cose = releases
+                    .iter()
+                    .find(|(id, _)| id == release_id)
+                    .map(|(_, c)| c.as_slice())
+                    .unwrap_or_default();
+                let proof = tree.inclusion_proof(index)?;
+                part.deliveries.push(
+                    Delivery {
+                        checkpoint: checkpoint.as_bytes(),
+                        release: cose,
+                        manifest: &entry,
+                        leaf_index: LeafIndex(index),
+                        proof: ProofHashes::Slice(&proof),
+                    }
+                    .to_cbor(),
+                );
+            }
+            part.entries.push(entry);
+        }
+        Ok(part)
     }
 
     /// The COSE_Sign1 of release `id`.
