@@ -433,6 +433,26 @@ impl Session<'_> {
         let rollback = find_release(self, &spec.rollback_release)?;
         let statement = release.statement()?;
         let back = rollback.statement()?;
+        if back.security_epoch < statement.security_epoch {
+            return Err(Error::Plan(format!(
+                "rollback target {} has security epoch {}, below the release's {}: a device that installed {} would refuse it at boot (anti-rollback); sign the rollback target at epoch {} or more",
+                spec.rollback_release,
+                back.security_epoch.0,
+                statement.security_epoch.0,
+                spec.release,
+                statement.security_epoch.0
+            )));
+        }
+        if let Some(hw) = statement
+            .hardware_revisions
+            .iter()
+            .find(|hw| !back.hardware_revisions.contains(hw))
+        {
+            return Err(Error::Plan(format!(
+                "rollback target {} does not run on hardware revision {hw}, which the release covers",
+                spec.rollback_release
+            )));
+        }
         if rollback.index >= release.index
             || back.version >= statement.version
             || back.product != statement.product

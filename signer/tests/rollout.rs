@@ -107,10 +107,18 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 .unwrap();
             let (old_path, old_image) = image(dir, "controller-fw-2.4.0.bin", 0x40);
             let (new_path, new_image) = image(dir, "controller-fw-2.4.1-security.bin", 0x41);
+            // 2.3.9 at the old epoch: no usable rollback target once 2.4.1 (epoch 7) is installed.
             session
                 .sign_release(
                     &old_path,
-                    &release("controller-fw-2.4.0", Version::new(2, 4, 0), 6),
+                    &release("controller-fw-2.3.9", Version::new(2, 3, 9), 6),
+                    NOW,
+                )
+                .unwrap();
+            session
+                .sign_release(
+                    &old_path,
+                    &release("controller-fw-2.4.0", Version::new(2, 4, 0), 7),
                     NOW,
                 )
                 .unwrap();
@@ -150,6 +158,13 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 (
                     PLAN.replace("failure_permille = 50", "failure_permille = 0"),
                     "failure_permille 0",
+                ),
+                (
+                    PLAN.replace(
+                        "rollback_release = \"controller-fw-2.4.0\"",
+                        "rollback_release = \"controller-fw-2.3.9\"",
+                    ),
+                    "anti-rollback",
                 ),
                 (
                     PLAN.replace("max_attempts = 3", "max_attempts = 0"),
