@@ -335,8 +335,16 @@ impl Row {
     }
 }
 
-/// A checked device and its certificate DER.
-type Checked = (Device, Vec<u8>);
+/// A checked device, ready to write.
+struct Prepared {
+    id: String,
+    record: Vec<u8>,
+    der: Vec<u8>,
+    /// What changed (`None`: nothing).
+    change: Option<String>,
+    added: bool,
+    trusted: bool,
+}
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -524,7 +532,7 @@ impl Registry {
             rows = rest;
         }
         parts.push(rows);
-        let checked: Vec<Result<Vec<Checked>>> = std::thread::scope(|s| {
+        let checked: Vec<Result<Vec<Prepared>>> = std::thread::scope(|s| {
             let mut start = 0;
             let handles: Vec<_> = parts
                 .into_iter()
@@ -535,7 +543,10 @@ impl Registry {
                     s.spawn(move || {
                         part.into_iter()
                             .enumerate()
-                            .map(|(i, row)| row.check(first + i + row_base, anchors))
+                            .map(|(i, row)| {
+                                let (device, der) = row.check(first + i + row_base, anchors)?;
+                                self.prepare(device, der)
+                            })
                             .collect()
                     })
                 })
@@ -553,13 +564,13 @@ impl Registry {
             devices.extend(part?);
         }
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(devices.len());
-        for (i, (d, _)) in devices.iter().enumerate() {
-            if let Some(first) = seen.insert(d.id.as_str(), i) {
+        for (i, p) in devices.iter().enumerate() {
+            if let Some(first) = seen.insert(p.id.as_str(), i) {
                 return Err(row_error(
                     i + row_base,
                     format!(
                         "device id {} already given on row {}",
-                        d.id,
+                        p.id,
                         first + row_base
                     ),
                 ));
@@ -574,39 +585,52 @@ impl Registry {
         let mut batch = WriteBatch::default();
         let (dev_cf, cert_cf, hist_cf) =
             (self.cf("devices")?, self.cf("certs")?, self.cf("history")?);
-        for (device, der) in &devices {
-            if device.cert.ca.is_some() {
-                report.trusted += 1;
-            }
-            let old = self
-                .db
-                .get_pinned_cf(dev_cf, device.id.as_bytes())
-                .map_err(storage)?
-                .and_then(|v| serde_json::from_slice::<Device>(&v).ok());
-            let changes = match &old {
-                None => {
-                    report.added += 1;
-                    vec!["added".to_owned()]
-                }
-                Some(old) if old == device => {
-                    report.unchanged += 1;
-                    continue;
-                }
-                Some(old) => {
-                    report.changed += 1;
-                    diff(old, device)
-                }
+        for p in &devices {
+            report.trusted += u64::from(p.trusted);
+            let Some(change) = &p.change else {
+                report.unchanged += 1;
+                continue;
             };
-            let record = serde_json::to_vec(device).unwrap_or_default();
-            batch.put_cf(dev_cf, device.id.as_bytes(), record);
-            batch.put_cf(cert_cf, device.id.as_bytes(), der);
+            if p.added {
+                report.added += 1;
+            } else {
+                report.changed += 1;
+            }
+            batch.put_cf(dev_cf, p.id.as_bytes(), &p.record);
+            batch.put_cf(cert_cf, p.id.as_bytes(), &p.der);
             let mut key = import.to_be_bytes().to_vec();
-            key.extend_from_slice(device.id.as_bytes());
-            batch.put_cf(hist_cf, key, changes.join("; ").as_bytes());
+            key.extend_from_slice(p.id.as_bytes());
+            batch.put_cf(hist_cf, key, change.as_bytes());
         }
         batch.put(b"imports", import.to_be_bytes());
         self.synced(batch)?;
         Ok(report)
+    }
+
+    /// A checked device ready to write: its record, and what changed against the stored one.
+    fn prepare(&self, device: Device, der: Vec<u8>) -> Result<Prepared> {
+        let old = self
+            .db
+            .get_pinned_cf(self.cf("devices")?, device.id.as_bytes())
+            .map_err(storage)?
+            .and_then(|v| serde_json::from_slice::<Device>(&v).ok());
+        let (change, added) = match &old {
+            None => (Some("added".to_owned()), true),
+            Some(old) if *old == device => (None, false),
+            Some(old) => (Some(diff(old, &device).join("; ")), false),
+        };
+        Ok(Prepared {
+            trusted: device.cert.ca.is_some(),
+            record: if change.is_some() {
+                serde_json::to_vec(&device).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            id: device.id,
+            der,
+            change,
+            added,
+        })
     }
 
     /// Imports so far.
@@ -632,18 +656,61 @@ impl Registry {
             .transpose()
     }
 
-    /// Every device, in id order.
+    /// Every device, in id order (records decoded on every core).
     pub fn devices(&self) -> Result<Vec<Device>> {
-        let mut out = Vec::new();
+        let mut raw: Vec<Box<[u8]>> = Vec::new();
         for item in self
             .db
             .iterator_cf(self.cf("devices")?, rocksdb::IteratorMode::Start)
         {
-            let (_, v) = item.map_err(storage)?;
-            out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::Registry(format!("stored record unreadable ({e})")))?,
-            );
+            raw.push(item.map_err(storage)?.1);
+        }
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let chunk = raw.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Device>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = raw
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|v| {
+                                serde_json::from_slice(v).map_err(|e| {
+                                    Error::Registry(format!("stored record unreadable ({e})"))
+                                })
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Registry("registry reader panicked".into())))
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(raw.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// Every revocation: `"<CA fingerprint>:<serial hex>"` → revocation time.
+    pub fn revocations(&self) -> Result<HashMap<String, UnixTime>> {
+        let mut out = HashMap::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf("revoked")?, rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(storage)?;
+            if let Ok(t) = <[u8; 8]>::try_from(&*v) {
+                out.insert(
+                    String::from_utf8_lossy(&k).into_owned(),
+                    UnixTime(u64::from_be_bytes(t)),
+                );
+            }
         }
         Ok(out)
     }

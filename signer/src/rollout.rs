@@ -338,6 +338,7 @@ fn decide_all(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Decided> {
     let devices = registry.devices()?;
+    let revocations = registry.revocations()?;
     let total = devices.len() as u64;
     let mut decisions: Vec<Vec<u8>> = Vec::with_capacity(devices.len() * 2);
     let mut eligible = 0u64;
@@ -345,7 +346,12 @@ fn decide_all(
     let (release_id, release_digest, release_version) = targets.release;
     let (rollback_id, rollback_digest) = targets.rollback;
     for (i, device) in devices.iter().enumerate() {
-        let reasons = decide(device, registry.revoked_at(device)?, scope, now);
+        let revoked_at = device.cert.ca.as_ref().and_then(|ca| {
+            revocations
+                .get(&format!("{ca}:{}", device.cert.serial))
+                .copied()
+        });
+        let reasons = decide(device, revoked_at, scope, now);
         let device_id = id("device id", &device.id)?;
         if reasons.is_empty() {
             eligible += 1;

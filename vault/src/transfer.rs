@@ -4,15 +4,19 @@
 
 use std::ops::Range;
 
+use cairn_verifier::crypto::{Crypto as _, Software};
 use cairn_verifier::delivery::{Delivery, ProofHashes};
+use cairn_verifier::merkle::{leaf_hash, node_hash};
 use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{ReleaseEntry, Statement};
 use cairn_verifier::transfer::edge_sizes;
 pub use cairn_verifier::transfer::{BundleError, TransferBundle};
-use cairn_verifier::types::LeafIndex;
+use cairn_verifier::types::{Hash, LeafIndex};
 
+use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
-use crate::vault::{Query, TreeAt, Vault};
+use crate::tree::{TILE_WIDTH, TileBlob, TileId};
+use crate::vault::{Query, Vault};
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +29,122 @@ pub struct ImportReport {
     pub size: u64,
     /// Deliveries checked.
     pub deliveries: u64,
+}
+
+/// The whole tree of a checkpoint in memory (every complete node, level by level), for proofs at
+/// export scale: a million proofs read no tile.
+struct MemTree {
+    /// `levels[h][i]`: the complete node of height `h` at index `i`.
+    levels: Vec<Vec<Hash>>,
+    size: u64,
+    /// RFC 9162 hashes of the non-complete suffixes `D[start:size]` the proofs need.
+    suffixes: Vec<(u64, Hash)>,
+}
+
+impl MemTree {
+    fn load(vault: &Vault, size: u64) -> Result<Self> {
+        let mut leaves: Vec<Hash> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let tree = vault.at(size)?;
+        let width = TILE_WIDTH as u64;
+        for t in 0..size.div_ceil(width) {
+            let id = TileId { level: 0, index: t };
+            let want = usize::try_from((size - t * width).min(width)).unwrap_or(TILE_WIDTH);
+            let blob = vault.tile(id)?;
+            let row = blob
+                .as_deref()
+                .and_then(|b| TileBlob::parse(id, b).ok())
+                .map(|b| b.row0().to_vec())
+                .unwrap_or_default();
+            if row.len() >= want * 32 {
+                leaves.extend(row.chunks_exact(32).take(want).map(|c| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(c);
+                    h
+                }));
+            } else {
+                for i in t * width..t * width + want as u64 {
+                    leaves.push(tree.leaf_hash(i)?);
+                }
+            }
+        }
+        let mut levels = vec![leaves];
+        while let Some(last) = levels.last().filter(|l| l.len() > 1) {
+            let next: Vec<Hash> = last
+                .chunks_exact(2)
+                .map(|p| node_hash(&Software, &p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        let mut tree = Self {
+            levels,
+            size,
+            suffixes: Vec::new(),
+        };
+        // The suffixes of the RFC recursion: after each perfect subtree of the decomposition.
+        let mut suffixes = Vec::new();
+        for (s, n) in edge_sizes(size) {
+            let start = s + n;
+            if start < size {
+                suffixes.push((start, tree.mth(start, size - start)));
+            }
+        }
+        tree.suffixes = suffixes;
+        Ok(tree)
+    }
+
+    fn leaf(&self, index: u64) -> Hash {
+        self.node(0, index)
+    }
+
+    fn node(&self, height: u32, index: u64) -> Hash {
+        self.levels
+            .get(height as usize)
+            .and_then(|l| l.get(usize::try_from(index).ok()?))
+            .copied()
+            .unwrap_or([0; 32])
+    }
+
+    /// MTH of `D[start : start + n]` (RFC 9162 §2.1.1).
+    fn mth(&self, start: u64, n: u64) -> Hash {
+        if n.is_power_of_two() {
+            let h = n.trailing_zeros();
+            return self.node(h, start >> h);
+        }
+        if start + n == self.size
+            && let Some((_, h)) = self.suffixes.iter().find(|(s, _)| *s == start)
+        {
+            return *h;
+        }
+        let k = 1u64 << (n - 1).ilog2();
+        node_hash(&Software, &self.mth(start, k), &self.mth(start + k, n - k))
+    }
+
+    fn root(&self) -> Hash {
+        if self.size == 0 {
+            return Software.sha256_of(&[]);
+        }
+        self.mth(0, self.size)
+    }
+
+    /// RFC 9162 §2.1.3.1 `PATH(m, D[size])`.
+    fn proof(&self, m: u64) -> Vec<Hash> {
+        let mut path = Vec::with_capacity(64);
+        let (mut start, mut m, mut n) = (0u64, m, self.size);
+        while n > 1 {
+            let k = 1u64 << (n - 1).ilog2();
+            if m < k {
+                path.push(self.mth(start + k, n - k));
+                n = k;
+            } else {
+                path.push(self.mth(start, k));
+                start += k;
+                m -= k;
+                n -= k;
+            }
+        }
+        path.reverse();
+        path
+    }
 }
 
 /// One thread's share of an export.
@@ -65,6 +185,16 @@ impl Vault {
             .checkpoint(to)?
             .ok_or(Error::NoCheckpoint { size: to })?;
         let tree = self.at(to)?;
+        let memory = MemTree::load(self, to)?;
+        if memory.root()
+            != Checkpoint::parse(checkpoint.as_bytes())
+                .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?
+                .root
+        {
+            return Err(Error::Corrupt {
+                what: format!("the tiles do not hash to the signed checkpoint of size {to}"),
+            });
+        }
         let left_edge = edge_sizes(from)
             .map(|(start, n)| tree.subtree(start, n))
             .collect::<Result<Vec<_>>>()?;
@@ -76,8 +206,8 @@ impl Vault {
                 .step_by(usize::try_from(step).unwrap_or(usize::MAX))
                 .map(|start| {
                     let end = (start + step).min(to);
-                    let checkpoint = checkpoint.as_str();
-                    s.spawn(move || self.bundle_part(&tree, start..end, checkpoint))
+                    let (checkpoint, memory) = (checkpoint.as_str(), &memory);
+                    s.spawn(move || self.bundle_part(memory, start..end, checkpoint))
                 })
                 .collect();
             handles
@@ -115,38 +245,54 @@ impl Vault {
     }
 
     /// Entries `range` and the deliveries of the manifests among them, against `checkpoint`.
-    fn bundle_part(&self, tree: &TreeAt<'_>, range: Range<u64>, checkpoint: &str) -> Result<Part> {
+    /// Entries are read a whole entry bundle at a time and checked against the leaf hashes of
+    /// `tree`; proofs come from `tree` in memory.
+    fn bundle_part(&self, tree: &MemTree, range: Range<u64>, checkpoint: &str) -> Result<Part> {
         let mut part = Part {
             entries: Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0)),
             deliveries: Vec::new(),
         };
         let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
-        for index in range {
-            let entry = self.entry(index)?;
-            if let Ok(Statement::Manifest(m)) = Statement::decode(&entry) {
-                let release_id = m.release_id.as_str();
-                if !releases.iter().any(|(id, _)| id == release_id) {
-                    let cose = self.release_cose(release_id)?;
-                    releases.push((release_id.to_owned(), cose));
-                }
-                let cose = releases
-                    .iter()
-                    .find(|(id, _)| id == release_id)
-                    .map(|(_, c)| c.as_slice())
-                    .unwrap_or_default();
-                let proof = tree.inclusion_proof(index)?;
-                part.deliveries.push(
-                    Delivery {
-                        checkpoint: checkpoint.as_bytes(),
-                        release: cose,
-                        manifest: &entry,
-                        leaf_index: LeafIndex(index),
-                        proof: ProofHashes::Slice(&proof),
+        let width = BUNDLE_WIDTH as u64;
+        let mut index = range.start;
+        while index < range.end {
+            let b = index / width;
+            let stored = self.stored_bundle(b)?;
+            let in_bundle = bundle::entries(b, &stored)?;
+            let end = range.end.min((b + 1) * width);
+            for i in index..end {
+                let at = usize::try_from(i - b * width).unwrap_or(usize::MAX);
+                let entry = match in_bundle.get(at) {
+                    Some(e) if leaf_hash(&Software, e) == tree.leaf(i) => e.to_vec(),
+                    // Pruned or damaged: `entry` says which.
+                    _ => self.entry(i)?,
+                };
+                if let Ok(Statement::Manifest(m)) = Statement::decode(&entry) {
+                    let release_id = m.release_id.as_str();
+                    if !releases.iter().any(|(id, _)| id == release_id) {
+                        let cose = self.release_cose(release_id)?;
+                        releases.push((release_id.to_owned(), cose));
                     }
-                    .to_cbor(),
-                );
+                    let cose = releases
+                        .iter()
+                        .find(|(id, _)| id == release_id)
+                        .map(|(_, c)| c.as_slice())
+                        .unwrap_or_default();
+                    let proof = tree.proof(i);
+                    part.deliveries.push(
+                        Delivery {
+                            checkpoint: checkpoint.as_bytes(),
+                            release: cose,
+                            manifest: &entry,
+                            leaf_index: LeafIndex(i),
+                            proof: ProofHashes::Slice(&proof),
+                        }
+                        .to_cbor(),
+                    );
+                }
+                part.entries.push(entry);
             }
-            part.entries.push(entry);
+            index = end;
         }
         Ok(part)
     }
