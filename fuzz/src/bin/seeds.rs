@@ -124,6 +124,7 @@ fn main() -> io::Result<()> {
     cbor_items(&mut corpus)?;
     custody(&mut corpus)?;
     bundles(&mut corpus)?;
+    rollout(&mut corpus)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -315,5 +316,60 @@ fn bundles(corpus: &mut Corpus) -> io::Result<()> {
             &bundle.to_cbor(),
         )?;
     }
+    Ok(())
+}
+
+/// A rejection and a rollout plan (formats.md §4.8-4.9).
+fn rollout(corpus: &mut Corpus) -> io::Result<()> {
+    use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
+    use cairn_verifier::types::{Id, UnixTime};
+    let id = |s| Id::new(s).expect("seed ids are valid");
+    let mut reasons = Reasons::default();
+    reasons.insert(Reason::CertificateExpired);
+    reasons.insert(Reason::WrongHardware);
+    let rejection = Rejection {
+        device_id: id("sc-0000050"),
+        release_id: id("controller-fw-2.4.1"),
+        campaign: id("campaign-2026-11-2.4.1"),
+        reasons,
+        decided_at: UnixTime(1_795_651_200),
+    };
+    corpus.put("rollout", "rejection", &rejection.to_cbor())?;
+    corpus.put("entry_header", "rejection", &rejection.to_cbor())?;
+    let stages = [
+        Stage {
+            name: id("canary"),
+            devices: 50,
+            soak_secs: 3600,
+            success_permille: 980,
+            failure_permille: 20,
+            gate: Gate::Approval,
+        },
+        Stage {
+            name: id("fleet"),
+            devices: 8203,
+            soak_secs: 0,
+            success_permille: 950,
+            failure_permille: 50,
+            gate: Gate::Automatic,
+        },
+    ];
+    let plan = RolloutPlan {
+        campaign: id("campaign-2026-11-2.4.1"),
+        release_id: id("controller-fw-2.4.1"),
+        release_digest: [1; 32],
+        rollback_release_id: id("controller-fw-2.4.0"),
+        rollback_digest: [2; 32],
+        stages: Stages::Slice(&stages),
+        max_attempts: 3,
+        backoff_secs: 600,
+        quarantine_after_failures: 2,
+        quarantine_on_verification_failure: true,
+        eligible: 8203,
+        rejected: 197,
+        decisions_digest: [3; 32],
+        created_at: UnixTime(1_795_651_200),
+    };
+    corpus.put("rollout", "plan", &plan.to_cbor())?;
     Ok(())
 }
