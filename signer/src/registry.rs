@@ -540,6 +540,12 @@ impl Registry {
             rows = rest;
         }
         parts.push(rows);
+        // A first import has nothing to compare with.
+        let empty = self
+            .db
+            .iterator_cf(self.cf("devices")?, rocksdb::IteratorMode::Start)
+            .next()
+            .is_none();
         let checked: Vec<Result<Vec<Prepared>>> = std::thread::scope(|s| {
             let mut start = 0;
             let handles: Vec<_> = parts
@@ -553,7 +559,7 @@ impl Registry {
                             .enumerate()
                             .map(|(i, row)| {
                                 let (device, der) = row.check(first + i + row_base, anchors)?;
-                                self.prepare(device, der)
+                                self.prepare(device, der, empty)
                             })
                             .collect()
                     })
@@ -621,12 +627,15 @@ impl Registry {
     }
 
     /// A checked device ready to write: its record, and what changed against the stored one.
-    fn prepare(&self, device: Device, der: Vec<u8>) -> Result<Prepared> {
-        let old = self
-            .db
-            .get_pinned_cf(self.cf("devices")?, device.id.as_bytes())
-            .map_err(storage)?
-            .and_then(|v| serde_json::from_slice::<Device>(&v).ok());
+    fn prepare(&self, device: Device, der: Vec<u8>, empty: bool) -> Result<Prepared> {
+        let old = if empty {
+            None
+        } else {
+            self.db
+                .get_pinned_cf(self.cf("devices")?, device.id.as_bytes())
+                .map_err(storage)?
+                .and_then(|v| serde_json::from_slice::<Device>(&v).ok())
+        };
         let (change, added) = match &old {
             None => (Some("added".to_owned()), true),
             Some(old) if *old == device => (None, false),

@@ -329,7 +329,8 @@ struct Decided {
 }
 
 /// Decides every registered device: two manifests (update, rollback) for an eligible one, a
-/// rejection with every failed check for the others.
+/// rejection with every failed check for the others. Devices are decided on every core, in
+/// contiguous runs, and the decisions kept in device-id order.
 fn decide_all(
     registry: &Registry,
     scope: &Scope<'_>,
@@ -340,12 +341,60 @@ fn decide_all(
     let devices = registry.devices()?;
     let revocations = registry.revocations()?;
     let total = devices.len() as u64;
-    let mut decisions: Vec<Vec<u8>> = Vec::with_capacity(devices.len() * 2);
-    let mut eligible = 0u64;
-    let mut by_reason = [0u64; 14];
+    progress(0, total);
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let chunk = devices.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Decided>> = std::thread::scope(|s| {
+        let handles: Vec<_> = devices
+            .chunks(chunk)
+            .map(|part| {
+                let revocations = &revocations;
+                s.spawn(move || decide_part(part, revocations, scope, targets, now))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Plan("an eligibility worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut all = Decided {
+        decisions: Vec::with_capacity(devices.len() * 2),
+        eligible: 0,
+        total,
+        by_reason: [0; 14],
+    };
+    for part in parts {
+        let part = part?;
+        all.decisions.extend(part.decisions);
+        all.eligible += part.eligible;
+        for (a, b) in all.by_reason.iter_mut().zip(part.by_reason) {
+            *a += b;
+        }
+        progress(all.total.min(all.decisions.len() as u64), total);
+    }
+    progress(total, total);
+    Ok(all)
+}
+
+fn decide_part(
+    devices: &[Device],
+    revocations: &std::collections::HashMap<String, UnixTime>,
+    scope: &Scope<'_>,
+    targets: &Targets<'_>,
+    now: UnixTime,
+) -> Result<Decided> {
+    let mut out = Decided {
+        decisions: Vec::with_capacity(devices.len() * 2),
+        eligible: 0,
+        total: devices.len() as u64,
+        by_reason: [0; 14],
+    };
     let (release_id, release_digest, release_version) = targets.release;
     let (rollback_id, rollback_digest) = targets.rollback;
-    for (i, device) in devices.iter().enumerate() {
+    for device in devices {
         let revoked_at = device.cert.ca.as_ref().and_then(|ca| {
             revocations
                 .get(&format!("{ca}:{}", device.cert.serial))
@@ -354,7 +403,7 @@ fn decide_all(
         let reasons = decide(device, revoked_at, scope, now);
         let device_id = id("device id", &device.id)?;
         if reasons.is_empty() {
-            eligible += 1;
+            out.eligible += 1;
             let hardware_revision = id("hardware revision", &device.hardware_revision)?;
             for (purpose, digest, release_id, max) in [
                 (
@@ -370,7 +419,7 @@ fn decide_all(
                     release_version,
                 ),
             ] {
-                decisions.push(
+                out.decisions.push(
                     Manifest {
                         device_id,
                         release_id,
@@ -387,9 +436,9 @@ fn decide_all(
             }
         } else {
             for r in reasons.iter() {
-                by_reason[usize::try_from(r.code()).unwrap_or(0)] += 1;
+                out.by_reason[usize::try_from(r.code()).unwrap_or(0)] += 1;
             }
-            decisions.push(
+            out.decisions.push(
                 Rejection {
                     device_id,
                     release_id,
@@ -400,17 +449,34 @@ fn decide_all(
                 .to_cbor(),
             );
         }
-        if i % 4096 == 0 {
-            progress(i as u64, total);
+    }
+    Ok(out)
+}
+
+/// SHA-256 over the leaf hashes of `decisions`, in order (the leaf hashes on every core).
+fn decisions_digest(decisions: &[Vec<u8>]) -> Result<Hash> {
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let chunk = decisions.len().div_ceil(threads).max(1);
+    let leaves: Vec<Result<Vec<Hash>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = decisions
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|d| leaf_hash(&Software, d)).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::Plan("a digest worker panicked".into()))
+            })
+            .collect()
+    });
+    let mut digest = Sha256::new();
+    for part in leaves {
+        for leaf in part? {
+            digest.update(leaf);
         }
     }
-    progress(total, total);
-    Ok(Decided {
-        decisions,
-        eligible,
-        total,
-        by_reason,
-    })
+    Ok(digest.finalize().into())
 }
 
 impl Session<'_> {
@@ -522,10 +588,7 @@ impl Session<'_> {
         let counts = stage_counts(spec, eligible)?;
 
         // The plan binds the decisions through their leaf hashes.
-        let mut digest = Sha256::new();
-        for d in &decisions {
-            digest.update(leaf_hash(&Software, d));
-        }
+        let decisions_digest = decisions_digest(&decisions)?;
         let names = stage_names(spec)?;
         let stages = build_stages(spec, &counts, &names);
         let rejected = total - eligible;
@@ -542,7 +605,7 @@ impl Session<'_> {
             quarantine_on_verification_failure: spec.quarantine_on_verification_failure,
             eligible,
             rejected,
-            decisions_digest: digest.finalize().into(),
+            decisions_digest,
             created_at: now,
         };
         let plan_bytes = plan.to_cbor();

@@ -419,6 +419,13 @@ pub mod write {
             Self::default()
         }
 
+        /// An empty writer with room for `capacity` bytes (no reallocation up to it).
+        pub fn with_capacity(capacity: usize) -> Self {
+            Self {
+                out: Vec::with_capacity(capacity),
+            }
+        }
+
         /// The encoded bytes.
         pub fn into_bytes(self) -> Vec<u8> {
             self.out

@@ -91,7 +91,13 @@ impl<'a> Delivery<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
+        // Exact up to the heads: 9 bytes covers the longest head of each item.
+        let capacity = self.checkpoint.len()
+            + self.release.len()
+            + self.manifest.len()
+            + self.proof.len() * 34
+            + 64;
+        let mut w = crate::cbor::write::Writer::with_capacity(capacity);
         w.map(Self::FIELDS).u64(0).u64(FORMAT_VERSION);
         w.u64(1).bytes(self.checkpoint);
         w.u64(2).bytes(self.release);
