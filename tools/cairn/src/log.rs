@@ -526,6 +526,47 @@ fn describe(index: u64, s: &Statement<'_>) -> String {
             m.min_version,
             m.max_version
         ),
+        Statement::Ceremony { record, .. } => format!(
+            "entry {index}: ceremony record {} ({}-of-{}: {}), token {}, log {}, signed by the root key",
+            hex::encode(record.ceremony_id),
+            record.threshold,
+            record.custodians.len(),
+            record.custodians.iter().collect::<Vec<_>>().join(", "),
+            record.token,
+            record.origin
+        ),
+        Statement::Session(r) => format!(
+            "entry {index}: session of {} for {:?}",
+            r.custodians.iter().collect::<Vec<_>>().join(", "),
+            r.purpose.as_str()
+        ),
+        Statement::Key { statement: k, .. } => format!(
+            "entry {index}: key statement: {:?} the {} key {} ({}), signed by the root key",
+            k.action,
+            k.role.name(),
+            hex::encode(k.key_id),
+            k.reason
+        ),
+        Statement::Rejection(r) => format!(
+            "entry {index}: rejection: device {} not eligible for {} in campaign {}: {}",
+            r.device_id,
+            r.release_id,
+            r.campaign,
+            r.reasons
+                .iter()
+                .map(cairn_verifier::rollout::Reason::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Statement::Plan { plan, .. } => format!(
+            "entry {index}: rollout plan {} for {} (rollback {}): {} eligible, {} rejected, {} stages, signed by the release key",
+            plan.campaign,
+            plan.release_id,
+            plan.rollback_release_id,
+            plan.eligible,
+            plan.rejected,
+            plan.stages.len()
+        ),
         _ => format!("entry {index}: kind {}", s.kind().0),
     }
 }
