@@ -4,6 +4,8 @@
 //! token. Refused bundles that contradict the mirror (a fork, a conflicting checkpoint) are kept as
 //! evidence.
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

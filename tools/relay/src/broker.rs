@@ -1,0 +1,268 @@
+//! A local Mosquitto broker, the stand-in for AWS IoT Core's MQTT data plane (design.md, "Real
+//! components"): TLS only, client certificates required and used as the MQTT user name, and ACLs
+//! so that a device reads only its own delivery topic and writes only its own status topic.
+//!
+//! Tests and the demo start one with [`Broker::start`]: a fresh directory with a generated CA, a
+//! server certificate for 127.0.0.1, client certificates on request (`openssl`), the configuration
+//! and the ACL file, and `mosquitto` on a free 127.0.0.1 port, stopped when the value is dropped.
+//!
+//! Topics (docs/relay.md): `cairn/<device>/delivery` (the relay publishes, retained, QoS 1) and
+//! `cairn/<device>/status` (the device publishes; the relay subscribes to `cairn/+/status`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The relay's MQTT identity (certificate common name, hence user name).
+pub const RELAY_CLIENT: &str = "cairn-relay";
+
+/// The delivery topic of `device`.
+pub fn delivery_topic(device: &str) -> String {
+    format!("cairn/{device}/delivery")
+}
+
+/// The status topic of `device`.
+pub fn status_topic(device: &str) -> String {
+    format!("cairn/{device}/status")
+}
+
+/// The ACL: the relay writes every delivery topic and reads every status topic; a device
+/// (`%u`, its certificate's common name) reads its delivery topic and writes its status topic.
+pub fn acl() -> String {
+    format!(
+        "user {RELAY_CLIENT}\ntopic write cairn/+/delivery\ntopic read cairn/+/status\n\n\
+         pattern read cairn/%u/delivery\npattern write cairn/%u/status\n"
+    )
+}
+
+/// A running Mosquitto broker.
+#[derive(Debug)]
+pub struct Broker {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl (tools/setup installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A client's certificate files.
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+impl Broker {
+    /// Generates the PKI and configuration in `dir` and starts `mosquitto` on a free port.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=cairn test MQTT CA",
+        ]);
+        openssl(dir, &ca)?;
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(dir, &csr)?;
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "3650",
+                "-extfile",
+                "server.ext",
+            ],
+        )?;
+        std::fs::write(dir.join("acl"), acl())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        // Started as root, mosquitto would drop to the `mosquitto` user, who cannot read our files.
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into());
+        let conf = format!(
+            "user {user}\npersistence true\npersistence_location {dir}/\nlog_dest stderr\nper_listener_settings false\n\
+             allow_anonymous false\nacl_file {dir}/acl\n\n\
+             listener {port} 127.0.0.1\ncafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n\
+             require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf)?;
+        let mut broker = Self {
+            dir: dir.to_path_buf(),
+            port,
+            child: Self::spawn(dir)?,
+        };
+        broker.wait_ready()?;
+        Ok(broker)
+    }
+
+    fn spawn(dir: &Path) -> anyhow::Result<Child> {
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("mosquitto.log"))?)
+            .spawn()
+            .context("starting mosquitto (tools/setup installs it)")
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.try_wait()? {
+                let log =
+                    std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+                bail!("mosquitto exited ({status}):\n{log}");
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "mosquitto did not listen on 127.0.0.1:{} within 20 s",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stops and starts the broker again on the same port, keeping its persistent state.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.child = Self::spawn(&self.dir)?;
+        self.wait_ready()
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM lets mosquitto save its persistence file.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA certificate clients trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a client certificate with common name `name` (the MQTT user name).
+    pub fn client(&self, name: &str) -> anyhow::Result<ClientFiles> {
+        let key = format!("client-{name}.key");
+        let csr = format!("client-{name}.csr");
+        let cert = format!("client-{name}.pem");
+        let subject = format!("/CN={name}");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subject,
+            ],
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "3650",
+            ],
+        )?;
+        Ok(ClientFiles {
+            cert: self.dir.join(cert),
+            key: self.dir.join(key),
+        })
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
