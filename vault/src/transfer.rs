@@ -297,6 +297,51 @@ impl Vault {
         Ok(part)
     }
 
+    /// The device deliveries (formats.md §5) of the manifests at `indices`, against the latest
+    /// signed checkpoint, with their device ids. An index that is not a manifest is an error.
+    pub fn deliveries(&self, indices: &[u64]) -> Result<Vec<(String, Vec<u8>)>> {
+        let to = self
+            .checkpoint_sizes()?
+            .last()
+            .copied()
+            .ok_or(Error::NoCheckpoint { size: 0 })?;
+        let checkpoint = self
+            .checkpoint(to)?
+            .ok_or(Error::NoCheckpoint { size: to })?;
+        let memory = MemTree::load(self, to)?;
+        let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut out = Vec::with_capacity(indices.len());
+        for &index in indices {
+            if index >= to {
+                return Err(Error::BeyondTree { index, size: to });
+            }
+            let entry = self.entry(index)?;
+            let Ok(Statement::Manifest(m)) = Statement::decode(&entry) else {
+                return Err(bad(format!("entry {index} is not a manifest")));
+            };
+            let release_id = m.release_id.as_str();
+            if !releases.iter().any(|(id, _)| id == release_id) {
+                releases.push((release_id.to_owned(), self.release_cose(release_id)?));
+            }
+            let cose = releases
+                .iter()
+                .find(|(id, _)| id == release_id)
+                .map(|(_, c)| c.as_slice())
+                .unwrap_or_default();
+            let proof = memory.proof(index);
+            let delivery = Delivery {
+                checkpoint: checkpoint.as_bytes(),
+                release: cose,
+                manifest: &entry,
+                leaf_index: LeafIndex(index),
+                proof: ProofHashes::Slice(&proof),
+            }
+            .to_cbor();
+            out.push((m.device_id.as_str().to_owned(), delivery));
+        }
+        Ok(out)
+    }
+
     /// The COSE_Sign1 of release `id`.
     fn release_cose(&self, id: &str) -> Result<Vec<u8>> {
         for index in self.query_indices(Query::Release(id))? {

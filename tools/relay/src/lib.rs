@@ -5,6 +5,7 @@
 //! evidence.
 
 pub mod broker;
+pub mod mqtt;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +33,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Who may use the operator API.
     pub operators: Operators,
+    /// The MQTT broker deliveries go through (AWS IoT Core, or the local Mosquitto).
+    pub mqtt: Option<mqtt::MqttConfig>,
 }
 
 /// The log the relay mirrors.
@@ -62,6 +65,11 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         config.log.key = base.join(&config.log.key);
+        if let Some(m) = config.mqtt.as_mut() {
+            m.ca = base.join(&m.ca);
+            m.cert = base.join(&m.cert);
+            m.key = base.join(&m.key);
+        }
         if config.operators.token_sha256.is_empty() {
             bail!(
                 "{}: [operators] token_sha256 is empty: nobody could use the operator API",
@@ -109,6 +117,7 @@ pub fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
 #[derive(Debug, Default)]
 pub struct Metrics {
     bundles_imported: AtomicU64,
+    deliveries_published: AtomicU64,
     bundles_refused: AtomicU64,
     entries_imported: AtomicU64,
     unauthorized: AtomicU64,
@@ -123,6 +132,7 @@ pub struct Relay {
     tokens: Vec<[u8; 32]>,
     tiles: PathBuf,
     refused: PathBuf,
+    mqtt: Option<mqtt::MqttConfig>,
     metrics: Metrics,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
@@ -156,6 +166,7 @@ impl Relay {
             tokens,
             tiles: config.data_dir.join("tiles"),
             refused: config.data_dir.join("refused"),
+            mqtt: config.mqtt.clone(),
             metrics: Metrics::default(),
             import: Mutex::new(()),
         })
@@ -286,6 +297,73 @@ impl Relay {
     }
 }
 
+/// `POST /api/v1/campaigns/{campaign}/deliver`: publish the update delivery of every eligible
+/// device of the campaign to its MQTT topic (retained, QoS 1), against the mirror's latest
+/// checkpoint.
+async fn deliver(
+    relay: web::Data<Relay>,
+    req: HttpRequest,
+    campaign: web::Path<String>,
+) -> HttpResponse {
+    if !relay.authorized(&req) {
+        return unauthorized(&relay);
+    }
+    let Some(config) = relay.mqtt.clone() else {
+        return HttpResponse::Conflict()
+            .json(json!({ "ok": false, "error": "no [mqtt] broker is configured" }));
+    };
+    let campaign = campaign.into_inner();
+    let relay2 = relay.clone();
+    let deliveries = web::block(move || relay2.campaign_deliveries(&campaign)).await;
+    let deliveries = match deliveries {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            return HttpResponse::UnprocessableEntity()
+                .json(json!({ "ok": false, "error": format!("{e:#}") }));
+        }
+        Err(e) => {
+            return HttpResponse::InternalServerError()
+                .json(json!({ "ok": false, "error": e.to_string() }));
+        }
+    };
+    match mqtt::publish_deliveries(&config, &deliveries, std::time::Duration::from_secs(600)).await
+    {
+        Ok(n) => {
+            relay
+                .metrics
+                .deliveries_published
+                .fetch_add(n, Ordering::Relaxed);
+            HttpResponse::Ok().json(json!({ "ok": true, "published": n }))
+        }
+        Err(e) => {
+            HttpResponse::BadGateway().json(json!({ "ok": false, "error": format!("{e:#}") }))
+        }
+    }
+}
+
+impl Relay {
+    /// The update deliveries of a campaign's eligible devices.
+    fn campaign_deliveries(&self, campaign: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        use cairn_verifier::statement::{Purpose, Statement};
+        let mut indices = Vec::new();
+        for index in self
+            .vault
+            .query_indices(cairn_vault::Query::Campaign(campaign))?
+        {
+            let entry = self.vault.entry(index)?;
+            if let Ok(Statement::Manifest(m)) = Statement::decode(&entry)
+                && m.purpose == Purpose::Update
+            {
+                indices.push(index);
+            }
+        }
+        if indices.is_empty() {
+            bail!("campaign {campaign:?} has no eligible device in the mirror");
+        }
+        Ok(self.vault.deliveries(&indices)?)
+    }
+}
+
 /// `GET /api/v1/status`.
 async fn status(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
     if !relay.authorized(&req) {
@@ -346,6 +424,8 @@ async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
          # TYPE cairn_relay_bundles_imported_total counter\ncairn_relay_bundles_imported_total {}\n\
          # HELP cairn_relay_bundles_refused_total Transfer bundles refused.\n\
          # TYPE cairn_relay_bundles_refused_total counter\ncairn_relay_bundles_refused_total {}\n\
+         # HELP cairn_relay_deliveries_published_total Deliveries the broker acknowledged.\n\
+         # TYPE cairn_relay_deliveries_published_total counter\ncairn_relay_deliveries_published_total {}\n\
          # HELP cairn_relay_entries_imported_total Log entries imported.\n\
          # TYPE cairn_relay_entries_imported_total counter\ncairn_relay_entries_imported_total {}\n\
          # HELP cairn_relay_unauthorized_total Operator API requests refused for lack of a valid token.\n\
@@ -353,6 +433,7 @@ async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
         relay.vault.size(),
         m.bundles_imported.load(Ordering::Relaxed),
         m.bundles_refused.load(Ordering::Relaxed),
+        m.deliveries_published.load(Ordering::Relaxed),
         m.entries_imported.load(Ordering::Relaxed),
         m.unauthorized.load(Ordering::Relaxed),
     );
@@ -369,6 +450,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(import_bundle)),
     )
     .route("/api/v1/status", web::get().to(status))
+    .route(
+        "/api/v1/campaigns/{campaign}/deliver",
+        web::post().to(deliver),
+    )
     .route("/log/{path:.*}", web::get().to(tiles))
     .route("/metrics", web::get().to(metrics))
     .route(
