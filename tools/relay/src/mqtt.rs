@@ -87,7 +87,12 @@ pub async fn publish_deliveries(
     let started = tokio::time::Instant::now();
     let mut acked = 0u64;
     let mut failures = 0u32;
+    let mut publisher = Some(publisher);
     while acked < total {
+        // A publisher that stopped early (the client closed) is an error now, not at the deadline.
+        if let Some(task) = publisher.take_if(|t| t.is_finished()) {
+            task.await.context("publisher task")??;
+        }
         if started.elapsed() > deadline {
             bail!("{acked} of {total} deliveries acknowledged by the broker within {deadline:?}");
         }
@@ -107,7 +112,9 @@ pub async fn publish_deliveries(
             }
         }
     }
-    publisher.await.context("publisher task")??;
+    if let Some(task) = publisher {
+        task.await.context("publisher task")??;
+    }
     client.disconnect().await.ok();
     Ok(acked)
 }
