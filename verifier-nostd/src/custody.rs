@@ -11,8 +11,6 @@
 
 use crate::cbor::Reader;
 use crate::error::{CborError, Context, Error, Item};
-#[cfg(feature = "alloc")]
-use crate::statement::FORMAT_VERSION;
 use crate::statement::{EntryHeader, Kind};
 use crate::types::{Hash, Name, TextList, UnixTime};
 
@@ -53,12 +51,7 @@ impl<'a> SignedEntry<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(self.kind.0);
+        let mut w = EntryHeader::writer(self.kind, Self::FIELDS);
         w.u64(2).bytes(self.cose_sign1);
         w.into_bytes()
     }
@@ -166,12 +159,7 @@ impl<'a> CeremonyRecord<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::CEREMONY.0);
+        let mut w = EntryHeader::writer(Kind::CEREMONY, Self::FIELDS);
         w.u64(2).bytes(&self.ceremony_id);
         w.u64(3).u64(self.performed_at.0);
         w.u64(4).u64(u64::from(self.threshold));
@@ -238,12 +226,7 @@ impl<'a> SessionRecord<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::SESSION.0);
+        let mut w = EntryHeader::writer(Kind::SESSION, Self::FIELDS);
         w.u64(2).bytes(&self.ceremony_id);
         w.u64(3).u64(self.opened_at.0);
         w.u64(4).array(self.custodians.len());
@@ -384,12 +367,7 @@ impl<'a> KeyStatement<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::KEY.0);
+        let mut w = EntryHeader::writer(Kind::KEY, Self::FIELDS);
         w.u64(2).bytes(&self.ceremony_id);
         w.u64(3).u64(match self.action {
             KeyAction::Rotate => 0,

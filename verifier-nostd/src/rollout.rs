@@ -8,8 +8,6 @@
 
 use crate::cbor::Reader;
 use crate::error::{CborError, Context, Error, Item};
-#[cfg(feature = "alloc")]
-use crate::statement::FORMAT_VERSION;
 use crate::statement::{EntryHeader, Kind};
 use crate::types::{Hash, Id, UnixTime};
 
@@ -207,12 +205,7 @@ impl<'a> Rejection<'a> {
     /// The deterministic CBOR encoding (reasons must not be empty).
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::REJECTION.0);
+        let mut w = EntryHeader::writer(Kind::REJECTION, Self::FIELDS);
         w.u64(2).text(self.device_id.as_str());
         w.u64(3).text(self.release_id.as_str());
         w.u64(4).text(self.campaign.as_str());
@@ -480,12 +473,7 @@ impl<'a> RolloutPlan<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::PLAN.0);
+        let mut w = EntryHeader::writer(Kind::PLAN, Self::FIELDS);
         w.u64(2).text(self.campaign.as_str());
         w.u64(3).text(self.release_id.as_str());
         w.u64(4).bytes(&self.release_digest);

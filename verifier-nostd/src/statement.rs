@@ -79,6 +79,15 @@ impl EntryHeader {
         Ok((header, kind_offset))
     }
 
+    /// A writer holding the header of an entry of `kind` with `fields` map pairs (keys 0 and 1
+    /// written; the caller writes keys 2 and up).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn writer(kind: Kind, fields: u64) -> crate::cbor::write::Writer {
+        let mut w = crate::cbor::write::Writer::new();
+        w.map(fields).u64(0).u64(FORMAT_VERSION).u64(1).u64(kind.0);
+        w
+    }
+
     /// Reads the header and checks it is `kind` with `fields` map pairs.
     pub(crate) fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
         let start = r.position();
@@ -189,12 +198,7 @@ impl<'a> ReleaseStatement<'a> {
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::RELEASE.0);
+        let mut w = EntryHeader::writer(Kind::RELEASE, Self::FIELDS);
         w.u64(2).text(self.release_id.as_str());
         w.u64(3).text(self.product.as_str());
         w.u64(4).text(self.family.as_str());
@@ -226,32 +230,22 @@ pub struct ReleaseEntry<'a> {
 }
 
 impl<'a> ReleaseEntry<'a> {
-    const FIELDS: u64 = 3;
-
-    /// Decodes the entry (the COSE_Sign1 inside is not decoded).
+    /// Decodes the entry (the COSE_Sign1 inside is not decoded): the signed-entry shape of
+    /// formats.md §4.2, with kind 1.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        let mut r = Reader::new(bytes);
-        let read = |r: &mut Reader<'a>| -> Result<Self, CborError> {
-            EntryHeader::expect(r, Kind::RELEASE, Self::FIELDS)?;
-            r.key(2)?;
-            let cose_sign1 = r.bytes()?;
-            r.finish()?;
-            Ok(Self { cose_sign1 })
-        };
-        read(&mut r).within(Item::Entry)
+        crate::custody::SignedEntry::decode(bytes, Kind::RELEASE).map(|e| Self {
+            cose_sign1: e.cose_sign1,
+        })
     }
 
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::RELEASE.0);
-        w.u64(2).bytes(self.cose_sign1);
-        w.into_bytes()
+        crate::custody::SignedEntry {
+            kind: Kind::RELEASE,
+            cose_sign1: self.cose_sign1,
+        }
+        .to_cbor()
     }
 }
 
@@ -353,12 +347,7 @@ impl<'a> Manifest<'a> {
     /// The deterministic CBOR encoding (the log entry bytes).
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = crate::cbor::write::Writer::new();
-        w.map(Self::FIELDS)
-            .u64(0)
-            .u64(FORMAT_VERSION)
-            .u64(1)
-            .u64(Kind::MANIFEST.0);
+        let mut w = EntryHeader::writer(Kind::MANIFEST, Self::FIELDS);
         w.u64(2).text(self.device_id.as_str());
         w.u64(3).text(self.release_id.as_str());
         w.u64(4).bytes(&self.release_digest);
