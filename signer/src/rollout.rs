@@ -14,7 +14,7 @@ use cairn_verifier::crypto::{Crypto as _, Software};
 use cairn_verifier::custody::{KeyRole, SignedEntry};
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
-use cairn_verifier::statement::{Kind, Manifest, Purpose, ReleaseEntry, ReleaseStatement};
+use cairn_verifier::statement::{Kind, Manifest, Purpose, ReleaseStatement};
 use cairn_verifier::types::{Hash, Id, UnixTime, Version};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -215,19 +215,13 @@ impl LoggedRelease {
 }
 
 fn find_release(session: &Session<'_>, id: &str) -> Result<LoggedRelease> {
-    let vault = session.appliance().vault();
-    for index in vault.query_indices(Query::Release(id))? {
-        let entry = vault.entry(index)?;
-        if let Ok(release) = ReleaseEntry::decode(&entry) {
-            return Ok(LoggedRelease {
-                index,
-                cose: release.cose_sign1.to_vec(),
-            });
-        }
+    match session.appliance().vault().release_entry(id) {
+        Ok((index, cose)) => Ok(LoggedRelease { index, cose }),
+        Err(cairn_vault::Error::UnknownRelease(_)) => Err(Error::Plan(format!(
+            "release {id:?} is not in the log (sign it first)"
+        ))),
+        Err(e) => Err(e.into()),
     }
-    Err(Error::Plan(format!(
-        "release {id:?} is not in the log (sign it first)"
-    )))
 }
 
 fn id<'a>(what: &str, s: &'a str) -> Result<Id<'a>> {

@@ -147,6 +147,50 @@ impl MemTree {
     }
 }
 
+/// Delivery envelopes against one checkpoint, each release's COSE_Sign1 looked up once.
+struct Envelopes<'a> {
+    vault: &'a Vault,
+    checkpoint: &'a str,
+    tree: &'a MemTree,
+    releases: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> Envelopes<'a> {
+    fn new(vault: &'a Vault, checkpoint: &'a str, tree: &'a MemTree) -> Self {
+        Self {
+            vault,
+            checkpoint,
+            tree,
+            releases: Vec::new(),
+        }
+    }
+
+    /// The device id and delivery of `entry` (at `index`) if it is a manifest.
+    fn delivery(&mut self, index: u64, entry: &[u8]) -> Result<Option<(String, Vec<u8>)>> {
+        let Ok(Statement::Manifest(m)) = Statement::decode(entry) else {
+            return Ok(None);
+        };
+        let release_id = m.release_id.as_str();
+        let position = if let Some(p) = self.releases.iter().position(|(id, _)| id == release_id) {
+            p
+        } else {
+            let (_, cose) = self.vault.release_entry(release_id)?;
+            self.releases.push((release_id.to_owned(), cose));
+            self.releases.len() - 1
+        };
+        let proof = self.tree.proof(index);
+        let delivery = Delivery {
+            checkpoint: self.checkpoint.as_bytes(),
+            release: &self.releases[position].1,
+            manifest: entry,
+            leaf_index: LeafIndex(index),
+            proof: ProofHashes::Slice(&proof),
+        }
+        .to_cbor();
+        Ok(Some((m.device_id.as_str().to_owned(), delivery)))
+    }
+}
+
 /// One thread's share of an export.
 struct Part {
     entries: Vec<Vec<u8>>,
@@ -181,23 +225,10 @@ impl Vault {
         if from > 0 && !sizes.contains(&from) {
             return Err(Error::NoCheckpoint { size: from });
         }
-        let checkpoint = self
-            .checkpoint(to)?
-            .ok_or(Error::NoCheckpoint { size: to })?;
-        let tree = self.at(to)?;
-        let memory = MemTree::load(self, to)?;
-        if memory.root()
-            != Checkpoint::parse(checkpoint.as_bytes())
-                .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?
-                .root
-        {
-            return Err(Error::Corrupt {
-                what: format!("the tiles do not hash to the signed checkpoint of size {to}"),
-            });
-        }
+        let (checkpoint, memory) = self.signed_tree(to)?;
         let left_edge = edge_sizes(from)
-            .map(|(start, n)| tree.subtree(start, n))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(start, n)| memory.mth(start, n))
+            .collect();
         // Entries, proofs and envelopes on every core, each thread a contiguous part of the range.
         let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
         let step = (to - from).div_ceil(threads).max(1);
@@ -231,7 +262,7 @@ impl Vault {
         let consistency = if from == 0 {
             Vec::new()
         } else {
-            tree.consistency_proof(from)?
+            self.at(to)?.consistency_proof(from)?
         };
         Ok(TransferBundle {
             origin: self.origin().into(),
@@ -252,7 +283,7 @@ impl Vault {
             entries: Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0)),
             deliveries: Vec::new(),
         };
-        let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut envelopes = Envelopes::new(self, checkpoint, tree);
         let width = BUNDLE_WIDTH as u64;
         let mut index = range.start;
         while index < range.end {
@@ -267,28 +298,8 @@ impl Vault {
                     // Pruned or damaged: `entry` says which.
                     _ => self.entry(i)?,
                 };
-                if let Ok(Statement::Manifest(m)) = Statement::decode(&entry) {
-                    let release_id = m.release_id.as_str();
-                    if !releases.iter().any(|(id, _)| id == release_id) {
-                        let cose = self.release_cose(release_id)?;
-                        releases.push((release_id.to_owned(), cose));
-                    }
-                    let cose = releases
-                        .iter()
-                        .find(|(id, _)| id == release_id)
-                        .map(|(_, c)| c.as_slice())
-                        .unwrap_or_default();
-                    let proof = tree.proof(i);
-                    part.deliveries.push(
-                        Delivery {
-                            checkpoint: checkpoint.as_bytes(),
-                            release: cose,
-                            manifest: &entry,
-                            leaf_index: LeafIndex(i),
-                            proof: ProofHashes::Slice(&proof),
-                        }
-                        .to_cbor(),
-                    );
+                if let Some((_, delivery)) = envelopes.delivery(i, &entry)? {
+                    part.deliveries.push(delivery);
                 }
                 part.entries.push(entry);
             }
@@ -305,49 +316,43 @@ impl Vault {
             .last()
             .copied()
             .ok_or(Error::NoCheckpoint { size: 0 })?;
-        let checkpoint = self
-            .checkpoint(to)?
-            .ok_or(Error::NoCheckpoint { size: to })?;
-        let memory = MemTree::load(self, to)?;
-        let mut releases: Vec<(String, Vec<u8>)> = Vec::new();
+        let (checkpoint, memory) = self.signed_tree(to)?;
+        let mut envelopes = Envelopes::new(self, &checkpoint, &memory);
         let mut out = Vec::with_capacity(indices.len());
         for &index in indices {
             if index >= to {
                 return Err(Error::BeyondTree { index, size: to });
             }
-            let entry = self.entry(index)?;
-            let Ok(Statement::Manifest(m)) = Statement::decode(&entry) else {
-                return Err(bad(format!("entry {index} is not a manifest")));
-            };
-            let release_id = m.release_id.as_str();
-            if !releases.iter().any(|(id, _)| id == release_id) {
-                releases.push((release_id.to_owned(), self.release_cose(release_id)?));
-            }
-            let cose = releases
-                .iter()
-                .find(|(id, _)| id == release_id)
-                .map(|(_, c)| c.as_slice())
-                .unwrap_or_default();
-            let proof = memory.proof(index);
-            let delivery = Delivery {
-                checkpoint: checkpoint.as_bytes(),
-                release: cose,
-                manifest: &entry,
-                leaf_index: LeafIndex(index),
-                proof: ProofHashes::Slice(&proof),
-            }
-            .to_cbor();
-            out.push((m.device_id.as_str().to_owned(), delivery));
+            let delivery = envelopes
+                .delivery(index, &self.entry(index)?)?
+                .ok_or_else(|| bad(format!("entry {index} is not a manifest")))?;
+            out.push(delivery);
         }
         Ok(out)
     }
 
-    /// The COSE_Sign1 of release `id`.
-    fn release_cose(&self, id: &str) -> Result<Vec<u8>> {
+    /// The signed checkpoint of `size` and the whole tree of that size in memory, checked to
+    /// hash to the checkpoint's root.
+    fn signed_tree(&self, size: u64) -> Result<(String, MemTree)> {
+        let checkpoint = self.checkpoint(size)?.ok_or(Error::NoCheckpoint { size })?;
+        let memory = MemTree::load(self, size)?;
+        let signed = Checkpoint::parse(checkpoint.as_bytes())
+            .map_err(|e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))?
+            .root;
+        if memory.root() != signed {
+            return Err(Error::Corrupt {
+                what: format!("the tiles do not hash to the signed checkpoint of size {size}"),
+            });
+        }
+        Ok((checkpoint, memory))
+    }
+
+    /// The release entry of release `id`: its index and its COSE_Sign1.
+    pub fn release_entry(&self, id: &str) -> Result<(u64, Vec<u8>)> {
         for index in self.query_indices(Query::Release(id))? {
             let entry = self.entry(index)?;
             if let Ok(release) = ReleaseEntry::decode(&entry) {
-                return Ok(release.cose_sign1.to_vec());
+                return Ok((index, release.cose_sign1.to_vec()));
             }
         }
         Err(Error::UnknownRelease(id.into()))

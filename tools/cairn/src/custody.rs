@@ -15,7 +15,6 @@ use cairn_signer::appliance::{
 };
 use cairn_signer::hsm::Module;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
-use cairn_vault::Query;
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::types::{UnixTime, Version};
 use clap::{Args, Subcommand, ValueEnum};
@@ -519,17 +518,13 @@ pub(crate) fn run_release(cmd: ReleaseCommand, out: Output) -> CliResult {
             image,
         } => {
             let appliance = open(&home)?;
-            let indices = appliance
-                .vault()
-                .query_indices(Query::Release(&release_id))?;
-            let index = indices
-                .into_iter()
-                .find(|&i| {
-                    appliance.vault().entry(i).ok().is_some_and(|e| {
-                        cairn_verifier::statement::ReleaseEntry::decode(&e).is_ok()
-                    })
-                })
-                .ok_or_else(|| anyhow!("no release {release_id:?} in the log"))?;
+            let index = match appliance.vault().release_entry(&release_id) {
+                Ok((index, _)) => index,
+                Err(cairn_vault::Error::UnknownRelease(_)) => {
+                    return Err(anyhow!("no release {release_id:?} in the log").into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let entry = appliance.vault().entry(index)?;
             let root = appliance.certificate(KeyRole::Root)?;
             let release_certs = release_certificates(&appliance)?;
