@@ -18,8 +18,9 @@
     reason = "a benchmark report: a failure aborts it, rates are floats"
 )]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
@@ -38,43 +39,7 @@ fn passphrase(name: &str) -> Passphrase {
 }
 
 fn main() {
-    let Some(dir) = std::env::var_os(CHILD) else {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let status = Command::new(std::env::current_exe().unwrap())
-            .env("SOFTHSM2_CONF", &conf)
-            .env(CHILD, dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "benchmark failed");
-        return;
-    };
-    run(Path::new(&dir));
-}
-
-fn openssl_verify_per_core() -> f64 {
-    let out = Command::new("openssl")
-        .args(["speed", "-seconds", "3", "ecdsap256"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("ecdsa (nistp256)"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .rev()
-                .find_map(|w| w.parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("unexpected openssl speed output:\n{text}"))
+    common::in_softhsm(CHILD, run);
 }
 
 /// The synthetic fleet of `n` devices: generated once (minutes at a million) and kept in the
@@ -118,7 +83,7 @@ fn run(dir: &Path) {
     let report = registry.import(csv.as_bytes(), Format::Csv).unwrap();
     let import = t.elapsed().as_secs_f64();
     assert_eq!(report.trusted, n);
-    let openssl = openssl_verify_per_core() * cores as f64;
+    let openssl = common::openssl_speed().1 * cores as f64;
     let rate = n as f64 / import;
     println!();
     println!("1. registry import (parse, verify every certificate, one synced write)");

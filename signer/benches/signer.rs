@@ -17,6 +17,8 @@
     reason = "a benchmark report: a failure aborts it, rates are floats"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -51,32 +53,7 @@ fn rounds() -> usize {
 }
 
 fn main() {
-    let Some(dir) = std::env::var_os(CHILD) else {
-        parent();
-        return;
-    };
-    run(Path::new(&dir));
-}
-
-/// Sets up a SoftHSM directory and re-runs this benchmark inside it.
-fn parent() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .env("SOFTHSM2_CONF", &conf)
-        .env(CHILD, dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "benchmark failed");
+    common::in_softhsm(CHILD, run);
 }
 
 fn appliance(module: &Module, dir: &Path) -> Appliance {
@@ -150,7 +127,7 @@ fn run(dir: &Path) {
         bare.push(SIGNATURES as f64 / t.elapsed().as_secs_f64());
     }
     let (ours, bare) = (median(ours), median(bare));
-    let (openssl_sign, openssl_verify) = openssl_speed();
+    let (openssl_sign, openssl_verify) = common::openssl_speed();
     println!("   cairn HsmKey (SHA-256 + C_Sign) {ours:>10.0} /s");
     println!(
         "   bare cryptoki C_Sign loop       {bare:>10.0} /s   ratio {:.3} (goal >= 0.9)",
@@ -216,26 +193,4 @@ fn softhsm_version() -> String {
             |_| "?".into(),
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         )
-}
-
-/// `openssl speed -seconds 3 ecdsap256`: (sign/s, verify/s) on one core.
-fn openssl_speed() -> (f64, f64) {
-    let out = Command::new("openssl")
-        .args(["speed", "-seconds", "3", "ecdsap256"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
-        // " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  41235.6  13512.3"
-        if line.contains("ecdsa (nistp256)") {
-            let nums: Vec<f64> = line
-                .split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .collect();
-            if let [.., sign, verify] = nums[..] {
-                return (sign, verify);
-            }
-        }
-    }
-    panic!("unexpected openssl speed output:\n{text}");
 }

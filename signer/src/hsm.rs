@@ -34,6 +34,22 @@ pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// Environment variable naming the PKCS#11 module (default [`SOFTHSM_MODULE`]).
 pub const MODULE_ENV: &str = "CAIRN_PKCS11_MODULE";
 
+/// Writes a SoftHSM2 configuration whose token directory is `dir/tokens` (created) and returns
+/// its path, for `SOFTHSM2_CONF`: each test, benchmark and demonstration gets its own tokens.
+pub fn softhsm_config(dir: &Path) -> std::io::Result<PathBuf> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )?;
+    Ok(conf)
+}
+
 /// DER of the P-256 curve OID (`prime256v1`, 1.2.840.10045.3.1.7) for `CKA_EC_PARAMS`.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 

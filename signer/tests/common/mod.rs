@@ -50,17 +50,7 @@ pub fn in_softhsm(test: &str, body: impl FnOnce(&Module, &Path)) -> Option<Strin
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).expect("token dir");
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            tokens.display()
-        ),
-    )
-    .expect("softhsm2.conf");
+    let conf = cairn_signer::hsm::softhsm_config(dir.path()).expect("softhsm2.conf");
     let out = Command::new(std::env::current_exe().expect("test binary"))
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("SOFTHSM2_CONF", &conf)

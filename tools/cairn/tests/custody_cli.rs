@@ -26,15 +26,7 @@ impl Hsm {
     /// A fresh SoftHSM2 token directory.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
+        cairn_signer::hsm::softhsm_config(dir.path()).unwrap();
         Self { dir }
     }
 
