@@ -16,6 +16,7 @@ pub mod appliance;
 pub mod certs;
 mod error;
 pub mod hsm;
+mod parallel;
 pub mod registry;
 pub mod rollout;
 pub mod shares;

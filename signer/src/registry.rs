@@ -22,6 +22,7 @@ use x509_cert::crl::CertificateList;
 
 use crate::certs;
 use crate::error::{Error, Result};
+use crate::parallel;
 
 const CFS: [&str; 5] = ["devices", "certs", "history", "anchors", "revoked"];
 
@@ -284,7 +285,7 @@ fn parse_certificate(text: &str) -> std::result::Result<Vec<u8>, String> {
 }
 
 impl Row {
-    fn check(self, row: usize, anchors: &[Anchor]) -> Result<(Device, Vec<u8>)> {
+    fn check(&self, row: usize, anchors: &[Anchor]) -> Result<(Device, Vec<u8>)> {
         let id = |what: &str, s: &str| -> Result<()> {
             Id::new(s)
                 .map(|_| ())
@@ -327,10 +328,10 @@ impl Row {
         let cert = check_cert(&der, anchors).map_err(|e| row_error(row, e))?;
         Ok((
             Device {
-                id: self.device_id,
-                product: self.product,
-                family: self.family,
-                hardware_revision: self.hardware_revision,
+                id: self.device_id.clone(),
+                product: self.product.clone(),
+                family: self.family.clone(),
+                hardware_revision: self.hardware_revision.clone(),
                 lifecycle,
                 version,
                 cohorts,
@@ -529,54 +530,27 @@ impl Registry {
         let parse_secs = started.elapsed().as_secs_f64();
         let anchors = self.anchors()?;
         let row_base = if format == Format::Csv { 2 } else { 1 };
-        // Parsing and certificate checks on every core.
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let chunk = rows.len().div_ceil(threads).max(1);
-        let mut rows = rows;
-        let mut parts: Vec<Vec<Row>> = Vec::new();
-        while rows.len() > chunk {
-            let rest = rows.split_off(chunk);
-            parts.push(rows);
-            rows = rest;
-        }
-        parts.push(rows);
         // A first import has nothing to compare with.
         let empty = self
             .db
             .iterator_cf(self.cf("devices")?, rocksdb::IteratorMode::Start)
             .next()
             .is_none();
-        let checked: Vec<Result<Vec<Prepared>>> = std::thread::scope(|s| {
-            let mut start = 0;
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    let first = start;
-                    start += part.len();
-                    let anchors = &anchors;
-                    s.spawn(move || {
-                        part.into_iter()
-                            .enumerate()
-                            .map(|(i, row)| {
-                                let (device, der) = row.check(first + i + row_base, anchors)?;
-                                self.prepare(device, der, empty)
-                            })
-                            .collect()
+        // Row and certificate checks on every core.
+        let checked = parallel::map_runs(
+            &rows,
+            || Error::Registry("import worker panicked".into()),
+            |first, part| {
+                part.iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let (device, der) = row.check(first + i + row_base, &anchors)?;
+                        self.prepare(device, der, empty)
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Registry("import worker panicked".into())))
-                })
-                .collect()
-        });
-        let mut devices = Vec::new();
-        for part in checked {
-            devices.extend(part?);
-        }
+                    .collect::<Result<Vec<Prepared>>>()
+            },
+        )?;
+        let devices: Vec<Prepared> = checked.into_iter().flatten().collect();
         let check_secs = started.elapsed().as_secs_f64() - parse_secs;
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(devices.len());
         for (i, p) in devices.iter().enumerate() {
@@ -687,36 +661,19 @@ impl Registry {
         {
             raw.push(item.map_err(storage)?.1);
         }
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let chunk = raw.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Device>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = raw
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|v| {
-                                serde_json::from_slice(v).map_err(|e| {
-                                    Error::Registry(format!("stored record unreadable ({e})"))
-                                })
-                            })
-                            .collect()
+        let parts = parallel::map_runs(
+            &raw,
+            || Error::Registry("registry reader panicked".into()),
+            |_, part| {
+                part.iter()
+                    .map(|v| {
+                        serde_json::from_slice(v)
+                            .map_err(|e| Error::Registry(format!("stored record unreadable ({e})")))
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Registry("registry reader panicked".into())))
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(raw.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+                    .collect::<Result<Vec<Device>>>()
+            },
+        )?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Every revocation: `"<CA fingerprint>:<serial hex>"` → revocation time.

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::appliance::Session;
 use crate::error::{Error, Result};
+use crate::parallel;
 use crate::registry::{Device, Lifecycle, Registry};
 
 /// Which devices a release is for (besides the release's own product, family and hardware).
@@ -336,38 +337,26 @@ fn decide_all(
     let revocations = registry.revocations()?;
     let total = devices.len() as u64;
     progress(0, total);
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    let chunk = devices.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Decided>> = std::thread::scope(|s| {
-        let handles: Vec<_> = devices
-            .chunks(chunk)
-            .map(|part| {
-                let revocations = &revocations;
-                s.spawn(move || decide_part(part, revocations, scope, targets, now))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Plan("an eligibility worker panicked".into())))
-            })
-            .collect()
-    });
+    let parts = parallel::map_runs(
+        &devices,
+        || Error::Plan("an eligibility worker panicked".into()),
+        |_, part| decide_part(part, &revocations, scope, targets, now),
+    )?;
     let mut all = Decided {
         decisions: Vec::with_capacity(devices.len() * 2),
         eligible: 0,
         total,
         by_reason: [0; 14],
     };
+    let mut decided = 0;
     for part in parts {
-        let part = part?;
         all.decisions.extend(part.decisions);
         all.eligible += part.eligible;
         for (a, b) in all.by_reason.iter_mut().zip(part.by_reason) {
             *a += b;
         }
-        progress(all.total.min(all.decisions.len() as u64), total);
+        decided += part.total;
+        progress(decided, total);
     }
     progress(total, total);
     Ok(all)
@@ -449,26 +438,19 @@ fn decide_part(
 
 /// SHA-256 over the leaf hashes of `decisions`, in order (the leaf hashes on every core).
 fn decisions_digest(decisions: &[Vec<u8>]) -> Result<Hash> {
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    let chunk = decisions.len().div_ceil(threads).max(1);
-    let leaves: Vec<Result<Vec<Hash>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = decisions
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|d| leaf_hash(&Software, d)).collect()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| Error::Plan("a digest worker panicked".into()))
-            })
-            .collect()
-    });
+    let leaves = parallel::map_runs(
+        decisions,
+        || Error::Plan("a digest worker panicked".into()),
+        |_, part| {
+            Ok(part
+                .iter()
+                .map(|d| leaf_hash(&Software, d))
+                .collect::<Vec<Hash>>())
+        },
+    )?;
     let mut digest = Sha256::new();
-    for part in leaves {
-        for leaf in part? {
-            digest.update(leaf);
-        }
+    for leaf in leaves.iter().flatten() {
+        digest.update(leaf);
     }
     Ok(digest.finalize().into())
 }

@@ -27,6 +27,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
 use crate::error::{Error, Result};
+use crate::parallel;
 
 fn fail(what: &str) -> impl FnOnce(String) -> Error + '_ {
     move |why| Error::Certificate {
@@ -303,72 +304,24 @@ pub fn synthetic(n: u64, now: UnixTime) -> Result<Fleet> {
 
 fn generate(n: u64, now: UnixTime, defect_of: fn(u64) -> Option<Defect>) -> Result<Fleet> {
     let ca = ManufacturerCa::new("Smart Controller Device CA", 1, now)?;
-    let year = 365 * 86_400;
     let ids: Vec<(u64, String, Option<Defect>)> = (0..n)
         .map(|i| (i, format!("sc-{:07}", i + 1), defect_of(i)))
         .collect();
     // Certificates on every core.
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    let chunk = ids.len().div_ceil(threads).max(1);
-    let rows: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
-        let ca = &ca;
-        let handles: Vec<_> = ids
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|(i, id, defect)| {
-                            let expired = matches!(
-                                defect,
-                                Some(Defect::Expired | Defect::ExpiredAndWrongHardware)
-                            );
-                            let (from, until) = if expired {
-                                (now.0 - 6 * year, now.0 - 30 * 86_400)
-                            } else {
-                                (now.0 - 2 * year, now.0 + 10 * year)
-                            };
-                            let der = ca.issue(id, i + 1000, from, until)?;
-                            let lifecycle = match defect {
-                                Some(Defect::Suspended) => "suspended",
-                                Some(Defect::Decommissioned) => "decommissioned",
-                                Some(Defect::Provisioned) => "provisioned",
-                                _ => "active",
-                            };
-                            let version = match defect {
-                                Some(Defect::TooOld) => "1.9.4".to_owned(),
-                                Some(Defect::AlreadyUpdated) => "2.4.1".to_owned(),
-                                _ => format!("2.{}.{}", i % 4, i % 3),
-                            };
-                            let hw = match defect {
-                                Some(Defect::WrongHardware | Defect::ExpiredAndWrongHardware) => {
-                                    "rev-a"
-                                }
-                                _ if i % 3 == 0 => "rev-b",
-                                _ => "rev-c",
-                            };
-                            let region = ["eu-west", "eu-central", "us-east"][(i % 3) as usize];
-                            Ok(format!(
-                                "{id},Smart Controller,STM32H5,{hw},{lifecycle},{version},evaluation;{region},{}\n",
-                                base64ct::Base64::encode_string(&der)
-                            ))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Registry("fleet worker panicked".into())))
-            })
-            .collect()
-    });
+    let rows = parallel::map_runs(
+        &ids,
+        || Error::Registry("fleet worker panicked".into()),
+        |_, part| {
+            part.iter()
+                .map(|(i, id, defect)| row(&ca, now, *i, id, *defect))
+                .collect::<Result<Vec<String>>>()
+        },
+    )?;
     let mut csv = String::from(
         "device_id,product,family,hardware_revision,lifecycle,firmware_version,cohorts,certificate\n",
     );
     for part in rows {
-        for row in part? {
+        for row in part {
             csv.push_str(&row);
         }
     }
@@ -386,4 +339,46 @@ fn generate(n: u64, now: UnixTime, defect_of: fn(u64) -> Option<Defect>) -> Resu
         crl,
         devices: ids.into_iter().map(|(_, id, d)| (id, d)).collect(),
     })
+}
+
+/// The CSV row of device `i` (`id`, with `defect`), its certificate issued by `ca`.
+fn row(
+    ca: &ManufacturerCa,
+    now: UnixTime,
+    i: u64,
+    id: &str,
+    defect: Option<Defect>,
+) -> Result<String> {
+    let year = 365 * 86_400;
+    let expired = matches!(
+        defect,
+        Some(Defect::Expired | Defect::ExpiredAndWrongHardware)
+    );
+    let (from, until) = if expired {
+        (now.0 - 6 * year, now.0 - 30 * 86_400)
+    } else {
+        (now.0 - 2 * year, now.0 + 10 * year)
+    };
+    let der = ca.issue(id, i + 1000, from, until)?;
+    let lifecycle = match defect {
+        Some(Defect::Suspended) => "suspended",
+        Some(Defect::Decommissioned) => "decommissioned",
+        Some(Defect::Provisioned) => "provisioned",
+        _ => "active",
+    };
+    let version = match defect {
+        Some(Defect::TooOld) => "1.9.4".to_owned(),
+        Some(Defect::AlreadyUpdated) => "2.4.1".to_owned(),
+        _ => format!("2.{}.{}", i % 4, i % 3),
+    };
+    let hw = match defect {
+        Some(Defect::WrongHardware | Defect::ExpiredAndWrongHardware) => "rev-a",
+        _ if i.is_multiple_of(3) => "rev-b",
+        _ => "rev-c",
+    };
+    let region = ["eu-west", "eu-central", "us-east"][(i % 3) as usize];
+    Ok(format!(
+        "{id},Smart Controller,STM32H5,{hw},{lifecycle},{version},evaluation;{region},{}\n",
+        base64ct::Base64::encode_string(&der)
+    ))
 }
