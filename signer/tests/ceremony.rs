@@ -281,6 +281,16 @@ fn bad_shares_are_refused_before_any_login() {
         shares.push((substitute, passphrase("bob")));
         let err = refused(&appliance, module, dir, shares);
         assert!(matches!(err, Error::SharesInconsistent), "{err}");
+        // A share file asking for more Argon2id memory than the bound is refused before the KDF.
+        let bob_path = common::share_path(dir, "cairn", "bob");
+        let text = std::fs::read_to_string(&bob_path)
+            .unwrap()
+            .replace("\"memory_kib\": 8192", "\"memory_kib\": 8388608");
+        let err = ShareFile::parse(&text, &bob_path).unwrap_err();
+        assert!(
+            err.to_string().contains("outside 8192 to 4194304 KiB"),
+            "{err}"
+        );
         // A malformed share file names the file.
         let err =
             ShareFile::parse("{\"format\": 1}", Path::new("/media/bob/bob.share")).unwrap_err();

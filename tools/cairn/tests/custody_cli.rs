@@ -351,14 +351,16 @@ fn a_3_of_5_ceremony_signs_release_2_4_1_and_every_step_verifies() {
 fn bad_ceremony_parameters_are_refused_before_the_token_is_touched() {
     let hsm = Hsm::new();
     let home = hsm.path("signer");
-    let run = |threshold: &str, custodians: &[&str], pass: &str| {
+    let run_as = |threshold: &str, custodians: &[&str], pass: &str, origin: &str, token: &str| {
         let mut args = vec![
             "ceremony",
             "init",
             "--home",
             s(&home),
+            "--token",
+            token,
             "--origin",
-            "o.example/log",
+            origin,
             "--organization",
             "OEM",
             "--threshold",
@@ -375,6 +377,9 @@ fn bad_ceremony_parameters_are_refused_before_the_token_is_touched() {
         }
         hsm.cairn(&args, pass)
     };
+    let run = |threshold: &str, custodians: &[&str], pass: &str| {
+        run_as(threshold, custodians, pass, "o.example/log", "cairn")
+    };
     let a = format!("alice={}", s(&hsm.path("a.share")));
     let b = format!("bob={}", s(&hsm.path("b.share")));
     let text = code(&run("1", &[&a, &b], &lines(&["alice", "bob"])), 2);
@@ -384,6 +389,17 @@ fn bad_ceremony_parameters_are_refused_before_the_token_is_touched() {
     assert!(!text.contains("short\n"), "{text}");
     let text = code(&run("2", &[&a, "bob"], &lines(&["alice", "bob"])), 2);
     assert!(text.contains("expected NAME=SHARE_FILE"), "{text}");
+    // The origin is also the checkpoint key name (no spaces, no '+'); a label fits in 32 bytes.
+    let two = lines(&["alice", "bob"]);
+    let text = code(
+        &run_as("2", &[&a, &b], &two, "o.example/my log", "cairn"),
+        2,
+    );
+    assert!(text.contains("no spaces or '+'"), "{text}");
+    let long = "t".repeat(33);
+    let text = code(&run_as("2", &[&a, &b], &two, "o.example/log", &long), 2);
+    assert!(text.contains("PKCS#11 labels hold 32"), "{text}");
+    assert!(!home.exists(), "a refused ceremony created its home");
     // Nothing was created: a good ceremony still runs.
     assert!(!hsm.path("a.share").exists());
     code(&run("2", &[&a, &b], &lines(&["alice", "bob"])), 0);
@@ -526,6 +542,53 @@ fn bundles_cross_the_air_gap_verified_and_all_or_nothing() {
         ),
         0,
     );
+    // The same bundle from the receiver's own checkpoint; a receiver whose checkpoint differs
+    // from the log's (a fork) or that the log never signed is refused.
+    let shown = hsm.cairn(
+        &["--json", "log", "checkpoint", "show", "--db", s(&mirror)],
+        "",
+    );
+    let note: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let receiver = hsm.path("relay-checkpoint.txt");
+    std::fs::write(&receiver, note["note"].as_str().unwrap()).unwrap();
+    let again = hsm.path("again.bundle");
+    let args = |cp: &Path, out: &Path| {
+        hsm.cairn(
+            &[
+                "bundle",
+                "export",
+                "--db",
+                s(&db),
+                "--receiver-checkpoint",
+                s(cp),
+                "--out",
+                s(out),
+            ],
+            "",
+        )
+    };
+    code(&args(&receiver, &again), 0);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
+    let forked = hsm.path("forked-checkpoint.txt");
+    let text = std::fs::read_to_string(&receiver).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    std::fs::write(&forked, lines.join("\n") + "\n").unwrap();
+    let text = code(&args(&forked, &hsm.path("x.bundle")), 1);
+    assert!(text.contains("the receiver has forked"), "{text}");
+    let unknown = hsm.path("unknown-checkpoint.txt");
+    std::fs::write(
+        &unknown,
+        std::fs::read_to_string(&receiver)
+            .unwrap()
+            .replacen("\n3\n", "\n4\n", 1),
+    )
+    .unwrap();
+    let text = code(&args(&unknown, &hsm.path("y.bundle")), 2);
+    assert!(text.contains("not one this log signed"), "{text}");
     // Tampered: one byte of an entry flipped; refused, and the mirror keeps its 3 entries.
     let mut bytes = std::fs::read(&second).unwrap();
     let at = bytes
