@@ -115,6 +115,11 @@ pub enum Error {
     /// No entry with that leaf hash.
     #[error("no entry with leaf hash {0}")]
     UnknownLeaf(String),
+    /// A verified transfer bundle contradicts what this log holds (an entry differs, or its
+    /// checkpoint for a size this log already signed): the two logs have forked. Nothing was
+    /// written; the bundle is evidence.
+    #[error("transfer bundle refused: {0}")]
+    Fork(String),
     /// A transfer bundle failed verification; nothing of it was written. Says which item.
     #[error("transfer bundle refused: {0}")]
     BadBundle(String),

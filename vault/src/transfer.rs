@@ -389,7 +389,7 @@ impl Vault {
         {
             let index = bundle.from + i as u64;
             if tree.leaf_hash(index)? != *leaf {
-                return Err(bad(format!(
+                return Err(Error::Fork(format!(
                     "entry {index} differs from the one this log holds: the logs have forked"
                 )));
             }
@@ -404,8 +404,8 @@ impl Vault {
                         .map(|c| c.root)
                         .ok()
             {
-                return Err(bad(
-                    "the bundle's checkpoint conflicts with the one this log holds",
+                return Err(Error::Fork(
+                    "the bundle's checkpoint conflicts with the one this log holds".into(),
                 ));
             }
             return Ok(ImportReport {

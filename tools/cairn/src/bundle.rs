@@ -168,9 +168,9 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
             }
             .with_context(|| format!("opening the mirror at {}", db.display()))?;
             let report = vault.import_bundle(&b, &log_key).map_err(|e| match e {
-                cairn_vault::Error::BadBundle(_) | cairn_vault::Error::Checkpoint(_) => {
-                    verification(e)
-                }
+                cairn_vault::Error::BadBundle(_)
+                | cairn_vault::Error::Fork(_)
+                | cairn_vault::Error::Checkpoint(_) => verification(e),
                 e => e.into(),
             })?;
             out.emit(

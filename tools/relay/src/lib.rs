@@ -253,7 +253,7 @@ impl Relay {
             Err(e) => {
                 let message = e.to_string();
                 // A bundle that contradicts what the mirror accepted is evidence: keep it.
-                if message.contains("forked") || message.contains("conflicts") {
+                if matches!(e, cairn_vault::Error::Fork(_)) {
                     let name = hex::encode(Sha256::digest(body));
                     let path = self.refused.join(format!("{name}.bundle"));
                     let kept = std::fs::create_dir_all(&self.refused)
