@@ -1,8 +1,9 @@
-//! The eligibility formats (formats.md §4.8-4.9) on arbitrary bytes: `Rejection::decode` and
-//! `RolloutPlan::decode` never panic, whatever decodes re-encodes to exactly the input, and the
+//! The eligibility and rollout formats (formats.md §4.8-4.12, §7) on arbitrary bytes: the
+//! rejection, plan, approval, device and campaign event and status report decoders never panic, whatever decodes re-encodes to exactly the input, and the
 //! decoded values keep their schema's invariants.
 #![no_main]
 
+use cairn_verifier::campaign::{Approval, CampaignEvent, DeviceEvent, StatusReport};
 use cairn_verifier::rollout::{Rejection, RolloutPlan};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,5 +21,18 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(last, plan.eligible);
         assert_eq!(plan.to_cbor(), data, "plan re-encodes differently");
+    }
+    if let Ok(a) = Approval::decode(data) {
+        assert!(a.stage < 16);
+        assert_eq!(a.to_cbor(), data, "approval re-encodes differently");
+    }
+    if let Ok(e) = DeviceEvent::decode(data) {
+        assert_eq!(e.to_cbor(), data, "device event re-encodes differently");
+    }
+    if let Ok(e) = CampaignEvent::decode(data) {
+        assert_eq!(e.to_cbor(), data, "campaign event re-encodes differently");
+    }
+    if let Ok(r) = StatusReport::decode(data) {
+        assert_eq!(r.to_cbor(), data, "status report re-encodes differently");
     }
 });

@@ -9,12 +9,13 @@
 //! rollout, whatever the fleet size.
 
 use cairn_vault::Query;
+use cairn_verifier::campaign::{Approval, ApprovalAction};
 use cairn_verifier::cose::CoseSign1;
 use cairn_verifier::crypto::{Crypto as _, Software};
 use cairn_verifier::custody::{KeyRole, SignedEntry};
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
-use cairn_verifier::statement::{Kind, Manifest, Purpose, ReleaseStatement};
+use cairn_verifier::statement::{EntryHeader, Kind, Manifest, Purpose, ReleaseStatement};
 use cairn_verifier::types::{Hash, Id, UnixTime, Version};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -620,4 +621,90 @@ impl Session<'_> {
             hsm_signatures: 2,
         })
     }
+    /// `cairn rollout approve`: signs a gate approval (formats.md §4.10) for the campaign's plan,
+    /// opening `stage` (whose previous stage has an approval gate) or resuming a rollout the relay
+    /// paused in `stage`, and logs it with the session record. The relay acts on it once a bundle
+    /// carries it over.
+    pub fn approve(
+        &self,
+        campaign: &str,
+        stage: u64,
+        action: ApprovalAction,
+        now: UnixTime,
+    ) -> Result<ApprovalReport> {
+        let campaign_id = id("campaign", campaign)?;
+        let vault = self.appliance().vault();
+        let mut plan_entry = None;
+        for index in vault.query_indices(Query::Campaign(campaign))? {
+            let entry = vault.entry(index)?;
+            if EntryHeader::peek(&entry)?.kind == Kind::PLAN {
+                plan_entry = Some((index, entry));
+                break;
+            }
+        }
+        let (plan_index, entry) = plan_entry.ok_or_else(|| {
+            Error::Plan(format!(
+                "campaign {campaign:?} has no rollout plan in the log"
+            ))
+        })?;
+        let signed = SignedEntry::decode(&entry, Kind::PLAN)?;
+        let cose = CoseSign1::decode(signed.cose_sign1)?;
+        let plan = RolloutPlan::decode(cose.payload)?;
+        let stages: Vec<Stage<'_>> = plan.stages.iter().collect();
+        let Some(target) = stages.get(usize::try_from(stage).unwrap_or(usize::MAX)) else {
+            return Err(Error::Plan(format!(
+                "campaign {campaign:?} has {} stages (0 to {}); there is no stage {stage}",
+                stages.len(),
+                stages.len().saturating_sub(1)
+            )));
+        };
+        if action == ApprovalAction::OpenStage {
+            let gated = stage
+                .checked_sub(1)
+                .and_then(|p| stages.get(usize::try_from(p).ok()?))
+                .is_some_and(|p| p.gate == Gate::Approval);
+            if !gated {
+                return Err(Error::Plan(format!(
+                    "stage {stage} ({}) of campaign {campaign:?} opens without an approval: the stage before it has an automatic gate, or it is the first",
+                    target.name
+                )));
+            }
+        }
+        let approval = Approval {
+            campaign: campaign_id,
+            plan_digest: Sha256::digest(signed.cose_sign1).into(),
+            stage,
+            action,
+            approved_at: now,
+        };
+        let cose = self.sign_with(KeyRole::Release, &approval.to_cbor())?;
+        let entry = SignedEntry {
+            kind: Kind::APPROVAL,
+            cose_sign1: &cose,
+        }
+        .to_cbor();
+        let (first, checkpoint) = self.log_entries(
+            &format!("rollout approve {campaign} {} {stage}", action.name()),
+            vec![entry],
+        )?;
+        Ok(ApprovalReport {
+            plan_index,
+            index: first + 1,
+            stage_name: target.name.as_str().to_owned(),
+            checkpoint,
+        })
+    }
+}
+
+/// What `cairn rollout approve` logged.
+#[derive(Debug, Clone)]
+pub struct ApprovalReport {
+    /// Index of the plan approved.
+    pub plan_index: u64,
+    /// Index of the approval entry.
+    pub index: u64,
+    /// The stage's name.
+    pub stage_name: String,
+    /// The checkpoint over it.
+    pub checkpoint: String,
 }

@@ -13,6 +13,8 @@ mod common;
 
 use std::path::Path;
 
+use sha2::Digest as _;
+
 use cairn_signer::Error;
 use cairn_signer::appliance::{Appliance, ReleaseInput};
 use cairn_signer::certs;
@@ -21,6 +23,7 @@ use cairn_signer::rollout::PlanSpec;
 use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
 use cairn_vault::Query;
 use cairn_verifier::boot::{DeviceIdentity, StoredState, TrustAnchors, verify_delivery};
+use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::Software;
 use cairn_verifier::custody::KeyRole;
@@ -312,6 +315,63 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 )
                 .unwrap_err();
                 assert_eq!(err, cairn_verifier::Error::WrongDevice);
+            }
+
+            // Gate approvals (formats.md §4.10): the canary's gate is `approval`, so stage 1 opens
+            // by one; stage 2 opens automatically, stage 3 does not exist, another campaign has
+            // no plan. Refusals log nothing.
+            let campaign = "campaign-2026-11-2.4.1";
+            let size = vault.size();
+            for (campaign, stage, says) in [
+                (campaign, 2, "automatic gate"),
+                (campaign, 0, "or it is the first"),
+                (campaign, 3, "there is no stage 3"),
+                ("campaign-other", 1, "has no rollout plan"),
+            ] {
+                let err = session
+                    .approve(campaign, stage, ApprovalAction::OpenStage, NOW)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(says), "{err}");
+            }
+            assert_eq!(vault.size(), size);
+            let opened = session
+                .approve(campaign, 1, ApprovalAction::OpenStage, NOW)
+                .unwrap();
+            let resumed = session
+                .approve(campaign, 2, ApprovalAction::Resume, NOW)
+                .unwrap();
+            assert_eq!(
+                (opened.stage_name.as_str(), resumed.index),
+                ("wave-1", opened.index + 2)
+            );
+            let plan_entry = vault.entry(opened.plan_index).unwrap();
+            let Statement::Plan { entry: plan, .. } = Statement::decode(&plan_entry).unwrap()
+            else {
+                panic!("entry {} is not the plan", opened.plan_index)
+            };
+            for (report, stage, action) in [
+                (&opened, 1, ApprovalAction::OpenStage),
+                (&resumed, 2, ApprovalAction::Resume),
+            ] {
+                let entry = vault.entry(report.index).unwrap();
+                let Statement::Approval {
+                    entry: signed,
+                    approval,
+                } = Statement::decode(&entry).unwrap()
+                else {
+                    panic!("entry {} is not an approval", report.index)
+                };
+                assert_eq!((approval.stage, approval.action), (stage, action));
+                assert_eq!(
+                    approval.plan_digest,
+                    <[u8; 32]>::from(sha2::Sha256::digest(plan.cose_sign1))
+                );
+                // Signed by the release key the devices pin.
+                cairn_verifier::cose::CoseSign1::decode(signed.cose_sign1)
+                    .unwrap()
+                    .verify(&anchors.release, &Software)
+                    .unwrap();
             }
         },
     );

@@ -37,6 +37,14 @@ pub enum Item {
     Rejection,
     /// A rollout plan (formats.md §4.9).
     Plan,
+    /// A gate approval (formats.md §4.10).
+    Approval,
+    /// A device state event (formats.md §4.11).
+    DeviceEvent,
+    /// A campaign event (formats.md §4.12).
+    CampaignEvent,
+    /// A device status report (formats.md §7).
+    StatusReport,
 }
 
 impl fmt::Display for Item {
@@ -54,6 +62,10 @@ impl fmt::Display for Item {
             Item::KeyStatement => "key statement",
             Item::Rejection => "rejection",
             Item::Plan => "rollout plan",
+            Item::Approval => "gate approval",
+            Item::DeviceEvent => "device event",
+            Item::CampaignEvent => "campaign event",
+            Item::StatusReport => "status report",
         })
     }
 }

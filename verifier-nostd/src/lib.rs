@@ -11,6 +11,7 @@
 //! | [`note`] | checkpoint in a signed note, ECDSA P-256 signature line | C2SP tlog-checkpoint, signed-note |
 //! | [`cose`] | COSE_Sign1 with ES256 | RFC 9052 §4.2, §4.4; RFC 9053 §2.1 |
 //! | [`statement`] | log entries: release statement, per-device manifest | RFC 8949 §4.2.1 (deterministic CBOR) |
+//! | [`campaign`] | gate approvals, device status reports, the relay's device and campaign events | RFC 8949 §4.2.1 |
 //! | [`delivery`] | the envelope a device receives | RFC 8949 §4.2.1 |
 //! | [`boot`] | the boot check, in design order | design.md "Device boot check" |
 //!
@@ -53,6 +54,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod campaign;
 pub mod cbor;
 pub mod cose;
 pub mod crypto;

@@ -35,6 +35,12 @@ impl Kind {
     pub const REJECTION: Kind = Kind(6);
     /// A rollout plan, COSE_Sign1 by the release key (formats.md §4.9).
     pub const PLAN: Kind = Kind(7);
+    /// A gate approval, COSE_Sign1 by the release key (formats.md §4.10).
+    pub const APPROVAL: Kind = Kind(8);
+    /// A device state transition, in the relay's log (formats.md §4.11).
+    pub const DEVICE_EVENT: Kind = Kind(9);
+    /// A campaign action of the relay, in the relay's log (formats.md §4.12).
+    pub const CAMPAIGN_EVENT: Kind = Kind(10);
 }
 
 /// The common header of every entry: format version and kind.
@@ -401,6 +407,17 @@ pub enum Statement<'a> {
         /// The decoded payload.
         plan: crate::rollout::RolloutPlan<'a>,
     },
+    /// A gate approval and its entry (release signature not verified here).
+    Approval {
+        /// The entry.
+        entry: crate::custody::SignedEntry<'a>,
+        /// The decoded payload.
+        approval: crate::campaign::Approval<'a>,
+    },
+    /// A device state transition logged by the relay.
+    DeviceEvent(crate::campaign::DeviceEvent<'a>),
+    /// A campaign action logged by the relay.
+    CampaignEvent(crate::campaign::CampaignEvent<'a>),
 }
 
 impl<'a> Statement<'a> {
@@ -451,6 +468,21 @@ impl<'a> Statement<'a> {
                     plan,
                 })
             }
+            Kind::APPROVAL => {
+                let signed = crate::custody::SignedEntry::decode(entry, Kind::APPROVAL)?;
+                let cose = crate::cose::CoseSign1::decode(signed.cose_sign1)?;
+                let approval = crate::campaign::Approval::decode(cose.payload)?;
+                Ok(Statement::Approval {
+                    entry: signed,
+                    approval,
+                })
+            }
+            Kind::DEVICE_EVENT => Ok(Statement::DeviceEvent(
+                crate::campaign::DeviceEvent::decode(entry)?,
+            )),
+            Kind::CAMPAIGN_EVENT => Ok(Statement::CampaignEvent(
+                crate::campaign::CampaignEvent::decode(entry)?,
+            )),
             Kind(_) => Err(Error::Malformed {
                 item: Item::Entry,
                 cause: CborError::Unsupported { offset: 0 },
@@ -468,6 +500,9 @@ impl<'a> Statement<'a> {
             Statement::Key { .. } => Kind::KEY,
             Statement::Rejection(_) => Kind::REJECTION,
             Statement::Plan { .. } => Kind::PLAN,
+            Statement::Approval { .. } => Kind::APPROVAL,
+            Statement::DeviceEvent(_) => Kind::DEVICE_EVENT,
+            Statement::CampaignEvent(_) => Kind::CAMPAIGN_EVENT,
         }
     }
 
@@ -478,7 +513,12 @@ impl<'a> Statement<'a> {
             Statement::Manifest(m) => Some(m.release_id),
             Statement::Rejection(r) => Some(r.release_id),
             Statement::Plan { plan, .. } => Some(plan.release_id),
-            Statement::Ceremony { .. } | Statement::Session(_) | Statement::Key { .. } => None,
+            Statement::DeviceEvent(e) => Some(e.release_id),
+            Statement::Ceremony { .. }
+            | Statement::Session(_)
+            | Statement::Key { .. }
+            | Statement::Approval { .. }
+            | Statement::CampaignEvent(_) => None,
         }
     }
 
@@ -487,6 +527,7 @@ impl<'a> Statement<'a> {
         match self {
             Statement::Manifest(m) => Some(m.device_id),
             Statement::Rejection(r) => Some(r.device_id),
+            Statement::DeviceEvent(e) => Some(e.device_id),
             _ => None,
         }
     }
@@ -497,6 +538,9 @@ impl<'a> Statement<'a> {
             Statement::Manifest(m) => Some(m.campaign),
             Statement::Rejection(r) => Some(r.campaign),
             Statement::Plan { plan, .. } => Some(plan.campaign),
+            Statement::Approval { approval, .. } => Some(approval.campaign),
+            Statement::DeviceEvent(e) => Some(e.campaign),
+            Statement::CampaignEvent(e) => Some(e.campaign),
             _ => None,
         }
     }
@@ -511,6 +555,9 @@ impl<'a> Statement<'a> {
             Statement::Key { statement, .. } => statement.issued_at,
             Statement::Rejection(r) => r.decided_at,
             Statement::Plan { plan, .. } => plan.created_at,
+            Statement::Approval { approval, .. } => approval.approved_at,
+            Statement::DeviceEvent(e) => e.at,
+            Statement::CampaignEvent(e) => e.at,
         }
     }
 }

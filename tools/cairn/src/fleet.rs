@@ -70,6 +70,21 @@ pub(crate) enum RolloutCommand {
         #[arg(long, value_name = "FILE")]
         plan: PathBuf,
     },
+    /// Sign a gate approval: open a stage whose gate is `approval`, or resume a rollout the relay
+    /// paused on a failure threshold. It reaches the relay in the next transfer bundle.
+    Approve {
+        #[command(flatten)]
+        session: Presented,
+        /// The campaign.
+        #[arg(long)]
+        campaign: String,
+        /// The stage, counted from 0 (0 is the first stage).
+        #[arg(long)]
+        stage: u64,
+        /// Resume a paused rollout instead of opening the stage.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 fn read_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
@@ -218,7 +233,15 @@ pub(crate) fn run_devices(cmd: DevicesCommand, out: Output) -> CliResult {
 }
 
 pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
-    let RolloutCommand::Plan { session, plan } = cmd;
+    let (session, plan) = match cmd {
+        RolloutCommand::Plan { session, plan } => (session, plan),
+        RolloutCommand::Approve {
+            session,
+            campaign,
+            stage,
+            resume,
+        } => return approve(&session, &campaign, stage, resume, out),
+    };
     let text =
         std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;
     let spec = PlanSpec::from_toml(&text).with_context(|| format!("{}", plan.display()))?;
@@ -271,6 +294,50 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
             "plan_index": report.plan_index,
             "decisions": [report.decisions.start, report.decisions.end],
             "hsm_signatures": report.hsm_signatures,
+            "checkpoint": report.checkpoint,
+        }),
+    );
+    Ok(())
+}
+
+fn approve(
+    session: &Presented,
+    campaign: &str,
+    stage: u64,
+    resume: bool,
+    out: Output,
+) -> CliResult {
+    use cairn_verifier::campaign::ApprovalAction;
+    let action = if resume {
+        ApprovalAction::Resume
+    } else {
+        ApprovalAction::OpenStage
+    };
+    let appliance = open(&session.home)?;
+    let shares = collect_shares(&appliance, session)?;
+    let module = module()?;
+    let s = appliance.unlock(&module, &shares, now())?;
+    drop(shares);
+    let report = s.approve(campaign, stage, action, now())?;
+    out.emit(
+        &format!(
+            "campaign {campaign}: {} stage {stage} ({}) approved by {}, signed by the release key at log index {} (plan at {})\ncheckpoint:\n{}",
+            action.name(),
+            report.stage_name,
+            s.custodians().join(", "),
+            report.index,
+            report.plan_index,
+            report.checkpoint
+        ),
+        &json!({
+            "ok": true,
+            "campaign": campaign,
+            "action": action.name(),
+            "stage": stage,
+            "stage_name": report.stage_name,
+            "custodians": s.custodians(),
+            "index": report.index,
+            "plan_index": report.plan_index,
             "checkpoint": report.checkpoint,
         }),
     );

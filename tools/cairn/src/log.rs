@@ -567,6 +567,32 @@ fn describe(index: u64, s: &Statement<'_>) -> String {
             plan.rejected,
             plan.stages.len()
         ),
+        Statement::Approval { approval: a, .. } => format!(
+            "entry {index}: gate approval for campaign {}: {} stage {}, signed by the release key",
+            a.campaign,
+            a.action.name(),
+            a.stage
+        ),
+        Statement::DeviceEvent(e) => format!(
+            "entry {index}: device {} {} ({} in campaign {}, stage {}, attempt {}) by {}: {}",
+            e.device_id,
+            e.state.name(),
+            e.release_id,
+            e.campaign,
+            e.stage,
+            e.attempt,
+            e.actor,
+            e.cause
+        ),
+        Statement::CampaignEvent(e) => format!(
+            "entry {index}: campaign {} {} (stage {}, {} devices) by {}: {}",
+            e.campaign,
+            e.action.name(),
+            e.stage,
+            e.devices,
+            e.actor,
+            e.cause
+        ),
         _ => format!("entry {index}: kind {}", s.kind().0),
     }
 }
