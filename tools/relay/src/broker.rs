@@ -17,6 +17,8 @@ use anyhow::{Context, bail};
 
 /// The relay's MQTT identity (certificate common name, hence user name).
 pub const RELAY_CLIENT: &str = "cairn-relay";
+/// The filter the relay subscribes to: every device's status topic.
+pub const STATUS_FILTER: &str = "cairn/+/status";
 
 /// The delivery topic of `device`.
 pub fn delivery_topic(device: &str) -> String {

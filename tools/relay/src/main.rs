@@ -14,7 +14,10 @@ async fn main() -> anyhow::Result<()> {
         _ => anyhow::bail!("usage: cairn-relay --config relay.toml"),
     };
     let config = Config::load(&config)?;
-    let relay = web::Data::new(Relay::open(&config)?);
+    let relay = std::sync::Arc::new(Relay::open(&config)?);
+    // The rollout engine and the MQTT link run until the server stops.
+    let _runner = relay.start()?;
+    let relay = web::Data::from(relay);
     eprintln!(
         "cairn-relay: mirror of {} at {} entries, listening on {}",
         config.log.origin,

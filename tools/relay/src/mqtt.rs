@@ -11,7 +11,9 @@ use rumqttc::{
 };
 use serde::Deserialize;
 
+use crate::Input;
 use crate::broker::delivery_topic;
+use crate::engine::{Outgoing as Delivery, status_device};
 
 /// `[mqtt]` in the relay's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,7 +42,9 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
+/// The client options: TLS 1.2+ with the relay's certificate, a persistent session (so status
+/// reports sent while the relay is away wait at the broker), 30 s keep-alive.
+pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
     let identity = native_tls::Identity::from_pkcs8(&read(&config.cert)?, &read(&config.key)?)
         .context("the relay's MQTT certificate and key")?;
     let ca = native_tls::Certificate::from_pem(&read(&config.ca)?).context("the MQTT CA")?;
@@ -117,4 +121,97 @@ pub async fn publish_deliveries(
     }
     client.disconnect().await.ok();
     Ok(acked)
+}
+
+/// The relay's MQTT link, until `stop`: subscribes to every device's status topic (QoS 1) and
+/// hands each message to the engine; publishes the engine's deliveries to each device's own
+/// topic (retained, QoS 1) and reports each broker acknowledgement back. On a connection error it
+/// reconnects with backoff; rumqttc sends unacknowledged publications again, and the persistent
+/// session keeps the subscription and the status messages that arrive meanwhile.
+pub async fn link(
+    mut options: MqttOptions,
+    inputs: std::sync::mpsc::Sender<Input>,
+    mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    errors: &std::sync::atomic::AtomicU64,
+) {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    options.set_inflight(100);
+    let (client, mut events) = AsyncClient::new(options, 10_000);
+    // Deliveries handed to the client, in order, until the event loop assigns them a packet id.
+    let waiting: Arc<Mutex<VecDeque<Delivery>>> = Arc::default();
+    let mut in_flight: HashMap<u16, Delivery> = HashMap::new();
+    let publisher = {
+        let client = client.clone();
+        let waiting = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            while let Some(d) = outgoing.recv().await {
+                let topic = delivery_topic(&d.device);
+                let payload = d.delivery.to_vec();
+                waiting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push_back(d);
+                if client
+                    .publish(topic, QoS::AtLeastOnce, true, payload)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(250), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                failures = 0;
+                if !ack.session_present {
+                    let _ = client
+                        .subscribe(crate::broker::STATUS_FILTER, QoS::AtLeastOnce)
+                        .await;
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let device = status_device(&p.topic).map(str::to_owned);
+                // A topic that is not a status topic cannot reach us through the ACL; ignore it.
+                if let Some(device) = device {
+                    let _ = inputs.send(Input::Status {
+                        device,
+                        payload: p.payload.to_vec(),
+                    });
+                }
+            }
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                // A packet id already in flight is a retransmission after a reconnect.
+                if let std::collections::hash_map::Entry::Vacant(e) = in_flight.entry(pkid)
+                    && let Some(d) = waiting
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .pop_front()
+                {
+                    e.insert(d);
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                if let Some(d) = in_flight.remove(&ack.pkid) {
+                    let _ = inputs.send(Input::Acked(d));
+                }
+            }
+            Err(_) | Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    eprintln!("cairn-relay: MQTT connection: {e}; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_millis(100 << failures.min(5))).await;
+            }
+        }
+    }
+    publisher.abort();
+    let _ = client.disconnect().await;
 }

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod certs;
+pub mod device;
+pub mod error;
+pub mod faults;
+pub mod fleet;
+pub mod sim;
+pub mod state;
+
+pub use device::{Images, Trust, load_images};
+pub use error::{Error, Result};
+pub use faults::{DeviceFaults, Faults, Rate};
+pub use sim::{Sim, SimConfig, SimDevice, Stats};

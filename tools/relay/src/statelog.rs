@@ -1,0 +1,147 @@
+//! The relay's own log of device-state evidence (docs/relay.md, "The device-state log"): a
+//! `cairn_vault::Vault` with its own origin whose checkpoints are signed by the relay key, an
+//! online software key the relay generates on first start. It is not an HSM key of the signer: it
+//! can vouch only for what the relay observed, never for a release or a plan.
+
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use cairn_vault::Vault;
+use cairn_verifier::crypto::{PublicKey, Software};
+use cairn_verifier::note::LogKey;
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+
+/// File name of the relay key (PKCS#8 PEM, mode 0600) under the data directory.
+pub const KEY_FILE: &str = "relay-key.pem";
+/// File name of its public key (SPKI PEM), for whoever verifies the relay's checkpoints.
+pub const PUBLIC_KEY_FILE: &str = "relay-key.pub.pem";
+
+/// The relay's device-state log.
+pub struct StateLog {
+    vault: Vault,
+    origin: String,
+    signing: SigningKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for StateLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("StateLog")
+            .field("origin", &self.origin)
+            .field("size", &self.vault.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateLog {
+    /// Opens (or creates, with a new relay key) the log in `dir` (`state/` and the key files).
+    pub fn open(dir: &Path, origin: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let key_path = dir.join(KEY_FILE);
+        let signing = if key_path.exists() {
+            let pem = std::fs::read_to_string(&key_path)
+                .with_context(|| format!("reading {}", key_path.display()))?;
+            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("{}: not a P-256 PKCS#8 key ({e})", key_path.display())
+            })?
+        } else {
+            let key = generate_key()?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| anyhow::anyhow!("encoding the relay key: {e}"))?;
+            write_private(&key_path, pem.as_bytes())?;
+            key
+        };
+        let spki = signing
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(|e| anyhow::anyhow!("encoding the relay public key: {e}"))?;
+        let public = PublicKey::from_spki_der(spki.as_bytes())
+            .context("the relay public key is not a P-256 key")?;
+        let pem = signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding the relay public key: {e}"))?;
+        std::fs::write(dir.join(PUBLIC_KEY_FILE), pem)
+            .with_context(|| format!("writing {}", dir.join(PUBLIC_KEY_FILE).display()))?;
+        LogKey::new(origin, origin, public, &Software)
+            .with_context(|| format!("{origin:?} is not a valid log origin for the relay log"))?;
+        let path = dir.join("state");
+        let vault = if path.exists() {
+            Vault::open_origin(&path, origin)
+        } else {
+            Vault::create(&path, origin)
+        }
+        .with_context(|| format!("opening the relay's state log at {}", path.display()))?;
+        Ok(Self {
+            vault,
+            origin: origin.to_owned(),
+            signing,
+            public,
+        })
+    }
+
+    /// The log.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Its origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The relay key's public half.
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The key that verifies the log's checkpoints.
+    pub fn log_key(&self) -> anyhow::Result<LogKey<'_>> {
+        LogKey::new(&self.origin, &self.origin, self.public, &Software)
+            .context("the relay log origin is not a valid key name")
+    }
+
+    /// Appends `entries` and a new checkpoint over them, signed by the relay key, in one synced
+    /// write (nothing is written if anything fails).
+    pub fn append(&self, entries: &[Vec<u8>]) -> anyhow::Result<Range<u64>> {
+        if entries.is_empty() {
+            bail!("nothing to append");
+        }
+        let key = self.log_key()?;
+        let (range, _note) = self
+            .vault
+            .append_signed(entries, &key, &self.signing)
+            .context("appending to the relay's state log")?;
+        Ok(range)
+    }
+}
+
+fn generate_key() -> anyhow::Result<SigningKey> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    loop {
+        getrandom::fill(seed.as_mut_slice())
+            .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+        // Below the group order with overwhelming probability; draw again otherwise.
+        if let Ok(key) = SigningKey::from_slice(seed.as_slice()) {
+            return Ok(key);
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
