@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -162,9 +163,20 @@ fn line(s: &Stats) -> String {
     )
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let config = config(&args)?;
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Could not run (bad input, no broker CA, ...): 1. Usage errors are clap's 2.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let config = config(args)?;
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message("reading the fleet, issuing client certificates");
     spinner.enable_steady_tick(Duration::from_millis(120));

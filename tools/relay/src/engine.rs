@@ -167,6 +167,9 @@ pub struct Campaign {
     by_id: HashMap<String, usize>,
     /// Per stage, devices per state (indexed by state code).
     counts: Vec<[u64; 10]>,
+    /// Per stage, devices that failed and have not installed since: what the failure threshold
+    /// counts (a device being retried still counts until it installs).
+    troubled: Vec<u64>,
     started: Option<u64>,
     stage: usize,
     stage_opened_at: u64,
@@ -175,6 +178,9 @@ pub struct Campaign {
     completed: bool,
     approvals_applied: BTreeSet<u64>,
     failed: BTreeSet<usize>,
+    /// Failures of the open stage already answered by a resume: `(stage, failed)`. The failure
+    /// threshold then applies to the failures after it, or a resume would pause again at once.
+    resumed_with: (usize, u64),
     /// `(time, devices per state)` after each change, for the dashboard's plot.
     pub history: Vec<(u64, [u64; 10])>,
     /// The latest events, newest last: `(time, text)`.
@@ -268,6 +274,13 @@ impl Campaign {
             self.recent.pop_front();
         }
         self.recent.push_back((at, text));
+    }
+}
+
+impl Dev {
+    /// Failed at least once and not installed since (quarantined or rolled back included).
+    fn troubled(&self) -> bool {
+        self.failures > 0 && self.state != DeviceState::Installed
     }
 }
 
@@ -646,6 +659,7 @@ impl Engine {
             },
             devices,
             by_id,
+            troubled: vec![0; counts.len()],
             counts,
             started: None,
             stage: 0,
@@ -654,6 +668,7 @@ impl Engine {
             completed: false,
             approvals_applied: BTreeSet::new(),
             failed: BTreeSet::new(),
+            resumed_with: (0, 0),
             history: Vec::new(),
             recent: VecDeque::new(),
             reports: 0,
@@ -680,6 +695,7 @@ impl Engine {
             counts[idx(d.state)] = counts[idx(d.state)].saturating_sub(1);
             counts[idx(e.state)] += 1;
         }
+        let was_troubled = d.troubled();
         d.state = e.state;
         d.attempt = e.attempt;
         d.rollback = rollback_release;
@@ -689,6 +705,13 @@ impl Engine {
             c.failed.insert(i);
         } else {
             c.failed.remove(&i);
+        }
+        if let Some(t) = c.troubled.get_mut(d.stage) {
+            match (was_troubled, d.troubled()) {
+                (false, true) => *t += 1,
+                (true, false) => *t = t.saturating_sub(1),
+                _ => {}
+            }
         }
         c.changed = true;
         let text = format!(
@@ -727,7 +750,10 @@ impl Engine {
                 }
             }
             Action::Paused => c.paused = Some(e.actor.as_str() == ACTOR_RULE),
-            Action::Resumed => c.paused = None,
+            Action::Resumed => {
+                c.paused = None;
+                c.resumed_with = (c.stage, c.troubled.get(c.stage).copied().unwrap_or(0));
+            }
             Action::ApprovalApplied => {
                 c.approvals_applied.insert(e.devices);
             }
@@ -1107,9 +1133,7 @@ impl Engine {
         let Some(c) = self.campaigns.get(campaign) else {
             return Ok(());
         };
-        if c.completed {
-            return Ok(());
-        }
+        // A completed campaign still retries and rolls back the devices that need it.
         let status = c.status();
         // Retries (not while paused) and rollbacks by rule (always: they restore a signed state).
         let mut retries = Vec::new();
@@ -1179,9 +1203,17 @@ impl Engine {
         };
         let size = c.stage_size(stage);
         let counts = c.stage_counts(stage);
-        let failed = counts[idx(DeviceState::Failed)] + counts[idx(DeviceState::Quarantined)];
+        let failed_all = c.troubled.get(stage).copied().unwrap_or(0);
+        let failed = if c.resumed_with.0 == stage {
+            failed_all.saturating_sub(c.resumed_with.1)
+        } else {
+            failed_all
+        };
         let installed = counts[idx(DeviceState::Installed)];
         let status = c.status();
+        if c.completed {
+            return Ok(());
+        }
         if c.paused.is_none() && failed * 1000 > u64::from(plan.failure_permille) * size {
             let why = format!(
                 "failure threshold of stage {}: {failed} of {size} failed ({}‰ > {}‰)",

@@ -1,0 +1,110 @@
+//! The `cairn-fleet-sim` binary: bad arguments are refused with an error naming the argument, and
+//! a timed run installs the retained deliveries and prints its summary as JSON.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cairn_verifier::campaign::Outcome;
+use cairn_verifier::test_support::{Fixture, test_key};
+use common::{ORIGIN, ROLLBACK, UPDATE, World};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+
+fn write_keys(dir: &Path) {
+    for (name, n) in [("log.pem", Fixture::LOG_KEY), ("release.pem", Fixture::RELEASE_KEY)] {
+        let pem = p256::ecdsa::VerifyingKey::from(&test_key(n))
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+}
+
+fn args(world: &World) -> Vec<String> {
+    let d = world.dir.path();
+    write_keys(d);
+    std::fs::write(d.join("update.bin"), &world.update_image).unwrap();
+    std::fs::write(d.join("rollback.bin"), &world.rollback_image).unwrap();
+    let p = |s: &str| d.join(s).display().to_string();
+    [
+        "--broker-port".to_owned(),
+        world.broker.port().to_string(),
+        "--ca".into(),
+        world.broker.ca().display().to_string(),
+        "--ca-key".into(),
+        world.broker_dir().join("ca.key").display().to_string(),
+        "--fleet".into(),
+        world.fleet.display().to_string(),
+        "--origin".into(),
+        ORIGIN.into(),
+        "--log-key".into(),
+        p("log.pem"),
+        "--release-key".into(),
+        p("release.pem"),
+        "--image".into(),
+        format!("{UPDATE}={}", p("update.bin")),
+        "--image".into(),
+        format!("{ROLLBACK}={}", p("rollback.bin")),
+        "--state".into(),
+        p("state"),
+    ]
+    .into()
+}
+
+fn run(args: &[String], extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn-fleet-sim"))
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let world = World::new(1);
+    let args = args(&world);
+    for (extra, code, named) in [
+        (&["--tamper-image", "2"][..], 2, "--tamper-image"),
+        (&["--offline", "ten"][..], 2, "--offline"),
+        (&["--image", "no-equals-sign"][..], 2, "--image"),
+        (&["--install-failure", "x=0.5"][..], 2, "--install-failure"),
+        (&["--install-failure", "0=0.5"][..], 1, "--install-failure"),
+        (&["--stages", "/nonexistent/stages.json"][..], 1, "--stages"),
+        (&["--connect-concurrency", "0"][..], 1, "--connect-concurrency"),
+    ] {
+        let out = run(&args, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
+        assert!(stderr.contains(named), "{extra:?}: {stderr}");
+    }
+    // A key file that is not there.
+    let mut missing = args.clone();
+    let at = missing.iter().position(|a| a == "--log-key").unwrap();
+    missing[at + 1] = "/nonexistent/log.pem".into();
+    let out = run(&missing, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("--log-key") && stderr.contains("/nonexistent/log.pem"), "{stderr}");
+}
+
+#[test]
+fn a_timed_run_installs_the_retained_deliveries_and_prints_json() {
+    let world = World::new(3);
+    let args = args(&world);
+    // Published before any device exists: retained, they arrive when each device subscribes.
+    world.deliver(&world.updates);
+    let out = run(&args, &["--duration", "5", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["devices"], 3, "{summary}");
+    assert_eq!(summary["skipped_rows"], 2);
+    assert_eq!(summary["installed"], 3);
+    assert_eq!(summary["reports_acked"], 3);
+    assert_eq!(summary["connected"], 3);
+    for (device, r) in world.relay.reports(3) {
+        assert_eq!((r[0].outcome, r[0].sequence), (Outcome::Installed, 1), "{device}");
+    }
+}
