@@ -156,19 +156,14 @@ pub fn handle(
             match verdict {
                 Err(e) => (Outcome::VerificationFailed, e.code().to_owned()),
                 Ok((stored, version)) => {
-                    match install(
-                        faults.transient,
-                        selected,
-                        manifest.purpose,
-                        release,
-                        &mut next,
-                    ) {
-                        Err(e) => (Outcome::InstallFailed, e.to_owned()),
-                        Ok(()) => {
-                            next.stored = stored;
-                            next.version = version;
-                            (Outcome::Installed, "ok".to_owned())
-                        }
+                    let purpose = manifest.purpose;
+                    if let Err(e) = install(faults.transient, selected, purpose, release, &mut next)
+                    {
+                        (Outcome::InstallFailed, e.to_owned())
+                    } else {
+                        next.stored = stored;
+                        next.version = version;
+                        (Outcome::Installed, "ok".to_owned())
                     }
                 }
             }

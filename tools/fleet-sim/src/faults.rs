@@ -88,6 +88,10 @@ pub struct Faults {
 
 /// What the faults select for one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent faults: any combination can be selected"
+)]
 pub struct DeviceFaults {
     /// Never connects.
     pub offline: bool,

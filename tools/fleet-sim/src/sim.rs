@@ -340,7 +340,7 @@ impl Sim {
         &self,
         timeout: Duration,
         done: impl Fn(&Stats) -> bool,
-    ) -> Result<Stats, Stats> {
+    ) -> Result<Stats, Box<Stats>> {
         let start = Instant::now();
         loop {
             let stats = self.stats();
@@ -348,7 +348,7 @@ impl Sim {
                 return Ok(stats);
             }
             if start.elapsed() > timeout {
-                return Err(stats);
+                return Err(Box::new(stats));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -447,7 +447,7 @@ async fn run_device(
     let status = status_topic(&id);
     let jitter = shared.faults.position("backoff", &id, 1 << 20) as u64;
     let (client, mut events) = AsyncClient::new(options, REQUESTS);
-    let stats = &shared.stats;
+    let counters = &shared.stats;
     let mut connected = false;
     let mut failures = 0u32;
     loop {
@@ -471,9 +471,9 @@ async fn run_device(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected = true;
                 failures = 0;
-                add(&stats.connections, 1);
-                let now = stats.connected.fetch_add(1, Ordering::Relaxed) + 1;
-                stats.max_connected.fetch_max(now, Ordering::Relaxed);
+                add(&counters.connections, 1);
+                let now = counters.connected.fetch_add(1, Ordering::Relaxed) + 1;
+                counters.max_connected.fetch_max(now, Ordering::Relaxed);
                 // A resumed session keeps its subscription (and its queued deliveries).
                 if !ack.session_present {
                     let _ = client.subscribe(&delivery, QoS::AtLeastOnce).await;
@@ -488,14 +488,14 @@ async fn run_device(
                 }
                 let _ = client.ack(&publish).await;
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => add(&stats.reports_acked, 1),
+            Ok(Event::Incoming(Packet::PubAck(_))) => add(&counters.reports_acked, 1),
             Ok(_) => {}
             Err(_) => {
                 if connected {
                     connected = false;
-                    stats.connected.fetch_sub(1, Ordering::Relaxed);
+                    counters.connected.fetch_sub(1, Ordering::Relaxed);
                 }
-                add(&stats.connection_errors, 1);
+                add(&counters.connection_errors, 1);
                 failures = failures.saturating_add(1);
                 tokio::select! {
                     () = tokio::time::sleep(backoff(failures, jitter)) => {}
@@ -506,7 +506,7 @@ async fn run_device(
     }
     if connected {
         disconnect(&client, &mut events).await;
-        stats.connected.fetch_sub(1, Ordering::Relaxed);
+        counters.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -535,8 +535,8 @@ async fn on_delivery(
     status: &str,
     publish: &rumqttc::Publish,
 ) -> bool {
-    let stats = &shared.stats;
-    add(&stats.deliveries, 1);
+    let counters = &shared.stats;
+    add(&counters.deliveries, 1);
     // The boot check is CPU work: on a blocking thread, one per core at a time.
     let Ok(_permit) = shared.verify.acquire().await else {
         return false;
@@ -564,17 +564,17 @@ async fn on_delivery(
         }
     };
     let Ok((handled, stored)) = tokio::task::spawn_blocking(job).await else {
-        add(&stats.state_errors, 1);
+        add(&counters.state_errors, 1);
         return false;
     };
     if let Err(e) = stored {
         eprintln!("{}: {e}", device.row.id);
-        add(&stats.state_errors, 1);
+        add(&counters.state_errors, 1);
         return false;
     }
     match handled {
-        Handled::Duplicate => add(&stats.duplicates, 1),
-        Handled::Malformed(_) => add(&stats.malformed, 1),
+        Handled::Duplicate => add(&counters.duplicates, 1),
+        Handled::Malformed(_) => add(&counters.malformed, 1),
         Handled::Done {
             outcome,
             purpose,
@@ -583,10 +583,10 @@ async fn on_delivery(
             ..
         } => {
             let counter = match (outcome, purpose) {
-                (Outcome::Installed, Purpose::Update) => &stats.installed,
-                (Outcome::Installed, Purpose::Rollback) => &stats.rolled_back,
-                (Outcome::InstallFailed, _) => &stats.install_failed,
-                (Outcome::VerificationFailed, _) => &stats.verification_failed,
+                (Outcome::Installed, Purpose::Update) => &counters.installed,
+                (Outcome::Installed, Purpose::Rollback) => &counters.rolled_back,
+                (Outcome::InstallFailed, _) => &counters.install_failed,
+                (Outcome::VerificationFailed, _) => &counters.verification_failed,
             };
             add(counter, 1);
             *state = *next;
@@ -596,7 +596,7 @@ async fn on_delivery(
                     .await
                     .is_ok()
             {
-                add(&stats.reports_sent, 1);
+                add(&counters.reports_sent, 1);
             }
         }
     }

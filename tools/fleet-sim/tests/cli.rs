@@ -1,7 +1,10 @@
 //! The `cairn-fleet-sim` binary: bad arguments are refused with an error naming the argument, and
 //! a timed run installs the retained deliveries and prints its summary as JSON.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -14,7 +17,10 @@ use common::{ORIGIN, ROLLBACK, UPDATE, World};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 
 fn write_keys(dir: &Path) {
-    for (name, n) in [("log.pem", Fixture::LOG_KEY), ("release.pem", Fixture::RELEASE_KEY)] {
+    for (name, n) in [
+        ("log.pem", Fixture::LOG_KEY),
+        ("release.pem", Fixture::RELEASE_KEY),
+    ] {
         let pem = p256::ecdsa::VerifyingKey::from(&test_key(n))
             .to_public_key_pem(LineEnding::LF)
             .unwrap();
@@ -72,7 +78,11 @@ fn bad_arguments_are_named() {
         (&["--install-failure", "x=0.5"][..], 2, "--install-failure"),
         (&["--install-failure", "0=0.5"][..], 1, "--install-failure"),
         (&["--stages", "/nonexistent/stages.json"][..], 1, "--stages"),
-        (&["--connect-concurrency", "0"][..], 1, "--connect-concurrency"),
+        (
+            &["--connect-concurrency", "0"][..],
+            1,
+            "--connect-concurrency",
+        ),
     ] {
         let out = run(&args, extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -86,7 +96,10 @@ fn bad_arguments_are_named() {
     let out = run(&missing, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("--log-key") && stderr.contains("/nonexistent/log.pem"), "{stderr}");
+    assert!(
+        stderr.contains("--log-key") && stderr.contains("/nonexistent/log.pem"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -105,6 +118,10 @@ fn a_timed_run_installs_the_retained_deliveries_and_prints_json() {
     assert_eq!(summary["reports_acked"], 3);
     assert_eq!(summary["connected"], 3);
     for (device, r) in world.relay.reports(3) {
-        assert_eq!((r[0].outcome, r[0].sequence), (Outcome::Installed, 1), "{device}");
+        assert_eq!(
+            (r[0].outcome, r[0].sequence),
+            (Outcome::Installed, 1),
+            "{device}"
+        );
     }
 }

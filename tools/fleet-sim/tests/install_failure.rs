@@ -3,7 +3,10 @@
 //! only on the first, so the relay's retry (the same delivery published again) installs; the
 //! rollback target always installs.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -38,8 +41,11 @@ fn failing(world: &World, transient: bool) -> (SimConfig, BTreeSet<String>) {
         .filter(|d| config.faults.for_device(d).install_failure)
         .cloned()
         .collect();
-    let stage1 = failing.iter().filter(|d| stages[*d] == 1).count();
-    assert!(stage1 > 0 && stage1 < 10, "seed 11 selects some of stage 1: {stage1}");
+    let in_stage_one = failing.iter().filter(|d| stages[*d] == 1).count();
+    assert!(
+        in_stage_one > 0 && in_stage_one < 10,
+        "seed 11 selects some of stage 1: {in_stage_one}"
+    );
     assert!(world.devices[..10].iter().all(|d| failing.contains(d)));
     (config, failing)
 }
@@ -48,7 +54,7 @@ fn failing(world: &World, transient: bool) -> (SimConfig, BTreeSet<String>) {
 fn permanent_failures_fail_every_attempt_but_never_the_rollback() {
     let world = World::new(20);
     let (config, failing) = failing(&world, false);
-    let state = config.state.clone();
+    let state_dir = config.state.clone();
     let sim = Sim::start(config).unwrap();
     sim.wait_until(PATIENCE, |s| s.connected == 20).unwrap();
     world.deliver(&world.updates);
@@ -69,19 +75,33 @@ fn permanent_failures_fail_every_attempt_but_never_the_rollback() {
     world.relay.publish(&retry);
     for (device, r) in world.relay.reports(failing.len()) {
         assert_eq!(
-            (r[0].release.as_str(), r[0].outcome, r[0].detail.as_str(), r[0].sequence),
+            (
+                r[0].release.as_str(),
+                r[0].outcome,
+                r[0].detail.as_str(),
+                r[0].sequence
+            ),
             (UPDATE, Outcome::InstallFailed, "flash-write", 2),
             "{device}"
         );
-        assert_eq!(state_of(&state, &device).unwrap().install_failures[UPDATE], 2);
+        assert_eq!(
+            state_of(&state_dir, &device).unwrap().install_failures[UPDATE],
+            2
+        );
     }
 
     // The rollback target installs on every device, failing ones included.
     world.deliver(&world.rollbacks);
     for (device, r) in world.relay.reports(20) {
-        assert_eq!((r[0].release.as_str(), r[0].outcome), (ROLLBACK, Outcome::Installed), "{device}");
+        assert_eq!(
+            (r[0].release.as_str(), r[0].outcome),
+            (ROLLBACK, Outcome::Installed),
+            "{device}"
+        );
     }
-    let stats = sim.wait_until(PATIENCE, |s| s.reports_acked == 40 + failing.len() as u64).unwrap();
+    let stats = sim
+        .wait_until(PATIENCE, |s| s.reports_acked == 40 + failing.len() as u64)
+        .unwrap();
     assert_eq!(stats.install_failed, 2 * failing.len() as u64);
     assert_eq!(stats.installed, 20 - failing.len() as u64);
     assert_eq!(stats.rolled_back, 20);
@@ -109,12 +129,19 @@ fn transient_failures_succeed_when_the_relay_retries() {
     world.relay.publish(&retry);
     for (device, r) in world.relay.reports(failed.len()) {
         assert_eq!(
-            (r[0].release.as_str(), r[0].outcome, r[0].detail.as_str(), r[0].sequence),
+            (
+                r[0].release.as_str(),
+                r[0].outcome,
+                r[0].detail.as_str(),
+                r[0].sequence
+            ),
             (UPDATE, Outcome::Installed, "ok", 2),
             "{device}"
         );
     }
-    let stats = sim.wait_until(PATIENCE, |s| s.reports_acked == 20 + failing.len() as u64).unwrap();
+    let stats = sim
+        .wait_until(PATIENCE, |s| s.reports_acked == 20 + failing.len() as u64)
+        .unwrap();
     assert_eq!(stats.installed, 20);
     assert_eq!(stats.install_failed, failing.len() as u64);
     sim.stop();

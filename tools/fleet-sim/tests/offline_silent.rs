@@ -1,7 +1,10 @@
 //! Offline devices never connect (the broker's own log never names them) and keep no state;
 //! silent devices install their update but publish nothing.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -20,7 +23,7 @@ fn offline_devices_never_connect_and_silent_devices_install_without_reporting() 
     config.faults.seed = 5;
     config.faults.offline = Rate::new(0.25).unwrap();
     config.faults.silent = Rate::new(0.25).unwrap();
-    let state = config.state.clone();
+    let state_dir = config.state.clone();
     let pick = |f: fn(cairn_fleet_sim::DeviceFaults) -> bool| -> BTreeSet<String> {
         world
             .devices
@@ -49,12 +52,15 @@ fn offline_devices_never_connect_and_silent_devices_install_without_reporting() 
     world.relay.quiet(Duration::from_secs(1));
 
     for device in &silent {
-        let s = state_of(&state, device).unwrap();
+        let s = state_of(&state_dir, device).unwrap();
         assert_eq!(s.version, Version::new(2, 4, 1), "{device} installed");
         assert_eq!(s.sequence, 0, "{device} never reported");
     }
     for device in &offline {
-        assert!(state_of(&state, device).is_none(), "{device} handled nothing");
+        assert!(
+            state_of(&state_dir, device).is_none(),
+            "{device} handled nothing"
+        );
     }
     // A second of extra time changes nothing: the offline devices stay away.
     std::thread::sleep(Duration::from_secs(1));
@@ -64,6 +70,10 @@ fn offline_devices_never_connect_and_silent_devices_install_without_reporting() 
     let log = std::fs::read_to_string(world.broker_dir().join("mosquitto.log")).unwrap();
     for device in &world.devices {
         let seen = log.contains(&format!(" as {device} "));
-        assert_eq!(seen, !offline.contains(device), "{device} in the broker's log:\n{log}");
+        assert_eq!(
+            seen,
+            !offline.contains(device),
+            "{device} in the broker's log:\n{log}"
+        );
     }
 }

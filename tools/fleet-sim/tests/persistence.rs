@@ -3,7 +3,10 @@
 //! sequence numbers keep increasing, client certificates are reused, and deliveries published
 //! while the fleet was down arrive through the persistent MQTT sessions.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -19,37 +22,58 @@ use sha2::{Digest, Sha256};
 fn a_restarted_fleet_continues_from_its_stored_state() {
     let world = World::new(5);
     let config = world.config("state");
-    let state = config.state.clone();
+    let state_dir = config.state.clone();
 
     let sim = Sim::start(config.clone()).unwrap();
     sim.wait_until(PATIENCE, |s| s.connected == 5).unwrap();
     world.deliver(&world.updates);
     for (device, r) in world.relay.reports(5) {
-        assert_eq!((r[0].release.as_str(), r[0].outcome, r[0].sequence), (UPDATE, Outcome::Installed, 1), "{device}");
+        assert_eq!(
+            (r[0].release.as_str(), r[0].outcome, r[0].sequence),
+            (UPDATE, Outcome::Installed, 1),
+            "{device}"
+        );
     }
     sim.wait_until(PATIENCE, |s| s.reports_acked == 5).unwrap();
     sim.stop();
 
     for (device, delivery) in &world.updates {
-        let s = state_of(&state, device).unwrap();
+        let s = state_of(&state_dir, device).unwrap();
         assert_eq!(s.version, Version::new(2, 4, 1));
         assert_eq!(s.sequence, 1);
         assert_eq!(s.stored.checkpoint_size.0, world.latest_size);
         let installed = s.stored.installed.unwrap();
-        assert_eq!(installed.delivery_digest, <[u8; 32]>::from(Sha256::digest(delivery)));
+        assert_eq!(
+            installed.delivery_digest,
+            <[u8; 32]>::from(Sha256::digest(delivery))
+        );
         assert_eq!(installed.image_size, world.update_image.len() as u64);
     }
 
     // While the fleet is down the relay sends each device an update proven by an older, smaller
     // checkpoint: the broker queues it in the device's session.
     world.deliver(&world.old_updates);
-    assert!(world.old_updates.values().all(|d| !world.updates.values().any(|u| u == d)));
+    assert!(
+        world
+            .old_updates
+            .values()
+            .all(|d| !world.updates.values().any(|u| u == d))
+    );
 
     let sim = Sim::start(config).unwrap();
-    assert_eq!(sim.stats().certificates_issued, 0, "certificates come from the cache");
+    assert_eq!(
+        sim.stats().certificates_issued,
+        0,
+        "certificates come from the cache"
+    );
     for (device, r) in world.relay.reports(5) {
         assert_eq!(
-            (r[0].release.as_str(), r[0].outcome, r[0].detail.as_str(), r[0].sequence),
+            (
+                r[0].release.as_str(),
+                r[0].outcome,
+                r[0].detail.as_str(),
+                r[0].sequence
+            ),
             (UPDATE, Outcome::VerificationFailed, "checkpoint-stale", 2),
             "{device}"
         );
@@ -62,7 +86,7 @@ fn a_restarted_fleet_continues_from_its_stored_state() {
     assert_eq!((stats.installed, stats.verification_failed), (0, 5));
     world.relay.quiet(Duration::from_secs(1));
     for device in &world.devices {
-        assert_eq!(state_of(&state, device).unwrap().sequence, 2);
+        assert_eq!(state_of(&state_dir, device).unwrap().sequence, 2);
     }
 
     world.deliver(&world.rollbacks);

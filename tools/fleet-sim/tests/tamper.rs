@@ -3,7 +3,10 @@
 //! longer hashes to a leaf of the signed checkpoint's tree); nothing is installed, and the other
 //! devices install normally.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -19,7 +22,7 @@ fn tampered_images_and_deliveries_are_refused_with_the_verifiers_code() {
     config.faults.seed = 3;
     config.faults.tamper_image = Rate::new(0.3).unwrap();
     config.faults.tamper_delivery = Rate::new(0.3).unwrap();
-    let state = config.state.clone();
+    let state_dir = config.state.clone();
     let expected = |device: &str| -> (Outcome, &'static str) {
         let f = config.faults.for_device(device);
         if f.tamper_delivery {
@@ -30,13 +33,17 @@ fn tampered_images_and_deliveries_are_refused_with_the_verifiers_code() {
             (Outcome::Installed, "ok")
         }
     };
-    let count = |what: (Outcome, &str)| world.devices.iter().filter(|d| expected(d) == what).count();
+    let count =
+        |what: (Outcome, &str)| world.devices.iter().filter(|d| expected(d) == what).count();
     let (delivery, image, clean) = (
         count((Outcome::VerificationFailed, "not-included")),
         count((Outcome::VerificationFailed, "image-digest")),
         count((Outcome::Installed, "ok")),
     );
-    assert!(delivery > 0 && image > 0 && clean > 0, "seed 3 selects each kind: {delivery} {image} {clean}");
+    assert!(
+        delivery > 0 && image > 0 && clean > 0,
+        "seed 3 selects each kind: {delivery} {image} {clean}"
+    );
 
     let sim = Sim::start(config.clone()).unwrap();
     sim.wait_until(PATIENCE, |s| s.connected == 20).unwrap();
@@ -46,11 +53,15 @@ fn tampered_images_and_deliveries_are_refused_with_the_verifiers_code() {
         let r = &r[0];
         assert_eq!(r.release, UPDATE);
         assert_eq!((r.outcome, r.detail.as_str()), expected(device), "{device}");
-        let s = state_of(&state, device).unwrap();
+        let s = state_of(&state_dir, device).unwrap();
         if r.outcome == Outcome::Installed {
             assert_eq!(s.version, Version::new(2, 4, 1));
         } else {
-            assert_eq!(s.version, Version::new(2, 3, 1), "{device} installed nothing");
+            assert_eq!(
+                s.version,
+                Version::new(2, 3, 1),
+                "{device} installed nothing"
+            );
             assert_eq!(s.stored.installed, None);
             assert_eq!(s.stored.checkpoint_size.0, 0);
         }

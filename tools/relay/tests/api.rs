@@ -8,6 +8,8 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
@@ -19,11 +21,8 @@ use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::{Manifest, Purpose, ReleaseEntry};
 use cairn_verifier::test_support::{Fixture, public_key, test_key};
 use cairn_verifier::types::{Id, UnixTime, Version};
-use p256::pkcs8::{EncodePublicKey, LineEnding};
+use common::{ORIGIN, TOKEN};
 use sha2::{Digest, Sha256};
-
-const ORIGIN: &str = "oem.example/cairn/log";
-const TOKEN: &str = "operator token of the release team";
 
 fn manifest(i: u64, release: &[u8]) -> Vec<u8> {
     let id = format!("sc-{i:07}");
@@ -72,20 +71,12 @@ fn source(dir: &Path, n: u64, twist: Option<u64>) -> Vault {
 }
 
 fn config(dir: &Path, listen: &str) -> Config {
-    let pem = p256::ecdsa::VerifyingKey::from(&test_key(Fixture::LOG_KEY))
-        .to_public_key_pem(LineEnding::LF)
-        .unwrap();
-    std::fs::write(dir.join("log.pub.pem"), pem).unwrap();
-    let token = hex::encode(Sha256::digest(TOKEN.as_bytes()));
-    let path = dir.join("relay.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"{listen}\"\ndata_dir = \"data\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"log.pub.pem\"\n[operators]\ntoken_sha256 = [\"{token}\"]\n"
-        ),
-    )
-    .unwrap();
-    Config::load(&path).unwrap()
+    let config = common::config(dir, "");
+    let text = std::fs::read_to_string(dir.join("relay.toml"))
+        .unwrap()
+        .replace("127.0.0.1:0", listen);
+    std::fs::write(dir.join("relay.toml"), text).unwrap();
+    Config { listen: listen.into(), ..config }
 }
 
 #[actix_web::test]
@@ -260,4 +251,178 @@ fn the_binary_serves_on_a_socket() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[actix_web::test]
+async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
+    use cairn_verifier::campaign::ApprovalAction;
+    use cairn_verifier::statement::Statement;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = common::signer_log(
+        &dir.path().join("signer"),
+        12,
+        3,
+        &[
+            ("canary", 2, 0, 1000, 500, true),
+            ("fleet", 12, 0, 900, 100, false),
+        ],
+        common::Policy::default(),
+    );
+    let old_bundle = signer.vault.export_bundle(0).unwrap().to_cbor();
+    let relay = web::Data::new(Relay::open(&common::config(dir.path(), "")).unwrap());
+    let app = http_test::init_service(App::new().app_data(relay.clone()).configure(routes)).await;
+    let bearer = ("Authorization", format!("Bearer {TOKEN}"));
+    let post = |uri: &str, body: &str, auth: bool| {
+        let mut req = http_test::TestRequest::post()
+            .uri(uri)
+            .set_payload(body.to_owned());
+        if auth {
+            req = req.insert_header(bearer.clone());
+        }
+        req.to_request()
+    };
+    let get = |uri: &str| {
+        http_test::TestRequest::get()
+            .uri(uri)
+            .insert_header(bearer.clone())
+            .to_request()
+    };
+    let resp = http_test::call_service(&app, {
+        http_test::TestRequest::post()
+            .uri("/api/v1/bundles")
+            .insert_header(bearer.clone())
+            .set_payload(old_bundle.clone())
+            .to_request()
+    })
+    .await;
+    assert_eq!(resp.status(), 200);
+    let base = format!("/api/v1/campaigns/{}", common::CAMPAIGN);
+    let body: serde_json::Value =
+        http_test::read_body_json(http_test::call_service(&app, get(&base)).await).await;
+    assert_eq!(body["status"], "running");
+    assert_eq!(body["states"]["pending"], 2, "{body}");
+    assert_eq!(body["states"]["eligible"], 10);
+    assert_eq!(body["states"]["rejected"], 3);
+
+    // No token: 401 and nothing logged. Bad bodies and unknown things: 400/404.
+    let size = relay.engine().log().vault().size();
+    let pause = format!("{base}/pause");
+    let resp = http_test::call_service(&app, post(&pause, r#"{"cause":"x"}"#, false)).await;
+    assert_eq!(resp.status(), 401);
+    for (uri, body, status) in [
+        (pause.as_str(), "not json", 400),
+        (pause.as_str(), r#"{"cause":"  "}"#, 400),
+        (pause.as_str(), r#"{"cause":"x","extra":1}"#, 400),
+        ("/api/v1/campaigns/nope/pause", r#"{"cause":"x"}"#, 404),
+        (&format!("{base}/explode"), r#"{"cause":"x"}"#, 404),
+        (&format!("{base}/quarantine"), r#"{"cause":"x"}"#, 400),
+        (&format!("{base}/rollback"), r#"{"cause":"x","scope":"everything"}"#, 400),
+        (&format!("{base}/resume"), r#"{"cause":"x"}"#, 409),
+    ] {
+        let resp = http_test::call_service(&app, post(uri, body, true)).await;
+        assert_eq!(resp.status(), status, "{uri} {body}");
+    }
+    assert_eq!(relay.engine().log().vault().size(), size);
+
+    // Pause, pause again (409), resume; quarantine a device: each an event naming alice.
+    let resp = http_test::call_service(&app, post(&pause, r#"{"cause":"change freeze"}"#, true)).await;
+    assert_eq!(resp.status(), 200);
+    let resp = http_test::call_service(&app, post(&pause, r#"{"cause":"again"}"#, true)).await;
+    assert_eq!(resp.status(), 409);
+    let resume = format!("{base}/resume");
+    let resp = http_test::call_service(&app, post(&resume, r#"{"cause":"freeze over"}"#, true)).await;
+    assert_eq!(resp.status(), 200);
+    let device = common::device(12);
+    let resp = http_test::call_service(
+        &app,
+        post(&format!("{base}/quarantine"), &format!(r#"{{"cause":"stolen","devices":["{device}"]}}"#), true),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value =
+        http_test::read_body_json(http_test::call_service(&app, get(&format!("{base}/devices"))).await).await;
+    let entry = body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == device.as_str())
+        .unwrap();
+    assert_eq!(entry["state"], "quarantined");
+    let log = relay.engine().log().vault().size();
+    let actors: Vec<String> = (size..log)
+        .filter_map(|i| {
+            match Statement::decode(&relay.engine().log().vault().entry(i).unwrap()).unwrap() {
+                Statement::CampaignEvent(e) => Some(format!("{} {} {}", e.action.name(), e.actor, e.cause)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            "paused operator:alice change freeze",
+            "resumed operator:alice freeze over",
+            "quarantined operator:alice stolen"
+        ]
+    );
+
+    // An approval in a newer bundle; an older bundle replayed afterwards changes nothing.
+    signer.approve(1, ApprovalAction::OpenStage);
+    let newer = signer.vault.export_bundle(relay.vault().size()).unwrap().to_cbor();
+    for (bundle, appended) in [(newer, 1), (old_bundle, 0)] {
+        let resp = http_test::call_service(&app, {
+            http_test::TestRequest::post()
+                .uri("/api/v1/bundles")
+                .insert_header(bearer.clone())
+                .set_payload(bundle)
+                .to_request()
+        })
+        .await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = http_test::read_body_json(resp).await;
+        let range = body["appended"].as_array().unwrap();
+        assert_eq!(range[1].as_u64().unwrap() - range[0].as_u64().unwrap(), appended);
+    }
+
+    // The dashboard shows the six gates and the counts.
+    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/dashboard").to_request()).await;
+    assert_eq!(resp.status(), 200);
+    let html = String::from_utf8(http_test::read_body(resp).await.to_vec()).unwrap();
+    for gate in [
+        "Signed artifact",
+        "Eligibility checked",
+        "Rollout configured",
+        "Verification tracked",
+        "Fallback path set",
+        "Evidence retention enabled",
+    ] {
+        assert!(html.contains(&format!("data-gate=\"{gate}\"")), "{gate}");
+    }
+    assert!(html.contains("<td data-state=\"quarantined\">1</td>"), "{html}");
+    assert!(html.contains("<svg class=\"plot\""));
+
+    // The relay log leaves as a device-state bundle that verifies with the relay key alone
+    // and imports into a mirror on the signer's side.
+    let resp = http_test::call_service(&app, get("/api/v1/state-bundle?from=0")).await;
+    assert_eq!(resp.status(), 200);
+    let bytes = http_test::read_body(resp).await;
+    let bundle = cairn_vault::TransferBundle::decode(&bytes).unwrap();
+    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/state/key.pem").to_request()).await;
+    let pem = http_test::read_body(resp).await;
+    std::fs::write(dir.path().join("relay.pub.pem"), &pem).unwrap();
+    let relay_key = cairn_relay::read_key(&dir.path().join("relay.pub.pem")).unwrap();
+    let origin = format!("{ORIGIN}/relay");
+    let key = LogKey::new(&origin, &origin, relay_key, &Software).unwrap();
+    let mirror = Vault::create(dir.path().join("state-mirror"), &origin).unwrap();
+    let report = mirror.import_bundle(&bundle, &key).unwrap();
+    assert_eq!(report.size, relay.engine().log().vault().size());
+    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/state/checkpoint").to_request()).await;
+    assert_eq!(resp.status(), 200);
+    let note = http_test::read_body(resp).await;
+    assert!(String::from_utf8_lossy(&note).starts_with(&format!("{origin}\n")));
+    // A bundle signed by anyone else is refused by that mirror.
+    let other = LogKey::new(&origin, &origin, public_key(&test_key(7)), &Software).unwrap();
+    let fresh = Vault::create(dir.path().join("state-mirror-2"), &origin).unwrap();
+    assert!(fresh.import_bundle(&bundle, &other).is_err());
+    assert_eq!(fresh.size(), 0);
 }

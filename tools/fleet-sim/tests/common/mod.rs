@@ -12,6 +12,7 @@
 )]
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -138,18 +139,18 @@ impl World {
             .unwrap();
         vault.sign_checkpoint(&key, &sk).unwrap();
         let updates = vault.deliveries(&update_indices).unwrap();
-        let rollbacks = vault
-            .deliveries(&rollbacks_at.collect::<Vec<_>>())
-            .unwrap();
+        let rollbacks = vault.deliveries(&rollbacks_at.collect::<Vec<_>>()).unwrap();
 
         let fleet = dir.path().join("fleet.csv");
         let mut csv = String::from(
             "device_id,product,family,hardware_revision,lifecycle,firmware_version,cohorts,certificate\n",
         );
         for d in &devices {
-            csv.push_str(&format!(
-                "{d},Smart Controller,STM32H5,rev-c,active,2.3.1,eu-west,TUlJQg==\n"
-            ));
+            writeln!(
+                csv,
+                "{d},Smart Controller,STM32H5,rev-c,active,2.3.1,eu-west,TUlJQg=="
+            )
+            .unwrap();
         }
         csv.push_str("not an id,Smart Controller,STM32H5,rev-c,active,2.3.1,,\n");
         csv.push_str("sc-9999999,Smart Controller,STM32H5,rev-c,active,two,,\n");
@@ -263,7 +264,9 @@ impl Relay {
             }
         });
         let (subscriber, mut connection) = Client::new(relay_options(broker, "relay-sub"), 100);
-        subscriber.subscribe("cairn/+/status", QoS::AtLeastOnce).unwrap();
+        subscriber
+            .subscribe("cairn/+/status", QoS::AtLeastOnce)
+            .unwrap();
         let (report_tx, reports) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -314,7 +317,12 @@ impl Relay {
     pub fn publish(&self, deliveries: &[(String, Vec<u8>)]) {
         for (device, bytes) in deliveries {
             self.publisher
-                .publish(delivery_topic(device), QoS::AtLeastOnce, true, bytes.clone())
+                .publish(
+                    delivery_topic(device),
+                    QoS::AtLeastOnce,
+                    true,
+                    bytes.clone(),
+                )
                 .unwrap();
         }
         for _ in deliveries {
