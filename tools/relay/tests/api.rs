@@ -76,7 +76,10 @@ fn config(dir: &Path, listen: &str) -> Config {
         .unwrap()
         .replace("127.0.0.1:0", listen);
     std::fs::write(dir.join("relay.toml"), text).unwrap();
-    Config { listen: listen.into(), ..config }
+    Config {
+        listen: listen.into(),
+        ..config
+    }
 }
 
 #[actix_web::test]
@@ -316,7 +319,11 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
         ("/api/v1/campaigns/nope/pause", r#"{"cause":"x"}"#, 404),
         (&format!("{base}/explode"), r#"{"cause":"x"}"#, 404),
         (&format!("{base}/quarantine"), r#"{"cause":"x"}"#, 400),
-        (&format!("{base}/rollback"), r#"{"cause":"x","scope":"everything"}"#, 400),
+        (
+            &format!("{base}/rollback"),
+            r#"{"cause":"x","scope":"everything"}"#,
+            400,
+        ),
         (&format!("{base}/resume"), r#"{"cause":"x"}"#, 409),
     ] {
         let resp = http_test::call_service(&app, post(uri, body, true)).await;
@@ -325,22 +332,30 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
     assert_eq!(relay.engine().log().vault().size(), size);
 
     // Pause, pause again (409), resume; quarantine a device: each an event naming alice.
-    let resp = http_test::call_service(&app, post(&pause, r#"{"cause":"change freeze"}"#, true)).await;
+    let resp =
+        http_test::call_service(&app, post(&pause, r#"{"cause":"change freeze"}"#, true)).await;
     assert_eq!(resp.status(), 200);
     let resp = http_test::call_service(&app, post(&pause, r#"{"cause":"again"}"#, true)).await;
     assert_eq!(resp.status(), 409);
     let resume = format!("{base}/resume");
-    let resp = http_test::call_service(&app, post(&resume, r#"{"cause":"freeze over"}"#, true)).await;
+    let resp =
+        http_test::call_service(&app, post(&resume, r#"{"cause":"freeze over"}"#, true)).await;
     assert_eq!(resp.status(), 200);
     let device = common::device(12);
     let resp = http_test::call_service(
         &app,
-        post(&format!("{base}/quarantine"), &format!(r#"{{"cause":"stolen","devices":["{device}"]}}"#), true),
+        post(
+            &format!("{base}/quarantine"),
+            &format!(r#"{{"cause":"stolen","devices":["{device}"]}}"#),
+            true,
+        ),
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let body: serde_json::Value =
-        http_test::read_body_json(http_test::call_service(&app, get(&format!("{base}/devices"))).await).await;
+    let body: serde_json::Value = http_test::read_body_json(
+        http_test::call_service(&app, get(&format!("{base}/devices"))).await,
+    )
+    .await;
     let entry = body["devices"]
         .as_array()
         .unwrap()
@@ -352,7 +367,9 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
     let actors: Vec<String> = (size..log)
         .filter_map(|i| {
             match Statement::decode(&relay.engine().log().vault().entry(i).unwrap()).unwrap() {
-                Statement::CampaignEvent(e) => Some(format!("{} {} {}", e.action.name(), e.actor, e.cause)),
+                Statement::CampaignEvent(e) => {
+                    Some(format!("{} {} {}", e.action.name(), e.actor, e.cause))
+                }
                 _ => None,
             }
         })
@@ -368,7 +385,11 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
 
     // An approval in a newer bundle; an older bundle replayed afterwards changes nothing.
     signer.approve(1, ApprovalAction::OpenStage);
-    let newer = signer.vault.export_bundle(relay.vault().size()).unwrap().to_cbor();
+    let newer = signer
+        .vault
+        .export_bundle(relay.vault().size())
+        .unwrap()
+        .to_cbor();
     for (bundle, appended) in [(newer, 1), (old_bundle, 0)] {
         let resp = http_test::call_service(&app, {
             http_test::TestRequest::post()
@@ -381,11 +402,18 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = http_test::read_body_json(resp).await;
         let range = body["appended"].as_array().unwrap();
-        assert_eq!(range[1].as_u64().unwrap() - range[0].as_u64().unwrap(), appended);
+        assert_eq!(
+            range[1].as_u64().unwrap() - range[0].as_u64().unwrap(),
+            appended
+        );
     }
 
     // The dashboard shows the six gates and the counts.
-    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/dashboard").to_request()).await;
+    let resp = http_test::call_service(
+        &app,
+        http_test::TestRequest::get().uri("/dashboard").to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let html = String::from_utf8(http_test::read_body(resp).await.to_vec()).unwrap();
     for gate in [
@@ -398,7 +426,10 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
     ] {
         assert!(html.contains(&format!("data-gate=\"{gate}\"")), "{gate}");
     }
-    assert!(html.contains("<td data-state=\"quarantined\">1</td>"), "{html}");
+    assert!(
+        html.contains("<td data-state=\"quarantined\">1</td>"),
+        "{html}"
+    );
     assert!(html.contains("<svg class=\"plot\""));
 
     // The relay log leaves as a device-state bundle that verifies with the relay key alone
@@ -407,7 +438,13 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
     assert_eq!(resp.status(), 200);
     let bytes = http_test::read_body(resp).await;
     let bundle = cairn_vault::TransferBundle::decode(&bytes).unwrap();
-    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/state/key.pem").to_request()).await;
+    let resp = http_test::call_service(
+        &app,
+        http_test::TestRequest::get()
+            .uri("/state/key.pem")
+            .to_request(),
+    )
+    .await;
     let pem = http_test::read_body(resp).await;
     std::fs::write(dir.path().join("relay.pub.pem"), &pem).unwrap();
     let relay_key = cairn_relay::read_key(&dir.path().join("relay.pub.pem")).unwrap();
@@ -416,7 +453,13 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
     let mirror = Vault::create(dir.path().join("state-mirror"), &origin).unwrap();
     let report = mirror.import_bundle(&bundle, &key).unwrap();
     assert_eq!(report.size, relay.engine().log().vault().size());
-    let resp = http_test::call_service(&app, http_test::TestRequest::get().uri("/state/checkpoint").to_request()).await;
+    let resp = http_test::call_service(
+        &app,
+        http_test::TestRequest::get()
+            .uri("/state/checkpoint")
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let note = http_test::read_body(resp).await;
     assert!(String::from_utf8_lossy(&note).starts_with(&format!("{origin}\n")));

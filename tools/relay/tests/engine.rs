@@ -58,7 +58,9 @@ impl Run<'_> {
             .commit(self.mirror, Duration::from_secs(1), true)
             .unwrap();
         for o in &out {
-            self.engine.acked(&o.campaign, &o.device, &o.release, t).unwrap();
+            self.engine
+                .acked(&o.campaign, &o.device, &o.release, t)
+                .unwrap();
         }
         self.engine
             .commit(self.mirror, Duration::ZERO, false)
@@ -90,7 +92,11 @@ fn devices_of(out: &[Outgoing]) -> Vec<String> {
 fn log_agrees(engine: &Engine) {
     let log = engine.log().vault();
     for (device, _, state) in engine.campaigns()[CAMPAIGN].devices() {
-        let last = *log.query_indices(Query::Device(device)).unwrap().last().unwrap();
+        let last = *log
+            .query_indices(Query::Device(device))
+            .unwrap()
+            .last()
+            .unwrap();
         let entry = log.entry(last).unwrap();
         let Statement::DeviceEvent(e) = Statement::decode(&entry).unwrap() else {
             panic!("entry {last} is not a device event");
@@ -164,12 +170,18 @@ fn a_campaign_runs_as_its_signed_plan_says() {
     run.say(ok1, RELEASE, Outcome::Installed, "ok", 1013);
     run.say(ok2, RELEASE, Outcome::Installed, "ok", 1013);
     run.say(flaky, RELEASE, Outcome::InstallFailed, "flash-write", 1013);
-    run.say(tampered, RELEASE, Outcome::VerificationFailed, "image-digest", 1013);
+    run.say(
+        tampered,
+        RELEASE,
+        Outcome::VerificationFailed,
+        "image-digest",
+        1013,
+    );
     assert_eq!(run.state(flaky), DeviceState::Failed);
     assert_eq!(run.state(tampered), DeviceState::Quarantined);
     assert!(run.step(1014).is_empty(), "backoff 5 s");
     let retry = run.step(1018);
-    assert_eq!(devices_of(&retry), [flaky.clone()]);
+    assert_eq!(devices_of(&retry), std::slice::from_ref(flaky));
     assert_eq!(run.engine.campaigns()[CAMPAIGN].device(flaky).unwrap().2, 2);
     run.say(flaky, RELEASE, Outcome::Installed, "ok", 1019);
 
@@ -183,10 +195,15 @@ fn a_campaign_runs_as_its_signed_plan_says() {
     run.say(f4, RELEASE, Outcome::Installed, "ok", 1021);
     // The second failure exhausts max_attempts: the rule delivers the pre-signed target.
     let retry = run.step(1026);
-    assert_eq!(devices_of(&retry), [broken.clone()], "{:#}", run.engine.summary(CAMPAIGN).unwrap());
+    assert_eq!(
+        devices_of(&retry),
+        std::slice::from_ref(broken),
+        "{:#}",
+        run.engine.summary(CAMPAIGN).unwrap()
+    );
     run.say(broken, RELEASE, Outcome::InstallFailed, "flash-write", 1027);
     let back = run.step(1027);
-    assert_eq!(devices_of(&back), [broken.clone()]);
+    assert_eq!(devices_of(&back), std::slice::from_ref(broken));
     assert_eq!(back[0].release, ROLLBACK);
     run.say(broken, ROLLBACK, Outcome::Installed, "ok", 1028);
     assert_eq!(run.state(broken), DeviceState::RolledBack);
@@ -211,24 +228,43 @@ fn a_campaign_runs_as_its_signed_plan_says() {
     assert_eq!(run.state(regret), DeviceState::RolledBack);
     let err = run
         .engine
-        .rollback(&signer.vault, CAMPAIGN, &Selection::Devices(vec!["sc-9999999".into()]), "operator:alice", "x", 1032)
+        .rollback(
+            &signer.vault,
+            CAMPAIGN,
+            &Selection::Devices(vec!["sc-9999999".into()]),
+            "operator:alice",
+            "x",
+            1032,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("not in campaign"), "{err}");
 
     // Reports that are not what they should be are counted and change nothing.
-    run.engine.commit(&signer.vault, Duration::ZERO, false).unwrap();
+    run.engine
+        .commit(&signer.vault, Duration::ZERO, false)
+        .unwrap();
     let before = run.engine.log().vault().size();
     run.engine.report(f3, b"\xa0not cbor", 1033).unwrap();
     run.engine
         .report(f3, &report(RELEASE, Outcome::InstallFailed, "x", 1), 1033)
         .unwrap();
     run.engine
-        .report("sc-7777777", &report(RELEASE, Outcome::Installed, "ok", 9), 1033)
+        .report(
+            "sc-7777777",
+            &report(RELEASE, Outcome::Installed, "ok", 9),
+            1033,
+        )
         .unwrap();
     run.engine
-        .report(f4, &report("controller-fw-9.9.9", Outcome::Installed, "ok", 99), 1033)
+        .report(
+            f4,
+            &report("controller-fw-9.9.9", Outcome::Installed, "ok", 99),
+            1033,
+        )
         .unwrap();
-    run.engine.commit(&signer.vault, Duration::ZERO, false).unwrap();
+    run.engine
+        .commit(&signer.vault, Duration::ZERO, false)
+        .unwrap();
     let stats = run.engine.stats();
     assert_eq!((stats.malformed, stats.replayed, stats.refused), (1, 1, 2));
     assert_eq!(run.engine.log().vault().size(), before);
@@ -293,12 +329,29 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
     let fleet = run.step(102);
     assert_eq!(fleet.len(), 8);
     // One failure of eight (125‰) is under 200‰; the second (250‰) pauses.
-    run.say(&fleet[0].device, RELEASE, Outcome::InstallFailed, "flash-write", 103);
+    run.say(
+        &fleet[0].device,
+        RELEASE,
+        Outcome::InstallFailed,
+        "flash-write",
+        103,
+    );
     run.step(103);
     assert_eq!(run.status(), Status::Running);
-    run.say(&fleet[1].device, RELEASE, Outcome::InstallFailed, "flash-write", 104);
+    run.say(
+        &fleet[1].device,
+        RELEASE,
+        Outcome::InstallFailed,
+        "flash-write",
+        104,
+    );
     run.step(104);
-    assert_eq!(run.status(), Status::Paused { by_rule: true }, "{:#}", run.engine.summary(CAMPAIGN).unwrap());
+    assert_eq!(
+        run.status(),
+        Status::Paused { by_rule: true },
+        "{:#}",
+        run.engine.summary(CAMPAIGN).unwrap()
+    );
     // Paused: no retry goes out (backoff 0), an operator cannot resume it.
     assert!(run.step(110).is_empty());
     let err = run
@@ -318,7 +371,7 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
     let retries = run.step(113);
     assert_eq!(devices_of(&retries), [fleet[1].device.clone()]);
     assert_eq!(run.status(), Status::Running);
-    for o in fleet.iter() {
+    for o in &fleet {
         run.say(&o.device, RELEASE, Outcome::Installed, "ok", 114);
     }
     run.step(115);
@@ -329,10 +382,12 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
         .query_indices(Query::Campaign(CAMPAIGN))
         .unwrap()
         .into_iter()
-        .filter_map(|i| match Statement::decode(&log.entry(i).unwrap()).unwrap() {
-            Statement::CampaignEvent(e) => Some((e.action.name(), e.actor.as_str().to_owned())),
-            _ => None,
-        })
+        .filter_map(
+            |i| match Statement::decode(&log.entry(i).unwrap()).unwrap() {
+                Statement::CampaignEvent(e) => Some((e.action.name(), e.actor.as_str().to_owned())),
+                _ => None,
+            },
+        )
         .filter(|(a, _)| *a == "approval-applied")
         .collect::<Vec<_>>();
     assert_eq!(applied, [("approval-applied", "custodians".to_owned())]);
@@ -365,7 +420,11 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
     engine
         .pause(CAMPAIGN, "operator:alice", "change freeze", 11)
         .unwrap();
-    assert!(engine.pause(CAMPAIGN, "operator:alice", "again", 11).is_err());
+    assert!(
+        engine
+            .pause(CAMPAIGN, "operator:alice", "again", 11)
+            .is_err()
+    );
     let c = &engine.campaigns()[CAMPAIGN];
     let held: Vec<String> = c
         .devices()
@@ -382,7 +441,13 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
     // Quarantine by an operator: the device is never delivered.
     assert_eq!(
         engine
-            .quarantine(CAMPAIGN, &held[..1], "operator:alice", "returned to the lab", 12)
+            .quarantine(
+                CAMPAIGN,
+                &held[..1],
+                "operator:alice",
+                "returned to the lab",
+                12
+            )
             .unwrap(),
         1
     );

@@ -114,7 +114,11 @@ pub fn signer_log(
     for d in &devices {
         for (purpose, rel, max) in [
             (Purpose::Update, (RELEASE, &release), Version::new(2, 4, 0)),
-            (Purpose::Rollback, (ROLLBACK, &rollback), Version::new(2, 4, 1)),
+            (
+                Purpose::Rollback,
+                (ROLLBACK, &rollback),
+                Version::new(2, 4, 1),
+            ),
         ] {
             decisions.push(
                 Manifest {
@@ -228,12 +232,9 @@ impl SignerLog {
             action,
             approved_at: UnixTime(DECIDED.0 + 60),
         };
-        let cose = cairn_verifier::cose::write::sign(
-            &approval.to_cbor(),
-            &release_kid(),
-            &test_key(key),
-        )
-        .unwrap();
+        let cose =
+            cairn_verifier::cose::write::sign(&approval.to_cbor(), &release_kid(), &test_key(key))
+                .unwrap();
         let entry = SignedEntry {
             kind: Kind::APPROVAL,
             cose_sign1: &cose,
