@@ -8,56 +8,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use cairn_verifier::campaign::Outcome;
-use cairn_verifier::test_support::{Fixture, test_key};
-use common::{ORIGIN, ROLLBACK, UPDATE, World};
-use p256::pkcs8::{EncodePublicKey, LineEnding};
-
-fn write_keys(dir: &Path) {
-    for (name, n) in [
-        ("log.pem", Fixture::LOG_KEY),
-        ("release.pem", Fixture::RELEASE_KEY),
-    ] {
-        let pem = p256::ecdsa::VerifyingKey::from(&test_key(n))
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap();
-        std::fs::write(dir.join(name), pem).unwrap();
-    }
-}
-
-fn args(world: &World) -> Vec<String> {
-    let d = world.dir.path();
-    write_keys(d);
-    std::fs::write(d.join("update.bin"), &world.update_image).unwrap();
-    std::fs::write(d.join("rollback.bin"), &world.rollback_image).unwrap();
-    let p = |s: &str| d.join(s).display().to_string();
-    [
-        "--broker-port".to_owned(),
-        world.broker.port().to_string(),
-        "--ca".into(),
-        world.broker.ca().display().to_string(),
-        "--ca-key".into(),
-        world.broker_dir().join("ca.key").display().to_string(),
-        "--fleet".into(),
-        world.fleet.display().to_string(),
-        "--origin".into(),
-        ORIGIN.into(),
-        "--log-key".into(),
-        p("log.pem"),
-        "--release-key".into(),
-        p("release.pem"),
-        "--image".into(),
-        format!("{UPDATE}={}", p("update.bin")),
-        "--image".into(),
-        format!("{ROLLBACK}={}", p("rollback.bin")),
-        "--state".into(),
-        p("state"),
-    ]
-    .into()
-}
+use common::World;
 
 fn run(args: &[String], extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn-fleet-sim"))
@@ -70,7 +24,7 @@ fn run(args: &[String], extra: &[&str]) -> Output {
 #[test]
 fn bad_arguments_are_named() {
     let world = World::new(1);
-    let args = args(&world);
+    let args = world.cli_args();
     for (extra, code, named) in [
         (&["--tamper-image", "2"][..], 2, "--tamper-image"),
         (&["--offline", "ten"][..], 2, "--offline"),
@@ -105,7 +59,7 @@ fn bad_arguments_are_named() {
 #[test]
 fn a_timed_run_installs_the_retained_deliveries_and_prints_json() {
     let world = World::new(3);
-    let args = args(&world);
+    let args = world.cli_args();
     // Published before any device exists: retained, they arrive when each device subscribes.
     world.deliver(&world.updates);
     let out = run(&args, &["--duration", "5", "--json"]);

@@ -205,6 +205,47 @@ impl World {
         )
     }
 
+    /// The binary's arguments for this world (keys and images written to files), state in
+    /// `state`.
+    pub fn cli_args(&self) -> Vec<String> {
+        use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+        let d = self.dir.path();
+        for (name, n) in [
+            ("log.pem", Fixture::LOG_KEY),
+            ("release.pem", Fixture::RELEASE_KEY),
+        ] {
+            let pem = p256::ecdsa::VerifyingKey::from(&test_key(n))
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap();
+            std::fs::write(d.join(name), pem).unwrap();
+        }
+        std::fs::write(d.join("update.bin"), &self.update_image).unwrap();
+        std::fs::write(d.join("rollback.bin"), &self.rollback_image).unwrap();
+        let p = |s: &str| d.join(s).display().to_string();
+        vec![
+            "--broker-port".to_owned(),
+            self.broker.port().to_string(),
+            "--ca".into(),
+            self.broker.ca().display().to_string(),
+            "--ca-key".into(),
+            self.broker_dir().join("ca.key").display().to_string(),
+            "--fleet".into(),
+            self.fleet.display().to_string(),
+            "--origin".into(),
+            ORIGIN.into(),
+            "--log-key".into(),
+            p("log.pem"),
+            "--release-key".into(),
+            p("release.pem"),
+            "--image".into(),
+            format!("{UPDATE}={}", p("update.bin")),
+            "--image".into(),
+            format!("{ROLLBACK}={}", p("rollback.bin")),
+            "--state".into(),
+            p("state"),
+        ]
+    }
+
     /// Publishes these deliveries (retained, QoS 1) and waits for the broker's acknowledgements.
     pub fn deliver<'a>(&self, deliveries: impl IntoIterator<Item = (&'a String, &'a Vec<u8>)>) {
         let list: Vec<(String, Vec<u8>)> = deliveries
@@ -327,14 +368,19 @@ impl Relay {
         }
         for _ in deliveries {
             self.acks
-                .recv_timeout(PATIENCE)
+                .recv_timeout(PATIENCE * 5)
                 .expect("the broker acknowledges every delivery");
         }
     }
 
     /// Waits for `n` reports, by device (several per device in arrival order).
     pub fn reports(&self, n: usize) -> BTreeMap<String, Vec<Report>> {
-        let deadline = Instant::now() + PATIENCE;
+        self.reports_within(n, PATIENCE)
+    }
+
+    /// Waits up to `patience` for `n` reports.
+    pub fn reports_within(&self, n: usize, patience: Duration) -> BTreeMap<String, Vec<Report>> {
+        let deadline = Instant::now() + patience;
         let mut out: BTreeMap<String, Vec<Report>> = BTreeMap::new();
         for i in 0..n {
             let left = deadline.saturating_duration_since(Instant::now());
