@@ -6,6 +6,7 @@
 #![allow(
     dead_code,
     unreachable_pub,
+    clippy::too_many_lines,
     clippy::unwrap_used,
     reason = "shared by several test binaries, each using part of it; a panic is the failure report"
 )]
