@@ -217,7 +217,13 @@ impl Sim {
         // One socket per device: the soft limit up to the hard one (safe wrapper, no unsafe here).
         let nofile = rlimit::increase_nofile_limit(u64::MAX).ok();
 
+        let t0 = Instant::now();
         let fleet = Fleet::read(&config.fleet)?;
+        eprintln!(
+            "T fleet {:?} SSL_CERT_FILE={:?}",
+            t0.elapsed(),
+            std::env::var_os("SSL_CERT_FILE")
+        );
         let devices: Vec<SimDevice> = fleet
             .devices
             .into_iter()
@@ -233,6 +239,7 @@ impl Sim {
         let ids: Vec<&str> = online.iter().map(|d| d.row.id.as_str()).collect();
         let issued = certs::ensure(&ca, &config.state, &ids, threads)?;
         let ca_pem = std::fs::read(&config.ca).map_err(io(&config.ca))?;
+        eprintln!("T certs {:?}", t0.elapsed());
 
         // Each device's state and MQTT options (its TLS context), on every core.
         let chunk = online.len().div_ceil(threads).max(1);
@@ -258,6 +265,7 @@ impl Sim {
             Ok::<_, Error>(all)
         })?;
 
+        eprintln!("T prepared {:?}", t0.elapsed());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("fleet-sim")
