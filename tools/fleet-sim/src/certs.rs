@@ -232,12 +232,9 @@ pub fn ensure(ca: &Ca, state: &Path, devices: &[&str], threads: usize) -> Result
             .map(|part| scope.spawn(move || part.iter().try_for_each(|d| issue_to(ca, state, d))))
             .collect();
         workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| {
-                Err(Error::Certificate {
-                    device: "?".into(),
-                    reason: "certificate worker panicked".into(),
-                })
-            })
+            w.join().unwrap_or(Err(Error::WorkerPanicked {
+                task: "certificate",
+            }))
         })
     })?;
     if !same_ca {

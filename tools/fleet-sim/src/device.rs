@@ -97,7 +97,7 @@ pub enum Handled {
         /// Update or rollback (from the manifest).
         purpose: Purpose,
         /// `ok`, the boot check's error code, or the install error.
-        detail: String,
+        detail: &'static str,
         /// The encoded report, unless the device is silent.
         report: Option<Vec<u8>>,
         /// The state to persist before reporting.
@@ -135,7 +135,7 @@ pub fn handle(
     let mut next = state.clone();
 
     let (outcome, detail) = match images.get(release) {
-        None => (Outcome::InstallFailed, IMAGE_UNAVAILABLE.to_owned()),
+        None => (Outcome::InstallFailed, IMAGE_UNAVAILABLE),
         Some(image) => {
             let tampered;
             let checked: &[u8] = if selected.tamper_delivery {
@@ -154,16 +154,16 @@ pub fn handle(
             let verdict = run_check(trust, device, state, checked, &mut reader)
                 .map(|v| (state.stored.after(&v), v.installed.version));
             match verdict {
-                Err(e) => (Outcome::VerificationFailed, e.code().to_owned()),
+                Err(e) => (Outcome::VerificationFailed, e.code()),
                 Ok((stored, version)) => {
                     let purpose = manifest.purpose;
                     if let Err(e) = install(faults.transient, selected, purpose, release, &mut next)
                     {
-                        (Outcome::InstallFailed, e.to_owned())
+                        (Outcome::InstallFailed, e)
                     } else {
                         next.stored = stored;
                         next.version = version;
-                        (Outcome::Installed, "ok".to_owned())
+                        (Outcome::Installed, "ok")
                     }
                 }
             }
@@ -174,20 +174,24 @@ pub fn handle(
         campaign: manifest.campaign.as_str().to_owned(),
         release: release.to_owned(),
         outcome,
-        detail: detail.clone(),
+        detail: detail.to_owned(),
     });
-    let report = (!selected.silent).then(|| {
-        next.sequence = state.sequence.saturating_add(1);
-        StatusReport {
-            campaign: manifest.campaign,
-            release_id: manifest.release_id,
-            outcome,
-            // Every detail here is an identifier: an error code, "ok" or a constant.
-            detail: Id::new(&detail).unwrap_or(manifest.release_id),
-            sequence: next.sequence,
-        }
-        .to_cbor()
-    });
+    // Every detail is an identifier (the verifier's error codes, "ok", this module's constants),
+    // as §7 requires; one that were not could not be encoded.
+    let report = (!selected.silent)
+        .then(|| Id::new(detail))
+        .flatten()
+        .map(|detail| {
+            next.sequence = state.sequence.saturating_add(1);
+            StatusReport {
+                campaign: manifest.campaign,
+                release_id: manifest.release_id,
+                outcome,
+                detail,
+                sequence: next.sequence,
+            }
+            .to_cbor()
+        });
     Handled::Done {
         outcome,
         purpose: manifest.purpose,
@@ -311,7 +315,14 @@ mod tests {
         (f, trust, images, device, delivery)
     }
 
-    fn done(h: Handled) -> (Outcome, String, Option<StatusReport<'static>>, DeviceState) {
+    fn done(
+        h: Handled,
+    ) -> (
+        Outcome,
+        &'static str,
+        Option<StatusReport<'static>>,
+        DeviceState,
+    ) {
         match h {
             Handled::Done {
                 outcome,
@@ -344,7 +355,7 @@ mod tests {
             &state,
             &delivery,
         ));
-        assert_eq!((outcome, detail.as_str()), (Outcome::Installed, "ok"));
+        assert_eq!((outcome, detail), (Outcome::Installed, "ok"));
         let report = report.unwrap();
         assert_eq!(report.sequence, 1);
         assert_eq!(report.release_id.as_str(), "controller-fw-2.4.1");
@@ -395,10 +406,7 @@ mod tests {
             let (outcome, detail, report, next) = done(handle(
                 &trust, &images, &faults, &device, selected, &state, &delivery,
             ));
-            assert_eq!(
-                (outcome, detail.as_str()),
-                (Outcome::VerificationFailed, code)
-            );
+            assert_eq!((outcome, detail), (Outcome::VerificationFailed, code));
             assert_eq!(report.unwrap().detail.as_str(), code);
             // Nothing installed; the counter moved.
             assert_eq!(next.stored, state.stored);
@@ -423,10 +431,7 @@ mod tests {
             let (outcome, detail, _, once) = done(handle(
                 &trust, &images, &faults, &device, selected, &state, &delivery,
             ));
-            assert_eq!(
-                (outcome, detail.as_str()),
-                (Outcome::InstallFailed, FLASH_WRITE)
-            );
+            assert_eq!((outcome, detail), (Outcome::InstallFailed, FLASH_WRITE));
             assert_eq!(once.stored.installed, None);
             let (outcome, _, report, twice) = done(handle(
                 &trust, &images, &faults, &device, selected, &once, &delivery,
@@ -484,7 +489,7 @@ mod tests {
             &delivery,
         ));
         assert_eq!(
-            (outcome, detail.as_str()),
+            (outcome, detail),
             (Outcome::InstallFailed, IMAGE_UNAVAILABLE)
         );
         assert_eq!(next.stored.installed, None);
@@ -503,7 +508,7 @@ mod tests {
             &delivery,
         ));
         assert_eq!(
-            (outcome, detail.as_str()),
+            (outcome, detail),
             (Outcome::VerificationFailed, "wrong-device")
         );
     }

@@ -67,6 +67,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A worker thread panicked (a bug in the simulator, not bad input).
+    #[error("a {task} worker panicked")]
+    WorkerPanicked {
+        /// What the worker was doing.
+        task: &'static str,
+    },
     /// The async runtime could not be started.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use cairn_relay::broker::{delivery_topic, status_topic};
 use cairn_verifier::campaign::Outcome;
+use cairn_verifier::crypto::Software;
+use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::Purpose;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -134,6 +136,9 @@ counters! {
     max_connected,
     /// Successful connections (CONNACKs), reconnections included.
     connections,
+    /// Connections that resumed the device's session on the broker (its subscription and the
+    /// deliveries queued while it was away were kept).
+    sessions_resumed,
     /// Failed connection attempts and dropped connections.
     connection_errors,
     /// Delivery messages received.
@@ -205,25 +210,18 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// Reads the fleet, issues missing client certificates, loads every device's state and
     /// connects the devices (in the background: watch [`Sim::stats`]).
+    ///
+    /// Each device gets its own native-tls context, and native-tls loads the CA bundle of
+    /// `SSL_CERT_FILE` (or the system's) into each (about 40 ms here): for thousands of devices,
+    /// start the process with `SSL_CERT_FILE` naming a small file such as the broker's CA, as the
+    /// binary does. The devices trust only [`SimConfig::ca`] either way.
     pub fn start(config: SimConfig) -> Result<Self> {
-        config.faults.validate()?;
-        if config.connect_concurrency == 0 {
-            return Err(Error::Config {
-                what: "--connect-concurrency",
-                reason: "must be at least 1".into(),
-            });
-        }
+        check(&config)?;
         let threads = config.threads.max(1);
         // One socket per device: the soft limit up to the hard one (safe wrapper, no unsafe here).
         let nofile = rlimit::increase_nofile_limit(u64::MAX).ok();
 
-        let t0 = Instant::now();
         let fleet = Fleet::read(&config.fleet)?;
-        eprintln!(
-            "T fleet {:?} SSL_CERT_FILE={:?}",
-            t0.elapsed(),
-            std::env::var_os("SSL_CERT_FILE")
-        );
         let devices: Vec<SimDevice> = fleet
             .devices
             .into_iter()
@@ -239,33 +237,9 @@ impl Sim {
         let ids: Vec<&str> = online.iter().map(|d| d.row.id.as_str()).collect();
         let issued = certs::ensure(&ca, &config.state, &ids, threads)?;
         let ca_pem = std::fs::read(&config.ca).map_err(io(&config.ca))?;
-        eprintln!("T certs {:?}", t0.elapsed());
 
-        // Each device's state and MQTT options (its TLS context), on every core.
-        let chunk = online.len().div_ceil(threads).max(1);
-        let prepared: Vec<(SimDevice, DeviceState, MqttOptions)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = online
-                .chunks(chunk)
-                .map(|part| {
-                    let (config, ca_pem) = (&config, &ca_pem);
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|d| prepare(config, ca_pem, d))
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(online.len());
-            for w in workers {
-                all.extend(w.join().map_err(|_| Error::Config {
-                    what: "threads",
-                    reason: "a preparation worker panicked".into(),
-                })??);
-            }
-            Ok::<_, Error>(all)
-        })?;
+        let prepared = prepare_all(&config, &ca_pem, &online, threads)?;
 
-        eprintln!("T prepared {:?}", t0.elapsed());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("fleet-sim")
@@ -391,6 +365,54 @@ impl Drop for Sim {
     }
 }
 
+/// Settings the simulator cannot run with.
+fn check(config: &SimConfig) -> Result<()> {
+    config.faults.validate()?;
+    if config.connect_concurrency == 0 {
+        return Err(Error::Config {
+            what: "--connect-concurrency",
+            reason: "must be at least 1".into(),
+        });
+    }
+    let origin = &config.trust.origin;
+    if LogKey::new(origin, origin, config.trust.log_key, &Software).is_none() {
+        return Err(Error::Config {
+            what: "--origin",
+            reason: format!("{origin:?} cannot name a log in a signed note"),
+        });
+    }
+    Ok(())
+}
+
+/// Each online device's state and MQTT options (its TLS context), on `threads` threads.
+fn prepare_all(
+    config: &SimConfig,
+    ca_pem: &[u8],
+    online: &[&SimDevice],
+    threads: usize,
+) -> Result<Vec<(SimDevice, DeviceState, MqttOptions)>> {
+    let chunk = online.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = online
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|d| prepare(config, ca_pem, d))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(online.len());
+        for w in workers {
+            all.extend(w.join().map_err(|_| Error::WorkerPanicked {
+                task: "TLS context",
+            })??);
+        }
+        Ok::<_, Error>(all)
+    })
+}
+
 /// Loads `device`'s state and builds its MQTT options with its own TLS identity.
 fn prepare(
     config: &SimConfig,
@@ -483,7 +505,9 @@ async fn run_device(
                 let now = counters.connected.fetch_add(1, Ordering::Relaxed) + 1;
                 counters.max_connected.fetch_max(now, Ordering::Relaxed);
                 // A resumed session keeps its subscription (and its queued deliveries).
-                if !ack.session_present {
+                if ack.session_present {
+                    add(&counters.sessions_resumed, 1);
+                } else {
                     let _ = client.subscribe(&delivery, QoS::AtLeastOnce).await;
                 }
             }

@@ -43,17 +43,23 @@ fn bad_arguments_are_named() {
         assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
         assert!(stderr.contains(named), "{extra:?}: {stderr}");
     }
-    // A key file that is not there.
-    let mut missing = args.clone();
-    let at = missing.iter().position(|a| a == "--log-key").unwrap();
-    missing[at + 1] = "/nonexistent/log.pem".into();
-    let out = run(&missing, &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains("--log-key") && stderr.contains("/nonexistent/log.pem"),
-        "{stderr}"
-    );
+    // Values that parse but cannot be used: a key file that is not there, an origin no signed
+    // note can carry.
+    for (flag, value, expected) in [
+        ("--log-key", "/nonexistent/log.pem", "/nonexistent/log.pem"),
+        ("--origin", "two words", "cannot name a log"),
+    ] {
+        let mut changed = args.clone();
+        let at = changed.iter().position(|a| a == flag).unwrap();
+        changed[at + 1] = value.into();
+        let out = run(&changed, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -26,8 +26,10 @@ fn every_device_installs_its_update_then_its_rollback_and_reports_each() {
     assert_eq!(stats.skipped_rows, 2);
     assert_eq!(stats.certificates_issued, 20);
     assert_eq!(sim.skipped()[0].line, 22);
-    sim.wait_until(PATIENCE, |s| s.connected == 20)
+    let stats = sim
+        .wait_until(PATIENCE, |s| s.connected == 20)
         .expect("all 20 devices connect");
+    assert_eq!(stats.sessions_resumed, 0, "new devices, new sessions");
 
     world.deliver(&world.updates);
     let reports = world.relay.reports(20);

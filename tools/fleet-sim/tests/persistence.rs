@@ -78,7 +78,8 @@ fn a_restarted_fleet_continues_from_its_stored_state() {
             "{device}"
         );
     }
-    sim.wait_until(PATIENCE, |s| s.connected == 5).unwrap();
+    let stats = sim.wait_until(PATIENCE, |s| s.connected == 5).unwrap();
+    assert_eq!(stats.sessions_resumed, 5);
 
     // The relay retries the delivery that is installed: the same bytes, ignored.
     world.deliver(&world.updates);

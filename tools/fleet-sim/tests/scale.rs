@@ -1,7 +1,7 @@
 //! The reference fleet at full size (8,203 devices, or `FLEET_SIM_DEVICES`), through the binary
 //! as an operator runs it: every device connects with its own certificate, receives its retained
 //! delivery, passes the boot check, installs and reports; Ctrl-C (SIGINT) stops the run and the
-//! summary is printed. Ignored by default (a minute or two on two cores); run with
+//! summary is printed. Ignored by default (about 30 s on two cores); run with
 //! `cargo test -p cairn-fleet-sim --test scale -- --ignored --nocapture`.
 
 #![allow(
@@ -18,7 +18,7 @@ use cairn_verifier::campaign::Outcome;
 use common::World;
 
 #[test]
-#[ignore = "the full reference fleet: a minute or two on two cores"]
+#[ignore = "the full reference fleet: about 30 s on two cores"]
 fn the_reference_fleet_installs_and_reports() {
     let n: u64 = std::env::var("FLEET_SIM_DEVICES")
         .ok()
@@ -57,6 +57,13 @@ fn the_reference_fleet_installs_and_reports() {
     );
     // Let the last acknowledgements arrive, then Ctrl-C.
     std::thread::sleep(Duration::from_secs(1));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: unknown");
+    eprintln!("simulator memory, {peak}");
     let t = Instant::now();
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -284,6 +284,7 @@ pub struct Relay {
     publisher: Client,
     acks: mpsc::Receiver<()>,
     reports: mpsc::Receiver<Report>,
+    subscribed: mpsc::Receiver<()>,
     _subscriber: Client,
 }
 
@@ -305,14 +306,18 @@ impl Relay {
             }
         });
         let (subscriber, mut connection) = Client::new(relay_options(broker, "relay-sub"), 100);
-        subscriber
-            .subscribe("cairn/+/status", QoS::AtLeastOnce)
-            .unwrap();
         let (report_tx, reports) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
+        let resubscribe = subscriber.clone();
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    // A clean session on every connection: subscribe each time (a broker restart).
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        resubscribe
+                            .try_subscribe("cairn/+/status", QoS::AtLeastOnce)
+                            .unwrap();
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = ready_tx.send(());
                     }
@@ -342,15 +347,22 @@ impl Relay {
                 }
             }
         });
-        ready
-            .recv_timeout(PATIENCE)
-            .expect("the relay subscribes to cairn/+/status");
-        Self {
+        let relay = Self {
             publisher,
             acks,
             reports,
+            subscribed: ready,
             _subscriber: subscriber,
-        }
+        };
+        relay.wait_subscribed();
+        relay
+    }
+
+    /// Waits until the status subscriber (re)subscribed, e.g. after a broker restart.
+    pub fn wait_subscribed(&self) {
+        self.subscribed
+            .recv_timeout(PATIENCE)
+            .expect("the relay subscribes to cairn/+/status");
     }
 
     /// Publishes each `(device, bytes)` to the device's delivery topic, retained, QoS 1, and
