@@ -1,0 +1,221 @@
+//! The reference campaign end to end at full size: 8,203 eligible devices (197 rejected) under
+//! the reference plan's stages (canary 50 behind an approval gate, wave-1 to 25 %, fleet to
+//! 100 %), through the relay's engine and MQTT link, a real Mosquitto, and the fleet simulator's
+//! 8,203 devices each with its own certificate running the device verifier. In wave-1, 6 % of
+//! the devices fail their first install: the failure threshold (30‰) pauses the rollout, a
+//! resume approval signed offline arrives in a bundle and resumes it, the failed devices are
+//! retried and install. Every device's final state is in the relay's log.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    reason = "test code: a panic is the failure report, and the test is one scenario"
+)]
+
+#[path = "../../relay/tests/common/mod.rs"]
+mod relay_common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_relay::Relay;
+use cairn_relay::broker::{Broker, RELAY_CLIENT};
+use cairn_relay::engine::Status;
+use cairn_vault::Query;
+use cairn_verifier::campaign::{ApprovalAction, DeviceState};
+use cairn_verifier::crypto::Software;
+use cairn_verifier::note::LogKey;
+use cairn_verifier::statement::Statement;
+use cairn_verifier::test_support::{Fixture, public_key, test_key};
+use relay_common::{CAMPAIGN, ORIGIN, Policy, RELEASE, ROLLBACK};
+
+fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(seconds),
+            "timed out after {seconds} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(relay: &Relay, state: DeviceState) -> u64 {
+    relay.engine().campaigns()[CAMPAIGN].totals()[usize::try_from(state.code()).unwrap()]
+}
+
+fn status(relay: &Relay) -> Status {
+    relay.engine().campaigns()[CAMPAIGN].status()
+}
+
+/// Imports the signer's log from where the mirror stands, as a transfer bundle.
+fn transfer(relay: &Relay, signer: &cairn_vault::Vault) {
+    let key = LogKey::new(
+        ORIGIN,
+        ORIGIN,
+        public_key(&test_key(Fixture::LOG_KEY)),
+        &Software,
+    )
+    .unwrap();
+    let bundle = signer.export_bundle(relay.vault().size()).unwrap();
+    relay.vault().import_bundle(&bundle, &key).unwrap();
+    relay
+        .engine()
+        .on_mirror(relay.vault(), cairn_relay::engine::now())
+        .unwrap();
+}
+
+#[test]
+fn the_reference_campaign_runs_end_to_end_through_mosquitto() {
+    let eligible: u64 = std::env::var("CAIRN_E2E_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8_203);
+    // One socket per device on each side; Mosquitto inherits the limit.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit > eligible + 200,
+        "open-files limit {limit} is too low"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wave = eligible / 4;
+    let signer = relay_common::signer_log(
+        &dir.path().join("signer"),
+        eligible,
+        197,
+        &[
+            ("canary", 50, 0, 980, 20, true),
+            ("wave-1", wave, 0, 950, 30, false),
+            ("fleet", eligible, 0, 950, 50, false),
+        ],
+        Policy {
+            max_attempts: 3,
+            backoff_secs: 5,
+            quarantine_after_failures: 3,
+            quarantine_on_verification_failure: true,
+        },
+    );
+    let broker = Broker::start(&dir.path().join("broker")).unwrap();
+    let relay_files = broker.client(RELAY_CLIENT).unwrap();
+    let config = relay_common::config(
+        dir.path(),
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            broker.port(),
+            broker.ca().display(),
+            relay_files.cert.display(),
+            relay_files.key.display()
+        ),
+    );
+    let relay = Arc::new(Relay::open(&config).unwrap());
+    let runner = relay.start().unwrap();
+
+    // The fleet as the simulator reads it, and the two images.
+    let mut csv = String::from("device_id,product,family,hardware_revision,firmware_version\n");
+    for d in &signer.devices {
+        csv.push_str(&format!("{d},Smart Controller,STM32H5,rev-c,2.3.1\n"));
+    }
+    std::fs::write(dir.path().join("fleet.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("update.bin"), &signer.update_image).unwrap();
+    std::fs::write(dir.path().join("rollback.bin"), &signer.rollback_image).unwrap();
+
+    let started = Instant::now();
+    transfer(&relay, &signer.vault);
+    let stages: BTreeMap<String, usize> = relay.engine().campaigns()[CAMPAIGN]
+        .devices()
+        .map(|(d, s, _)| (d.to_owned(), s))
+        .collect();
+    std::fs::write(
+        dir.path().join("stages.json"),
+        serde_json::to_vec(&stages).unwrap(),
+    )
+    .unwrap();
+    let image = |id: &str, file: &str| format!("{id}={}", dir.path().join(file).display());
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_cairn-fleet-sim"))
+        .args(["--broker-port", &broker.port().to_string()])
+        .arg("--ca")
+        .arg(broker.ca())
+        .arg("--ca-key")
+        .arg(dir.path().join("broker/ca.key"))
+        .arg("--fleet")
+        .arg(dir.path().join("fleet.csv"))
+        .args(["--origin", ORIGIN])
+        .arg("--log-key")
+        .arg(dir.path().join("log.pub.pem"))
+        .arg("--release-key")
+        .arg(dir.path().join("release.pub.pem"))
+        .args(["--image", &image(RELEASE, "update.bin")])
+        .args(["--image", &image(ROLLBACK, "rollback.bin")])
+        .arg("--state")
+        .arg(dir.path().join("sim"))
+        .args(["--install-failure", "1=6%", "--transient", "--seed", "7"])
+        .arg("--stages")
+        .arg(dir.path().join("stages.json"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The canary installs; the approval gate holds wave-1 until the custodians approve it.
+    wait_for("the canary to succeed and all 50 to install", 300, || {
+        status(&relay) == Status::WaitingApproval && count(&relay, DeviceState::Installed) == 50
+    });
+    eprintln!("canary done: {:.1?}", started.elapsed());
+    signer.approve(1, ApprovalAction::OpenStage);
+    transfer(&relay, &signer.vault);
+
+    // wave-1: 6 % fail their first install, over the 30‰ threshold: paused by the rule.
+    wait_for("the failure threshold to pause wave-1", 300, || {
+        status(&relay) == Status::Paused { by_rule: true }
+    });
+    eprintln!("wave-1 paused: {:.1?}", started.elapsed());
+    assert_eq!(relay.engine().campaigns()[CAMPAIGN].stage(), 1);
+    signer.approve(1, ApprovalAction::Resume);
+    transfer(&relay, &signer.vault);
+
+    wait_for("the campaign to complete", 600, || {
+        status(&relay) == Status::Completed && count(&relay, DeviceState::Installed) == eligible
+    });
+    let wall = started.elapsed();
+    eprintln!("reference campaign, {eligible} devices, end to end: {wall:.1?}");
+    let _ = Command::new("kill")
+        .args(["-INT", &sim.id().to_string()])
+        .status();
+    let _ = sim.wait();
+    drop(runner);
+
+    // Every device's final state is in the relay's log, and the log verifies as a bundle.
+    let engine = relay.engine();
+    let log = engine.log().vault();
+    let mut retried = 0;
+    for (device, _, state) in engine.campaigns()[CAMPAIGN].devices() {
+        assert_eq!(state, DeviceState::Installed, "{device}");
+        let events = log.query_indices(Query::Device(device)).unwrap();
+        let last = log.entry(*events.last().unwrap()).unwrap();
+        let Statement::DeviceEvent(e) = Statement::decode(&last).unwrap() else {
+            panic!("{device}: the last entry is not a device event");
+        };
+        assert_eq!(
+            (e.state, e.actor.as_str()),
+            (DeviceState::Installed, "device")
+        );
+        if e.attempt > 1 {
+            retried += 1;
+        }
+    }
+    // Over wave-1's failure threshold (30‰ of its devices), which is what paused it.
+    assert!(
+        retried * 1000 > (wave - 50) * 30,
+        "{retried} devices retried in a wave of {}",
+        wave - 50
+    );
+    let bundle = log.export_bundle(0).unwrap();
+    let key = engine.log().log_key().unwrap();
+    bundle.verify(&key, None).unwrap();
+    eprintln!(
+        "relay log: {} entries; {retried} devices installed on a retry",
+        log.size()
+    );
+}
