@@ -1332,6 +1332,12 @@ impl Engine {
         }
     }
 
+    fn campaign(&self, campaign: &str) -> anyhow::Result<&Campaign> {
+        self.campaigns
+            .get(campaign)
+            .with_context(|| format!("no campaign {campaign:?}"))
+    }
+
     /// Pauses a campaign: nothing more is handed to the broker (devices queued become `paused`)
     /// and no retry starts; rollbacks by rule go on.
     pub fn pause(
@@ -1341,10 +1347,7 @@ impl Engine {
         why: &str,
         now: u64,
     ) -> anyhow::Result<()> {
-        let c = self
-            .campaigns
-            .get(campaign)
-            .with_context(|| format!("no campaign {campaign:?}"))?;
+        let c = self.campaign(campaign)?;
         match c.status() {
             Status::Completed => bail!("campaign {campaign} is completed"),
             Status::Paused { .. } => bail!("campaign {campaign} is already paused"),
@@ -1401,10 +1404,7 @@ impl Engine {
         why: &str,
         now: u64,
     ) -> anyhow::Result<()> {
-        let c = self
-            .campaigns
-            .get(campaign)
-            .with_context(|| format!("no campaign {campaign:?}"))?;
+        let c = self.campaign(campaign)?;
         match c.status() {
             Status::Paused { by_rule: false } => self.resume_unchecked(campaign, actor, why, now),
             Status::Paused { by_rule: true } => bail!(
@@ -1474,10 +1474,7 @@ impl Engine {
         why: &str,
         now: u64,
     ) -> anyhow::Result<u64> {
-        let c = self
-            .campaigns
-            .get(campaign)
-            .with_context(|| format!("no campaign {campaign:?}"))?;
+        let c = self.campaign(campaign)?;
         let mut found = Vec::with_capacity(devices.len());
         for d in devices {
             let i = *c
@@ -1531,10 +1528,7 @@ impl Engine {
         why: &str,
         now: u64,
     ) -> anyhow::Result<u64> {
-        let c = self
-            .campaigns
-            .get(campaign)
-            .with_context(|| format!("no campaign {campaign:?}"))?;
+        let c = self.campaign(campaign)?;
         let eligible = |d: &Dev| {
             !d.rollback
                 && matches!(

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -61,66 +61,6 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
         .set_clean_session(false)
         .set_max_packet_size(256 * 1024, 256 * 1024);
     Ok(options)
-}
-
-/// Publishes each `(device, delivery)` to the device's delivery topic, retained, QoS 1, and
-/// returns once the broker acknowledged every one. At most `in_flight` publications wait for
-/// their acknowledgement at a time (backpressure); connection errors are retried with backoff up
-/// to `deadline`.
-pub async fn publish_deliveries(
-    config: &MqttConfig,
-    deliveries: &[(String, Vec<u8>)],
-    deadline: Duration,
-) -> anyhow::Result<u64> {
-    let mut options = options(config)?;
-    options.set_inflight(100);
-    let (client, mut events) = AsyncClient::new(options, 64);
-    let total = deliveries.len() as u64;
-    let publisher = {
-        let client = client.clone();
-        let deliveries: Vec<(String, Vec<u8>)> = deliveries.to_vec();
-        tokio::spawn(async move {
-            for (device, delivery) in deliveries {
-                client
-                    .publish(delivery_topic(&device), QoS::AtLeastOnce, true, delivery)
-                    .await?;
-            }
-            anyhow::Ok(())
-        })
-    };
-    let started = tokio::time::Instant::now();
-    let mut acked = 0u64;
-    let mut failures = 0u32;
-    let mut publisher = Some(publisher);
-    while acked < total {
-        // A publisher that stopped early (the client closed) is an error now, not at the deadline.
-        if let Some(task) = publisher.take_if(|t| t.is_finished()) {
-            task.await.context("publisher task")??;
-        }
-        if started.elapsed() > deadline {
-            bail!("{acked} of {total} deliveries acknowledged by the broker within {deadline:?}");
-        }
-        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)) | Event::Outgoing(Outgoing::Publish(_)))) => {
-                failures = 0;
-            }
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => {
-                // Reconnect with backoff; unacknowledged QoS 1 publications are sent again.
-                failures += 1;
-                if failures > 10 {
-                    return Err(e).context("the MQTT connection keeps failing");
-                }
-                tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
-            }
-        }
-    }
-    if let Some(task) = publisher {
-        task.await.context("publisher task")??;
-    }
-    client.disconnect().await.ok();
-    Ok(acked)
 }
 
 /// The relay's MQTT link, until `stop`: subscribes to every device's status topic (QoS 1) and
