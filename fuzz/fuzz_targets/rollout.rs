@@ -1,9 +1,11 @@
 //! The eligibility and rollout formats (formats.md §4.8-4.12, §7) on arbitrary bytes: the
-//! rejection, plan, approval, device and campaign event and status report decoders never panic, whatever decodes re-encodes to exactly the input, and the
+//! rejection, plan, approval, device and campaign event, relay checkpoint record and status report decoders never panic, whatever decodes re-encodes to exactly the input, and the
 //! decoded values keep their schema's invariants.
 #![no_main]
 
-use cairn_verifier::campaign::{Approval, CampaignEvent, DeviceEvent, StatusReport};
+use cairn_verifier::campaign::{
+    Approval, CampaignEvent, DeviceEvent, RelayCheckpoint, StatusReport,
+};
 use cairn_verifier::rollout::{Rejection, RolloutPlan};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(e) = CampaignEvent::decode(data) {
         assert_eq!(e.to_cbor(), data, "campaign event re-encodes differently");
+    }
+    if let Ok(r) = RelayCheckpoint::decode(data) {
+        assert!(!r.checkpoint.is_empty());
+        assert_eq!(r.to_cbor(), data, "relay checkpoint record re-encodes differently");
     }
     if let Ok(r) = StatusReport::decode(data) {
         assert_eq!(r.to_cbor(), data, "status report re-encodes differently");

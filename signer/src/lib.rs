@@ -13,11 +13,13 @@
 //! docs/threat-model.md.
 
 pub mod appliance;
+pub mod audit;
 pub mod certs;
 mod error;
 pub mod hsm;
 mod parallel;
 pub mod registry;
+pub mod relaystate;
 pub mod rollout;
 pub mod shares;
 pub mod testfleet;

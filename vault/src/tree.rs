@@ -171,6 +171,152 @@ pub fn root(src: &impl NodeSource, size: u64) -> Result<Hash, Error> {
     subtree_hash(src, 0, size)
 }
 
+/// A multi-leaf proof (docs/audit.md, "Multi-leaf proofs"): with the leaf hashes of the
+/// `selected` leaves (strictly increasing, each below `n`), the hashes that let a verifier
+/// recompute the RFC 9162 root of the tree of `n` leaves. They are the MTH of every maximal
+/// subtree of the RFC 9162 §2.1.1 recursion that holds no selected leaf, left to right. One
+/// selected leaf gives exactly its inclusion proof's hashes (in another order); every leaf
+/// selected gives none.
+pub fn multi_proof(src: &impl NodeSource, selected: &[u64], n: u64) -> Result<Vec<Hash>, Error> {
+    if let Some(&last) = selected.last()
+        && last >= n
+    {
+        return Err(Error::BeyondTree {
+            index: last,
+            size: n,
+        });
+    }
+    let mut out = Vec::new();
+    if n > 0 {
+        multi_walk(src, selected, 0, n, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn multi_walk(
+    src: &impl NodeSource,
+    selected: &[u64],
+    start: u64,
+    n: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), Error> {
+    if selected.is_empty() {
+        out.push(subtree_hash(src, start, n)?);
+        return Ok(());
+    }
+    if n == 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    let mid = selected.partition_point(|&i| i < start + k);
+    multi_walk(src, &selected[..mid], start, k, out)?;
+    multi_walk(src, &selected[mid..], start + k, n - k, out)
+}
+
+/// Why a multi-leaf proof did not give a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiProofError {
+    /// The leaves are not strictly increasing or one is beyond the tree.
+    Leaves,
+    /// The proof has fewer hashes than the leaves need.
+    TooShort,
+    /// The proof has hashes left over.
+    TooLong,
+}
+
+impl std::fmt::Display for MultiProofError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MultiProofError::Leaves => "the leaves are out of order or beyond the tree",
+            MultiProofError::TooShort => "the proof has fewer hashes than the tree needs",
+            MultiProofError::TooLong => "the proof has more hashes than the tree needs",
+        })
+    }
+}
+
+/// The number of proof hashes [`multi_proof`] gives for `selected` in a tree of `n` leaves.
+pub fn multi_proof_len(selected: &[u64], start: u64, n: u64) -> usize {
+    if selected.is_empty() {
+        return 1;
+    }
+    // Strictly increasing within the subtree: as many as its leaves means all of them.
+    if selected.len() as u64 == n {
+        return 0;
+    }
+    let k = split(n);
+    let mid = selected.partition_point(|&i| i < start + k);
+    multi_proof_len(&selected[..mid], start, k) + multi_proof_len(&selected[mid..], start + k, n - k)
+}
+
+/// Recomputes the root of the tree of `n` leaves from the leaf hashes of `leaves` (indices
+/// strictly increasing, below `n`, with `hashes` in the same order) and a [`multi_proof`]. The
+/// work is split over up to `threads` threads. The caller compares the result with a signed
+/// checkpoint's root.
+pub fn multi_root(
+    indices: &[u64],
+    hashes: &[Hash],
+    n: u64,
+    proof: &[Hash],
+    threads: usize,
+) -> Result<Hash, MultiProofError> {
+    if indices.len() != hashes.len()
+        || indices.windows(2).any(|w| w[0] >= w[1])
+        || indices.last().is_some_and(|&i| i >= n)
+    {
+        return Err(MultiProofError::Leaves);
+    }
+    if n == 0 {
+        return if proof.is_empty() {
+            Ok(Software.sha256_of(&[]))
+        } else {
+            Err(MultiProofError::TooLong)
+        };
+    }
+    let need = multi_proof_len(indices, 0, n);
+    match need.cmp(&proof.len()) {
+        std::cmp::Ordering::Greater => return Err(MultiProofError::TooShort),
+        std::cmp::Ordering::Less => return Err(MultiProofError::TooLong),
+        std::cmp::Ordering::Equal => {}
+    }
+    let depth = threads.max(1).next_power_of_two().trailing_zeros();
+    Ok(multi_fold(indices, hashes, 0, n, proof, depth))
+}
+
+/// The root of `start .. start + n`, with `proof` exactly the hashes this subtree needs.
+fn multi_fold(
+    indices: &[u64],
+    hashes: &[Hash],
+    start: u64,
+    n: u64,
+    proof: &[Hash],
+    depth: u32,
+) -> Hash {
+    if indices.is_empty() {
+        return proof[0];
+    }
+    if n == 1 {
+        return hashes[0];
+    }
+    let k = split(n);
+    let mid = indices.partition_point(|&i| i < start + k);
+    let (li, ri) = indices.split_at(mid);
+    let (lh, rh) = hashes.split_at(mid);
+    let (lp, rp) = proof.split_at(multi_proof_len(li, start, k));
+    let (left, right) = if depth > 0 && indices.len() > 4096 {
+        std::thread::scope(|s| {
+            let left = s.spawn(|| multi_fold(li, lh, start, k, lp, depth - 1));
+            let right = multi_fold(ri, rh, start + k, n - k, rp, depth - 1);
+            (left.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), right)
+        })
+    } else {
+        (
+            multi_fold(li, lh, start, k, lp, 0),
+            multi_fold(ri, rh, start + k, n - k, rp, 0),
+        )
+    };
+    node_hash(&Software, &left, &right)
+}
+
 /// RFC 9162 §2.1.3.1 `PATH(m, D[n])`: the inclusion proof of leaf `m` in the tree of `n` leaves.
 pub fn inclusion_proof(src: &impl NodeSource, m: u64, n: u64) -> Result<Vec<Hash>, Error> {
     if m >= n {
@@ -420,6 +566,70 @@ mod tests {
         for (id, blob) in frontier.append(leaves) {
             memory.0.insert(id, blob);
         }
+    }
+
+    #[test]
+    fn multi_leaf_proofs_give_the_rfc_root_and_fail_when_altered() {
+        let leaves: Vec<Hash> = (0..10_007).map(filler_leaf).collect();
+        let mut memory = Memory::default();
+        let mut frontier = Frontier::default();
+        grow(&mut memory, &mut frontier, &leaves);
+        let n = leaves.len() as u64;
+        let expected = test_support::mth(&leaves);
+        let pick = |sel: &[u64]| sel.iter().map(|&i| leaves[at(i)]).collect::<Vec<_>>();
+        // One leaf: the inclusion proof's hashes.
+        let one = multi_proof(&memory, &[777], n).unwrap();
+        let mut path = inclusion_proof(&memory, 777, n).unwrap();
+        path.sort_unstable();
+        let mut sorted = one.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, path);
+        let all: Vec<u64> = (0..n).collect();
+        let runs: Vec<u64> = (0..n).filter(|i| i % 97 < 13 || *i > 9_990).collect();
+        for (what, sel) in [
+            ("one", vec![777]),
+            ("first and last", vec![0, n - 1]),
+            ("runs", runs),
+            ("all", all),
+            ("none", vec![]),
+        ] {
+            let proof = multi_proof(&memory, &sel, n).unwrap();
+            assert_eq!(proof.len(), multi_proof_len(&sel, 0, n), "{what}");
+            let hashes = pick(&sel);
+            for threads in [1, 2, 8] {
+                assert_eq!(
+                    multi_root(&sel, &hashes, n, &proof, threads),
+                    Ok(expected),
+                    "{what}, {threads} threads"
+                );
+            }
+            // Any altered hash, leaf or proof, changes the root.
+            if let Some(first) = proof.first() {
+                let mut bad = proof.clone();
+                bad[0][0] ^= first[0] | 1;
+                assert_ne!(multi_root(&sel, &hashes, n, &bad, 2), Ok(expected), "{what}");
+                assert_eq!(
+                    multi_root(&sel, &hashes, n, &proof[1..], 2),
+                    Err(MultiProofError::TooShort)
+                );
+                let mut longer = proof.clone();
+                longer.push([0; 32]);
+                assert_eq!(
+                    multi_root(&sel, &hashes, n, &longer, 2),
+                    Err(MultiProofError::TooLong)
+                );
+            }
+            if let Some(&i) = sel.last() {
+                let mut bad = hashes.clone();
+                bad[sel.len() - 1][31] ^= 1;
+                assert_ne!(multi_root(&sel, &bad, n, &proof, 2), Ok(expected), "leaf {i}");
+            }
+        }
+        assert_eq!(
+            multi_root(&[3, 3], &[[0; 32]; 2], n, &[], 1),
+            Err(MultiProofError::Leaves)
+        );
+        assert!(multi_proof(&memory, &[n], n).is_err());
     }
 
     #[test]

@@ -279,6 +279,67 @@ impl<'a> DeviceEvent<'a> {
     }
 }
 
+/// A checkpoint of the relay's device-state log, recorded by custodians in the signer's log when a
+/// device-state bundle came back across the air gap (kind 11, formats.md §4.13). Not signed by
+/// itself: the signer's checkpoint and an inclusion proof authenticate it, and with it the relay
+/// key it names, so an auditor who trusts only the root certificate can verify the relay's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayCheckpoint<'a> {
+    /// The relay log's origin (key 2).
+    pub origin: Name<'a>,
+    /// The relay key, DER SubjectPublicKeyInfo of a P-256 key (key 3).
+    pub relay_key: crate::crypto::PublicKey,
+    /// The relay's signed checkpoint note (key 4).
+    pub checkpoint: &'a [u8],
+    /// When the custodians recorded it (key 5).
+    pub recorded_at: UnixTime,
+}
+
+impl<'a> RelayCheckpoint<'a> {
+    const FIELDS: u64 = 6;
+
+    /// Decodes a relay checkpoint record.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        Self::read(&mut Reader::new(bytes)).within(Item::RelayCheckpoint)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<Self, CborError> {
+        EntryHeader::expect(r, Kind::RELAY_CHECKPOINT, Self::FIELDS)?;
+        r.key(2)?;
+        let origin = Name::decode(r)?;
+        r.key(3)?;
+        let offset = r.position();
+        let relay_key = crate::crypto::PublicKey::from_spki_der(r.bytes()?)
+            .ok_or(CborError::OutOfRange { offset })?;
+        r.key(4)?;
+        let offset = r.position();
+        let checkpoint = r.bytes()?;
+        if checkpoint.is_empty() || checkpoint.len() > crate::note::MAX_NOTE_LEN {
+            return Err(CborError::OutOfRange { offset });
+        }
+        r.key(5)?;
+        let recorded_at = UnixTime(r.u64()?);
+        r.finish()?;
+        Ok(Self {
+            origin,
+            relay_key,
+            checkpoint,
+            recorded_at,
+        })
+    }
+
+    /// The deterministic CBOR encoding.
+    #[cfg(feature = "alloc")]
+    pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
+        let mut w = EntryHeader::writer(Kind::RELAY_CHECKPOINT, Self::FIELDS);
+        w.u64(2).text(self.origin.as_str());
+        w.u64(3).bytes(&self.relay_key.spki_der());
+        w.u64(4).bytes(self.checkpoint);
+        w.u64(5).u64(self.recorded_at.0);
+        w.into_bytes()
+    }
+}
+
 /// One campaign action, logged by the relay in its own log (kind 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CampaignEvent<'a> {
@@ -514,6 +575,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn relay_checkpoint_round_trips_and_checks_its_key_and_note() {
+        let key = crate::crypto::PublicKey([9; 64]);
+        let note = b"oem.example/cairn/log/relay\n3\nAAAA\n\n\xe2\x80\x94 k x\n";
+        let record = RelayCheckpoint {
+            origin: Name::new("oem.example/cairn/log/relay").unwrap(),
+            relay_key: key,
+            checkpoint: note,
+            recorded_at: UnixTime(1_795_651_200),
+        };
+        let bytes = record.to_cbor();
+        assert_eq!(RelayCheckpoint::decode(&bytes), Ok(record));
+        assert!(matches!(
+            crate::statement::Statement::decode(&bytes),
+            Ok(crate::statement::Statement::RelayCheckpoint(r)) if r == record
+        ));
+        // A key that is not a P-256 SubjectPublicKeyInfo is refused at the key.
+        let mut bad = bytes.clone();
+        let at = bad.windows(3).position(|w| w == [0x03, 0x58, 91]).unwrap() + 3;
+        bad[at] ^= 1;
+        assert!(matches!(
+            RelayCheckpoint::decode(&bad),
+            Err(Error::Malformed {
+                item: Item::RelayCheckpoint,
+                cause: CborError::OutOfRange { offset }
+            }) if offset == at - 2
+        ));
+        // An empty checkpoint note is refused.
+        let empty = RelayCheckpoint {
+            checkpoint: b"",
+            ..record
+        };
+        assert!(RelayCheckpoint::decode(&empty.to_cbor()).is_err());
     }
 
     #[test]

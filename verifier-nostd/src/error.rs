@@ -45,6 +45,8 @@ pub enum Item {
     CampaignEvent,
     /// A device status report (formats.md §7).
     StatusReport,
+    /// A relay checkpoint recorded in the signer's log (formats.md §4.13).
+    RelayCheckpoint,
 }
 
 impl fmt::Display for Item {
@@ -66,6 +68,7 @@ impl fmt::Display for Item {
             Item::DeviceEvent => "device event",
             Item::CampaignEvent => "campaign event",
             Item::StatusReport => "status report",
+            Item::RelayCheckpoint => "relay checkpoint record",
         })
     }
 }

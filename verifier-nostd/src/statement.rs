@@ -41,6 +41,8 @@ impl Kind {
     pub const DEVICE_EVENT: Kind = Kind(9);
     /// A campaign action of the relay, in the relay's log (formats.md §4.12).
     pub const CAMPAIGN_EVENT: Kind = Kind(10);
+    /// A relay checkpoint recorded in the signer's log (formats.md §4.13).
+    pub const RELAY_CHECKPOINT: Kind = Kind(11);
 }
 
 /// The common header of every entry: format version and kind.
@@ -418,6 +420,8 @@ pub enum Statement<'a> {
     DeviceEvent(crate::campaign::DeviceEvent<'a>),
     /// A campaign action logged by the relay.
     CampaignEvent(crate::campaign::CampaignEvent<'a>),
+    /// A relay checkpoint the custodians recorded in the signer's log.
+    RelayCheckpoint(crate::campaign::RelayCheckpoint<'a>),
 }
 
 impl<'a> Statement<'a> {
@@ -483,6 +487,9 @@ impl<'a> Statement<'a> {
             Kind::CAMPAIGN_EVENT => Ok(Statement::CampaignEvent(
                 crate::campaign::CampaignEvent::decode(entry)?,
             )),
+            Kind::RELAY_CHECKPOINT => Ok(Statement::RelayCheckpoint(
+                crate::campaign::RelayCheckpoint::decode(entry)?,
+            )),
             Kind(_) => Err(Error::Malformed {
                 item: Item::Entry,
                 cause: CborError::Unsupported { offset: 0 },
@@ -503,6 +510,7 @@ impl<'a> Statement<'a> {
             Statement::Approval { .. } => Kind::APPROVAL,
             Statement::DeviceEvent(_) => Kind::DEVICE_EVENT,
             Statement::CampaignEvent(_) => Kind::CAMPAIGN_EVENT,
+            Statement::RelayCheckpoint(_) => Kind::RELAY_CHECKPOINT,
         }
     }
 
@@ -518,7 +526,8 @@ impl<'a> Statement<'a> {
             | Statement::Session(_)
             | Statement::Key { .. }
             | Statement::Approval { .. }
-            | Statement::CampaignEvent(_) => None,
+            | Statement::CampaignEvent(_)
+            | Statement::RelayCheckpoint(_) => None,
         }
     }
 
@@ -558,6 +567,7 @@ impl<'a> Statement<'a> {
             Statement::Approval { approval, .. } => approval.approved_at,
             Statement::DeviceEvent(e) => e.at,
             Statement::CampaignEvent(e) => e.at,
+            Statement::RelayCheckpoint(r) => r.recorded_at,
         }
     }
 }

@@ -85,6 +85,20 @@ pub(crate) enum RolloutCommand {
         #[arg(long)]
         resume: bool,
     },
+    /// Bring the relay's device-state log across the air gap: verify a device-state bundle with
+    /// the relay key, import it into the signer's relay-log mirror, and record the relay's
+    /// checkpoint and key in the signer's log (an audit pack can then verify the relay's log from
+    /// the root certificate alone).
+    RecordState {
+        #[command(flatten)]
+        session: Presented,
+        /// The device-state bundle (`GET /api/v1/state-bundle` on the relay).
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// The relay's public key (PEM), as the relay operator handed it over.
+        #[arg(long, value_name = "FILE")]
+        relay_key: PathBuf,
+    },
 }
 
 fn read_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
@@ -241,6 +255,11 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
             stage,
             resume,
         } => return approve(&session, &campaign, stage, resume, out),
+        RolloutCommand::RecordState {
+            session,
+            bundle,
+            relay_key,
+        } => return record_state(&session, &bundle, &relay_key, out),
     };
     let text =
         std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;
@@ -338,6 +357,40 @@ fn approve(
             "custodians": s.custodians(),
             "index": report.index,
             "plan_index": report.plan_index,
+            "checkpoint": report.checkpoint,
+        }),
+    );
+    Ok(())
+}
+
+fn record_state(session: &Presented, bundle: &Path, relay_key: &Path, out: Output) -> CliResult {
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let b = cairn_verifier::transfer::TransferBundle::decode(&bytes)
+        .with_context(|| format!("{}", bundle.display()))?;
+    let key = crate::keys::public_key(relay_key)?;
+    let appliance = open(&session.home)?;
+    let shares = collect_shares(&appliance, session)?;
+    let module = module()?;
+    let s = appliance.unlock(&module, &shares, now())?;
+    drop(shares);
+    let report = s.record_relay_state(&b, key, now())?;
+    out.emit(
+        &format!(
+            "relay log {}: {} new entries imported, now {} entries; its checkpoint recorded by {} at log index {}\ncheckpoint:\n{}",
+            b.origin,
+            report.appended.end - report.appended.start,
+            report.relay_size,
+            s.custodians().join(", "),
+            report.index,
+            report.checkpoint
+        ),
+        &json!({
+            "ok": true,
+            "origin": b.origin,
+            "appended": [report.appended.start, report.appended.end],
+            "relay_size": report.relay_size,
+            "custodians": s.custodians(),
+            "index": report.index,
             "checkpoint": report.checkpoint,
         }),
     );

@@ -593,6 +593,12 @@ fn describe(index: u64, s: &Statement<'_>) -> String {
             e.actor,
             e.cause
         ),
+        Statement::RelayCheckpoint(r) => format!(
+            "entry {index}: relay log {} checkpoint recorded at {} (relay key {})",
+            r.origin,
+            r.recorded_at.0,
+            hex::encode(&r.relay_key.key_hash(&Software)[..8])
+        ),
         _ => format!("entry {index}: kind {}", s.kind().0),
     }
 }

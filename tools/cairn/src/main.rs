@@ -4,6 +4,7 @@
 //! out, 1 when a verification failed (a signature, a proof, fsck), 2 when the command could not run
 //! (bad arguments, unreadable files, storage errors).
 
+mod audit;
 mod bundle;
 mod custody;
 mod fleet;
@@ -52,6 +53,9 @@ enum Command {
     /// Key rotation and revocation, signed by the root key.
     #[command(subcommand)]
     Key(custody::KeyCommand),
+    /// Evidence for auditors: export a campaign's pack, verify one offline, the CRA summary.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bundle(cmd) => bundle::run(cmd, out),
         Command::Devices(cmd) => fleet::run_devices(cmd, out),
         Command::Rollout(cmd) => fleet::run_rollout(cmd, out),
+        Command::Audit(cmd) => audit::run(cmd, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

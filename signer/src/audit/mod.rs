@@ -1,0 +1,19 @@
+//! Evidence for auditors (docs/audit.md): the evidence pack of one campaign, its offline
+//! verification with the root certificate as the only trust anchor, and the CRA audit summary.
+//!
+//! - [`pack`]: the pack file (deterministic CBOR, docs/audit.md "The evidence pack").
+//! - [`export`]: builds a campaign's pack from the signer's log and its relay-log mirror.
+//! - [`verify`]: checks a pack, naming every item that fails.
+//! - [`summary`]: the CRA table, signing record, eligibility, rollout history and final states of
+//!   a verified pack, as JSON and as a self-contained HTML report.
+
+pub mod export;
+pub mod pack;
+mod report;
+pub mod summary;
+pub mod verify;
+
+pub use export::export;
+pub use pack::{Pack, Run, Section};
+pub use summary::Summary;
+pub use verify::{Finding, Verified, verify};

@@ -1,0 +1,380 @@
+//! The evidence pack end to end on a SoftHSM token: a 3-of-5 ceremony, two releases, a plan over
+//! a synthetic fleet, gate approvals, a relay log (events under a software relay key) brought
+//! back with `record_relay_state`, the pack exported and verified with the root certificate
+//! alone; then every kind of alteration is named: each entry, recorded leaf hash, certificate,
+//! checkpoint byte, proof hash, retention record, and missing entries (gaps).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use std::path::Path;
+
+use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::audit::{self, Pack, Summary};
+use cairn_signer::registry::{Format, Registry};
+use cairn_signer::rollout::PlanSpec;
+use cairn_signer::testfleet;
+use cairn_vault::Vault;
+use cairn_verifier::campaign::{Action, ApprovalAction, CampaignEvent, DeviceEvent, DeviceState};
+use cairn_verifier::crypto::{PublicKey, Software};
+use cairn_verifier::custody::KeyRole;
+use cairn_verifier::note::LogKey;
+use cairn_verifier::statement::{Purpose, Statement};
+use cairn_verifier::types::{Id, Name, UnixTime, Version};
+use common::{NOW, ceremony, in_softhsm, present};
+
+const CAMPAIGN: &str = "campaign-2026-11-2.4.1";
+const RELAY_ORIGIN: &str = "cairn.example/log/relay";
+
+const PLAN: &str = r#"
+campaign = "campaign-2026-11-2.4.1"
+release = "controller-fw-2.4.1"
+rollback_release = "controller-fw-2.4.0"
+max_attempts = 3
+backoff_secs = 600
+quarantine_after_failures = 2
+quarantine_on_verification_failure = true
+
+[scope]
+min_version = "2.0.0"
+max_version = "2.4.0"
+
+[[stages]]
+name = "canary"
+devices = 4
+soak_secs = 0
+success_permille = 980
+failure_permille = 20
+gate = "approval"
+
+[[stages]]
+name = "wave-1"
+percent = 50
+soak_secs = 0
+success_permille = 900
+failure_permille = 100
+gate = "automatic"
+
+[[stages]]
+name = "fleet"
+percent = 100
+soak_secs = 0
+success_permille = 900
+failure_permille = 100
+gate = "automatic"
+"#;
+
+fn release(id: &str, version: Version) -> ReleaseInput {
+    ReleaseInput {
+        release_id: id.into(),
+        product: "Smart Controller".into(),
+        family: "STM32H5".into(),
+        hardware_revisions: vec!["rev-b".into(), "rev-c".into()],
+        version,
+        security_epoch: 7,
+        support_until: UnixTime(NOW.0 + 5 * 365 * 86_400),
+        advisories: vec!["CVE-2026-12345".into()],
+        artifact: None,
+    }
+}
+
+/// The relay's log for the campaign: every device delivered and installed, one device failing
+/// once in wave-1 (a pause by rule, a signed resume, a retry), as the relay's engine writes it.
+fn relay_log(dir: &Path, devices: &[String], approvals: &[u64]) -> (Vault, p256::ecdsa::SigningKey) {
+    let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    let public =
+        PublicKey::from_sec1_uncompressed(key.verifying_key().to_sec1_point(false).as_bytes())
+            .unwrap();
+    let vault = Vault::create(dir.join("relay-state"), RELAY_ORIGIN).unwrap();
+    let log_key = LogKey::new(RELAY_ORIGIN, RELAY_ORIGIN, public, &Software).unwrap();
+    let id = |s: &str| Id::new(s).unwrap().as_str().to_owned();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    let mut t = NOW.0 + 100;
+    let campaign = |action, stage, devices, actor: &str, cause: &str, at| {
+        CampaignEvent {
+            campaign: Id::new(CAMPAIGN).unwrap(),
+            action,
+            stage,
+            devices,
+            at: UnixTime(at),
+            actor: Id::new(actor).unwrap(),
+            cause: Name::new(cause).unwrap(),
+        }
+        .to_cbor()
+    };
+    let device = |d: &str, state, stage, attempt, actor: &str, cause: &str, at| {
+        DeviceEvent {
+            campaign: Id::new(CAMPAIGN).unwrap(),
+            device_id: Id::new(d).unwrap(),
+            release_id: Id::new("controller-fw-2.4.1").unwrap(),
+            state,
+            stage,
+            attempt,
+            at: UnixTime(at),
+            actor: Id::new(actor).unwrap(),
+            cause: Name::new(cause).unwrap(),
+        }
+        .to_cbor()
+    };
+    let _ = id;
+    entries.push(campaign(Action::Started, 0, devices.len() as u64, "rule", "plan imported", t));
+    let stages = [(0usize, 4usize), (4, devices.len() / 2), (devices.len() / 2, devices.len())];
+    for (s, (from, to)) in stages.iter().enumerate() {
+        let s = s as u64;
+        if s == 1 {
+            entries.push(campaign(Action::ApprovalApplied, 1, approvals[0], "custodians", "open stage 1", t));
+        }
+        entries.push(campaign(Action::StageOpened, s, (to - from) as u64, "rule", "stage opened", t));
+        for d in &devices[*from..*to] {
+            t += 1;
+            entries.push(device(d, DeviceState::Delivered, s, 1, "broker", "delivery acknowledged", t));
+            if s == 1 && d == &devices[*from] {
+                entries.push(device(d, DeviceState::Failed, s, 1, "device", "reported install-failed: flash-write", t));
+                entries.push(campaign(Action::Paused, 1, 0, "rule", "failure threshold", t));
+                entries.push(campaign(Action::ApprovalApplied, 1, approvals[1], "custodians", "resume", t));
+                entries.push(campaign(Action::Resumed, 1, 0, "custodians", "signed resume", t));
+                entries.push(device(d, DeviceState::Delivered, s, 2, "broker", "retry delivered", t));
+            }
+            let attempt = if s == 1 && d == &devices[*from] { 2 } else { 1 };
+            entries.push(device(d, DeviceState::Installed, s, attempt, "device", "reported installed: ok", t));
+        }
+        entries.push(campaign(Action::StageSucceeded, s, (to - from) as u64, "rule", "success threshold met", t));
+    }
+    entries.push(campaign(Action::Completed, 2, devices.len() as u64, "rule", "every stage done", t));
+    vault.append_signed(&entries, &log_key, &key).unwrap();
+    (vault, key)
+}
+
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// Takes entry `index` out of a section, splitting its run.
+fn remove(section: &mut audit::Section<'_>, index: u64) {
+    let at = section
+        .runs
+        .iter()
+        .position(|r| (r.start..r.start + r.entries.len() as u64).contains(&index))
+        .unwrap();
+    let run = &mut section.runs[at];
+    let k = usize::try_from(index - run.start).unwrap();
+    let tail = run.entries.split_off(k + 1);
+    run.entries.pop();
+    let empty = run.entries.is_empty();
+    if !tail.is_empty() {
+        section.runs.insert(at + 1, audit::Run { start: index + 1, entries: tail });
+    }
+    if empty {
+        section.runs.remove(at);
+    }
+}
+
+fn flipped(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at] ^= 0x01;
+    b
+}
+
+/// Verifies `bytes` and asserts a finding names `item` (exactly, or as a prefix ending at a
+/// space or parenthesis).
+fn assert_names(bytes: &[u8], root: &[u8], item: &str, what: &str) {
+    let v = audit::verify(bytes, root);
+    assert!(
+        v.findings.iter().any(|f| f.item == item
+            || f.item.starts_with(&format!("{item} ("))
+            || f.item.starts_with(&format!("{item}:"))),
+        "{what}: no finding names {item:?}; findings: {:#?}",
+        v.findings
+    );
+}
+
+#[test]
+fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
+    in_softhsm(
+        "the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration",
+        |module, dir| {
+            ceremony(module, dir, "cairn");
+            let appliance = Appliance::open(dir.join("cairn")).unwrap();
+            let session = appliance
+                .unlock(module, &present(dir, "cairn", &["alice", "carol", "erin"]), NOW)
+                .unwrap();
+            let image = dir.join("fw.bin");
+            std::fs::write(&image, vec![0x41; 10_000]).unwrap();
+            // 2.3.9 is not the campaign's: its entries stay out of the pack, under the proof.
+            session
+                .sign_release(&image, &release("controller-fw-2.3.9", Version::new(2, 3, 9)), NOW)
+                .unwrap();
+            session
+                .sign_release(&image, &release("controller-fw-2.4.0", Version::new(2, 4, 0)), NOW)
+                .unwrap();
+            session
+                .sign_release(&image, &release("controller-fw-2.4.1", Version::new(2, 4, 1)), NOW)
+                .unwrap();
+            let fleet = testfleet::synthetic(24, NOW).unwrap();
+            let registry = Registry::open(dir.join("cairn/registry")).unwrap();
+            registry.trust(&fleet.ca.der).unwrap();
+            registry.import(fleet.csv.as_bytes(), Format::Csv).unwrap();
+            let spec = PlanSpec::from_toml(PLAN).unwrap();
+            let plan = session
+                .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
+                .unwrap();
+            assert_eq!(plan.eligible, 24);
+            let open = session.approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW).unwrap();
+            let resume = session.approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW).unwrap();
+
+            // The relay's log, in the order the stages hold the devices.
+            let mut devices: Vec<String> = Vec::new();
+            for i in plan.decisions.clone() {
+                if let Statement::Manifest(m) =
+                    Statement::decode(&appliance.vault().entry(i).unwrap()).unwrap()
+                    && m.purpose == Purpose::Update
+                {
+                    devices.push(m.device_id.as_str().to_owned());
+                }
+            }
+            let (relay, relay_key) = relay_log(dir, &devices, &[open.index, resume.index]);
+            let public = PublicKey::from_sec1_uncompressed(
+                relay_key.verifying_key().to_sec1_point(false).as_bytes(),
+            )
+            .unwrap();
+            let bundle = relay.export_bundle(0).unwrap();
+            let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();
+            assert_eq!(recorded.relay_size, relay.size());
+            // The same bundle again adds nothing to record; another key is refused.
+            assert!(session.record_relay_state(&bundle, public, NOW).is_err());
+            let other = PublicKey::from_sec1_uncompressed(
+                p256::ecdsa::SigningKey::from_slice(&[8; 32])
+                    .unwrap()
+                    .verifying_key()
+                    .to_sec1_point(false)
+                    .as_bytes(),
+            )
+            .unwrap();
+            assert!(session.record_relay_state(&bundle, other, NOW).is_err());
+
+            // The pack verifies with the root certificate alone.
+            let bytes = audit::export(&appliance, CAMPAIGN, NOW).unwrap();
+            let root = der::Encode::to_der(&appliance.certificate(KeyRole::Root).unwrap()).unwrap();
+            let v = audit::verify(&bytes, &root);
+            assert!(v.findings.is_empty(), "{:#?}", v.findings);
+            let plan_facts = v.plan.clone().unwrap();
+            assert_eq!((plan_facts.eligible, plan_facts.rejected), (24, 0));
+            assert_eq!(plan_facts.custodians, ["alice", "carol", "erin"]);
+            assert_eq!(v.approvals.len(), 2);
+            assert_eq!(v.releases.len(), 2);
+            assert_eq!(v.relay_log.1, relay.size());
+            let summary = Summary::of(&v);
+            assert!(summary.verified);
+            assert_eq!(summary.cra.len(), 6);
+            assert_eq!(summary.final_states.get("installed"), Some(&24));
+            assert_eq!(summary.retries, 1);
+            assert_eq!(summary.stages[1].failures, 1);
+            assert_eq!(summary.stages[1].retried, 1);
+            assert!(summary.history.iter().any(|h| h.what.starts_with("paused")));
+            assert!(summary.history.iter().any(|h| h.what.starts_with("gate approval signed: resume")));
+            let html = summary.html();
+            assert!(html.contains("<svg") && html.contains("Firmware authenticity"));
+            assert!(summary.text().contains("evidence VERIFIED"));
+
+            // Another ceremony's root certificate is not the anchor.
+            ceremony(module, dir, "other");
+            let foreign = der::Encode::to_der(
+                &Appliance::open(dir.join("other"))
+                    .unwrap()
+                    .certificate(KeyRole::Root)
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_names(&bytes, &foreign, "certificate root", "foreign root");
+            assert_names(&bytes, &foreign, "signer log entry 0", "foreign root");
+
+            let pack = Pack::decode(&bytes).unwrap();
+            // Every byte of both checkpoints.
+            for (item, note) in [
+                ("signer log checkpoint", pack.signer.checkpoint),
+                ("relay log checkpoint", pack.relay.checkpoint),
+            ] {
+                let at = offset(&bytes, note);
+                for i in 0..note.len() {
+                    assert_names(&flipped(&bytes, at + i), &root, item, &format!("{item} byte {i}"));
+                }
+            }
+            // Every 7th byte of every certificate.
+            for (name, der) in &pack.certificates {
+                let at = offset(&bytes, der);
+                for i in (0..der.len()).step_by(7) {
+                    assert_names(
+                        &flipped(&bytes, at + i),
+                        &root,
+                        &format!("certificate {name}"),
+                        &format!("certificate {name} byte {i}"),
+                    );
+                }
+            }
+            // Every entry (first, middle, last byte) and every recorded leaf hash, both logs.
+            for (log, section) in [("signer log", &pack.signer), ("relay log", &pack.relay)] {
+                for run in &section.runs {
+                    for (k, (hash, entry)) in run.entries.iter().enumerate() {
+                        let item = format!("{log} entry {}", run.start + k as u64);
+                        let at = offset(&bytes, entry);
+                        for i in [0, entry.len() / 2, entry.len() - 1] {
+                            assert_names(&flipped(&bytes, at + i), &root, &item, &item);
+                        }
+                        // The hash is the 32 bytes before the entry's bstr head.
+                        let head = if entry.len() < 24 { 1 } else if entry.len() < 256 { 2 } else if entry.len() < 65_536 { 3 } else { 5 };
+                        let hash_at = at - head - 32;
+                        assert_eq!(&bytes[hash_at..hash_at + 32], hash);
+                        assert_names(&flipped(&bytes, hash_at + 31), &root, &item, &format!("{item} leaf hash"));
+                    }
+                }
+            }
+            // Every proof hash.
+            assert!(!pack.signer.proof.is_empty());
+            for h in &pack.signer.proof {
+                let at = bytes
+                    .windows(32)
+                    .position(|w| w == h)
+                    .unwrap();
+                assert_names(&flipped(&bytes, at + 5), &root, "signer log proof", "proof hash");
+            }
+            // A retention record that does not match the signed release.
+            let mut changed = pack.clone();
+            changed.retention[0].retain_until = UnixTime(changed.retention[0].retain_until.0 - 1);
+            assert_names(
+                &changed.to_cbor(),
+                &root,
+                &format!("retention of {}", pack.retention[0].release),
+                "retention",
+            );
+            // Gaps: a decision of the plan, a relay event, a gate approval the relay applied.
+            let decision = plan_facts.decisions[0] + 3;
+            let mut gap = pack.clone();
+            remove(&mut gap.signer, decision);
+            assert_names(
+                &gap.to_cbor(),
+                &root,
+                &format!("signer log entries {decision}..{}", decision + 1),
+                "missing decision",
+            );
+            let mut gap = pack.clone();
+            remove(&mut gap.relay, 10);
+            assert_names(&gap.to_cbor(), &root, "relay log entries 10..11", "missing relay event");
+            let mut gap = pack.clone();
+            remove(&mut gap.signer, resume.index);
+            assert_names(
+                &gap.to_cbor(),
+                &root,
+                &format!("signer log entry {}", resume.index),
+                "missing approval the relay applied",
+            );
+            // Truncation is a decoding failure of the pack.
+            assert_names(&bytes[..bytes.len() - 1], &root, "pack", "truncated");
+        },
+    );
+}

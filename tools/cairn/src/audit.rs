@@ -1,0 +1,186 @@
+//! `cairn audit …`: the evidence pack of a campaign, its offline verification, the CRA audit
+//! summary, and retention (docs/audit.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use cairn_signer::audit::{self, Summary};
+use cairn_vault::Vault;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::custody::{now, open};
+use crate::output::{CliResult, Output, verification};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Export a campaign's evidence pack: entries, certificates, both logs' checkpoints, proofs.
+    Export {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The campaign.
+        #[arg(long)]
+        campaign: String,
+        /// The pack file to write (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify an evidence pack offline, with the root certificate as the only trust anchor;
+    /// print the audit summary it proves.
+    Verify {
+        /// The pack.
+        pack: PathBuf,
+        /// The root certificate (PEM or DER) the custodians published.
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+        /// Also write the summary as a self-contained HTML report.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// The CRA audit summary of a campaign, from the signer's log and relay-log mirror (built as
+    /// a pack in memory and verified like one).
+    Summary {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The campaign.
+        #[arg(long)]
+        campaign: String,
+        /// Also write the HTML report.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Delete the bodies of a release's evidence after its retention period (refused before).
+    Prune {
+        /// The log (a vault directory).
+        #[arg(long, value_name = "DIR")]
+        db: PathBuf,
+        /// The release.
+        #[arg(long)]
+        release: String,
+    },
+}
+
+fn root_der(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let (label, der) = der::pem::decode_vec(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: bad PEM ({e})", path.display()))?;
+        if label != "CERTIFICATE" {
+            bail!("{}: PEM label {label}, expected CERTIFICATE", path.display());
+        }
+        Ok(der)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Writes `bytes` to a new file `path` (refused if it exists), through a temporary file and a
+/// rename so that a crash never leaves half a file under the name.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!("{} exists; not overwriting it", path.display());
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn report(summary: &Summary, html: Option<&Path>, out: Output, seconds: f64) -> CliResult {
+    if let Some(path) = html {
+        std::fs::write(path, summary.html())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut value = serde_json::to_value(summary).unwrap_or_default();
+    value["ok"] = json!(summary.verified);
+    value["seconds"] = json!(seconds);
+    out.emit(&summary.text(), &value);
+    if summary.verified {
+        Ok(())
+    } else {
+        Err(verification(anyhow::anyhow!(
+            "{} findings; the first: {}: {}",
+            summary.findings.len(),
+            summary.findings[0].item,
+            summary.findings[0].problem
+        )))
+    }
+}
+
+pub(crate) fn run(cmd: AuditCommand, out: Output) -> CliResult {
+    match cmd {
+        AuditCommand::Export {
+            home,
+            campaign,
+            out: file,
+        } => {
+            let appliance = open(&home)?;
+            let bytes = audit::export(&appliance, &campaign, now())?;
+            // A pack that does not verify is never handed out.
+            let root = appliance.certificate(cairn_verifier::custody::KeyRole::Root)?;
+            let root = der::Encode::to_der(&root).context("encoding the root certificate")?;
+            let checked = audit::verify(&bytes, &root);
+            if !checked.findings.is_empty() {
+                return Err(verification(anyhow::anyhow!(
+                    "the exported pack does not verify: {}: {}",
+                    checked.findings[0].item,
+                    checked.findings[0].problem
+                )));
+            }
+            write_new(&file, &bytes)?;
+            out.emit(
+                &format!(
+                    "evidence pack of campaign {campaign}: {} ({} bytes): {} signer log entries, {} relay log entries, verified",
+                    file.display(),
+                    bytes.len(),
+                    checked.signer_log.2,
+                    checked.relay_log.2
+                ),
+                &json!({ "ok": true, "file": file, "bytes": bytes.len(), "signer_entries": checked.signer_log.2, "relay_entries": checked.relay_log.2 }),
+            );
+            Ok(())
+        }
+        AuditCommand::Verify { pack, root, html } => {
+            let bytes =
+                std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
+            let root = root_der(&root)?;
+            let started = Instant::now();
+            let verified = audit::verify(&bytes, &root);
+            let seconds = started.elapsed().as_secs_f64();
+            report(&Summary::of(&verified), html.as_deref(), out, seconds)
+        }
+        AuditCommand::Summary {
+            home,
+            campaign,
+            html,
+        } => {
+            let appliance = open(&home)?;
+            let started = Instant::now();
+            let bytes = audit::export(&appliance, &campaign, now())?;
+            let root = appliance.certificate(cairn_verifier::custody::KeyRole::Root)?;
+            let root = der::Encode::to_der(&root).context("encoding the root certificate")?;
+            let verified = audit::verify(&bytes, &root);
+            report(
+                &Summary::of(&verified),
+                html.as_deref(),
+                out,
+                started.elapsed().as_secs_f64(),
+            )
+        }
+        AuditCommand::Prune { db, release } => {
+            let vault =
+                Vault::open(&db).with_context(|| format!("opening the log at {}", db.display()))?;
+            let pruned = vault.prune_release(&release, now())?;
+            out.emit(
+                &format!("{pruned} entries of release {release} pruned; their leaf hashes stay in the tiles"),
+                &json!({ "ok": true, "release": release, "pruned": pruned }),
+            );
+            Ok(())
+        }
+    }
+}
