@@ -66,23 +66,27 @@ impl Appliance {
 
     /// Every relay checkpoint recorded in the signer's log, oldest first.
     pub fn relay_records(&self) -> Result<Vec<RecordedRelay>> {
-        let vault = self.vault();
-        let mut out = Vec::new();
-        for index in vault.query_indices(cairn_vault::Query::Kind(
-            cairn_verifier::statement::Kind::RELAY_CHECKPOINT,
-        ))? {
-            let entry = vault.entry(index)?;
-            if let Statement::RelayCheckpoint(r) = Statement::decode(&entry)? {
-                out.push(RecordedRelay {
-                    index,
-                    origin: r.origin.as_str().to_owned(),
-                    key: r.relay_key,
-                    checkpoint: String::from_utf8_lossy(r.checkpoint).into_owned(),
-                });
-            }
-        }
-        Ok(out)
+        relay_records(self.vault())
     }
+}
+
+/// Every relay checkpoint recorded in a signer's log, oldest first.
+pub fn relay_records(vault: &Vault) -> Result<Vec<RecordedRelay>> {
+    let mut out = Vec::new();
+    for index in vault.query_indices(cairn_vault::Query::Kind(
+        cairn_verifier::statement::Kind::RELAY_CHECKPOINT,
+    ))? {
+        let entry = vault.entry(index)?;
+        if let Statement::RelayCheckpoint(r) = Statement::decode(&entry)? {
+            out.push(RecordedRelay {
+                index,
+                origin: r.origin.as_str().to_owned(),
+                key: r.relay_key,
+                checkpoint: String::from_utf8_lossy(r.checkpoint).into_owned(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl Session<'_> {

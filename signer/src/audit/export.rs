@@ -99,7 +99,25 @@ fn section<'a>(
 /// checkpoint was recorded yet (`cairn rollout record-state`): a pack without the rollout's
 /// outcome is not the campaign's evidence.
 pub fn export(appliance: &Appliance, campaign: &str, now: UnixTime) -> Result<Vec<u8>> {
-    let vault = appliance.vault();
+    let record = appliance.relay_records()?.pop().ok_or_else(|| {
+        Error::Invalid(format!(
+            "no relay checkpoint is recorded in the signer's log: bring the relay's device-state bundle over with `cairn rollout record-state` before exporting campaign {campaign:?}"
+        ))
+    })?;
+    let mirror = appliance.relay_log(&record.origin)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "entry {} records the relay log {:?} but {} does not exist",
+            record.index,
+            record.origin,
+            appliance.relay_log_path().display()
+        ))
+    })?;
+    export_logs(appliance.vault(), &mirror, campaign, now)
+}
+
+/// [`export`] from the logs themselves: the signer's and the mirror of the relay's, whose
+/// checkpoint the signer's log recorded last (kind 11).
+pub fn export_logs(vault: &Vault, mirror: &Vault, campaign: &str, now: UnixTime) -> Result<Vec<u8>> {
     let checkpoint = vault
         .latest_checkpoint()?
         .ok_or_else(|| Error::Invalid("the signer's log has no checkpoint".into()))?;
@@ -114,19 +132,13 @@ pub fn export(appliance: &Appliance, campaign: &str, now: UnixTime) -> Result<Ve
     let selected: Vec<u64> = selected.into_iter().filter(|&i| i < size).collect();
     let signer_entries = vault.entries_at(&selected)?;
 
-    let record = appliance.relay_records()?.pop().ok_or_else(|| {
-        Error::Invalid(format!(
-            "no relay checkpoint is recorded in the signer's log: bring the relay's device-state bundle over with `cairn rollout record-state` before exporting campaign {campaign:?}"
-        ))
-    })?;
-    let mirror = appliance.relay_log(&record.origin)?.ok_or_else(|| {
-        Error::Invalid(format!(
-            "entry {} records the relay log {:?} but {} does not exist",
-            record.index,
-            record.origin,
-            appliance.relay_log_path().display()
-        ))
-    })?;
+    let record = crate::relaystate::relay_records(vault)?
+        .pop()
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "no relay checkpoint is recorded in the signer's log (campaign {campaign:?})"
+            ))
+        })?;
     let relay_size = Checkpoint::parse(record.checkpoint.as_bytes())
         .map_err(|e| Error::Verification {
             what: "relay checkpoint".into(),
@@ -193,7 +205,7 @@ pub fn export(appliance: &Appliance, campaign: &str, now: UnixTime) -> Result<Ve
         retention,
         signer: section(vault, vault.origin(), &checkpoint, &selected, &signer_entries)?,
         relay: section(
-            &mirror,
+            mirror,
             &record.origin,
             &record.checkpoint,
             &all,

@@ -13,7 +13,7 @@ mod report;
 pub mod summary;
 pub mod verify;
 
-pub use export::export;
+pub use export::{export, export_logs};
 pub use pack::{Pack, Run, Section};
 pub use summary::Summary;
 pub use verify::{Finding, Verified, verify};
