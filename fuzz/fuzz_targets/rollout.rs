@@ -36,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = RelayCheckpoint::decode(data) {
         assert!(!r.checkpoint.is_empty());
-        assert_eq!(r.to_cbor(), data, "relay checkpoint record re-encodes differently");
+        assert_eq!(
+            r.to_cbor(),
+            data,
+            "relay checkpoint record re-encodes differently"
+        );
     }
     if let Ok(r) = StatusReport::decode(data) {
         assert_eq!(r.to_cbor(), data, "status report re-encodes differently");

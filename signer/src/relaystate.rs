@@ -131,8 +131,8 @@ impl Session<'_> {
                 });
             }
         }
-        let key = LogKey::new(&bundle.origin, &bundle.origin, relay_key, &Software)
-            .ok_or_else(|| {
+        let key =
+            LogKey::new(&bundle.origin, &bundle.origin, relay_key, &Software).ok_or_else(|| {
                 Error::Invalid(format!(
                     "relay log origin {:?} is not a valid key name",
                     bundle.origin
@@ -145,10 +145,12 @@ impl Session<'_> {
             Vault::create(&path, &bundle.origin)?
         };
         let imported = mirror.import_bundle(bundle, &key)?;
-        let checkpoint = mirror.latest_checkpoint()?.ok_or_else(|| Error::Verification {
-            what: "relay log".into(),
-            why: "the mirror holds no checkpoint after the import".into(),
-        })?;
+        let checkpoint = mirror
+            .latest_checkpoint()?
+            .ok_or_else(|| Error::Verification {
+                what: "relay log".into(),
+                why: "the mirror holds no checkpoint after the import".into(),
+            })?;
         if let Some(last) = records.last()
             && last.checkpoint == checkpoint
         {

@@ -85,7 +85,11 @@ fn release(id: &str, version: Version) -> ReleaseInput {
 
 /// The relay's log for the campaign: every device delivered and installed, one device failing
 /// once in wave-1 (a pause by rule, a signed resume, a retry), as the relay's engine writes it.
-fn relay_log(dir: &Path, devices: &[String], approvals: &[u64]) -> (Vault, p256::ecdsa::SigningKey) {
+fn relay_log(
+    dir: &Path,
+    devices: &[String],
+    approvals: &[u64],
+) -> (Vault, p256::ecdsa::SigningKey) {
     let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
     let public =
         PublicKey::from_sec1_uncompressed(key.verifying_key().to_sec1_point(false).as_bytes())
@@ -122,30 +126,122 @@ fn relay_log(dir: &Path, devices: &[String], approvals: &[u64]) -> (Vault, p256:
         .to_cbor()
     };
     let _ = id;
-    entries.push(campaign(Action::Started, 0, devices.len() as u64, "rule", "plan imported", t));
-    let stages = [(0usize, 4usize), (4, devices.len() / 2), (devices.len() / 2, devices.len())];
+    entries.push(campaign(
+        Action::Started,
+        0,
+        devices.len() as u64,
+        "rule",
+        "plan imported",
+        t,
+    ));
+    let stages = [
+        (0usize, 4usize),
+        (4, devices.len() / 2),
+        (devices.len() / 2, devices.len()),
+    ];
     for (s, (from, to)) in stages.iter().enumerate() {
         let s = s as u64;
         if s == 1 {
-            entries.push(campaign(Action::ApprovalApplied, 1, approvals[0], "custodians", "open stage 1", t));
+            entries.push(campaign(
+                Action::ApprovalApplied,
+                1,
+                approvals[0],
+                "custodians",
+                "open stage 1",
+                t,
+            ));
         }
-        entries.push(campaign(Action::StageOpened, s, (to - from) as u64, "rule", "stage opened", t));
+        entries.push(campaign(
+            Action::StageOpened,
+            s,
+            (to - from) as u64,
+            "rule",
+            "stage opened",
+            t,
+        ));
         for d in &devices[*from..*to] {
             t += 1;
-            entries.push(device(d, DeviceState::Delivered, s, 1, "broker", "delivery acknowledged", t));
+            entries.push(device(
+                d,
+                DeviceState::Delivered,
+                s,
+                1,
+                "broker",
+                "delivery acknowledged",
+                t,
+            ));
             if s == 1 && d == &devices[*from] {
-                entries.push(device(d, DeviceState::Failed, s, 1, "device", "reported install-failed: flash-write", t));
-                entries.push(campaign(Action::Paused, 1, 0, "rule", "failure threshold", t));
-                entries.push(campaign(Action::ApprovalApplied, 1, approvals[1], "custodians", "resume", t));
-                entries.push(campaign(Action::Resumed, 1, 0, "custodians", "signed resume", t));
-                entries.push(device(d, DeviceState::Delivered, s, 2, "broker", "retry delivered", t));
+                entries.push(device(
+                    d,
+                    DeviceState::Failed,
+                    s,
+                    1,
+                    "device",
+                    "reported install-failed: flash-write",
+                    t,
+                ));
+                entries.push(campaign(
+                    Action::Paused,
+                    1,
+                    0,
+                    "rule",
+                    "failure threshold",
+                    t,
+                ));
+                entries.push(campaign(
+                    Action::ApprovalApplied,
+                    1,
+                    approvals[1],
+                    "custodians",
+                    "resume",
+                    t,
+                ));
+                entries.push(campaign(
+                    Action::Resumed,
+                    1,
+                    0,
+                    "custodians",
+                    "signed resume",
+                    t,
+                ));
+                entries.push(device(
+                    d,
+                    DeviceState::Delivered,
+                    s,
+                    2,
+                    "broker",
+                    "retry delivered",
+                    t,
+                ));
             }
             let attempt = if s == 1 && d == &devices[*from] { 2 } else { 1 };
-            entries.push(device(d, DeviceState::Installed, s, attempt, "device", "reported installed: ok", t));
+            entries.push(device(
+                d,
+                DeviceState::Installed,
+                s,
+                attempt,
+                "device",
+                "reported installed: ok",
+                t,
+            ));
         }
-        entries.push(campaign(Action::StageSucceeded, s, (to - from) as u64, "rule", "success threshold met", t));
+        entries.push(campaign(
+            Action::StageSucceeded,
+            s,
+            (to - from) as u64,
+            "rule",
+            "success threshold met",
+            t,
+        ));
     }
-    entries.push(campaign(Action::Completed, 2, devices.len() as u64, "rule", "every stage done", t));
+    entries.push(campaign(
+        Action::Completed,
+        2,
+        devices.len() as u64,
+        "rule",
+        "every stage done",
+        t,
+    ));
     vault.append_signed(&entries, &log_key, &key).unwrap();
     (vault, key)
 }
@@ -168,7 +264,13 @@ fn remove(section: &mut audit::Section<'_>, index: u64) {
     run.entries.pop();
     let empty = run.entries.is_empty();
     if !tail.is_empty() {
-        section.runs.insert(at + 1, audit::Run { start: index + 1, entries: tail });
+        section.runs.insert(
+            at + 1,
+            audit::Run {
+                start: index + 1,
+                entries: tail,
+            },
+        );
     }
     if empty {
         section.runs.remove(at);
@@ -202,19 +304,35 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             ceremony(module, dir, "cairn");
             let appliance = Appliance::open(dir.join("cairn")).unwrap();
             let session = appliance
-                .unlock(module, &present(dir, "cairn", &["alice", "carol", "erin"]), NOW)
+                .unlock(
+                    module,
+                    &present(dir, "cairn", &["alice", "carol", "erin"]),
+                    NOW,
+                )
                 .unwrap();
             let image = dir.join("fw.bin");
             std::fs::write(&image, vec![0x41; 10_000]).unwrap();
             // 2.3.9 is not the campaign's: its entries stay out of the pack, under the proof.
             session
-                .sign_release(&image, &release("controller-fw-2.3.9", Version::new(2, 3, 9)), NOW)
+                .sign_release(
+                    &image,
+                    &release("controller-fw-2.3.9", Version::new(2, 3, 9)),
+                    NOW,
+                )
                 .unwrap();
             session
-                .sign_release(&image, &release("controller-fw-2.4.0", Version::new(2, 4, 0)), NOW)
+                .sign_release(
+                    &image,
+                    &release("controller-fw-2.4.0", Version::new(2, 4, 0)),
+                    NOW,
+                )
                 .unwrap();
             session
-                .sign_release(&image, &release("controller-fw-2.4.1", Version::new(2, 4, 1)), NOW)
+                .sign_release(
+                    &image,
+                    &release("controller-fw-2.4.1", Version::new(2, 4, 1)),
+                    NOW,
+                )
                 .unwrap();
             let fleet = testfleet::synthetic(24, NOW).unwrap();
             let registry = Registry::open(dir.join("cairn/registry")).unwrap();
@@ -225,8 +343,12 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
                 .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
                 .unwrap();
             assert_eq!(plan.eligible, 24);
-            let open = session.approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW).unwrap();
-            let resume = session.approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW).unwrap();
+            let open = session
+                .approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW)
+                .unwrap();
+            let resume = session
+                .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
+                .unwrap();
 
             // The relay's log, in the order the stages hold the devices.
             let mut devices: Vec<String> = Vec::new();
@@ -277,7 +399,12 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             assert_eq!(summary.stages[1].failures, 1);
             assert_eq!(summary.stages[1].retried, 1);
             assert!(summary.history.iter().any(|h| h.what.starts_with("paused")));
-            assert!(summary.history.iter().any(|h| h.what.starts_with("gate approval signed: resume")));
+            assert!(
+                summary
+                    .history
+                    .iter()
+                    .any(|h| h.what.starts_with("gate approval signed: resume"))
+            );
             let html = summary.html();
             assert!(html.contains("<svg") && html.contains("Firmware authenticity"));
             assert!(summary.text().contains("evidence VERIFIED"));
@@ -302,7 +429,12 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             ] {
                 let at = offset(&bytes, note);
                 for i in 0..note.len() {
-                    assert_names(&flipped(&bytes, at + i), &root, item, &format!("{item} byte {i}"));
+                    assert_names(
+                        &flipped(&bytes, at + i),
+                        &root,
+                        item,
+                        &format!("{item} byte {i}"),
+                    );
                 }
             }
             // Every 7th byte of every certificate.
@@ -327,21 +459,36 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
                             assert_names(&flipped(&bytes, at + i), &root, &item, &item);
                         }
                         // The hash is the 32 bytes before the entry's bstr head.
-                        let head = if entry.len() < 24 { 1 } else if entry.len() < 256 { 2 } else if entry.len() < 65_536 { 3 } else { 5 };
+                        let head = if entry.len() < 24 {
+                            1
+                        } else if entry.len() < 256 {
+                            2
+                        } else if entry.len() < 65_536 {
+                            3
+                        } else {
+                            5
+                        };
                         let hash_at = at - head - 32;
                         assert_eq!(&bytes[hash_at..hash_at + 32], hash);
-                        assert_names(&flipped(&bytes, hash_at + 31), &root, &item, &format!("{item} leaf hash"));
+                        assert_names(
+                            &flipped(&bytes, hash_at + 31),
+                            &root,
+                            &item,
+                            &format!("{item} leaf hash"),
+                        );
                     }
                 }
             }
             // Every proof hash.
             assert!(!pack.signer.proof.is_empty());
             for h in &pack.signer.proof {
-                let at = bytes
-                    .windows(32)
-                    .position(|w| w == h)
-                    .unwrap();
-                assert_names(&flipped(&bytes, at + 5), &root, "signer log proof", "proof hash");
+                let at = bytes.windows(32).position(|w| w == h).unwrap();
+                assert_names(
+                    &flipped(&bytes, at + 5),
+                    &root,
+                    "signer log proof",
+                    "proof hash",
+                );
             }
             // A retention record that does not match the signed release.
             let mut changed = pack.clone();
@@ -364,7 +511,12 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             );
             let mut gap = pack.clone();
             remove(&mut gap.relay, 10);
-            assert_names(&gap.to_cbor(), &root, "relay log entries 10..11", "missing relay event");
+            assert_names(
+                &gap.to_cbor(),
+                &root,
+                "relay log entries 10..11",
+                "missing relay event",
+            );
             let mut gap = pack.clone();
             remove(&mut gap.signer, resume.index);
             assert_names(

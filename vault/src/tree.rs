@@ -245,7 +245,8 @@ pub fn multi_proof_len(selected: &[u64], start: u64, n: u64) -> usize {
     }
     let k = split(n);
     let mid = selected.partition_point(|&i| i < start + k);
-    multi_proof_len(&selected[..mid], start, k) + multi_proof_len(&selected[mid..], start + k, n - k)
+    multi_proof_len(&selected[..mid], start, k)
+        + multi_proof_len(&selected[mid..], start + k, n - k)
 }
 
 /// Recomputes the root of the tree of `n` leaves from the leaf hashes of `leaves` (indices
@@ -306,7 +307,10 @@ fn multi_fold(
         std::thread::scope(|s| {
             let left = s.spawn(|| multi_fold(li, lh, start, k, lp, depth - 1));
             let right = multi_fold(ri, rh, start + k, n - k, rp, depth - 1);
-            (left.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), right)
+            (
+                left.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                right,
+            )
         })
     } else {
         (
@@ -607,7 +611,11 @@ mod tests {
             if let Some(first) = proof.first() {
                 let mut bad = proof.clone();
                 bad[0][0] ^= first[0] | 1;
-                assert_ne!(multi_root(&sel, &hashes, n, &bad, 2), Ok(expected), "{what}");
+                assert_ne!(
+                    multi_root(&sel, &hashes, n, &bad, 2),
+                    Ok(expected),
+                    "{what}"
+                );
                 assert_eq!(
                     multi_root(&sel, &hashes, n, &proof[1..], 2),
                     Err(MultiProofError::TooShort)
@@ -622,7 +630,11 @@ mod tests {
             if let Some(&i) = sel.last() {
                 let mut bad = hashes.clone();
                 bad[sel.len() - 1][31] ^= 1;
-                assert_ne!(multi_root(&sel, &bad, n, &proof, 2), Ok(expected), "leaf {i}");
+                assert_ne!(
+                    multi_root(&sel, &bad, n, &proof, 2),
+                    Ok(expected),
+                    "leaf {i}"
+                );
             }
         }
         assert_eq!(

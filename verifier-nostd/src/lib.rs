@@ -63,6 +63,8 @@ pub mod delivery;
 pub mod error;
 pub mod merkle;
 pub mod note;
+#[cfg(feature = "alloc")]
+pub mod pack;
 pub mod rollout;
 pub mod statement;
 #[cfg(feature = "alloc")]

@@ -125,6 +125,7 @@ fn main() -> io::Result<()> {
     custody(&mut corpus)?;
     bundles(&mut corpus)?;
     rollout(&mut corpus)?;
+    pack(&mut corpus)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -372,4 +373,46 @@ fn rollout(corpus: &mut Corpus) -> io::Result<()> {
     };
     corpus.put("rollout", "plan", &plan.to_cbor())?;
     Ok(())
+}
+
+/// An evidence pack (docs/audit.md): two runs in the signer section, one in the relay's.
+fn pack(corpus: &mut Corpus) -> io::Result<()> {
+    use cairn_verifier::pack::{Pack, RetentionRecord, Run, Section};
+    use cairn_verifier::types::UnixTime;
+    let entry: &[u8] = &[0xa2, 0x00, 0x01, 0x01, 0x04];
+    let pack = Pack {
+        campaign: "c-1",
+        generated_at: UnixTime(1_795_651_200),
+        certificates: vec![("root", &[0x30, 0x00][..])],
+        retention: vec![RetentionRecord {
+            release: "r-1",
+            support_until: UnixTime(1),
+            retain_until: UnixTime(2),
+        }],
+        signer: Section {
+            origin: ORIGIN,
+            checkpoint: b"o\n3\nAAAA\n\n",
+            runs: vec![
+                Run {
+                    start: 0,
+                    entries: vec![([1; 32], entry)],
+                },
+                Run {
+                    start: 2,
+                    entries: vec![([2; 32], entry)],
+                },
+            ],
+            proof: vec![[3; 32]],
+        },
+        relay: Section {
+            origin: "o/relay",
+            checkpoint: b"o/relay\n1\nAAAA\n\n",
+            runs: vec![Run {
+                start: 0,
+                entries: vec![([4; 32], entry)],
+            }],
+            proof: Vec::new(),
+        },
+    };
+    corpus.put("pack", "small", &pack.to_cbor())
 }

@@ -44,7 +44,9 @@ fn signer_selection(vault: &Vault, campaign: &str) -> Result<(BTreeSet<u64>, u64
         }
     }
     let (plan_index, release, rollback) = plan.ok_or_else(|| {
-        Error::Plan(format!("campaign {campaign:?} has no rollout plan in the log"))
+        Error::Plan(format!(
+            "campaign {campaign:?} has no rollout plan in the log"
+        ))
     })?;
     let mut signed: Vec<u64> = Vec::new();
     for id in [&release, &rollback] {
@@ -117,7 +119,12 @@ pub fn export(appliance: &Appliance, campaign: &str, now: UnixTime) -> Result<Ve
 
 /// [`export`] from the logs themselves: the signer's and the mirror of the relay's, whose
 /// checkpoint the signer's log recorded last (kind 11).
-pub fn export_logs(vault: &Vault, mirror: &Vault, campaign: &str, now: UnixTime) -> Result<Vec<u8>> {
+pub fn export_logs(
+    vault: &Vault,
+    mirror: &Vault,
+    campaign: &str,
+    now: UnixTime,
+) -> Result<Vec<u8>> {
     let checkpoint = vault
         .latest_checkpoint()?
         .ok_or_else(|| Error::Invalid("the signer's log has no checkpoint".into()))?;
@@ -203,7 +210,13 @@ pub fn export_logs(vault: &Vault, mirror: &Vault, campaign: &str, now: UnixTime)
             .map(|(n, d)| (n.as_str(), d.as_slice()))
             .collect(),
         retention,
-        signer: section(vault, vault.origin(), &checkpoint, &selected, &signer_entries)?,
+        signer: section(
+            vault,
+            vault.origin(),
+            &checkpoint,
+            &selected,
+            &signer_entries,
+        )?,
         relay: section(
             mirror,
             &record.origin,

@@ -1,6 +1,11 @@
 //! The audit summary as one self-contained HTML file: no script, no external resource, the plots
 //! are inline SVG, so it opens the same offline years from now.
 
+#![expect(
+    clippy::cast_precision_loss,
+    reason = "plot coordinates: counts and seconds far below 2^52"
+)]
+
 use std::fmt::Write as _;
 
 use super::summary::{STATE_ORDER, Summary, date, date_time};
@@ -32,15 +37,16 @@ fn states_plot(s: &Summary) -> String {
     let Some(last) = s.timeline.last() else {
         return "<p>No device events.</p>".into();
     };
-    let t_max = last.t.max(1) as f64;
-    let y_max = s
+    let t_top = last.t.max(1);
+    let y_top = s
         .timeline
         .iter()
         .flat_map(|x| x.counts.values())
         .copied()
         .max()
         .unwrap_or(1)
-        .max(1) as f64;
+        .max(1);
+    let (t_max, y_max) = (t_top as f64, y_top as f64);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" role="img" aria-label="device states over time">"#,
         h + bottom + 10.0
@@ -50,13 +56,17 @@ fn states_plot(s: &Summary) -> String {
         r##"<line x1="{left}" y1="{h}" x2="{w}" y2="{h}" stroke="#333"/><line x1="{left}" y1="0" x2="{left}" y2="{h}" stroke="#333"/><text x="{}" y="{}" font-size="11">0</text><text x="0" y="12" font-size="11">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end">{} s</text>"##,
         left - 12.0,
         h,
-        y_max as u64,
+        y_top,
         w,
         h + 16.0,
-        t_max as u64
+        t_top
     );
     for (n, state) in STATE_ORDER.iter().enumerate() {
-        if !s.timeline.iter().any(|x| x.counts.get(state).copied().unwrap_or(0) > 0) {
+        if !s
+            .timeline
+            .iter()
+            .any(|x| x.counts.get(state).copied().unwrap_or(0) > 0)
+        {
             continue;
         }
         let points: Vec<String> = s
@@ -89,7 +99,13 @@ fn states_plot(s: &Summary) -> String {
 /// Failures per stage: one bar per stage.
 fn failures_plot(s: &Summary) -> String {
     let (w, h) = (420.0, 200.0);
-    let max = s.stages.iter().map(|x| x.failures).max().unwrap_or(0).max(1) as f64;
+    let max = s
+        .stages
+        .iter()
+        .map(|x| x.failures)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let bar = (w - 40.0) / s.stages.len().max(1) as f64;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" role="img" aria-label="failures per stage">"#,
@@ -117,6 +133,10 @@ fn failures_plot(s: &Summary) -> String {
 }
 
 /// The report.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one page, section after section, in the summary's order"
+)]
 pub(super) fn html(s: &Summary) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -277,7 +297,9 @@ code{{font-size:12px;word-break:break-all}}
             esc(&h.actor)
         );
     }
-    o.push_str("</table><h2>Final device states</h2><table><tr><th>state</th><th>devices</th></tr>");
+    o.push_str(
+        "</table><h2>Final device states</h2><table><tr><th>state</th><th>devices</th></tr>",
+    );
     for (state, n) in &s.final_states {
         let _ = write!(
             o,

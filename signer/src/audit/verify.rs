@@ -330,7 +330,9 @@ fn check_section<'p>(
             ),
             Err(MultiProofError::Leaves) => v.fail(
                 format!("{log} entries"),
-                format!("an index is repeated, out of order or beyond the checkpoint's size {size}"),
+                format!(
+                    "an index is repeated, out of order or beyond the checkpoint's size {size}"
+                ),
             ),
             Err(e) => v.fail(format!("{log} proof"), e.to_string()),
         }
@@ -340,7 +342,10 @@ fn check_section<'p>(
         let statement = match Statement::decode(entry) {
             Ok(s) => Some(s),
             Err(e) => {
-                v.fail(format!("{log} entry {index}"), format!("does not decode: {e}"));
+                v.fail(
+                    format!("{log} entry {index}"),
+                    format!("does not decode: {e}"),
+                );
                 None
             }
         };
@@ -384,10 +389,7 @@ fn checkpoint_root(
         }
     };
     if cp.origin != origin {
-        v.fail(
-            item,
-            format!("origin {:?}, expected {origin:?}", cp.origin),
-        );
+        v.fail(item, format!("origin {:?}, expected {origin:?}", cp.origin));
     }
     match key.map(|k| LogKey::new(origin, origin, k, &Software)) {
         Some(Some(k)) => {
@@ -412,15 +414,16 @@ pub fn verify(bytes: &[u8], root_der: &[u8]) -> Verified {
             return v;
         }
     };
-    v.campaign = pack.campaign.to_owned();
+    pack.campaign.clone_into(&mut v.campaign);
     v.generated_at = pack.generated_at.0;
     v.root_fingerprint = certs::fingerprint_text(root_der);
     check(&mut v, &pack, root_der);
     v
 }
 
-#[allow(
+#[expect(
     clippy::too_many_lines,
+    clippy::many_single_char_names,
     reason = "one pass over the chain of trust, in the order docs/audit.md gives"
 )]
 fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
@@ -491,7 +494,10 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
                     ),
                 );
             }
-            for (name, der) in [("release-0", &c.certificates[1]), ("log", &c.certificates[2])] {
+            for (name, der) in [
+                ("release-0", &c.certificates[1]),
+                ("log", &c.certificates[2]),
+            ] {
                 match cert(name) {
                     Some(d) if d == der.as_slice() => {}
                     Some(_) => v.fail(
@@ -532,7 +538,10 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
     let signed_by = |cose: &[u8], keys: &[(String, PublicKey)]| -> Result<String, String> {
         let cose = CoseSign1::decode(cose).map_err(|e| e.to_string())?;
         keys.iter()
-            .find(|(_, k)| cose.verify(&ReleaseKey::new(*k, &Software), &Software).is_ok())
+            .find(|(_, k)| {
+                cose.verify(&ReleaseKey::new(*k, &Software), &Software)
+                    .is_ok()
+            })
             .map(|(n, _)| n.clone())
             .ok_or_else(|| "no release key of the pack verifies its signature".to_owned())
     };
@@ -597,12 +606,17 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             }
         };
         let id = statement.release_id.as_str().to_owned();
-        release_cose.insert(id.clone(), (*index, Sha256::digest(entry.cose_sign1).into()));
+        release_cose.insert(
+            id.clone(),
+            (*index, Sha256::digest(entry.cose_sign1).into()),
+        );
         let record = pack.retention.iter().find(|r| r.release == id);
-        let rule = statement
-            .support_until
-            .0
-            .max(statement.issued_at.0.saturating_add(DOCUMENTATION_RETENTION_SECS));
+        let rule = statement.support_until.0.max(
+            statement
+                .issued_at
+                .0
+                .saturating_add(DOCUMENTATION_RETENTION_SECS),
+        );
         if let Some(r) = record
             && (r.support_until != statement.support_until || r.retain_until.0 != rule)
         {
@@ -646,7 +660,10 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
     match plans.as_slice() {
         [] => v.fail(
             "signer log",
-            format!("the rollout plan of campaign {:?} is missing", pack.campaign),
+            format!(
+                "the rollout plan of campaign {:?} is missing",
+                pack.campaign
+            ),
         ),
         [(p, entry, plan)] => {
             let p = *p;
@@ -657,12 +674,18 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             plan_digest = Some(<[u8; 32]>::from(Sha256::digest(entry.cose_sign1)));
             for (id, digest, what) in [
                 (plan.release_id, plan.release_digest, "release"),
-                (plan.rollback_release_id, plan.rollback_digest, "rollback target"),
+                (
+                    plan.rollback_release_id,
+                    plan.rollback_digest,
+                    "rollback target",
+                ),
             ] {
                 match release_cose.get(id.as_str()) {
                     None => v.fail(
                         "signer log",
-                        format!("the plan's {what} {id} is missing (the entry of its release statement)"),
+                        format!(
+                            "the plan's {what} {id} is missing (the entry of its release statement)"
+                        ),
                     ),
                     Some((_, d)) if *d != digest => v.fail(
                         &item,
@@ -814,10 +837,14 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
 
     // 7. The relay log, through the last relay checkpoint record.
     let record: Option<(u64, RelayCheckpoint<'_>)> =
-        signer.entries.iter().rev().find_map(|(i, _, _, s)| match s {
-            Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
-            _ => None,
-        });
+        signer
+            .entries
+            .iter()
+            .rev()
+            .find_map(|(i, _, _, s)| match s {
+                Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
+                _ => None,
+            });
     let relay_origin = pack.relay.origin;
     let relay_root = match record {
         None => {
@@ -924,7 +951,10 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             Some(Statement::DeviceEvent(_) | Statement::CampaignEvent(_)) | None => {}
             Some(other) => v.fail(
                 format!("relay log entry {index}"),
-                format!("a {} has no place in the relay's log", kind_name(other.kind())),
+                format!(
+                    "a {} has no place in the relay's log",
+                    kind_name(other.kind())
+                ),
             ),
         }
     }

@@ -69,7 +69,10 @@ fn root_der(path: &Path) -> anyhow::Result<Vec<u8>> {
         let (label, der) = der::pem::decode_vec(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: bad PEM ({e})", path.display()))?;
         if label != "CERTIFICATE" {
-            bail!("{}: PEM label {label}, expected CERTIFICATE", path.display());
+            bail!(
+                "{}: PEM label {label}, expected CERTIFICATE",
+                path.display()
+            );
         }
         Ok(der)
     } else {

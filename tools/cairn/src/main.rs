@@ -7,6 +7,8 @@
 mod audit;
 mod bundle;
 mod custody;
+#[cfg(feature = "demo")]
+mod demo;
 mod fleet;
 mod keys;
 mod log;
@@ -56,6 +58,10 @@ enum Command {
     /// Evidence for auditors: export a campaign's pack, verify one offline, the CRA summary.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The whole reference scenario on embedded defaults: ceremony, signing, eligibility, staged
+    /// rollout through the relay and a simulated fleet, evidence pack verified, audit summary.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Devices(cmd) => fleet::run_devices(cmd, out),
         Command::Rollout(cmd) => fleet::run_rollout(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(&args, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,11 @@ impl Output {
         Self { json, quiet }
     }
 
+    /// Whether output is JSON.
+    pub(crate) fn is_json(self) -> bool {
+        self.json
+    }
+
     /// Prints `human` for people, or `value` as JSON.
     pub(crate) fn emit(self, human: &str, value: &serde_json::Value) {
         if self.json {

@@ -318,6 +318,13 @@ async fn import_bundle(
 }
 
 impl Relay {
+    /// Imports a transfer bundle's bytes exactly as `POST /api/v1/bundles` does: verified, written
+    /// to the mirror, handed to the rollout engine (`cairn demo` runs the relay in-process).
+    pub fn import_bundle_bytes(&self, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+        self.import_blocking(body)
+            .map_err(|(status, message)| anyhow::anyhow!("bundle refused ({status}): {message}"))
+    }
+
     fn import_blocking(&self, body: &[u8]) -> Result<serde_json::Value, (StatusCode, String)> {
         let _one = self
             .import
