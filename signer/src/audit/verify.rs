@@ -354,22 +354,20 @@ fn check_section<'p>(
     Decoded { entries: decoded }
 }
 
-/// Ranges of `want` not in `have` (both ascending), as `a..b` text.
+/// Ranges of `want` not in `have` (whose entries are in index order), as `a..b` text: one walk
+/// over the entries inside `want`, not a search per index.
 fn gaps(have: &Decoded<'_>, want: std::ops::Range<u64>) -> Vec<String> {
+    let from = have.entries.partition_point(|e| e.0 < want.start);
     let mut out = Vec::new();
-    let mut start = None;
-    for i in want.clone() {
-        match (have.find(i).is_some(), start) {
-            (false, None) => start = Some(i),
-            (true, Some(s)) => {
-                out.push(format!("{s}..{i}"));
-                start = None;
-            }
-            _ => {}
+    let mut next = want.start;
+    for e in have.entries[from..].iter().take_while(|e| e.0 < want.end) {
+        if e.0 > next {
+            out.push(format!("{next}..{}", e.0));
         }
+        next = next.max(e.0 + 1);
     }
-    if let Some(s) = start {
-        out.push(format!("{s}..{}", want.end));
+    if next < want.end {
+        out.push(format!("{next}..{}", want.end));
     }
     out
 }

@@ -11,6 +11,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::custody::{now, open};
+use crate::fleet::read_der;
 use crate::output::{CliResult, Output, verification};
 
 #[derive(Debug, Subcommand)]
@@ -61,23 +62,6 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         release: String,
     },
-}
-
-fn root_der(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let (label, der) = der::pem::decode_vec(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: bad PEM ({e})", path.display()))?;
-        if label != "CERTIFICATE" {
-            bail!(
-                "{}: PEM label {label}, expected CERTIFICATE",
-                path.display()
-            );
-        }
-        Ok(der)
-    } else {
-        Ok(bytes)
-    }
 }
 
 /// Writes `bytes` to a new file `path` (refused if it exists), through a temporary file and a
@@ -151,7 +135,7 @@ pub(crate) fn run(cmd: AuditCommand, out: Output) -> CliResult {
         AuditCommand::Verify { pack, root, html } => {
             let bytes =
                 std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
-            let root = root_der(&root)?;
+            let root = read_der(&root, "CERTIFICATE")?;
             let started = Instant::now();
             let verified = audit::verify(&bytes, &root);
             let seconds = started.elapsed().as_secs_f64();

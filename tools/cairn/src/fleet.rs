@@ -101,7 +101,8 @@ pub(crate) enum RolloutCommand {
     },
 }
 
-fn read_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
+/// A DER file, or the DER inside a PEM file whose label must be `label`.
+pub(crate) fn read_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.starts_with(b"-----BEGIN") {
         let (found, der) = der::pem::decode_vec(&bytes)
