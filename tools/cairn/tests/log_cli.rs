@@ -528,3 +528,32 @@ fn bad_input_names_the_file_and_stores_nothing() {
     ]));
     assert_eq!(j["size"], 601);
 }
+
+#[test]
+fn audit_verify_names_bad_input_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("campaign.pack");
+    let root = dir.path().join("root.pem");
+    // A missing pack: the command cannot run (2), and says which file.
+    let o = cairn(&["audit", "verify", &path(&pack), "--root", &path(&root)]);
+    assert!(code(&o, 2).contains("campaign.pack"), "{}", stderr(&o));
+    // A root file that is not a certificate: named with its PEM label.
+    std::fs::write(&pack, b"not a pack").unwrap();
+    std::fs::write(
+        &root,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let o = cairn(&["audit", "verify", &path(&pack), "--root", &path(&root)]);
+    let err = code(&o, 2);
+    assert!(
+        err.contains("root.pem") && err.contains("CERTIFICATE"),
+        "{err}"
+    );
+    // Bytes that are not a pack: a verification failure (1) naming the pack, and the file as it was.
+    std::fs::write(&root, [0x30, 0x03, 0x02, 0x01, 0x01]).unwrap();
+    let o = cairn(&["audit", "verify", &path(&pack), "--root", &path(&root)]);
+    let err = code(&o, 1);
+    assert!(err.contains("pack: not an evidence pack"), "{err}");
+    assert_eq!(std::fs::read(&pack).unwrap(), b"not a pack");
+}
