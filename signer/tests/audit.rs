@@ -122,6 +122,7 @@ fn relay_log(
             at: UnixTime(at),
             actor: Id::new(actor).unwrap(),
             cause: Name::new(cause).unwrap(),
+            report: if actor == "device" { attempt } else { 0 },
         }
         .to_cbor()
     };

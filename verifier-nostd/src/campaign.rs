@@ -218,10 +218,13 @@ pub struct DeviceEvent<'a> {
     pub actor: Id<'a>,
     /// Why, in words (key 10).
     pub cause: Name<'a>,
+    /// The device's status-report sequence number when the event records a report (actor
+    /// `device`), else 0 (key 11). The relay rebuilds its replay protection from it.
+    pub report: u64,
 }
 
 impl<'a> DeviceEvent<'a> {
-    const FIELDS: u64 = 11;
+    const FIELDS: u64 = 12;
 
     /// Decodes a device event entry.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -248,6 +251,8 @@ impl<'a> DeviceEvent<'a> {
         let actor = Id::decode(r)?;
         r.key(10)?;
         let cause = Name::decode(r)?;
+        r.key(11)?;
+        let report = r.u64()?;
         r.finish()?;
         Ok(Self {
             campaign,
@@ -259,6 +264,7 @@ impl<'a> DeviceEvent<'a> {
             at,
             actor,
             cause,
+            report,
         })
     }
 
@@ -275,6 +281,7 @@ impl<'a> DeviceEvent<'a> {
         w.u64(8).u64(self.at.0);
         w.u64(9).text(self.actor.as_str());
         w.u64(10).text(self.cause.as_str());
+        w.u64(11).u64(self.report);
         w.into_bytes()
     }
 }
@@ -527,6 +534,7 @@ mod tests {
             at: UnixTime(5),
             actor: id("device"),
             cause: Name::new("reported install-failed: flash-write").unwrap(),
+            report: 4,
         };
         let bytes = event.to_cbor();
         assert_eq!(DeviceEvent::decode(&bytes), Ok(event));

@@ -107,6 +107,8 @@ fn deliveries(n: u64) -> Vec<Outgoing> {
 fn relay_link(options: rumqttc::MqttOptions, batch: &[Outgoing]) -> f64 {
     let (inputs, acks) = std::sync::mpsc::channel();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // No status messages in this run, so nothing to acknowledge.
+    let (_acks, to_ack) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let errors = AtomicU64::new(0);
     let stop2 = Arc::clone(&stop);
@@ -117,7 +119,7 @@ fn relay_link(options: rumqttc::MqttOptions, batch: &[Outgoing]) -> f64 {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(mqtt::link(options, inputs, rx, stop2, &errors));
+            rt.block_on(mqtt::link(options, inputs, rx, to_ack, stop2, &errors));
         });
         for o in batch {
             tx.send(o.clone()).unwrap();

@@ -145,6 +145,7 @@ impl Broker {
             .unwrap_or_else(|| "root".into());
         let conf = format!(
             "user {user}\npersistence true\npersistence_location {dir}/\nlog_dest stderr\nper_listener_settings false\n\
+             max_inflight_messages 1000\nmax_queued_messages 1000000\n\
              allow_anonymous false\nacl_file {dir}/acl\n\n\
              listener {port} 127.0.0.1\ncafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n\
              require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n",

@@ -401,17 +401,36 @@ impl Engine {
         };
         engine.scan_mirror(mirror)?;
         engine.replay()?;
-        // Devices queued when the relay stopped are queued again.
-        let mut requeue = Vec::new();
-        for c in engine.campaigns.values() {
+        engine.requeue(mirror)?;
+        Ok(engine)
+    }
+
+    /// Queues again, with their deliveries built, the devices a replayed log leaves `pending`
+    /// (queued when the relay stopped, or when a write failed).
+    fn requeue(&mut self, mirror: &Vault) -> anyhow::Result<()> {
+        let mut pending: Vec<(String, Vec<usize>, Vec<usize>)> = Vec::new();
+        for c in self.campaigns.values() {
+            let (mut update, mut rollback) = (Vec::new(), Vec::new());
             for (i, d) in c.devices.iter().enumerate() {
                 if d.state == DeviceState::Pending {
-                    requeue.push((c.id.clone(), i));
+                    if d.rollback {
+                        rollback.push(i);
+                    } else {
+                        update.push(i);
+                    }
                 }
             }
+            pending.push((c.id.clone(), update, rollback));
         }
-        engine.queue.extend(requeue);
-        Ok(engine)
+        for (campaign, update, rollback) in pending {
+            self.prepare(mirror, &campaign, &update, false)?;
+            self.prepare(mirror, &campaign, &rollback, true)?;
+            let mut all: Vec<usize> = update.into_iter().chain(rollback).collect();
+            all.sort_unstable();
+            self.queue
+                .extend(all.into_iter().map(|i| (campaign.clone(), i)));
+        }
+        Ok(())
     }
 
     /// Hands at most `per_sec` deliveries a second to the broker (AWS IoT Core: 100 publishes a
@@ -696,6 +715,10 @@ impl Engine {
             counts[idx(e.state)] += 1;
         }
         let was_troubled = d.troubled();
+        if e.actor.as_str() == ACTOR_DEVICE {
+            // The replay protection survives a restart: it is rebuilt from the log.
+            d.last_sequence = Some(e.report);
+        }
         d.state = e.state;
         d.attempt = e.attempt;
         d.rollback = rollback_release;
@@ -822,6 +845,12 @@ impl Engine {
             at: UnixTime(now),
             actor: id(actor)?,
             cause: Name::new(&why).context("cause")?,
+            // `report` set the device's sequence before it records what the report said.
+            report: if actor == ACTOR_DEVICE {
+                d.last_sequence.unwrap_or(0)
+            } else {
+                0
+            },
         };
         let bytes = event.to_cbor();
         self.staged.push(bytes.clone());
@@ -922,13 +951,22 @@ impl Engine {
         Ok(out)
     }
 
+    /// After a step failed part way: drops what it staged and rebuilds the state from the log,
+    /// so the engine never holds what its evidence does not.
+    pub fn recover(&mut self, mirror: &Vault) -> anyhow::Result<()> {
+        self.staged.clear();
+        self.rebuild(mirror)
+    }
+
     fn rebuild(&mut self, mirror: &Vault) -> anyhow::Result<()> {
+        self.staged.clear();
         self.campaigns.clear();
         self.approvals.clear();
         self.queue.clear();
         self.mirror_seen = 0;
         self.scan_mirror(mirror)?;
-        self.replay()
+        self.replay()?;
+        self.requeue(mirror)
     }
 
     /// Takes up what a bundle import added to the mirror: new plans start, new approvals apply.

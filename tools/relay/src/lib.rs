@@ -802,6 +802,8 @@ pub enum Input {
         device: String,
         /// The payload.
         payload: Vec<u8>,
+        /// The message, acknowledged to the broker once the report is recorded (or refused).
+        ack: Option<rumqttc::Publish>,
     },
     /// The broker acknowledged a delivery.
     Acked(engine::Outgoing),
@@ -831,8 +833,11 @@ impl Relay {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (inputs, rx) = std::sync::mpsc::channel::<Input>();
         let mut threads = Vec::new();
+        let mut acker = None;
         if let Some(config) = self.mqtt.clone() {
             let (publisher, outgoing) = tokio::sync::mpsc::unbounded_channel();
+            let (acks, to_ack) = tokio::sync::mpsc::unbounded_channel();
+            acker = Some(acks);
             *self
                 .publisher
                 .lock()
@@ -858,6 +863,7 @@ impl Relay {
                             options,
                             inputs,
                             outgoing,
+                            to_ack,
                             stop,
                             &relay.metrics.mqtt_errors,
                         ));
@@ -874,23 +880,32 @@ impl Relay {
         threads.push(
             std::thread::Builder::new()
                 .name("rollout-engine".into())
-                .spawn(move || relay.run_engine(&rx, tick, &stop2))
+                .spawn(move || relay.run_engine(&rx, acker.as_ref(), tick, &stop2))
                 .context("starting the engine thread")?,
         );
         Ok(Runner { stop, threads })
     }
 
+    /// The engine loop. Each step applies the status reports and acknowledgements that arrived,
+    /// ticks, and commits the step's events in one synced write; only then are the status
+    /// messages acknowledged to the broker. If the write fails, the engine is rebuilt from the log
+    /// and the step's status reports are applied again at the next step (and, should the relay
+    /// stop meanwhile, the broker still holds them: they were never acknowledged).
     fn run_engine(
         &self,
         rx: &std::sync::mpsc::Receiver<Input>,
+        acker: Option<&tokio::sync::mpsc::UnboundedSender<rumqttc::Publish>>,
         tick: std::time::Duration,
         stop: &std::sync::atomic::AtomicBool,
     ) {
+        /// Status reports kept over failed writes, at most (beyond, the broker keeps them).
+        const CARRY: usize = 1_000_000;
         let mut last = std::time::Instant::now();
         let mut disconnected = false;
+        let mut carried: Vec<Input> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let mut batch = Vec::new();
-            if disconnected {
+            let mut batch = std::mem::take(&mut carried);
+            if disconnected || !batch.is_empty() {
                 std::thread::sleep(tick);
             } else {
                 match rx.recv_timeout(tick) {
@@ -898,12 +913,13 @@ impl Relay {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
                 }
-                // Take what arrived meanwhile, up to a step's worth.
-                while batch.len() < 200_000 {
-                    match rx.try_recv() {
-                        Ok(i) => batch.push(i),
-                        Err(_) => break,
-                    }
+            }
+            // Take what arrived meanwhile, up to a step's worth.
+            while !disconnected && batch.len() < 200_000 {
+                match rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => disconnected = true,
                 }
             }
             let elapsed = last.elapsed();
@@ -911,11 +927,11 @@ impl Relay {
             let now = engine::now();
             let mut engine = self.engine();
             let stepped = (|| -> anyhow::Result<()> {
-                for input in batch {
+                for input in &batch {
                     match input {
-                        Input::Status { device, payload } => {
-                            engine.report(&device, &payload, now)?;
-                        }
+                        Input::Status {
+                            device, payload, ..
+                        } => engine.report(device, payload, now)?,
                         Input::Acked(o) => {
                             self.metrics
                                 .deliveries_published
@@ -927,11 +943,35 @@ impl Relay {
                 engine.tick(&self.vault, now)?;
                 self.commit(&mut engine, elapsed)
             })();
+            let stepped = stepped.map_err(|e| match engine.recover(&self.vault) {
+                Ok(()) => e,
+                Err(again) => e.context(format!(
+                    "rebuilding from the relay log failed too: {again:#}"
+                )),
+            });
             drop(engine);
-            if let Err(e) = stepped {
-                eprintln!(
-                    "cairn-relay: rollout engine step failed (state rebuilt from the relay log): {e:#}"
-                );
+            match stepped {
+                Ok(()) => {
+                    for input in batch {
+                        if let (Input::Status { ack: Some(p), .. }, Some(acker)) = (input, acker) {
+                            let _ = acker.send(p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "cairn-relay: rollout engine step failed (state rebuilt from the relay log; \
+                         its {} status reports are taken again): {e:#}",
+                        batch.len()
+                    );
+                    // A broker acknowledgement is only a `delivered` event: a rebuilt engine
+                    // finds the device pending and delivers again, which the device tolerates.
+                    carried = batch
+                        .into_iter()
+                        .filter(|i| matches!(i, Input::Status { .. }))
+                        .take(CARRY)
+                        .collect();
+                }
             }
         }
     }

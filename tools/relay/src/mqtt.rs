@@ -64,7 +64,9 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
 }
 
 /// The relay's MQTT link, until `stop`: subscribes to every device's status topic (QoS 1) and
-/// hands each message to the engine; publishes the engine's deliveries to each device's own
+/// hands each message to the engine, which sends it back on `acks` once what it said is in the
+/// relay log (the `PUBACK` goes out only then: a report the relay did not record stays with the
+/// broker, which sends it again when the relay reconnects); publishes the engine's deliveries to each device's own
 /// topic (retained, QoS 1) and reports each broker acknowledgement back. On a connection error it
 /// reconnects with backoff; rumqttc sends unacknowledged publications again, and the persistent
 /// session keeps the subscription and the status messages that arrive meanwhile.
@@ -72,13 +74,14 @@ pub async fn link(
     mut options: MqttOptions,
     inputs: std::sync::mpsc::Sender<Input>,
     mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    mut acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     errors: &std::sync::atomic::AtomicU64,
 ) {
     use std::collections::{HashMap, VecDeque};
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
-    options.set_inflight(100);
+    options.set_inflight(100).set_manual_acks(true);
     let (client, mut events) = AsyncClient::new(options, 10_000);
     // Deliveries handed to the client, in order, until the event loop assigns them a packet id.
     let waiting: Arc<Mutex<VecDeque<Delivery>>> = Arc::default();
@@ -104,6 +107,16 @@ pub async fn link(
             }
         })
     };
+    let acker = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(p) = acks.recv().await {
+                if client.ack(&p).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
         match tokio::time::timeout(Duration::from_millis(250), events.poll()).await {
@@ -116,13 +129,15 @@ pub async fn link(
                 }
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                let device = status_device(&p.topic).map(str::to_owned);
                 // A topic that is not a status topic cannot reach us through the ACL; ignore it.
-                if let Some(device) = device {
+                if let Some(device) = status_device(&p.topic).map(str::to_owned) {
                     let _ = inputs.send(Input::Status {
                         device,
                         payload: p.payload.to_vec(),
+                        ack: Some(p),
                     });
+                } else {
+                    let _ = client.ack(&p).await;
                 }
             }
             Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
@@ -153,5 +168,6 @@ pub async fn link(
         }
     }
     publisher.abort();
+    acker.abort();
     let _ = client.disconnect().await;
 }

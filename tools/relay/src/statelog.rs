@@ -24,6 +24,9 @@ pub struct StateLog {
     origin: String,
     signing: SigningKey,
     public: PublicKey,
+    /// Appends still to fail, and appends failed (the `fault-injection` feature, for tests).
+    #[cfg(feature = "fault-injection")]
+    faults: (std::sync::atomic::AtomicU32, std::sync::atomic::AtomicU64),
 }
 
 impl std::fmt::Debug for StateLog {
@@ -81,7 +84,22 @@ impl StateLog {
             origin: origin.to_owned(),
             signing,
             public,
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
         })
+    }
+
+    /// Makes the next `n` appends fail as a failed disk write would, before anything is written
+    /// (tests only: the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_appends(&self, n: u32) {
+        self.faults.0.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Appends that failed by `fail_next_appends`.
+    #[cfg(feature = "fault-injection")]
+    pub fn failed_appends(&self) -> u64 {
+        self.faults.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The log.
@@ -110,6 +128,18 @@ impl StateLog {
     pub fn append(&self, entries: &[Vec<u8>]) -> anyhow::Result<Range<u64>> {
         if entries.is_empty() {
             bail!("nothing to append");
+        }
+        #[cfg(feature = "fault-injection")]
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            let armed = self
+                .faults
+                .0
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            if armed.is_ok() {
+                self.faults.1.fetch_add(1, SeqCst);
+                bail!("appending to the relay's state log: injected write failure");
+            }
         }
         let key = self.log_key()?;
         let (range, _note) = self

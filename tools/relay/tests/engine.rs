@@ -470,3 +470,80 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
     );
     log_agrees(&engine);
 }
+
+#[test]
+fn a_replayed_report_is_refused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer_log(
+        &dir.path().join("signer"),
+        2,
+        0,
+        &[("all", 2, 0, 1000, 1000, false)],
+        Policy {
+            max_attempts: 3,
+            backoff_secs: 5,
+            quarantine_after_failures: 5,
+            quarantine_on_verification_failure: false,
+        },
+    );
+    let open = || {
+        Engine::open(
+            &dir.path().join("relay"),
+            RELAY_ORIGIN,
+            release_key(),
+            &signer.vault,
+        )
+        .unwrap()
+    };
+    let mut run = Run {
+        engine: open(),
+        mirror: &signer.vault,
+        seq: BTreeMap::new(),
+    };
+    let first = run.step(1000);
+    assert_eq!(first.len(), 2);
+    let device = first[0].device.clone();
+    // Attempt 1 fails (report 1); the retry after the backoff is delivered (attempt 2).
+    let failure = report(RELEASE, Outcome::InstallFailed, "flash-write", 1);
+    run.engine.report(&device, &failure, 1001).unwrap();
+    run.step(1001);
+    assert_eq!(run.state(&device), DeviceState::Failed);
+    let retry = run.step(1006);
+    assert_eq!(devices_of(&retry), std::slice::from_ref(&device));
+    assert_eq!(run.state(&device), DeviceState::Delivered);
+
+    // The relay restarts; the broker hands it report 1 again (or someone replays it). The
+    // restarted relay knows the device's last report from its log and refuses it, so attempt 2 is
+    // not counted as failed.
+    drop(run);
+    let mut run = Run {
+        engine: open(),
+        mirror: &signer.vault,
+        seq: BTreeMap::new(),
+    };
+    assert_eq!(run.state(&device), DeviceState::Delivered);
+    run.engine.report(&device, &failure, 1007).unwrap();
+    run.step(1007);
+    assert_eq!(run.engine.stats().replayed, 1);
+    assert_eq!(run.state(&device), DeviceState::Delivered);
+    // Its next report is taken, and the event records its sequence.
+    run.engine
+        .report(&device, &report(RELEASE, Outcome::Installed, "ok", 2), 1008)
+        .unwrap();
+    run.step(1008);
+    assert_eq!(run.state(&device), DeviceState::Installed);
+    let log = run.engine.log().vault();
+    let last = *log
+        .query_indices(Query::Device(&device))
+        .unwrap()
+        .last()
+        .unwrap();
+    let entry = log.entry(last).unwrap();
+    let Statement::DeviceEvent(e) = Statement::decode(&entry).unwrap() else {
+        panic!("entry {last} is not a device event");
+    };
+    assert_eq!(
+        (e.state, e.actor.as_str(), e.report),
+        (DeviceState::Installed, "device", 2)
+    );
+}
