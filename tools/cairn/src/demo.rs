@@ -462,15 +462,21 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
             args.wave_failure_percent
         ),
     );
+    // The custodians look at the failures before they let the rollout go on: the relay's log,
+    // the pause in it, is recorded on the signer first; the relay refuses a resume signed before.
+    let state = relay.engine().log().vault().export_bundle(0)?;
+    std::fs::write(dir.join("device-state-paused.bundle"), state.to_cbor())?;
+    let relay_key = relay.engine().log().log_key()?.public;
     let s = appliance.unlock(&module, &custody.present(&["alice", "bob", "erin"])?, now())?;
+    let recorded = s.record_relay_state(&state, relay_key, now())?;
     let r = s.approve(CAMPAIGN, 1, ApprovalAction::Resume, now())?;
     drop(s);
     transfer(&appliance, &relay, dir, &mut bundles)?;
     note(
         &bar,
         format!(
-            "   resume signed by alice, bob and erin (entry {}); failed devices are retried",
-            r.index
+            "   the relay's log with the pause ({} entries) recorded at entry {}; resume signed by alice, bob and erin (entry {}); failed devices are retried",
+            recorded.relay_size, recorded.index, r.index
         ),
     );
     wait_for(

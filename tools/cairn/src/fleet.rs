@@ -71,7 +71,9 @@ pub(crate) enum RolloutCommand {
         plan: PathBuf,
     },
     /// Sign a gate approval: open a stage whose gate is `approval`, or resume a rollout the relay
-    /// paused on a failure threshold. It reaches the relay in the next transfer bundle.
+    /// paused on a failure threshold. It reaches the relay in the next transfer bundle. The relay
+    /// applies a resume only if the relay's log with the pause in it was recorded first
+    /// (`cairn rollout record-state`).
     Approve {
         #[command(flatten)]
         session: Presented,

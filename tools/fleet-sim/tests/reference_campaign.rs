@@ -2,8 +2,9 @@
 //! the reference plan's stages (canary 50 behind an approval gate, wave-1 to 25 %, fleet to
 //! 100 %), through the relay's engine and MQTT link, a real Mosquitto, and the fleet simulator's
 //! 8,203 devices each with its own certificate running the device verifier. In wave-1, 6 % of
-//! the devices fail their first install: the failure threshold (30‰) pauses the rollout, a
-//! resume approval signed offline arrives in a bundle and resumes it, the failed devices are
+//! the devices fail their first install: the failure threshold (30‰) pauses the rollout, the
+//! custodians record the relay's log with the pause in it, a resume approval signed offline
+//! after that arrives in a bundle and resumes it, the failed devices are
 //! retried and install. Every device's final state is in the relay's log.
 
 #![allow(
@@ -173,6 +174,8 @@ fn the_reference_campaign_runs_end_to_end_through_mosquitto() {
     });
     eprintln!("wave-1 paused: {:.1?}", started.elapsed());
     assert_eq!(relay.engine().campaigns()[CAMPAIGN].stage(), 1);
+    // The custodians record the relay's log (the pause in it), then sign the resume.
+    signer.record_relay(relay.engine().log());
     signer.approve(1, ApprovalAction::Resume);
     transfer(&relay, &signer.vault);
 

@@ -24,6 +24,7 @@ use cairn_verifier::cose::{CoseSign1, ReleaseKey};
 use cairn_verifier::crypto::Software;
 use cairn_verifier::custody::SignedEntry;
 use cairn_verifier::merkle::leaf_hash;
+use cairn_verifier::note::Checkpoint;
 use cairn_verifier::rollout::{Gate, RolloutPlan};
 use cairn_verifier::statement::{EntryHeader, Kind, Purpose, Statement};
 use cairn_verifier::types::{Hash, Id, Name, UnixTime};
@@ -175,6 +176,8 @@ pub struct Campaign {
     stage_opened_at: u64,
     succeeded: Vec<bool>,
     paused: Option<bool>,
+    /// Relay log index of the event that paused the campaign.
+    paused_entry: u64,
     completed: bool,
     approvals_applied: BTreeSet<u64>,
     failed: BTreeSet<usize>,
@@ -331,6 +334,11 @@ pub struct Engine {
     release_key: ReleaseKey,
     campaigns: BTreeMap<String, Campaign>,
     approvals: Vec<PendingApproval>,
+    /// This relay's checkpoints recorded by custodians in the signer's log (kind 11):
+    /// `(mirror index of the record, relay log size it covers)`, oldest first.
+    recorded: Vec<(u64, u64)>,
+    /// Resume approvals refused because they were signed before the pause was recorded.
+    stale: BTreeSet<u64>,
     mirror_seen: u64,
     staged: Vec<Vec<u8>>,
     /// Devices waiting to be handed to the broker, in order.
@@ -392,6 +400,8 @@ impl Engine {
             release_key,
             campaigns: BTreeMap::new(),
             approvals: Vec::new(),
+            recorded: Vec::new(),
+            stale: BTreeSet::new(),
             mirror_seen: 0,
             staged: Vec::new(),
             queue: VecDeque::new(),
@@ -467,7 +477,7 @@ impl Engine {
                 .with_context(|| format!("relay log entry {index} does not decode"))?
             {
                 Statement::DeviceEvent(e) => self.apply_device(&e),
-                Statement::CampaignEvent(e) => self.apply_campaign(&e),
+                Statement::CampaignEvent(e) => self.apply_campaign(&e, index),
                 other => bail!(
                     "relay log entry {index} is a kind {} entry, not a relay event",
                     other.kind().0
@@ -502,6 +512,10 @@ impl Engine {
                         .problems
                         .push(format!("plan at mirror index {index} not taken up: {e:#}")),
                 }
+            } else if kind == Kind::RELAY_CHECKPOINT {
+                if let Some(size) = self.own_record(&entry) {
+                    self.recorded.push((index, size));
+                }
             } else if kind == Kind::APPROVAL {
                 match self.load_approval(&entry, index) {
                     Ok(a) => self.approvals.push(a),
@@ -516,6 +530,21 @@ impl Engine {
         }
         self.mirror_seen = size;
         Ok(())
+    }
+
+    /// The relay log size a kind-11 record covers, if it records this relay's log (its origin,
+    /// its key, a checkpoint that verifies with it); another relay's record is not ours to use.
+    fn own_record(&self, entry: &[u8]) -> Option<u64> {
+        let Ok(Statement::RelayCheckpoint(r)) = Statement::decode(entry) else {
+            return None;
+        };
+        if r.origin.as_str() != self.log.origin() || r.relay_key != self.log.public_key() {
+            return None;
+        }
+        let key = self.log.log_key().ok()?;
+        let checkpoint = Checkpoint::parse(r.checkpoint).ok()?;
+        checkpoint.verify(&key, &Software).ok()?;
+        Some(checkpoint.size.0)
     }
 
     fn load_approval(&self, entry: &[u8], index: u64) -> anyhow::Result<PendingApproval> {
@@ -684,6 +713,7 @@ impl Engine {
             stage: 0,
             stage_opened_at: 0,
             paused: None,
+            paused_entry: 0,
             completed: false,
             approvals_applied: BTreeSet::new(),
             failed: BTreeSet::new(),
@@ -755,7 +785,7 @@ impl Engine {
         Self::sample(c, e.at.0);
     }
 
-    fn apply_campaign(&mut self, e: &CampaignEvent<'_>) {
+    fn apply_campaign(&mut self, e: &CampaignEvent<'_>, index: u64) {
         let Some(c) = self.campaigns.get_mut(e.campaign.as_str()) else {
             return;
         };
@@ -772,7 +802,10 @@ impl Engine {
                     *s = true;
                 }
             }
-            Action::Paused => c.paused = Some(e.actor.as_str() == ACTOR_RULE),
+            Action::Paused => {
+                c.paused = Some(e.actor.as_str() == ACTOR_RULE);
+                c.paused_entry = index;
+            }
             Action::Resumed => {
                 c.paused = None;
                 c.resumed_with = (c.stage, c.troubled.get(c.stage).copied().unwrap_or(0));
@@ -881,9 +914,11 @@ impl Engine {
             cause: Name::new(&why).context("cause")?,
         };
         let bytes = event.to_cbor();
+        // Its index once committed: the step's events are appended in order.
+        let index = self.log.vault().size() + self.staged.len() as u64;
         self.staged.push(bytes.clone());
         let e = CampaignEvent::decode(&bytes)?;
-        self.apply_campaign(&e);
+        self.apply_campaign(&e, index);
         Ok(())
     }
 
@@ -962,6 +997,7 @@ impl Engine {
         self.staged.clear();
         self.campaigns.clear();
         self.approvals.clear();
+        self.recorded.clear();
         self.queue.clear();
         self.mirror_seen = 0;
         self.scan_mirror(mirror)?;
@@ -1313,12 +1349,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies the approvals the campaign waits for. A resume lifts a pause by the failure
+    /// threshold only if the custodians recorded the relay log up to that pause (a kind-11
+    /// record covering the pause event) before they signed it: a resume signed in advance, or
+    /// without looking at the failures, is refused (formats.md §4.10).
     fn apply_approvals(&mut self, mirror: &Vault, campaign: &str, now: u64) -> anyhow::Result<()> {
         loop {
             let Some(c) = self.campaigns.get(campaign) else {
                 return Ok(());
             };
             let status = c.status();
+            let seen = |a: &PendingApproval| {
+                self.recorded
+                    .iter()
+                    .any(|&(index, size)| index < a.index && size > c.paused_entry)
+            };
+            let mut stale = Vec::new();
             let found = self.approvals.iter().find(|a| {
                 a.campaign == campaign
                     && a.plan_digest == c.plan_digest
@@ -1328,12 +1374,26 @@ impl Engine {
                             status == Status::WaitingApproval && a.stage == c.stage as u64 + 1
                         }
                         ApprovalAction::Resume => {
-                            status == (Status::Paused { by_rule: true })
-                                && a.stage == c.stage as u64
+                            let due = status == (Status::Paused { by_rule: true })
+                                && a.stage == c.stage as u64;
+                            if due && !seen(a) {
+                                stale.push(a.index);
+                            }
+                            due && seen(a)
                         }
                     }
             });
-            let Some(a) = found.cloned() else {
+            let found = found.cloned();
+            let paused_entry = c.paused_entry;
+            for index in stale {
+                if self.stale.insert(index) {
+                    self.stats.approvals_refused += 1;
+                    self.problems.push(format!(
+                        "resume approval at mirror index {index} refused: it was signed before the custodians recorded the relay log up to the pause (relay log entry {paused_entry}); record the relay's state bundle (cairn rollout record-state), then approve the resume again"
+                    ));
+                }
+            }
+            let Some(a) = found else {
                 return Ok(());
             };
             let stage = usize::try_from(a.stage).unwrap_or(usize::MAX);

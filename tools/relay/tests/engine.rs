@@ -328,6 +328,9 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
     }
     let fleet = run.step(102);
     assert_eq!(fleet.len(), 8);
+    // A resume signed in advance, before anything failed: it must not lift the pause to come.
+    signer.approve(1, ApprovalAction::Resume);
+    run.engine.on_mirror(&signer.vault, 102).unwrap();
     // One failure of eight (125‰) is under 200‰; the second (250‰) pauses.
     run.say(
         &fleet[0].device,
@@ -359,9 +362,28 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
         .resume(CAMPAIGN, "operator:alice", "looks fine", 111)
         .unwrap_err();
     assert!(err.to_string().contains("cairn rollout approve"), "{err}");
-    // A resume approval for another stage does not apply; one for this stage does.
+    // The resume signed in advance was refused when the pause came, and says why.
+    assert_eq!(run.engine.stats().approvals_refused, 1);
+    assert!(
+        run.engine
+            .problems
+            .iter()
+            .any(|p| p.contains("signed before the custodians recorded the relay log")),
+        "{:?}",
+        run.engine.problems
+    );
+    // A resume approval for another stage does not apply; one for this stage signed without
+    // the pause recorded does not either; after the custodians record the relay log (the pause
+    // included), a new one does.
     signer.approve(0, ApprovalAction::Resume);
     run.engine.on_mirror(&signer.vault, 112).unwrap();
+    assert_eq!(run.status(), Status::Paused { by_rule: true });
+    signer.approve(1, ApprovalAction::Resume);
+    run.engine.on_mirror(&signer.vault, 112).unwrap();
+    assert_eq!(run.status(), Status::Paused { by_rule: true });
+    assert_eq!(run.engine.stats().approvals_refused, 2);
+    signer.record_relay(run.engine.log());
+    run.engine.on_mirror(&signer.vault, 113).unwrap();
     assert_eq!(run.status(), Status::Paused { by_rule: true });
     signer.approve(1, ApprovalAction::Resume);
     run.engine.on_mirror(&signer.vault, 113).unwrap();

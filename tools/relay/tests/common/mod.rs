@@ -15,7 +15,7 @@ use std::path::Path;
 
 use cairn_relay::Config;
 use cairn_vault::Vault;
-use cairn_verifier::campaign::{Approval, ApprovalAction};
+use cairn_verifier::campaign::{Approval, ApprovalAction, RelayCheckpoint};
 use cairn_verifier::crypto::Software;
 use cairn_verifier::custody::SignedEntry;
 use cairn_verifier::merkle::leaf_hash;
@@ -23,7 +23,7 @@ use cairn_verifier::note::LogKey;
 use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
 use cairn_verifier::statement::{Kind, Manifest, Purpose, ReleaseEntry};
 use cairn_verifier::test_support::{Fixture, public_key, test_key};
-use cairn_verifier::types::{Hash, Id, UnixTime, Version};
+use cairn_verifier::types::{Hash, Id, Name, UnixTime, Version};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use sha2::{Digest, Sha256};
 
@@ -249,6 +249,22 @@ impl SignerLog {
     /// Logs a gate approval signed by the release key.
     pub fn approve(&self, stage: u64, action: ApprovalAction) {
         self.approve_with(stage, action, Fixture::RELEASE_KEY);
+    }
+
+    /// Logs a kind-11 record of the relay log's latest checkpoint, as `cairn rollout
+    /// record-state` does when the relay's device-state bundle comes back.
+    pub fn record_relay(&self, relay: &cairn_relay::statelog::StateLog) {
+        let note = relay.vault().latest_checkpoint().unwrap().unwrap();
+        let entry = RelayCheckpoint {
+            origin: Name::new(relay.origin()).unwrap(),
+            relay_key: relay.public_key(),
+            checkpoint: note.as_bytes(),
+            recorded_at: UnixTime(DECIDED.0 + 120),
+        }
+        .to_cbor();
+        self.vault
+            .append_signed(&[entry], &log_key(), &test_key(Fixture::LOG_KEY))
+            .unwrap();
     }
 }
 
