@@ -1364,7 +1364,7 @@ impl Engine {
                     .iter()
                     .any(|&(index, size)| index < a.index && size > c.paused_entry)
             };
-            let mut stale = Vec::new();
+            let mut unseen = Vec::new();
             let found = self.approvals.iter().find(|a| {
                 a.campaign == campaign
                     && a.plan_digest == c.plan_digest
@@ -1377,7 +1377,7 @@ impl Engine {
                             let due = status == (Status::Paused { by_rule: true })
                                 && a.stage == c.stage as u64;
                             if due && !seen(a) {
-                                stale.push(a.index);
+                                unseen.push(a.index);
                             }
                             due && seen(a)
                         }
@@ -1385,7 +1385,7 @@ impl Engine {
             });
             let found = found.cloned();
             let paused_entry = c.paused_entry;
-            for index in stale {
+            for index in unseen {
                 if self.stale.insert(index) {
                     self.stats.approvals_refused += 1;
                     self.problems.push(format!(
