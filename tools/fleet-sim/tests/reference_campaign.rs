@@ -16,57 +16,16 @@
 #[path = "../../relay/tests/common/mod.rs"]
 mod relay_common;
 
-use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "e2e/mod.rs"]
+mod e2e;
 
-use cairn_relay::Relay;
-use cairn_relay::broker::{Broker, RELAY_CLIENT};
 use cairn_relay::engine::Status;
 use cairn_vault::Query;
 use cairn_verifier::campaign::{ApprovalAction, DeviceState};
-use cairn_verifier::crypto::Software;
-use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::Statement;
-use cairn_verifier::test_support::{Fixture, public_key, test_key};
-use relay_common::{CAMPAIGN, ORIGIN, Policy, RELEASE, ROLLBACK};
-
-fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "timed out after {seconds} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn count(relay: &Relay, state: DeviceState) -> u64 {
-    relay.engine().campaigns()[CAMPAIGN].totals()[usize::try_from(state.code()).unwrap()]
-}
-
-fn status(relay: &Relay) -> Status {
-    relay.engine().campaigns()[CAMPAIGN].status()
-}
-
-/// Imports the signer's log from where the mirror stands, as a transfer bundle.
-fn transfer(relay: &Relay, signer: &cairn_vault::Vault) {
-    let key = LogKey::new(
-        ORIGIN,
-        ORIGIN,
-        public_key(&test_key(Fixture::LOG_KEY)),
-        &Software,
-    )
-    .unwrap();
-    let bundle = signer.export_bundle(relay.vault().size()).unwrap();
-    relay.vault().import_bundle(&bundle, &key).unwrap();
-    relay
-        .engine()
-        .on_mirror(relay.vault(), cairn_relay::engine::now())
-        .unwrap();
-}
+use e2e::{World, count, status, transfer, wait_for};
+use relay_common::{CAMPAIGN, Policy};
+use std::time::Instant;
 
 #[test]
 fn the_reference_campaign_runs_end_to_end_through_mosquitto() {
@@ -98,97 +57,42 @@ fn the_reference_campaign_runs_end_to_end_through_mosquitto() {
             quarantine_on_verification_failure: true,
         },
     );
-    let broker = Broker::start(&dir.path().join("broker")).unwrap();
-    let relay_files = broker.client(RELAY_CLIENT).unwrap();
-    let config = relay_common::config(
-        dir.path(),
-        &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            broker.port(),
-            broker.ca().display(),
-            relay_files.cert.display(),
-            relay_files.key.display()
-        ),
-    );
-    let relay = Arc::new(Relay::open(&config).unwrap());
-    let runner = relay.start().unwrap();
-
-    // The fleet as the simulator reads it, and the two images.
-    let mut csv = String::from("device_id,product,family,hardware_revision,firmware_version\n");
-    for d in &signer.devices {
-        csv.push_str(d);
-        csv.push_str(",Smart Controller,STM32H5,rev-c,2.3.1\n");
-    }
-    std::fs::write(dir.path().join("fleet.csv"), csv).unwrap();
-    std::fs::write(dir.path().join("update.bin"), &signer.update_image).unwrap();
-    std::fs::write(dir.path().join("rollback.bin"), &signer.rollback_image).unwrap();
+    let world = World::start(dir.path(), "");
+    let relay = &world.relay;
 
     let started = Instant::now();
-    transfer(&relay, &signer.vault);
-    let stages: BTreeMap<String, usize> = relay.engine().campaigns()[CAMPAIGN]
-        .devices()
-        .map(|(d, s, _)| (d.to_owned(), s))
-        .collect();
-    std::fs::write(
-        dir.path().join("stages.json"),
-        serde_json::to_vec(&stages).unwrap(),
-    )
-    .unwrap();
-    let image = |id: &str, file: &str| format!("{id}={}", dir.path().join(file).display());
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_cairn-fleet-sim"))
-        .args(["--broker-port", &broker.port().to_string()])
-        .arg("--ca")
-        .arg(broker.ca())
-        .arg("--ca-key")
-        .arg(dir.path().join("broker/ca.key"))
-        .arg("--fleet")
-        .arg(dir.path().join("fleet.csv"))
-        .args(["--origin", ORIGIN])
-        .arg("--log-key")
-        .arg(dir.path().join("log.pub.pem"))
-        .arg("--release-key")
-        .arg(dir.path().join("release.pub.pem"))
-        .args(["--image", &image(RELEASE, "update.bin")])
-        .args(["--image", &image(ROLLBACK, "rollback.bin")])
-        .arg("--state")
-        .arg(dir.path().join("sim"))
-        .args(["--install-failure", "1=6%", "--transient", "--seed", "7"])
-        .arg("--stages")
-        .arg(dir.path().join("stages.json"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    transfer(relay, &signer.vault);
+    world.fleet_files(dir.path(), &signer);
+    let sim = world.simulate(
+        dir.path(),
+        &["--install-failure", "1=6%", "--transient", "--seed", "7"],
+    );
 
     // The canary installs; the approval gate holds wave-1 until the custodians approve it.
     wait_for("the canary to succeed and all 50 to install", 300, || {
-        status(&relay) == Status::WaitingApproval && count(&relay, DeviceState::Installed) == 50
+        status(relay) == Status::WaitingApproval && count(relay, DeviceState::Installed) == 50
     });
     eprintln!("canary done: {:.1?}", started.elapsed());
     signer.approve(1, ApprovalAction::OpenStage);
-    transfer(&relay, &signer.vault);
+    transfer(relay, &signer.vault);
 
     // wave-1: 6 % fail their first install, over the 30‰ threshold: paused by the rule.
     wait_for("the failure threshold to pause wave-1", 300, || {
-        status(&relay) == Status::Paused { by_rule: true }
+        status(relay) == Status::Paused { by_rule: true }
     });
     eprintln!("wave-1 paused: {:.1?}", started.elapsed());
     assert_eq!(relay.engine().campaigns()[CAMPAIGN].stage(), 1);
     // The custodians record the relay's log (the pause in it), then sign the resume.
     signer.record_relay(relay.engine().log());
     signer.approve(1, ApprovalAction::Resume);
-    transfer(&relay, &signer.vault);
+    transfer(relay, &signer.vault);
 
     wait_for("the campaign to complete", 600, || {
-        status(&relay) == Status::Completed && count(&relay, DeviceState::Installed) == eligible
+        status(relay) == Status::Completed && count(relay, DeviceState::Installed) == eligible
     });
     let wall = started.elapsed();
     eprintln!("reference campaign, {eligible} devices, end to end: {wall:.1?}");
-    let _ = Command::new("kill")
-        .args(["-INT", &sim.id().to_string()])
-        .status();
-    let _ = sim.wait();
-    drop(runner);
+    drop(sim);
 
     // Every device's final state is in the relay's log, and the log verifies as a bundle.
     let engine = relay.engine();
