@@ -66,8 +66,8 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
 /// The relay's MQTT link, until `stop`: subscribes to every device's status topic (QoS 1) and
 /// hands each message to the engine, which sends it back on `acks` once what it said is in the
 /// relay log (the `PUBACK` goes out only then: a report the relay did not record stays with the
-/// broker, which sends it again when the relay reconnects); publishes the engine's deliveries to each device's own
-/// topic (retained, QoS 1) and reports each broker acknowledgement back. On a connection error it
+/// broker, which sends it again when the relay reconnects); publishes the engine's deliveries to
+/// each device's own topic (retained, QoS 1) and reports each broker acknowledgement back. On a connection error it
 /// reconnects with backoff; rumqttc sends unacknowledged publications again, and the persistent
 /// session keeps the subscription and the status messages that arrive meanwhile.
 pub async fn link(
@@ -117,18 +117,25 @@ pub async fn link(
             }
         })
     };
+    // The event loop's `poll` is never cancelled while the link runs: dropping it part way
+    // through a write would lose or truncate a packet. Only the stop signal interrupts it.
+    let (mut stopping, watcher) = stop_signal(stop);
     let mut failures = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(250), events.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = stopping.changed() => break,
+            event = events.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
                 if !ack.session_present {
-                    let _ = client
-                        .subscribe(crate::broker::STATUS_FILTER, QoS::AtLeastOnce)
-                        .await;
+                    // Not awaited, for the same reason as `try_ack` below.
+                    let _ = client.try_subscribe(crate::broker::STATUS_FILTER, QoS::AtLeastOnce);
                 }
             }
-            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
                 // A topic that is not a status topic cannot reach us through the ACL; ignore it.
                 if let Some(device) = status_device(&p.topic).map(str::to_owned) {
                     let _ = inputs.send(Input::Status {
@@ -137,10 +144,11 @@ pub async fn link(
                         ack: Some(p),
                     });
                 } else {
-                    let _ = client.ack(&p).await;
+                    // Not awaited: this task drives the event loop that drains the request queue.
+                    let _ = client.try_ack(&p);
                 }
             }
-            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 // A packet id already in flight is a retransmission after a reconnect.
                 if let std::collections::hash_map::Entry::Vacant(e) = in_flight.entry(pkid)
                     && let Some(d) = waiting
@@ -151,13 +159,13 @@ pub async fn link(
                     e.insert(d);
                 }
             }
-            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(d) = in_flight.remove(&ack.pkid) {
                     let _ = inputs.send(Input::Acked(d));
                 }
             }
-            Err(_) | Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+            Ok(_) => {}
+            Err(e) => {
                 errors.fetch_add(1, Ordering::Relaxed);
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
@@ -169,5 +177,23 @@ pub async fn link(
     }
     publisher.abort();
     acker.abort();
+    watcher.abort();
     let _ = client.disconnect().await;
+}
+
+/// A channel that changes once `stop` is set (checked every 100 ms), and the task that watches.
+fn stop_signal(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stopped, stopping) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stopped.send(true);
+    });
+    (stopping, watcher)
 }
