@@ -332,9 +332,6 @@ fn campaign(
     let open = session
         .approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW)
         .unwrap();
-    let resume = session
-        .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
-        .unwrap();
     println!(
         "   {tag}: {} devices, {} eligible, {} rejected; registry and plan in {:.1} s",
         plan.devices,
@@ -361,17 +358,26 @@ fn campaign(
     let stages: Vec<u64> = plan.stages.iter().map(|(_, d)| *d).collect();
 
     // The relay's log, brought back into the appliance's mirror and recorded (kind 11).
-    let (relay, relay_key) = relay_log(
-        &dir.join(format!("{tag}-relay")),
-        &devices,
-        &stages,
-        [open.index, resume.index],
-    );
-    drop(devices);
+    // Up to the pause, recorded; the resume signed after it; the rest.
+    let relay_key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
     let public = PublicKey::from_sec1_uncompressed(
         relay_key.verifying_key().to_sec1_point(false).as_bytes(),
     )
     .unwrap();
+    let relay = Vault::create(dir.join(format!("{tag}-relay")), RELAY_ORIGIN).unwrap();
+    let (entries, after_pause) = relay_entries(&devices, &stages, [open.index, 0]);
+    relay_append(&relay, &relay_key, &entries[..after_pause]);
+    drop(entries);
+    session
+        .record_relay_state(&relay.export_bundle(0).unwrap(), public, NOW)
+        .unwrap();
+    let resume = session
+        .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
+        .unwrap();
+    let (entries, _) = relay_entries(&devices, &stages, [open.index, resume.index]);
+    relay_append(&relay, &relay_key, &entries[after_pause..]);
+    drop(entries);
+    drop(devices);
     let bundle = relay.export_bundle(0).unwrap();
     let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();
     assert_eq!(recorded.relay_size, relay.size());
@@ -514,18 +520,10 @@ fn campaign(
 /// stage order (`stages`: cumulative device counts), each delivered then installed, one in
 /// [`RETRY_EVERY`] failing once and retried; the first failure in stage 1 pauses the rollout
 /// until a signed resume. `approvals`: the signer-log indices of the stage-1 opening and resume.
-fn relay_log(
-    path: &Path,
-    devices: &[String],
-    stages: &[u64],
-    approvals: [u64; 2],
-) -> (Vault, p256::ecdsa::SigningKey) {
-    let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
-    let public =
-        PublicKey::from_sec1_uncompressed(key.verifying_key().to_sec1_point(false).as_bytes())
-            .unwrap();
-    let log_key = LogKey::new(RELAY_ORIGIN, RELAY_ORIGIN, public, &Software).unwrap();
-    let vault = Vault::create(path, RELAY_ORIGIN).unwrap();
+/// Also returns where the events after the pause start: the custodians record the log up to
+/// there before they sign the resume, and nothing before it depends on the resume's index.
+fn relay_entries(devices: &[String], stages: &[u64], approvals: [u64; 2]) -> (Vec<Vec<u8>>, usize) {
+    let mut after_pause = 0;
     let campaign_id = Id::new(CAMPAIGN).unwrap();
     let release = Id::new(RELEASE).unwrap();
     let campaign = |action, stage, devices, actor: &str, cause: &str, at| {
@@ -614,6 +612,7 @@ fn relay_log(
                         "failure threshold",
                         t,
                     ));
+                    after_pause = entries.len();
                     entries.push(campaign(
                         Action::ApprovalApplied,
                         1,
@@ -670,9 +669,17 @@ fn relay_log(
         "every stage done",
         t,
     ));
+    (entries, after_pause)
+}
+
+/// Appends relay events in batches and signs a checkpoint over them with the relay key.
+fn relay_append(vault: &Vault, key: &p256::ecdsa::SigningKey, entries: &[Vec<u8>]) {
+    let public =
+        PublicKey::from_sec1_uncompressed(key.verifying_key().to_sec1_point(false).as_bytes())
+            .unwrap();
+    let log_key = LogKey::new(RELAY_ORIGIN, RELAY_ORIGIN, public, &Software).unwrap();
     vault.append_batches(entries.chunks(BATCH), |_| {}).unwrap();
-    vault.sign_checkpoint(&log_key, &key).unwrap();
-    (vault, key)
+    vault.sign_checkpoint(&log_key, key).unwrap();
 }
 
 /// Leaf hashes of `entries` on `threads` threads, in order.

@@ -85,17 +85,32 @@ fn release(id: &str, version: Version) -> ReleaseInput {
 
 /// The relay's log for the campaign: every device delivered and installed, one device failing
 /// once in wave-1 (a pause by rule, a signed resume, a retry), as the relay's engine writes it.
-fn relay_log(
-    dir: &Path,
-    devices: &[String],
-    approvals: &[u64],
-) -> (Vault, p256::ecdsa::SigningKey) {
+/// The relay's key and its (empty) log.
+fn relay_vault(dir: &Path) -> (Vault, p256::ecdsa::SigningKey, PublicKey) {
     let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
     let public =
         PublicKey::from_sec1_uncompressed(key.verifying_key().to_sec1_point(false).as_bytes())
             .unwrap();
     let vault = Vault::create(dir.join("relay-state"), RELAY_ORIGIN).unwrap();
+    (vault, key, public)
+}
+
+/// Appends relay events to the relay log under a checkpoint signed by the relay key.
+fn relay_append(
+    vault: &Vault,
+    key: &p256::ecdsa::SigningKey,
+    public: PublicKey,
+    entries: &[Vec<u8>],
+) {
     let log_key = LogKey::new(RELAY_ORIGIN, RELAY_ORIGIN, public, &Software).unwrap();
+    vault.append_signed(entries, &log_key, key).unwrap();
+}
+
+/// The relay's events for the campaign, with `approvals` = [open stage 1, resume stage 1], and
+/// where the events after the pause start (the custodians record the log up to there before
+/// they sign the resume; the entries before it do not depend on the resume's index).
+fn relay_entries(devices: &[String], approvals: &[u64]) -> (Vec<Vec<u8>>, usize) {
+    let mut after_pause = 0;
     let id = |s: &str| Id::new(s).unwrap().as_str().to_owned();
     let mut entries: Vec<Vec<u8>> = Vec::new();
     let mut t = NOW.0 + 100;
@@ -189,6 +204,7 @@ fn relay_log(
                     "failure threshold",
                     t,
                 ));
+                after_pause = entries.len();
                 entries.push(campaign(
                     Action::ApprovalApplied,
                     1,
@@ -243,8 +259,7 @@ fn relay_log(
         "every stage done",
         t,
     ));
-    vault.append_signed(&entries, &log_key, &key).unwrap();
-    (vault, key)
+    (entries, after_pause)
 }
 
 /// Where `part` (a slice of `whole`) starts in `whole`.
@@ -347,9 +362,6 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             let open = session
                 .approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW)
                 .unwrap();
-            let resume = session
-                .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
-                .unwrap();
 
             // The relay's log, in the order the stages hold the devices.
             let mut devices: Vec<String> = Vec::new();
@@ -361,11 +373,19 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
                     devices.push(m.device_id.as_str().to_owned());
                 }
             }
-            let (relay, relay_key) = relay_log(dir, &devices, &[open.index, resume.index]);
-            let public = PublicKey::from_sec1_uncompressed(
-                relay_key.verifying_key().to_sec1_point(false).as_bytes(),
-            )
-            .unwrap();
+            // The relay runs up to the pause; the custodians record its log, then sign the
+            // resume; the relay goes on.
+            let (relay, relay_key, public) = relay_vault(dir);
+            let (entries, after_pause) = relay_entries(&devices, &[open.index, 0]);
+            relay_append(&relay, &relay_key, public, &entries[..after_pause]);
+            let paused = session
+                .record_relay_state(&relay.export_bundle(0).unwrap(), public, NOW)
+                .unwrap();
+            let resume = session
+                .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
+                .unwrap();
+            let (entries, _) = relay_entries(&devices, &[open.index, resume.index]);
+            relay_append(&relay, &relay_key, public, &entries[after_pause..]);
             let bundle = relay.export_bundle(0).unwrap();
             let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();
             assert_eq!(recorded.relay_size, relay.size());
@@ -525,6 +545,20 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
                 &root,
                 &format!("signer log entry {}", resume.index),
                 "missing approval the relay applied",
+            );
+            // Without the record of the relay log with the pause, the pack no longer shows that
+            // the custodians saw the failures before they signed the resume: named.
+            let mut unseen = pack.clone();
+            remove(&mut unseen.signer, paused.index);
+            let v = audit::verify(&unseen.to_cbor(), &root);
+            assert!(
+                v.findings
+                    .iter()
+                    .any(|f| f.item == format!("signer log entry {}", resume.index)
+                        && f.problem
+                            .contains("signed before the custodians recorded the relay log")),
+                "{:#?}",
+                v.findings
             );
             // Truncation is a decoding failure of the pack.
             assert_names(&bytes[..bytes.len() - 1], &root, "pack", "truncated");

@@ -893,6 +893,19 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             );
         }
     }
+    // The relay log sizes the custodians recorded, by signer log index: a resume must come
+    // after a record that includes the pause it lifts (formats.md §4.10).
+    let recorded: Vec<(u64, u64)> = signer
+        .entries
+        .iter()
+        .filter_map(|(i, _, _, s)| match s {
+            Some(Statement::RelayCheckpoint(r)) => {
+                Checkpoint::parse(r.checkpoint).ok().map(|c| (*i, c.size.0))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut paused_by_rule: Option<u64> = None;
     for (index, _, _, s) in &relay.entries {
         match s {
             Some(Statement::DeviceEvent(e)) if e.campaign.as_str() == pack.campaign => {
@@ -921,13 +934,34 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
                 });
             }
             Some(Statement::CampaignEvent(e)) if e.campaign.as_str() == pack.campaign => {
+                match e.action {
+                    Action::Paused if e.actor.as_str() == "rule" => paused_by_rule = Some(*index),
+                    Action::Resumed => paused_by_rule = None,
+                    _ => {}
+                }
                 if e.action == Action::ApprovalApplied {
-                    let ok = matches!(
-                        signer.find(e.devices),
+                    let approval = match signer.find(e.devices) {
                         Some((_, _, _, Some(Statement::Approval { approval, .. })))
-                            if approval.campaign.as_str() == pack.campaign
-                    );
-                    if !ok {
+                            if approval.campaign.as_str() == pack.campaign =>
+                        {
+                            Some(approval)
+                        }
+                        _ => None,
+                    };
+                    if let (Some(a), Some(pause)) = (approval, paused_by_rule)
+                        && a.action == ApprovalAction::Resume
+                        && !recorded
+                            .iter()
+                            .any(|&(i, size)| i < e.devices && size > pause)
+                    {
+                        v.fail(
+                            format!("signer log entry {}", e.devices),
+                            format!(
+                                "a resume applied by relay log entry {index}, but signed before the custodians recorded the relay log with the pause it lifts (relay log entry {pause})"
+                            ),
+                        );
+                    }
+                    if approval.is_none() {
                         v.fail(
                             format!("signer log entry {}", e.devices),
                             format!(
