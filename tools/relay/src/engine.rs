@@ -989,7 +989,6 @@ impl Engine {
     /// After a step failed part way: drops what it staged and rebuilds the state from the log,
     /// so the engine never holds what its evidence does not.
     pub fn recover(&mut self, mirror: &Vault) -> anyhow::Result<()> {
-        self.staged.clear();
         self.rebuild(mirror)
     }
 
