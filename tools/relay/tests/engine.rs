@@ -569,3 +569,42 @@ fn a_replayed_report_is_refused_after_a_restart() {
         (DeviceState::Installed, "device", 2)
     );
 }
+
+#[test]
+fn devices_queued_when_the_relay_stopped_are_delivered_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer_log(
+        &dir.path().join("signer"),
+        3,
+        0,
+        &[("all", 3, 0, 1000, 1000, false)],
+        Policy::default(),
+    );
+    let open = || {
+        Engine::open(
+            &dir.path().join("relay"),
+            RELAY_ORIGIN,
+            release_key(),
+            &signer.vault,
+        )
+        .unwrap()
+    };
+    // The stage opens and its devices are queued, but the relay stops before it publishes.
+    let mut engine = open();
+    engine.tick(&signer.vault, 1000).unwrap();
+    let none = engine.commit(&signer.vault, Duration::ZERO, false).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(engine.queued(), 3);
+    drop(engine);
+
+    // The restarted relay queues them again, with their deliveries, and hands them out.
+    let mut engine = open();
+    assert_eq!(engine.queued(), 3);
+    let out = engine
+        .commit(&signer.vault, Duration::from_secs(1), true)
+        .unwrap();
+    let mut devices = devices_of(&out);
+    devices.sort();
+    assert_eq!(devices, signer.devices);
+    assert!(out.iter().all(|o| !o.delivery.is_empty()));
+}
