@@ -13,29 +13,14 @@ mod common;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn_relay::Relay;
-use cairn_relay::broker::{Broker, ClientFiles, RELAY_CLIENT, status_topic};
+use cairn_relay::broker::{Broker, ClientFiles, status_topic};
 use cairn_vault::Query;
 use cairn_verifier::campaign::{DeviceState, Outcome, StatusReport};
-use cairn_verifier::crypto::Software;
-use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::Statement;
-use cairn_verifier::test_support::{Fixture, public_key, test_key};
 use cairn_verifier::types::Id;
-use common::{CAMPAIGN, ORIGIN, RELEASE};
-
-fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{CAMPAIGN, RELEASE, transfer, wait_for};
 
 fn state(relay: &Relay, device: &str) -> DeviceState {
     relay.engine().campaigns()[CAMPAIGN]
@@ -94,7 +79,6 @@ fn installed_events(relay: &Relay, device: &str) -> usize {
 fn a_report_survives_failed_log_writes_and_a_relay_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker")).unwrap();
-    let relay_files = broker.client(RELAY_CLIENT).unwrap();
     let signer = common::signer_log(
         &dir.path().join("signer"),
         2,
@@ -102,32 +86,10 @@ fn a_report_survives_failed_log_writes_and_a_relay_restart() {
         &[("all", 2, 0, 1000, 1000, false)],
         common::Policy::default(),
     );
-    let config = common::config(
-        dir.path(),
-        &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
-             [rollout]\ntick_millis = 50\n",
-            broker.port(),
-            broker.ca().display(),
-            relay_files.cert.display(),
-            relay_files.key.display()
-        ),
-    );
+    let config = common::mqtt_config(dir.path(), &broker, "[rollout]\ntick_millis = 50\n");
     let relay = Arc::new(Relay::open(&config).unwrap());
     let runner = relay.start().unwrap();
-    let bundle = signer.vault.export_bundle(0).unwrap();
-    let log_key = LogKey::new(
-        ORIGIN,
-        ORIGIN,
-        public_key(&test_key(Fixture::LOG_KEY)),
-        &Software,
-    )
-    .unwrap();
-    relay.vault().import_bundle(&bundle, &log_key).unwrap();
-    relay
-        .engine()
-        .on_mirror(relay.vault(), cairn_relay::engine::now())
-        .unwrap();
+    transfer(&relay, &signer.vault);
     let (first, second) = (&signer.devices[0], &signer.devices[1]);
     wait_for("both deliveries acknowledged", 30, || {
         state(&relay, first) == DeviceState::Delivered

@@ -14,10 +14,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn_relay::Relay;
-use cairn_relay::broker::{Broker, ClientFiles, RELAY_CLIENT, delivery_topic, status_topic};
+use cairn_relay::broker::{Broker, ClientFiles, delivery_topic, status_topic};
 use cairn_relay::engine::Status;
 use cairn_verifier::boot::{
     DeviceIdentity, MemoryImage, StoredState, TrustAnchors, verify_delivery,
@@ -25,10 +24,9 @@ use cairn_verifier::boot::{
 use cairn_verifier::campaign::{DeviceState, Outcome, StatusReport};
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::Software;
-use cairn_verifier::note::LogKey;
 use cairn_verifier::test_support::{Fixture, public_key, test_key};
 use cairn_verifier::types::{Id, Version};
-use common::{CAMPAIGN, ORIGIN, RELEASE};
+use common::{CAMPAIGN, RELEASE, transfer, wait_for};
 
 fn tls(broker: &Broker, client: &ClientFiles) -> Vec<String> {
     vec![
@@ -66,17 +64,6 @@ fn publish(broker: &Broker, client: &ClientFiles, topic: &str, payload: &[u8], d
     );
 }
 
-fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn count(relay: &Relay, state: DeviceState) -> u64 {
     relay.engine().campaigns()[CAMPAIGN].totals()[usize::try_from(state.code()).unwrap()]
 }
@@ -85,7 +72,6 @@ fn count(relay: &Relay, state: DeviceState) -> u64 {
 fn deliveries_and_status_reports_go_through_the_broker_and_survive_its_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(&dir.path().join("broker")).unwrap();
-    let relay_files = broker.client(RELAY_CLIENT).unwrap();
     let signer = common::signer_log(
         &dir.path().join("signer"),
         6,
@@ -93,38 +79,10 @@ fn deliveries_and_status_reports_go_through_the_broker_and_survive_its_restart()
         &[("all", 6, 0, 1000, 1000, false)],
         common::Policy::default(),
     );
-    let config = common::config(
-        dir.path(),
-        &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
-             [rollout]\ntick_millis = 50\n",
-            broker.port(),
-            broker.ca().display(),
-            relay_files.cert.display(),
-            relay_files.key.display()
-        ),
-    );
+    let config = common::mqtt_config(dir.path(), &broker, "[rollout]\ntick_millis = 50\n");
     let relay = Arc::new(Relay::open(&config).unwrap());
     let runner = relay.start().unwrap();
-    // The bundle goes in the way the API puts it (the import path is tested in api.rs).
-    let bundle = signer.vault.export_bundle(0).unwrap();
-    relay
-        .vault()
-        .import_bundle(
-            &bundle,
-            &LogKey::new(
-                ORIGIN,
-                ORIGIN,
-                public_key(&test_key(Fixture::LOG_KEY)),
-                &Software,
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    relay
-        .engine()
-        .on_mirror(relay.vault(), cairn_relay::engine::now())
-        .unwrap();
+    transfer(&relay, &signer.vault);
 
     // Every delivery is acknowledged by the broker.
     wait_for("6 deliveries acknowledged", 30, || {
@@ -134,13 +92,7 @@ fn deliveries_and_status_reports_go_through_the_broker_and_survive_its_restart()
     // The broker restarts; the retained deliveries are still there, each for its device only.
     broker.restart().unwrap();
     let anchors = TrustAnchors {
-        log: LogKey::new(
-            ORIGIN,
-            ORIGIN,
-            public_key(&test_key(Fixture::LOG_KEY)),
-            &Software,
-        )
-        .unwrap(),
+        log: common::log_key(),
         release: ReleaseKey::new(public_key(&test_key(Fixture::RELEASE_KEY)), &Software),
     };
     let mut files = Vec::new();

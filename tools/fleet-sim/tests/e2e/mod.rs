@@ -14,28 +14,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn_relay::Relay;
-use cairn_relay::broker::{Broker, RELAY_CLIENT};
+use cairn_relay::broker::Broker;
 use cairn_relay::engine::Status;
 use cairn_verifier::campaign::DeviceState;
-use cairn_verifier::crypto::Software;
-use cairn_verifier::note::LogKey;
-use cairn_verifier::test_support::{Fixture, public_key, test_key};
 
 use crate::relay_common::{CAMPAIGN, ORIGIN, RELEASE, ROLLBACK, SignerLog};
-
-pub fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "timed out after {seconds} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use crate::relay_common::{transfer, wait_for};
 
 pub fn count(relay: &Relay, state: DeviceState) -> u64 {
     relay.engine().campaigns()[CAMPAIGN].totals()[usize::try_from(state.code()).unwrap()]
@@ -43,23 +29,6 @@ pub fn count(relay: &Relay, state: DeviceState) -> u64 {
 
 pub fn status(relay: &Relay) -> Status {
     relay.engine().campaigns()[CAMPAIGN].status()
-}
-
-/// Imports the signer's log from where the mirror stands, as a transfer bundle.
-pub fn transfer(relay: &Relay, signer: &cairn_vault::Vault) {
-    let key = LogKey::new(
-        ORIGIN,
-        ORIGIN,
-        public_key(&test_key(Fixture::LOG_KEY)),
-        &Software,
-    )
-    .unwrap();
-    let bundle = signer.export_bundle(relay.vault().size()).unwrap();
-    relay.vault().import_bundle(&bundle, &key).unwrap();
-    relay
-        .engine()
-        .on_mirror(relay.vault(), cairn_relay::engine::now())
-        .unwrap();
 }
 
 /// Mosquitto and a started relay linked to it (stopped in that order: relay, then broker).
@@ -72,17 +41,7 @@ pub struct World {
 impl World {
     pub fn start(dir: &Path, extra: &str) -> Self {
         let broker = Broker::start(&dir.join("broker")).unwrap();
-        let relay_files = broker.client(RELAY_CLIENT).unwrap();
-        let config = crate::relay_common::config(
-            dir,
-            &format!(
-                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
-                broker.port(),
-                broker.ca().display(),
-                relay_files.cert.display(),
-                relay_files.key.display()
-            ),
-        );
+        let config = crate::relay_common::mqtt_config(dir, &broker, extra);
         let relay = Arc::new(Relay::open(&config).unwrap());
         let runner = relay.start().unwrap();
         Self {

@@ -13,7 +13,8 @@
 
 use std::path::Path;
 
-use cairn_relay::Config;
+use cairn_relay::broker::{Broker, RELAY_CLIENT};
+use cairn_relay::{Config, Relay};
 use cairn_vault::Vault;
 use cairn_verifier::campaign::{Approval, ApprovalAction, RelayCheckpoint};
 use cairn_verifier::crypto::Software;
@@ -74,7 +75,8 @@ fn id(s: &str) -> Id<'_> {
     Id::new(s).unwrap()
 }
 
-fn log_key() -> LogKey<'static> {
+/// The test signer's log key, as the relay and the devices pin it.
+pub fn log_key() -> LogKey<'static> {
     LogKey::new(
         ORIGIN,
         ORIGIN,
@@ -291,4 +293,42 @@ pub fn config(dir: &Path, extra: &str) -> Config {
     )
     .unwrap();
     Config::load(&path).unwrap()
+}
+
+/// `config`, with the relay linked over MQTT/TLS to `broker` under its own client certificate.
+pub fn mqtt_config(dir: &Path, broker: &Broker, extra: &str) -> Config {
+    let relay = broker.client(RELAY_CLIENT).unwrap();
+    config(
+        dir,
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            broker.port(),
+            broker.ca().display(),
+            relay.cert.display(),
+            relay.key.display()
+        ),
+    )
+}
+
+/// Carries the signer's log over from where the relay's mirror stands, as a transfer bundle, and
+/// lets the engine take it up (the HTTP import path is tested in api.rs).
+pub fn transfer(relay: &Relay, signer: &Vault) {
+    let bundle = signer.export_bundle(relay.vault().size()).unwrap();
+    relay.vault().import_bundle(&bundle, &log_key()).unwrap();
+    relay
+        .engine()
+        .on_mirror(relay.vault(), cairn_relay::engine::now())
+        .unwrap();
+}
+
+/// Waits until `done`, for at most `seconds`.
+pub fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(seconds),
+            "timed out after {seconds} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
