@@ -12,6 +12,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use cairn_relay::engine::{Engine, Outgoing, Selection, Status};
@@ -30,6 +31,17 @@ const RELAY_ORIGIN: &str = "oem.example/cairn/relay";
 
 fn release_key() -> ReleaseKey {
     ReleaseKey::new(public_key(&test_key(Fixture::RELEASE_KEY)), &Software)
+}
+
+/// The relay's engine on the signer's log, its state under `dir/relay` (kept across reopenings).
+fn open(dir: &Path, signer: &SignerLog) -> Engine {
+    Engine::open(
+        &dir.join("relay"),
+        RELAY_ORIGIN,
+        release_key(),
+        &signer.vault,
+    )
+    .unwrap()
 }
 
 fn report(release: &str, outcome: Outcome, detail: &str, sequence: u64) -> Vec<u8> {
@@ -124,13 +136,7 @@ fn a_campaign_runs_as_its_signed_plan_says() {
             quarantine_on_verification_failure: true,
         },
     );
-    let engine = Engine::open(
-        &dir.path().join("relay"),
-        RELAY_ORIGIN,
-        release_key(),
-        &signer.vault,
-    )
-    .unwrap();
+    let engine = open(dir.path(), &signer);
     let mut run = Run {
         engine,
         mirror: &signer.vault,
@@ -284,13 +290,7 @@ fn a_campaign_runs_as_its_signed_plan_says() {
 
     // A restarted relay gets the same state back from its log alone.
     drop(run);
-    let engine = Engine::open(
-        &dir.path().join("relay"),
-        RELAY_ORIGIN,
-        release_key(),
-        &signer.vault,
-    )
-    .unwrap();
+    let engine = open(dir.path(), &signer);
     let again = engine.summary(CAMPAIGN).unwrap();
     for key in ["status", "stage", "states", "stages"] {
         assert_eq!(again[key], summary[key], "{key}");
@@ -311,13 +311,7 @@ fn the_failure_threshold_pauses_and_only_a_signed_approval_resumes() {
         ],
         Policy::default(),
     );
-    let engine = Engine::open(
-        &dir.path().join("relay"),
-        RELAY_ORIGIN,
-        release_key(),
-        &signer.vault,
-    )
-    .unwrap();
+    let engine = open(dir.path(), &signer);
     let mut run = Run {
         engine,
         mirror: &signer.vault,
@@ -426,13 +420,7 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
         &[("all", 8, 0, 500, 500, false)],
         Policy::default(),
     );
-    let mut engine = Engine::open(
-        &dir.path().join("relay"),
-        RELAY_ORIGIN,
-        release_key(),
-        &signer.vault,
-    )
-    .unwrap();
+    let mut engine = open(dir.path(), &signer);
     engine.set_rate(Some(2));
     engine.tick(&signer.vault, 10).unwrap();
     let first = engine
@@ -508,17 +496,8 @@ fn a_replayed_report_is_refused_after_a_restart() {
             quarantine_on_verification_failure: false,
         },
     );
-    let open = || {
-        Engine::open(
-            &dir.path().join("relay"),
-            RELAY_ORIGIN,
-            release_key(),
-            &signer.vault,
-        )
-        .unwrap()
-    };
     let mut run = Run {
-        engine: open(),
+        engine: open(dir.path(), &signer),
         mirror: &signer.vault,
         seq: BTreeMap::new(),
     };
@@ -539,7 +518,7 @@ fn a_replayed_report_is_refused_after_a_restart() {
     // not counted as failed.
     drop(run);
     let mut run = Run {
-        engine: open(),
+        engine: open(dir.path(), &signer),
         mirror: &signer.vault,
         seq: BTreeMap::new(),
     };
@@ -580,17 +559,8 @@ fn devices_queued_when_the_relay_stopped_are_delivered_after_a_restart() {
         &[("all", 3, 0, 1000, 1000, false)],
         Policy::default(),
     );
-    let open = || {
-        Engine::open(
-            &dir.path().join("relay"),
-            RELAY_ORIGIN,
-            release_key(),
-            &signer.vault,
-        )
-        .unwrap()
-    };
     // The stage opens and its devices are queued, but the relay stops before it publishes.
-    let mut engine = open();
+    let mut engine = open(dir.path(), &signer);
     engine.tick(&signer.vault, 1000).unwrap();
     let none = engine.commit(&signer.vault, Duration::ZERO, false).unwrap();
     assert!(none.is_empty());
@@ -598,7 +568,7 @@ fn devices_queued_when_the_relay_stopped_are_delivered_after_a_restart() {
     drop(engine);
 
     // The restarted relay queues them again, with their deliveries, and hands them out.
-    let mut engine = open();
+    let mut engine = open(dir.path(), &signer);
     assert_eq!(engine.queued(), 3);
     let out = engine
         .commit(&signer.vault, Duration::from_secs(1), true)
