@@ -945,6 +945,7 @@ impl Session<'_> {
             advisories: TextList::Slice(&advisories),
             issued_at,
             artifact: check_id("artifact file name", &artifact_name)?,
+            mcuboot_hash: None,
         };
         let cose = sign_cose(&statement.to_cbor(), release)?;
         let entry = ReleaseEntry { cose_sign1: &cose }.to_cbor();

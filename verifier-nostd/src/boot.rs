@@ -8,7 +8,9 @@
 //! 6. device identity, class and hardware revision match;
 //! 7. the current firmware version is in the manifest's allowed range;
 //! 8. the release's security epoch is not below the stored one (anti-rollback);
-//! 9. the image read from flash has the release's size and SHA-256 digest.
+//! 9. the image read from flash has the release's size and SHA-256 digest; for a release in
+//!    MCUboot format, also its header version, security counter, SHA256 TLV, key and signature
+//!    ([`crate::mcuboot::check`]).
 //!
 //! The first failing check is returned as its own [`Error`] variant. Nothing here allocates or
 //! panics; the board supplies flash access ([`ImageReader`]), persistent state ([`DeviceState`])
@@ -232,8 +234,13 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
         });
     }
 
-    // 9. image
-    check_image(image, release.image_size, &release.image_digest, crypto)?;
+    // 9. image (for an MCUboot-format release, also its header, TLVs and signature)
+    match &release.mcuboot_hash {
+        None => check_image(image, release.image_size, &release.image_digest, crypto)?,
+        Some(stated) => {
+            crate::mcuboot::check::check_image(image, &release, stated, &anchors.release, crypto)?;
+        }
+    }
 
     Ok(Verdict {
         release_id: release.release_id,

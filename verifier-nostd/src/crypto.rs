@@ -61,8 +61,10 @@ impl PublicKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
 
-/// An incremental SHA-256 computation.
-pub trait Sha256 {
+/// An incremental SHA-256 computation. `Clone` copies the running state: the MCUboot image check
+/// forks one pass over flash into two digests that share a prefix (a hardware hash block such as
+/// the STM32H5 HASH saves and restores its context through its context-swap registers).
+pub trait Sha256: Clone {
     /// Absorbs `data`.
     fn update(&mut self, data: &[u8]);
     /// The digest of everything absorbed.

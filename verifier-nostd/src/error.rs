@@ -386,6 +386,37 @@ pub enum Error {
     /// The device holds no verified install record, so there is nothing to fast-check.
     #[error("no verified install recorded")]
     NothingInstalled,
+    /// The release is an MCUboot image, and the image in flash is not a well-formed one.
+    #[error("malformed MCUboot image: {0}")]
+    MalformedImage(crate::mcuboot::McubootError),
+    /// The MCUboot header's version is not the release's version.
+    #[error("MCUboot image version {image} is not the release version {release}")]
+    McubootVersion {
+        /// The header's version.
+        image: crate::mcuboot::ImageVersion,
+        /// The release statement's version.
+        release: Version,
+    },
+    /// The MCUboot security counter TLV is missing or is not the release's security epoch.
+    #[error("MCUboot security counter {image:?} is not the release's security epoch {release}")]
+    McubootSecurityCounter {
+        /// The protected SEC_CNT TLV's value, if any.
+        image: Option<u32>,
+        /// The release statement's epoch.
+        release: SecurityEpoch,
+    },
+    /// The MCUboot image names another signing key (KEYHASH or PUBKEY) than the pinned release key.
+    #[error("MCUboot image names another key than the pinned release key")]
+    McubootKey,
+    /// The MCUboot SHA256 TLV is not the SHA-256 of the image read from flash.
+    #[error("MCUboot SHA256 TLV does not match the image read from flash")]
+    McubootHash,
+    /// The MCUboot SHA256 TLV is not the one the release statement carries.
+    #[error("MCUboot SHA256 TLV is not the one the release states")]
+    McubootHashNotStated,
+    /// The MCUboot ECDSA signature TLV does not verify with the pinned release key.
+    #[error("MCUboot signature does not verify with the pinned release key")]
+    McubootSignature,
 }
 
 impl Error {
@@ -413,6 +444,13 @@ impl Error {
             Error::FlashRead => "flash-read",
             Error::Proof(_) => "proof",
             Error::NothingInstalled => "nothing-installed",
+            Error::MalformedImage(_) => "mcuboot-malformed",
+            Error::McubootVersion { .. } => "mcuboot-version",
+            Error::McubootSecurityCounter { .. } => "mcuboot-security-counter",
+            Error::McubootKey => "mcuboot-key",
+            Error::McubootHash => "mcuboot-hash",
+            Error::McubootHashNotStated => "mcuboot-hash-not-stated",
+            Error::McubootSignature => "mcuboot-signature",
         }
     }
 }

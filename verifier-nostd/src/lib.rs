@@ -14,6 +14,7 @@
 //! | [`campaign`] | gate approvals, device status reports, the relay's device and campaign events | RFC 8949 §4.2.1 |
 //! | [`delivery`] | the envelope a device receives | RFC 8949 §4.2.1 |
 //! | [`boot`] | the boot check, in design order | design.md "Device boot check" |
+//! | [`mcuboot`] | MCUboot image: header, protected TLVs, hash, key hash, ECDSA signature | MCUboot docs/design.md "Image format" |
 //!
 //! The byte-level description of every format is in `docs/formats.md`.
 //!
@@ -61,6 +62,7 @@ pub mod crypto;
 pub mod custody;
 pub mod delivery;
 pub mod error;
+pub mod mcuboot;
 pub mod merkle;
 pub mod note;
 #[cfg(feature = "alloc")]

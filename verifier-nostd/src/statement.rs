@@ -145,10 +145,16 @@ pub struct ReleaseStatement<'a> {
     pub issued_at: UnixTime,
     /// File name of the artifact (key 13).
     pub artifact: Id<'a>,
+    /// For an MCUboot-format image (formats.md §4.3.1): the value of its SHA256 TLV, the digest
+    /// its own signature covers (key 14, present only then). The image digest and size above are
+    /// of the whole signed MCUboot image.
+    pub mcuboot_hash: Option<Hash>,
 }
 
 impl<'a> ReleaseStatement<'a> {
     const FIELDS: u64 = 14;
+    /// With key 14 (MCUboot-format image).
+    const FIELDS_MCUBOOT: u64 = 15;
 
     /// Decodes a release statement (a COSE_Sign1 payload).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -156,7 +162,12 @@ impl<'a> ReleaseStatement<'a> {
     }
 
     fn read(r: &mut Reader<'a>) -> Result<Self, CborError> {
-        EntryHeader::expect(r, Kind::RELEASE, Self::FIELDS)?;
+        // 15 pairs or more: the MCUboot form (and more than 15 is its wrong length).
+        let fields = match r.clone().map_len() {
+            Ok(n) if n >= Self::FIELDS_MCUBOOT => Self::FIELDS_MCUBOOT,
+            _ => Self::FIELDS,
+        };
+        EntryHeader::expect(r, Kind::RELEASE, fields)?;
         r.key(2)?;
         let release_id = Id::decode(r)?;
         r.key(3)?;
@@ -186,6 +197,12 @@ impl<'a> ReleaseStatement<'a> {
         let issued_at = UnixTime(r.u64()?);
         r.key(13)?;
         let artifact = Id::decode(r)?;
+        let mcuboot_hash = if fields == Self::FIELDS_MCUBOOT {
+            r.key(14)?;
+            Some(r.bytes_fixed::<32>()?)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Self {
             release_id,
@@ -200,13 +217,19 @@ impl<'a> ReleaseStatement<'a> {
             advisories,
             issued_at,
             artifact,
+            mcuboot_hash,
         })
     }
 
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = EntryHeader::writer(Kind::RELEASE, Self::FIELDS);
+        let fields = if self.mcuboot_hash.is_some() {
+            Self::FIELDS_MCUBOOT
+        } else {
+            Self::FIELDS
+        };
+        let mut w = EntryHeader::writer(Kind::RELEASE, fields);
         w.u64(2).text(self.release_id.as_str());
         w.u64(3).text(self.product.as_str());
         w.u64(4).text(self.family.as_str());
@@ -226,6 +249,9 @@ impl<'a> ReleaseStatement<'a> {
         }
         w.u64(12).u64(self.issued_at.0);
         w.u64(13).text(self.artifact.as_str());
+        if let Some(hash) = &self.mcuboot_hash {
+            w.u64(14).bytes(hash);
+        }
         w.into_bytes()
     }
 }

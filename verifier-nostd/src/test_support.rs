@@ -213,6 +213,74 @@ pub struct Spec {
     pub tree_size: u64,
     /// The manifest's leaf index.
     pub index: u64,
+    /// The release states an MCUboot image whose SHA256 TLV is this (statement key 14).
+    pub mcuboot_hash: Option<Hash>,
+}
+
+impl Spec {
+    /// The same spec for `image`, an MCUboot image: the statement's digest and size become the
+    /// image's, and it carries the image's SHA256 TLV (or zeros if the image does not parse).
+    #[must_use]
+    pub fn with_mcuboot(mut self, image: Vec<u8>) -> Self {
+        self.mcuboot_hash = Some(
+            crate::mcuboot::Image::parse(&image)
+                .map(|i| i.tlvs.hash)
+                .unwrap_or_default(),
+        );
+        self.image = image;
+        self
+    }
+}
+
+/// A DER ECDSA signature with low S over `digest` by `key`, as an MCUboot ECDSA_SIG TLV holds it.
+pub fn mcuboot_signature(key: &SigningKey, digest: &Hash) -> Vec<u8> {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let Ok(sig): Result<p256::ecdsa::Signature, _> = key.sign_prehash(digest) else {
+        return Vec::new();
+    };
+    let sig = sig.normalize_s();
+    let raw = crate::crypto::Signature(sig.to_bytes().into());
+    let mut der = [0u8; 72];
+    let n = crate::crypto::raw_to_der(&raw, &mut der);
+    der[..n].to_vec()
+}
+
+/// An MCUboot image of `firmware` (header size 0x400, no padding), version `version`, security
+/// counter `counter`, signed by test key number `key`.
+pub fn mcuboot_image(
+    firmware: &[u8],
+    version: crate::mcuboot::ImageVersion,
+    counter: Option<u32>,
+    key: u8,
+) -> Vec<u8> {
+    mcuboot_image_with(
+        firmware,
+        &crate::mcuboot::write::Layout::default(),
+        version,
+        counter,
+        key,
+    )
+}
+
+/// [`mcuboot_image`] with another layout.
+pub fn mcuboot_image_with(
+    firmware: &[u8],
+    layout: &crate::mcuboot::write::Layout,
+    version: crate::mcuboot::ImageVersion,
+    counter: Option<u32>,
+    key: u8,
+) -> Vec<u8> {
+    let key = test_key(key);
+    let key_hash = public_key(&key).key_hash(&Software);
+    crate::mcuboot::write::image::<crate::mcuboot::write::LayoutError>(
+        firmware,
+        layout,
+        version,
+        counter,
+        &key_hash,
+        |digest| Ok(mcuboot_signature(&key, digest)),
+    )
+    .unwrap_or_default()
 }
 
 /// Test keys and the default reference release (2.4.1 for the Smart Controller, STM32H5).
@@ -280,6 +348,7 @@ impl Fixture {
             origin: ORIGIN,
             tree_size: 11,
             index: 7,
+            mcuboot_hash: None,
         }
     }
 
@@ -299,6 +368,7 @@ impl Fixture {
             advisories: TextList::Slice(ADVISORIES),
             issued_at: UnixTime(1_795_000_000),
             artifact: id("controller-fw-2.4.1-security.bin"),
+            mcuboot_hash: spec.mcuboot_hash,
         };
         let release_key = test_key(spec.release_key);
         let kid = public_key(&release_key).key_hash(&Software);

@@ -126,6 +126,7 @@ fn main() -> io::Result<()> {
     bundles(&mut corpus)?;
     rollout(&mut corpus)?;
     pack(&mut corpus)?;
+    mcuboot(&mut corpus, &fixture)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -415,4 +416,42 @@ fn pack(corpus: &mut Corpus) -> io::Result<()> {
         },
     };
     corpus.put("pack", "small", &pack.to_cbor())
+}
+
+/// MCUboot images: 0, 1 and 6 KiB of firmware, padded to a slot, and with the header's counter
+/// missing (so the parser's paths past the header all have a seed).
+fn mcuboot(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
+    use cairn_verifier::mcuboot::ImageVersion;
+    use cairn_verifier::mcuboot::write::Layout;
+    use cairn_verifier::test_support::{mcuboot_image, mcuboot_image_with};
+    let v = ImageVersion {
+        major: 2,
+        minor: 4,
+        revision: 1,
+        build: 0,
+    };
+    let key = Fixture::RELEASE_KEY;
+    corpus.put("mcuboot", "empty", &mcuboot_image(&[], v, Some(3), key))?;
+    corpus.put("mcuboot", "one-byte", &mcuboot_image(&[1], v, Some(3), key))?;
+    corpus.put(
+        "mcuboot",
+        "fixture",
+        &mcuboot_image(&fixture.image, v, Some(3), key),
+    )?;
+    corpus.put(
+        "mcuboot",
+        "no-counter",
+        &mcuboot_image(&[1, 2], v, None, key),
+    )?;
+    let padded = Layout {
+        header_size: 32,
+        slot_size: Some(0x1000),
+        pad: true,
+        ..Layout::default()
+    };
+    corpus.put(
+        "mcuboot",
+        "padded",
+        &mcuboot_image_with(&[7; 100], &padded, v, Some(3), key),
+    )
 }
