@@ -13,9 +13,8 @@ use cairn_verifier::boot::MemoryImage;
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::{Crypto, Software};
 use cairn_verifier::mcuboot::{HEADER_LEN, Image, MAX_TLV_AREA, check};
-use cairn_verifier::statement::ReleaseStatement;
 use cairn_verifier::test_support::Fixture;
-use cairn_verifier::types::{Id, Name, SecurityEpoch, TextList, UnixTime, Version};
+use cairn_verifier::types::{SecurityEpoch, Version};
 use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static ReleaseKey {
@@ -37,29 +36,14 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The flash path, for a release whose statement matches these bytes.
-    let statement = ReleaseStatement {
-        release_id: Id::new("controller-fw-2.4.1").expect("id"),
-        product: Name::new("Smart Controller").expect("name"),
-        family: Name::new("STM32H5").expect("name"),
-        hardware_revisions: TextList::Slice(&["rev-c"]),
+    let stated = check::Stated {
+        image_size: data.len() as u64,
+        image_digest: Software.sha256_of(&[data]),
         version: Version::new(2, 4, 1),
         security_epoch: SecurityEpoch(3),
-        image_digest: Software.sha256_of(&[data]),
-        image_size: data.len() as u64,
-        support_until: UnixTime(0),
-        advisories: TextList::Slice(&[]),
-        issued_at: UnixTime(0),
-        artifact: Id::new("image.bin").expect("id"),
-        mcuboot_hash: None,
+        mcuboot_hash: parsed.as_ref().map(|i| i.tlvs.hash).unwrap_or_default(),
     };
-    let stated = parsed.map(|i| i.tlvs.hash).unwrap_or_default();
-    let result = check::check_image(
-        &mut MemoryImage(data),
-        &statement,
-        &stated,
-        key(),
-        &Software,
-    );
+    let result = check::check_image(&mut MemoryImage(data), &stated, key(), &Software);
     match (&parsed, result) {
         // Only an image whose TLV areas fit the device's buffer is read from flash.
         (Ok(image), Err(Error::MalformedImage(e))) => assert!(

@@ -893,8 +893,29 @@ impl Session<'_> {
         input: &ReleaseInput,
         issued_at: UnixTime,
     ) -> Result<SignedRelease> {
-        let mut f = std::fs::File::open(image).map_err(io("opening image", image))?;
-        let (image_digest, image_size) = stream_sha256(&mut f, image)?;
+        self.sign_measured(release, log, image, input, issued_at, || {
+            let mut f = std::fs::File::open(image).map_err(io("opening image", image))?;
+            let (digest, size) = stream_sha256(&mut f, image)?;
+            Ok(crate::mcuboot::Measured {
+                digest,
+                size,
+                mcuboot_hash: None,
+            })
+        })
+    }
+
+    /// Checks `input`, then has `measure` produce the image (its digest, size and, for an MCUboot
+    /// image, its SHA256 TLV), then signs and logs the release statement. `image` names the
+    /// artifact unless `input` does.
+    pub(crate) fn sign_measured(
+        &self,
+        release: &HsmKey<'_>,
+        log: &HsmKey<'_>,
+        image: &Path,
+        input: &ReleaseInput,
+        issued_at: UnixTime,
+        measure: impl FnOnce() -> Result<crate::mcuboot::Measured>,
+    ) -> Result<SignedRelease> {
         let artifact_name = match &input.artifact {
             Some(a) => a.clone(),
             None => image
@@ -932,10 +953,19 @@ impl Session<'_> {
                 input.support_until.0, issued_at.0
             )));
         }
+        let release_id = check_id("release id", &input.release_id)?;
+        let product = check_name("product", &input.product)?;
+        let family = check_name("family", &input.family)?;
+        let artifact = check_id("artifact file name", &artifact_name)?;
+        let crate::mcuboot::Measured {
+            digest: image_digest,
+            size: image_size,
+            mcuboot_hash,
+        } = measure()?;
         let statement = ReleaseStatement {
-            release_id: check_id("release id", &input.release_id)?,
-            product: check_name("product", &input.product)?,
-            family: check_name("family", &input.family)?,
+            release_id,
+            product,
+            family,
             hardware_revisions: TextList::Slice(&hw),
             version: input.version,
             security_epoch: SecurityEpoch(input.security_epoch),
@@ -944,8 +974,8 @@ impl Session<'_> {
             support_until: input.support_until,
             advisories: TextList::Slice(&advisories),
             issued_at,
-            artifact: check_id("artifact file name", &artifact_name)?,
-            mcuboot_hash: None,
+            artifact,
+            mcuboot_hash,
         };
         let cose = sign_cose(&statement.to_cbor(), release)?;
         let entry = ReleaseEntry { cose_sign1: &cose }.to_cbor();
@@ -1086,7 +1116,9 @@ pub fn verify_release_entry(
             why: e.to_string(),
         })?;
     let statement = ReleaseStatement::decode(cose.payload)?;
-    if let Some(path) = image {
+    if let (Some(path), Some(_)) = (image, statement.mcuboot_hash) {
+        crate::mcuboot::check_file(path, &statement, &key)?;
+    } else if let Some(path) = image {
         let mut f = std::fs::File::open(path).map_err(io("opening image", path))?;
         let (digest, size) = stream_sha256(&mut f, path)?;
         if digest != statement.image_digest || size != statement.image_size {

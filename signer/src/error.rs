@@ -176,6 +176,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An image given to sign or verify is refused: an MCUboot image that is malformed, or that
+    /// disagrees with the release (version, security counter, key, hash, signature).
+    #[error("image {path}: {source}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What the MCUboot check found.
+        #[source]
+        source: cairn_verifier::Error,
+    },
+    /// The MCUboot layout options (header size, slot size, alignment, padding) cannot hold the image.
+    #[error("MCUboot layout: {0}")]
+    McubootLayout(#[from] cairn_verifier::mcuboot::write::LayoutError),
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),

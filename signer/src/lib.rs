@@ -7,6 +7,7 @@
 //! - [`certs`]: the root CA and the release and log key certificates (X.509, RFC 5280).
 //! - [`appliance`]: the key ceremony, signing sessions, releases, key rotation and revocation,
 //!   all logged in the vault under log-key checkpoints.
+//! - [`mcuboot`]: releases in MCUboot format, the image the STM32H5's own secure boot checks.
 //! - [`uri`]: RFC 7512 `pkcs11:` URIs.
 //!
 //! The procedure custodians follow is docs/ceremony.md; what the signer defends against is
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod certs;
 mod error;
 pub mod hsm;
+pub mod mcuboot;
 mod parallel;
 pub mod registry;
 pub mod relaystate;

@@ -235,10 +235,10 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
     }
 
     // 9. image (for an MCUboot-format release, also its header, TLVs and signature)
-    match &release.mcuboot_hash {
+    match crate::mcuboot::check::Stated::of(&release) {
         None => check_image(image, release.image_size, &release.image_digest, crypto)?,
         Some(stated) => {
-            crate::mcuboot::check::check_image(image, &release, stated, &anchors.release, crypto)?;
+            crate::mcuboot::check::check_image(image, &stated, &anchors.release, crypto)?;
         }
     }
 

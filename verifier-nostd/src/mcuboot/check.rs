@@ -22,14 +22,41 @@ use crate::crypto::{Crypto, PublicKey, Sha256};
 use crate::error::Error;
 use crate::merkle::ct_eq;
 use crate::statement::ReleaseStatement;
-use crate::types::Hash;
+use crate::types::{Hash, SecurityEpoch, Version};
 
-/// Checks the MCUboot image in `image` against `release` (whose key 14 is `stated`) and the pinned
-/// release `key` (module documentation lists the steps).
+/// What a release statement says about its MCUboot image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stated {
+    /// Length of the whole signed image.
+    pub image_size: u64,
+    /// SHA-256 of the whole signed image.
+    pub image_digest: Hash,
+    /// The release version (the header's must be its MCUboot form).
+    pub version: Version,
+    /// The release's security epoch (the security counter must equal it).
+    pub security_epoch: SecurityEpoch,
+    /// The image's SHA256 TLV (statement key 14).
+    pub mcuboot_hash: Hash,
+}
+
+impl Stated {
+    /// What `release` states, if it is an MCUboot-format release.
+    pub fn of(release: &ReleaseStatement<'_>) -> Option<Self> {
+        Some(Self {
+            image_size: release.image_size,
+            image_digest: release.image_digest,
+            version: release.version,
+            security_epoch: release.security_epoch,
+            mcuboot_hash: release.mcuboot_hash?,
+        })
+    }
+}
+
+/// Checks the MCUboot image in `image` against what the release states and the pinned release
+/// `key` (module documentation lists the steps).
 pub fn check_image<C: Crypto, I: ImageReader>(
     image: &mut I,
-    release: &ReleaseStatement<'_>,
-    stated: &Hash,
+    release: &Stated,
     key: &ReleaseKey,
     crypto: &C,
 ) -> Result<(), Error> {
@@ -80,7 +107,7 @@ pub fn check_image<C: Crypto, I: ImageReader>(
     if !ct_eq(&hashed, &tlvs.hash) {
         return Err(Error::McubootHash);
     }
-    if !ct_eq(&tlvs.hash, stated) {
+    if !ct_eq(&tlvs.hash, &release.mcuboot_hash) {
         return Err(Error::McubootHashNotStated);
     }
     if !crypto.verify_p256(&key.public, &tlvs.hash, &tlvs.signature) {
