@@ -178,13 +178,12 @@ pub enum Error {
     },
     /// An image given to sign or verify is refused: an MCUboot image that is malformed, or that
     /// disagrees with the release (version, security counter, key, hash, signature).
-    #[error("image {path}: {source}")]
+    #[error("image {path}: {cause}")]
     Image {
         /// The image file.
         path: PathBuf,
         /// What the MCUboot check found.
-        #[source]
-        source: cairn_verifier::Error,
+        cause: cairn_verifier::Error,
     },
     /// The MCUboot layout options (header size, slot size, alignment, padding) cannot hold the image.
     #[error("MCUboot layout: {0}")]

@@ -245,9 +245,9 @@ fn check_finished(path: &Path, input: &ReleaseInput, key: &ReleaseKey) -> Result
     let mut f = std::fs::File::open(path).map_err(io("opening image", path))?;
     let (digest, size) = stream_sha256(&mut f, path)?;
     let mut reader = FileImage::new(path)?;
-    let hash = tlv_hash(&mut reader).map_err(|source| Error::Image {
+    let hash = tlv_hash(&mut reader).map_err(|cause| Error::Image {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let stated = Stated {
         image_size: size,
@@ -256,9 +256,9 @@ fn check_finished(path: &Path, input: &ReleaseInput, key: &ReleaseKey) -> Result
         security_epoch: SecurityEpoch(input.security_epoch),
         mcuboot_hash: hash,
     };
-    check_image(&mut reader, &stated, key, &Software).map_err(|source| Error::Image {
+    check_image(&mut reader, &stated, key, &Software).map_err(|cause| Error::Image {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(Measured {
         digest,
@@ -302,11 +302,9 @@ pub(crate) fn check_file(
 ) -> Result<()> {
     let stated =
         Stated::of(statement).ok_or_else(|| Error::Invalid("not an MCUboot release".into()))?;
-    check_image(&mut FileImage::new(path)?, &stated, key, &Software).map_err(|source| {
-        Error::Image {
-            path: path.to_path_buf(),
-            source,
-        }
+    check_image(&mut FileImage::new(path)?, &stated, key, &Software).map_err(|cause| Error::Image {
+        path: path.to_path_buf(),
+        cause,
     })
 }
 

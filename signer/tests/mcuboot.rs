@@ -346,20 +346,20 @@ fn imgtool_external_signing_with_the_hsm_and_bad_images() {
                         NOW,
                     )
                     .unwrap_err();
-                let Error::Image { path: p, source } = &err else {
+                let Error::Image { path: p, cause } = &err else {
                     panic!("{name}: {err}");
                 };
                 assert_eq!(p, &path);
                 assert!(err.to_string().contains(says), "{name}: {err}");
                 if name.starts_with("version") || name.starts_with("counter") {
                     assert!(
-                        !matches!(source, cairn_verifier::Error::MalformedImage(_)),
+                        !matches!(cause, cairn_verifier::Error::MalformedImage(_)),
                         "{name}"
                     );
                 } else {
                     assert!(
-                        matches!(source, cairn_verifier::Error::MalformedImage(_)),
-                        "{name}: {source:?}"
+                        matches!(cause, cairn_verifier::Error::MalformedImage(_)),
+                        "{name}: {cause:?}"
                     );
                 }
                 assert_eq!(

@@ -175,6 +175,8 @@ pub(crate) struct SignArgs {
     /// The artifact's file name in the statement (default: the image's).
     #[arg(long)]
     artifact: Option<String>,
+    #[command(flatten)]
+    format: crate::mcuboot::FormatArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,7 +462,9 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
         support_until,
         advisories,
         artifact,
+        format,
     } = args;
+    let source = format.source(&family, &image)?;
     let input = ReleaseInput {
         release_id,
         product,
@@ -478,14 +482,33 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
     let module = module()?;
     let s = appliance.unlock(&module, &shares, now())?;
     drop(shares);
-    let signed = s.sign_release(&image, &input, now())?;
+    let (signed, image, mcuboot) = match &source {
+        None => (s.sign_release(&image, &input, now())?, image, None),
+        Some(source) => {
+            let signed = s.sign_mcuboot_release(&image, &input, source, now())?;
+            let image = match source {
+                cairn_signer::mcuboot::McubootSource::Firmware { out, .. } => out.clone(),
+                cairn_signer::mcuboot::McubootSource::Finished => image,
+            };
+            let cose = cairn_verifier::cose::CoseSign1::decode(&signed.cose_sign1)?;
+            let hash =
+                cairn_verifier::statement::ReleaseStatement::decode(cose.payload)?.mcuboot_hash;
+            (signed, image, hash)
+        }
+    };
     let human = format!(
         "release {} signed in the HSM by the release key and logged at index {}\n\
-         image {} ({} bytes) sha256 {}\n\
+         {}image {} ({} bytes) sha256 {}\n\
          session of {} logged at index {}\n\
          new checkpoint:\n{}",
         input.release_id,
         signed.index,
+        mcuboot.map_or_else(String::new, |h| format!(
+            "MCUboot image, version {}+0, security counter {}, SHA256 TLV {}\n",
+            input.version,
+            input.security_epoch,
+            hex::encode(h)
+        )),
         image.display(),
         signed.image_size,
         hex::encode(signed.image_digest),
@@ -503,6 +526,9 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
             "custodians": s.custodians(),
             "image_sha256": hex::encode(signed.image_digest),
             "image_size": signed.image_size,
+            "image": image,
+            "format": if mcuboot.is_some() { "mcuboot" } else { "raw" },
+            "mcuboot_sha256_tlv": mcuboot.map(hex::encode),
             "checkpoint": signed.checkpoint,
         }),
     );

@@ -12,6 +12,7 @@ mod demo;
 mod fleet;
 mod keys;
 mod log;
+mod mcuboot;
 mod output;
 
 use std::process::ExitCode;

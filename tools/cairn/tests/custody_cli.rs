@@ -110,6 +110,9 @@ fn sign_args<'a>(home: &'a str, shares: &'a [String], image: &'a str, id: &'a st
         "2031-11-26",
         "--advisory",
         "CVE-2026-12345",
+        // the raw format: this test is about the signing session (MCUboot: mcuboot_cli.rs)
+        "--format",
+        "raw",
     ]);
     args
 }
@@ -753,4 +756,111 @@ fn the_reference_eligibility_step_runs_from_the_cli() {
         text.contains("row 2: unknown lifecycle state \"asleep\""),
         "{text}"
     );
+}
+
+/// MCUboot's imgtool in the project's venv (tools/setup); a clear failure when missing.
+fn imgtool(args: &[&str]) -> (bool, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/imgtool");
+    assert!(
+        path.exists(),
+        "{} not found: tools/setup installs MCUboot's imgtool 2.5.0 into the project's .venv",
+        path.display()
+    );
+    let out = Command::new(path).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// For family STM32H5 `release sign` makes an MCUboot image by default: imgtool verifies it with
+/// the release certificate's key, `release verify` checks it as a device does and refuses the raw
+/// firmware; a finished image that disagrees with the flags is refused and nothing is logged.
+#[test]
+fn stm32h5_releases_are_mcuboot_images_that_imgtool_verifies() {
+    let hsm = Hsm::new();
+    let home = small_ceremony(&hsm);
+    let firmware = hsm.path("controller-fw-2.4.1.bin");
+    std::fs::write(&firmware, vec![0x5au8; 300_000]).unwrap();
+    let shares: Vec<String> = ["alice", "bob"]
+        .iter()
+        .map(|n| s(&hsm.path(&format!("{n}.share"))).to_owned())
+        .collect();
+    let mut args = vec!["--json"];
+    args.extend(sign_args(
+        s(&home),
+        &shares,
+        s(&firmware),
+        "controller-fw-2.4.1",
+    ));
+    args.truncate(args.len() - 2); // the default format, not --format raw
+    args.extend(["--slot-size", "0x80000", "--pad"]);
+    let out = hsm.cairn(&args, &lines(&["alice", "bob"]));
+    code(&out, 0);
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(signed["format"], "mcuboot");
+    let image = hsm.path("controller-fw-2.4.1.signed.bin");
+    assert_eq!(signed["image"], s(&image));
+    assert_eq!(signed["image_size"], 0x80000);
+
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(home.join("certs/release-0.pem"))
+        .output()
+        .unwrap();
+    let pem = hsm.path("release.pem");
+    std::fs::write(&pem, &pubkey.stdout).unwrap();
+    let (ok, text) = imgtool(&["verify", "-k", s(&pem), s(&image)]);
+    assert!(ok && text.contains("Image version: 2.4.1+0"), "{text}");
+    let (ok, text) = imgtool(&["dumpinfo", s(&image)]);
+    assert!(
+        ok && text.contains("SEC_CNT") && text.contains("0x07 0x00 0x00 0x00"),
+        "{text}"
+    );
+
+    let verify = |image: &Path| {
+        hsm.cairn(
+            &[
+                "release",
+                "verify",
+                "--home",
+                s(&home),
+                "--release-id",
+                "controller-fw-2.4.1",
+                "--image",
+                s(image),
+            ],
+            "",
+        )
+    };
+    let text = code(&verify(&image), 0);
+    assert!(text.contains("image matches"), "{text}");
+    let text = code(&verify(&firmware), 1);
+    assert!(
+        text.contains("image is 300000 bytes, release states 524288"),
+        "{text}"
+    );
+
+    // The finished image again, under flags that disagree with it: refused, nothing logged.
+    let size = |home: &Path| {
+        let db = home.join("log");
+        code(
+            &hsm.cairn(&["log", "checkpoint", "show", "--db", s(&db)], ""),
+            0,
+        )
+    };
+    let before = size(&home);
+    let mut args = sign_args(s(&home), &shares, s(&image), "controller-fw-2.4.2");
+    args.truncate(args.len() - 2);
+    args.push("--finished-image");
+    let epoch = args.iter().position(|a| *a == "7").unwrap();
+    args[epoch] = "8";
+    let text = code(&hsm.cairn(&args, &lines(&["alice", "bob"])), 2);
+    assert!(
+        text.contains("security counter Some(7) is not the release's security epoch 8"),
+        "{text}"
+    );
+    assert_eq!(size(&home), before, "a refused image changed the log");
 }
