@@ -286,7 +286,13 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
         let mut image = vec![0u8; 4 << 20];
         getrandom::fill(&mut image).map_err(|e| anyhow::anyhow!("random image: {e}"))?;
         std::fs::write(&path, &image)?;
-        let signed = session.sign_release(
+        // An MCUboot image, what the STM32H5's own secure boot (OEMiROT) checks (formats.md §7).
+        let signed_path = dir.join(format!("{id}.signed.bin"));
+        let source = cairn_signer::mcuboot::McubootSource::Firmware {
+            layout: cairn_verifier::mcuboot::write::Layout::default(),
+            out: signed_path.clone(),
+        };
+        let signed = session.sign_mcuboot_release(
             &path,
             &ReleaseInput {
                 release_id: id.into(),
@@ -303,13 +309,18 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
                 },
                 artifact: (id == RELEASE).then(|| "controller-fw-2.4.1-security.bin".into()),
             },
+            &source,
             now(),
         )?;
         say(
             out,
-            &format!("{id}: signed in the HSM, log entry {}", signed.index),
+            &format!(
+                "{id}: MCUboot image signed in the HSM, log entry {}; {}",
+                signed.index,
+                crate::mcuboot::imgtool_verify(&appliance, &signed_path)?
+            ),
         );
-        images.push((id, path));
+        images.push((id, signed_path));
     }
 
     step(

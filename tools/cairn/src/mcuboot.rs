@@ -119,3 +119,53 @@ impl FormatArgs {
         }))
     }
 }
+
+/// `imgtool verify -k <release key> IMAGE` with MCUboot's imgtool from the project's venv
+/// (`CAIRN_IMGTOOL`, or `.venv/bin/imgtool` in the working directory or one above it): what it
+/// said, or that it is not installed. An image imgtool refuses is an error.
+#[cfg(feature = "demo")]
+pub(crate) fn imgtool_verify(
+    appliance: &cairn_signer::appliance::Appliance,
+    image: &Path,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use base64ct::{Base64, Encoding as _};
+    let found = std::env::var_os("CAIRN_IMGTOOL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .map(|d| d.join(".venv/bin/imgtool"))
+                .find(|p| p.exists())
+        });
+    let Some(imgtool) = found else {
+        return Ok("imgtool not installed (tools/setup), not checked with it".into());
+    };
+    let cert = appliance.certificate(cairn_verifier::custody::KeyRole::Release)?;
+    let spki = cairn_signer::certs::verifier_key(&cert, "release")?.spki_der();
+    let b64 = Base64::encode_string(&spki);
+    let (first, rest) = b64.split_at(64.min(b64.len()));
+    let pem = image.with_extension("release-key.pem");
+    std::fs::write(
+        &pem,
+        format!("-----BEGIN PUBLIC KEY-----\n{first}\n{rest}\n-----END PUBLIC KEY-----\n"),
+    )?;
+    let out = std::process::Command::new(&imgtool)
+        .arg("verify")
+        .arg("-k")
+        .arg(&pem)
+        .arg(image)
+        .output()
+        .with_context(|| format!("running {}", imgtool.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("imgtool refused {}: {text}", image.display());
+    }
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Image version: "))
+        .unwrap_or("?");
+    Ok(format!(
+        "imgtool 2.5.0 verifies it with the release key (version {version})"
+    ))
+}
