@@ -41,6 +41,9 @@ pub(crate) enum Check {
     },
     /// `verify_installed`.
     Installed { image: Vec<u8>, state: StoredState },
+    /// A SHA-256-only pass over an image in `CHUNK`s (`boot::check_image`): the floor the
+    /// boot check of an image that size is measured against.
+    Sha256 { image: Vec<u8>, digest: Hash },
     /// One `Crypto::verify_p256` call on the backend.
     Verify {
         key: [u8; 64],
@@ -63,7 +66,7 @@ pub(crate) const DEPTH20_INDEX: u64 = 777_777;
 /// Name of the case used for the instruction count of a whole boot check.
 pub(crate) const MEASURE_CASE: &str = "valid-depth20";
 
-fn default_device() -> Device {
+pub(crate) fn default_device() -> Device {
     Device {
         device_id: test_support::DEVICE,
         product: "Smart Controller",
@@ -353,6 +356,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     );
 
     cases.extend(conformance(f)?);
+    cases.extend(crate::mcuboot_cases::all(f)?);
     Ok(cases)
 }
 
@@ -509,7 +513,9 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
     )?;
     let mut images: Vec<Vec<u8>> = Vec::new();
     for case in cases {
-        if let Check::Delivery { image, .. } | Check::Installed { image, .. } = &case.check
+        if let Check::Delivery { image, .. }
+        | Check::Installed { image, .. }
+        | Check::Sha256 { image, .. } = &case.check
             && !images.contains(image)
         {
             images.push(image.clone());
@@ -557,6 +563,10 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                 "Check::Installed {{ image: IMAGE_{}, state: {} }}",
                 image_index(&images, image),
                 state_literal(state)
+            ),
+            Check::Sha256 { image, digest } => format!(
+                "Check::Sha256 {{ image: IMAGE_{}, digest: {digest:?} }}",
+                image_index(&images, image),
             ),
             Check::Verify {
                 key,

@@ -657,8 +657,15 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
         "heap"
     )?;
     let mut json = Vec::new();
+    let mut mcuboot_table = crate::mcuboot_cases::header();
     for run in runs {
         let full = flash_size(&run.elf)?;
+        let (mcuboot_row, mcuboot_json) =
+            crate::mcuboot_cases::measurements(&run.variant.label(), &|case| {
+                run.instructions(case)
+            })?;
+        mcuboot_table.push('\n');
+        mcuboot_table.push_str(&mcuboot_row);
         ensure!(
             full.allocator_symbols.is_empty(),
             "an allocator is linked into the {} firmware: {:?}",
@@ -712,6 +719,7 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
             "instructions_installed_recheck": recheck,
             "instructions_one_verify_call": verify,
             "ratio_to_two_p256_cm4_verifies": ratio,
+            "mcuboot_boot_check_vs_sha256_floor": mcuboot_json,
             "cases": run.outcomes.iter().map(|(k, o)| (k.clone(), serde_json::json!({
                 "verdict": o.verdict,
                 "instructions": o.ticks * 2_000_000 / run.calibration,
@@ -742,6 +750,13 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
     );
     println!("  image digest only; heap: no allocator is linked.");
     print!("{table}");
+    println!();
+    println!(
+        "MCUboot releases: the whole boot check (checkpoint, inclusion, release and MCUboot \
+         signatures, one hash pass over the image) next to a SHA-256-only pass over the same image, \
+         same backend, instructions:"
+    );
+    println!("{mcuboot_table}");
     let path = work.join("report.json");
     std::fs::write(
         &path,

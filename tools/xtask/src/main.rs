@@ -7,6 +7,7 @@
 
 mod cases;
 mod m33;
+mod mcuboot_cases;
 
 use anyhow::{Result, bail};
 
