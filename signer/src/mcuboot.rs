@@ -1,6 +1,6 @@
 //! Releases in MCUboot format (`cairn release sign --format mcuboot`): the image the STM32H5's
 //! own secure boot (ST's OEMiROT / OEMuROT, which is MCUboot) checks, signed by the release key in
-//! the HSM, and a release statement that binds exactly that image (docs/formats.md §7).
+//! the HSM, and a release statement that binds exactly that image (docs/formats.md §8).
 //!
 //! Two inputs are accepted ([`McubootSource`]):
 //!

@@ -145,7 +145,7 @@ pub struct ReleaseStatement<'a> {
     pub issued_at: UnixTime,
     /// File name of the artifact (key 13).
     pub artifact: Id<'a>,
-    /// For an MCUboot-format image (formats.md §4.3.1): the value of its SHA256 TLV, the digest
+    /// For an MCUboot-format image (formats.md §4.3, §8): the value of its SHA256 TLV, the digest
     /// its own signature covers (key 14, present only then). The image digest and size above are
     /// of the whole signed MCUboot image.
     pub mcuboot_hash: Option<Hash>,

@@ -286,7 +286,7 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
         let mut image = vec![0u8; 4 << 20];
         getrandom::fill(&mut image).map_err(|e| anyhow::anyhow!("random image: {e}"))?;
         std::fs::write(&path, &image)?;
-        // An MCUboot image, what the STM32H5's own secure boot (OEMiROT) checks (formats.md §7).
+        // An MCUboot image, what the STM32H5's own secure boot (OEMiROT) checks (formats.md §8).
         let signed_path = dir.join(format!("{id}.signed.bin"));
         let source = cairn_signer::mcuboot::McubootSource::Firmware {
             layout: cairn_verifier::mcuboot::write::Layout::default(),

@@ -1,5 +1,5 @@
 //! `cairn release sign --format …`: the release's image format, and the MCUboot options (those of
-//! `imgtool sign`), docs/formats.md §7.
+//! `imgtool sign`), docs/formats.md §8.
 
 use std::path::{Path, PathBuf};
 
