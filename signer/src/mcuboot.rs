@@ -143,11 +143,18 @@ impl Session<'_> {
         })?;
         // Logged: now the image may exist under its name. (Dropping `staged` on any error above
         // removes it.)
-        staged.persist_noclobber(&out).map_err(|e| Error::Io {
-            what: "writing the signed image",
-            path: out.clone(),
-            source: e.error,
-        })?;
+        if let Err(e) = staged.persist_noclobber(out) {
+            // Logged, so the image must not be lost: keep the staged file and say so.
+            let what = match e.file.keep() {
+                Ok(_) => "moving the signed image (logged, kept in a temporary file beside it) to",
+                Err(_) => "moving the signed image (logged) to",
+            };
+            return Err(Error::Io {
+                what,
+                path: out.clone(),
+                source: e.error,
+            });
+        }
         Ok(signed)
     }
 }

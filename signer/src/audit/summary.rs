@@ -499,14 +499,17 @@ impl Summary {
         for r in &self.releases {
             let _ = writeln!(
                 s,
-                "  {} {} (entry {}) signed {} by {} with {}; supported until {}",
+                "  {} {} (entry {}) signed {} by {} with {}; supported until {}{}",
                 r.release,
                 r.version,
                 r.index,
                 date(r.issued_at),
                 r.custodians.join(", "),
                 r.key,
-                date(r.support_until)
+                date(r.support_until),
+                r.mcuboot_hash
+                    .as_ref()
+                    .map_or_else(String::new, |h| format!("; MCUboot image, SHA256 TLV {h}"))
             );
         }
         if let Some(p) = &self.plan {

@@ -66,6 +66,8 @@ pub struct ReleaseFacts {
     pub custodians: Vec<String>,
     /// Index of the release key certificate that verified it (`release-<n>`).
     pub key: String,
+    /// For a release in MCUboot format (formats.md §8): its image's SHA256 TLV, hex.
+    pub mcuboot_hash: Option<String>,
 }
 
 /// A stage of the plan.
@@ -608,6 +610,19 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             id.clone(),
             (*index, Sha256::digest(entry.cose_sign1).into()),
         );
+        // An MCUboot release's statement must be able to be its image's header and counter.
+        if statement.mcuboot_hash.is_some()
+            && (cairn_verifier::mcuboot::ImageVersion::of_release(statement.version).is_none()
+                || u32::try_from(statement.security_epoch.0).is_err())
+        {
+            v.fail(
+                format!("signer log entry {index} (release {id})"),
+                format!(
+                    "an MCUboot release whose version {} or security epoch {} no MCUboot header can carry",
+                    statement.version, statement.security_epoch
+                ),
+            );
+        }
         let record = pack.retention.iter().find(|r| r.release == id);
         let rule = statement.support_until.0.max(
             statement
@@ -639,6 +654,7 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             retain_until: record.map(|r| r.retain_until.0),
             custodians: session_before(*index),
             key,
+            mcuboot_hash: statement.mcuboot_hash.map(hex::encode),
         });
     }
 

@@ -382,6 +382,43 @@ mod tests {
         );
     }
 
+    /// A release in MCUboot format (what the demo installs): the simulated device runs the
+    /// MCUboot step of the boot check and installs it; a flipped bit of it is refused.
+    #[test]
+    fn installs_an_mcuboot_release_and_refuses_it_tampered() {
+        use cairn_verifier::mcuboot::ImageVersion;
+        let (f, trust, _, device, _) = setup();
+        let v = ImageVersion::of_release(Version::new(2, 4, 1)).unwrap();
+        let image = cairn_verifier::test_support::mcuboot_image(&f.image, v, Some(3), 2);
+        let delivery = f.build(&f.spec().with_mcuboot(image.clone())).encode();
+        let state = DeviceState::new(device.version);
+        let run = |image: Vec<u8>| {
+            let images = Images::from([("controller-fw-2.4.1".to_owned(), Arc::from(image))]);
+            done(handle(
+                &trust,
+                &images,
+                &Faults::default(),
+                &device,
+                DeviceFaults::default(),
+                &state,
+                &delivery,
+            ))
+        };
+        let (outcome, detail, _, next) = run(image.clone());
+        assert_eq!((outcome, detail), (Outcome::Installed, "ok"));
+        assert_eq!(
+            next.stored.installed.unwrap().image_size,
+            image.len() as u64
+        );
+        let mut tampered = image;
+        tampered[2000] ^= 4;
+        let (outcome, detail, _, _) = run(tampered);
+        assert_eq!(
+            (outcome, detail),
+            (Outcome::VerificationFailed, "image-digest")
+        );
+    }
+
     #[test]
     fn tampering_is_caught_by_the_boot_check() {
         let (_, trust, images, device, delivery) = setup();

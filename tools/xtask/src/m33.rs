@@ -21,7 +21,7 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use crate::cases::{self, Check};
 
 const TARGET: &str = "thumbv8m.main-none-eabihf";
-const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
+pub(crate) const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
 const QEMU_TIMEOUT: Duration = Duration::from_secs(600);
 /// Two p256-cm4 verifications on a Cortex-M4 (its README: ~1.23 M cycles each).
 const TWO_P256_CM4_VERIFIES: u64 = 2 * 1_225_746;
@@ -632,7 +632,10 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
         backend: Backend::Software,
         compact_sha2: false,
     };
-    let base = flash_size(&build(work, cases_rs, base_variant, true)?)?;
+    let base_elf = work.join("boot-check-baseline.elf");
+    std::fs::copy(build(work, cases_rs, base_variant, true)?, &base_elf)?;
+    let base = flash_size(&base_elf)?;
+    let mut breakdowns = String::new();
     let image_len = Fixture::new().image.len();
     let spec = Fixture::new().spec();
     let valid_depth = cairn_verifier::merkle::inclusion_proof_len(spec.index, spec.tree_size);
@@ -673,6 +676,14 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
             full.allocator_symbols
         );
         let boot_flash = (full.text + full.rodata).saturating_sub(base.text + base.rodata);
+        if !run.variant.compact_sha2 && run.variant.backend != Backend::P256v013 {
+            breakdowns.push_str(&format!(
+                "{} ({} bytes):\n{}",
+                run.variant.label(),
+                boot_flash,
+                crate::flash::breakdown(&run.elf, &base_elf, boot_flash)?
+            ));
+        }
         let peak_stack = delivery_cases
             .iter()
             .filter_map(|c| run.outcomes.get(*c))
@@ -757,6 +768,11 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
          same backend, instructions:"
     );
     println!("{mcuboot_table}");
+    println!();
+    println!(
+        "Where the boot check's flash goes (symbols by what they implement, minus the baseline):"
+    );
+    print!("{breakdowns}");
     let path = work.join("report.json");
     std::fs::write(
         &path,

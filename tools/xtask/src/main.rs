@@ -6,6 +6,7 @@
 //! ```
 
 mod cases;
+mod flash;
 mod m33;
 mod mcuboot_cases;
 

@@ -43,7 +43,7 @@ pub struct Layout {
     pub max_sectors: u32,
     /// Pad the image to the slot size and write the trailer magic (needs `slot_size`).
     pub pad: bool,
-    /// With `pad`: mark the image confirmed (`image_ok`), so the swap is permanent.
+    /// Mark the image confirmed (`image_ok`), so the swap is permanent; implies `pad`.
     pub confirm: bool,
     /// RAM load address (0: runs from flash).
     pub load_addr: u32,
@@ -266,7 +266,9 @@ impl Plan {
         push_tlv(&mut out, tlv::SHA256, hash);
         push_tlv(&mut out, tlv::KEYHASH, key_hash);
         push_tlv(&mut out, tlv::ECDSA_SIG, signature_der);
-        if let (true, Some(slot)) = (self.layout.pad, self.layout.slot_size) {
+        // `confirm` implies `pad`, as in imgtool.
+        let pad = self.layout.pad || self.layout.confirm;
+        if let (true, Some(slot)) = (pad, self.layout.slot_size) {
             let pad = usize::try_from(slot - image).unwrap_or(0);
             let start = out.len();
             out.resize(start + pad, self.layout.erased_val);
