@@ -130,7 +130,7 @@ impl Session<'_> {
         };
         let mut staged =
             tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a file next to", &out))?;
-        let signed = self.sign_measured(release, log, &out, input, issued_at, || {
+        let signed = self.sign_measured(release, log, out, input, issued_at, || {
             build(
                 image,
                 layout,
@@ -138,7 +138,7 @@ impl Session<'_> {
                 counter,
                 release,
                 staged.as_file_mut(),
-                &out,
+                out,
             )
         })?;
         // Logged: now the image may exist under its name. (Dropping `staged` on any error above

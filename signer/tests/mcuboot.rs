@@ -92,7 +92,7 @@ fn release_pem(appliance: &Appliance, dir: &Path) -> PathBuf {
 }
 
 fn firmware(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
+    (0..n).map(|i| u8::try_from(i % 251).unwrap()).collect()
 }
 
 fn statement_of(cose: &[u8]) -> ReleaseStatement<'_> {

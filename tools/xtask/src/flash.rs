@@ -3,6 +3,7 @@
 //! minus the same group in the baseline build (same harness and data, no verifier).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -44,7 +45,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("Merkle proofs (merkle)", &["merkle"]),
     ("boot check (boot)", &["4boot", "5error"]),
     (
-        "harness (firmware, cortex-m, semihosting)",
+        "harness main, with verify_delivery inlined in it",
         &[
             "cairn_firmware_qemu",
             "cortex_m",
@@ -110,7 +111,7 @@ pub(crate) fn breakdown(elf: &Path, baseline: &Path, total: u64) -> Result<Strin
             reason = "a size in KiB for people to read"
         )]
         let kib = bytes as f64 / 1024.0;
-        s.push_str(&format!("  {label:<48} {bytes:>7} B {kib:>6.1} KiB\n"));
+        writeln!(s, "  {label:<48} {bytes:>7} B {kib:>6.1} KiB")?;
     }
     Ok(s)
 }

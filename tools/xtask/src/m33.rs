@@ -677,12 +677,13 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
         );
         let boot_flash = (full.text + full.rodata).saturating_sub(base.text + base.rodata);
         if !run.variant.compact_sha2 && run.variant.backend != Backend::P256v013 {
-            breakdowns.push_str(&format!(
+            write!(
+                breakdowns,
                 "{} ({} bytes):\n{}",
                 run.variant.label(),
                 boot_flash,
                 crate::flash::breakdown(&run.elf, &base_elf, boot_flash)?
-            ));
+            )?;
         }
         let peak_stack = delivery_cases
             .iter()

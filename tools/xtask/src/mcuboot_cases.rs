@@ -3,6 +3,8 @@
 //! the whole boot check over 64 KiB, 256 KiB and 1 MiB MCUboot images, each next to a SHA-256-only
 //! pass over the same image with the same backend (the floor).
 
+use std::fmt::Write as _;
+
 use anyhow::{Result, ensure};
 use cairn_verifier::boot::StoredState;
 use cairn_verifier::crypto::{Crypto, Software};
@@ -59,6 +61,10 @@ fn firmware(n: usize) -> Vec<u8> {
 }
 
 /// Every MCUboot case.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of cases reads best in one place"
+)]
 pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     let key = Fixture::RELEASE_KEY;
     let epoch = u32::try_from(f.spec().security_epoch)?;
@@ -192,7 +198,7 @@ pub(crate) fn measurements(
             instructions(floor_name).ok_or_else(|| anyhow::anyhow!("{floor_name} missing"))?;
         // Instruction counts fit f64's mantissa many times over.
         let ratio = f64::from(u32::try_from(check)?) / f64::from(u32::try_from(floor)?.max(1));
-        row.push_str(&format!(" {check:>12} {floor:>12} {ratio:>6.3}"));
+        write!(row, " {check:>12} {floor:>12} {ratio:>6.3}")?;
         json.push(serde_json::json!({
             "firmware_bytes": n,
             "instructions_boot_check": check,
@@ -208,12 +214,13 @@ pub(crate) fn header() -> String {
     let mut h = format!("{:<24}", "backend");
     for (n, _, _) in MEASURED {
         let k = n >> 10;
-        h.push_str(&format!(
+        let _ = write!(
+            h,
             " {:>12} {:>12} {:>6}",
             format!("boot {k}K"),
             format!("sha256 {k}K"),
             "ratio"
-        ));
+        );
     }
     h
 }
