@@ -37,6 +37,17 @@ pub const HARDWARE_REVISIONS: &[&str] = &["rev-b", "rev-c"];
 /// Advisories of the test release.
 pub const ADVISORIES: &[&str] = &["CVE-2026-10001", "CAIRN-SA-2026-07"];
 
+/// The device of the fixture's default delivery ([`DEVICE`], on 2.3.0).
+pub fn device() -> crate::boot::DeviceIdentity<'static> {
+    crate::boot::DeviceIdentity {
+        device_id: DEVICE,
+        product: "Smart Controller",
+        family: "STM32H5",
+        hardware_revision: HARDWARE,
+        current_version: Version::new(2, 3, 0),
+    }
+}
+
 /// A fixed test key (never use outside tests). `n` selects one of several.
 pub fn test_key(n: u8) -> SigningKey {
     let mut scalar = [0u8; 32];

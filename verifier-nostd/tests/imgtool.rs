@@ -20,14 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64ct::{Base64, Encoding as _};
-use cairn_verifier::boot::{DeviceIdentity, MemoryImage, StoredState, verify_delivery};
+use cairn_verifier::boot::{MemoryImage, StoredState, verify_delivery};
 use cairn_verifier::crypto::{Crypto, PublicKey, Software};
 use cairn_verifier::mcuboot::write::Layout;
 use cairn_verifier::mcuboot::{Image, ImageVersion, KeyRef};
-use cairn_verifier::test_support::{
-    DEVICE, Fixture, HARDWARE, mcuboot_image_with, public_key, test_key,
-};
-use cairn_verifier::types::Version;
+use cairn_verifier::test_support::{Fixture, device, mcuboot_image_with, public_key, test_key};
 
 const V241: ImageVersion = ImageVersion {
     major: 2,
@@ -226,16 +223,6 @@ fn imgtool_accepts_cairn_images_and_makes_the_same_bytes() {
             theirs.len(),
             ours.len()
         );
-    }
-}
-
-fn device() -> DeviceIdentity<'static> {
-    DeviceIdentity {
-        device_id: DEVICE,
-        product: "Smart Controller",
-        family: "STM32H5",
-        hardware_revision: HARDWARE,
-        current_version: Version::new(2, 3, 0),
     }
 }
 

@@ -10,12 +10,12 @@
 )]
 
 use cairn_verifier::Error;
-use cairn_verifier::boot::{DeviceIdentity, MemoryImage, StoredState, verify_delivery};
+use cairn_verifier::boot::{MemoryImage, StoredState, verify_delivery};
 use cairn_verifier::crypto::{Crypto, Software};
 use cairn_verifier::mcuboot::write::Layout;
 use cairn_verifier::mcuboot::{Image, ImageVersion, McubootError, tlv};
 use cairn_verifier::test_support::{
-    DEVICE, Fixture, HARDWARE, Spec, mcuboot_image, mcuboot_image_with, mcuboot_signature, test_key,
+    Fixture, Spec, device, mcuboot_image, mcuboot_image_with, mcuboot_signature, test_key,
 };
 use cairn_verifier::types::{SecurityEpoch, Version};
 
@@ -25,16 +25,6 @@ const V241: ImageVersion = ImageVersion {
     revision: 1,
     build: 0,
 };
-
-fn device() -> DeviceIdentity<'static> {
-    DeviceIdentity {
-        device_id: DEVICE,
-        product: "Smart Controller",
-        family: "STM32H5",
-        hardware_revision: HARDWARE,
-        current_version: Version::new(2, 3, 0),
-    }
-}
 
 /// The boot check of the delivery `spec` describes, over `flash`.
 fn check(f: &Fixture, spec: &Spec, flash: &[u8]) -> Result<(), Error> {
