@@ -316,13 +316,13 @@ pub(crate) fn check_file(
 }
 
 /// An image file read at offsets, as a device reads its flash slot.
-struct FileImage {
+pub(crate) struct FileImage {
     file: std::fs::File,
     len: u64,
 }
 
 impl FileImage {
-    fn new(path: &Path) -> Result<Self> {
+    pub(crate) fn new(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(io("opening image", path))?;
         let len = file
             .metadata()

@@ -8,6 +8,7 @@
 //!   a verified pack, as JSON and as a self-contained HTML report.
 
 pub mod export;
+pub mod images;
 pub mod pack;
 mod report;
 pub mod summary;

@@ -68,6 +68,11 @@ pub struct ReleaseFacts {
     pub key: String,
     /// For a release in MCUboot format (formats.md §8): its image's SHA256 TLV, hex.
     pub mcuboot_hash: Option<String>,
+    /// Its security epoch.
+    pub security_epoch: u64,
+    /// The release key that verified it (for image checks, `audit::images`).
+    #[serde(skip)]
+    pub public_key: Option<PublicKey>,
 }
 
 /// A stage of the plan.
@@ -213,7 +218,7 @@ pub struct Verified {
 }
 
 impl Verified {
-    fn fail(&mut self, item: impl Into<String>, problem: impl Into<String>) {
+    pub(crate) fn fail(&mut self, item: impl Into<String>, problem: impl Into<String>) {
         self.findings.push(Finding {
             item: item.into(),
             problem: problem.into(),
@@ -653,8 +658,13 @@ fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
             support_until: statement.support_until.0,
             retain_until: record.map(|r| r.retain_until.0),
             custodians: session_before(*index),
+            public_key: release_keys
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, k)| *k),
             key,
             mcuboot_hash: statement.mcuboot_hash.map(hex::encode),
+            security_epoch: statement.security_epoch.0,
         });
     }
 

@@ -1,6 +1,7 @@
 //! `cairn audit …`: the evidence pack of a campaign, its offline verification, the CRA audit
 //! summary, and retention (docs/audit.md).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,6 +40,10 @@ pub(crate) enum AuditCommand {
         /// Also write the summary as a self-contained HTML report.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// An image file to check against the pack's releases (repeat for several); an MCUboot
+        /// release's image gets the device's MCUboot check with the key that signed the release.
+        #[arg(long = "image", value_name = "FILE")]
+        images: Vec<PathBuf>,
     },
     /// The CRA audit summary of a campaign, from the signer's log and relay-log mirror (built as
     /// a pack in memory and verified like one).
@@ -78,7 +83,13 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-fn report(summary: &Summary, html: Option<&Path>, out: Output, seconds: f64) -> CliResult {
+fn report(
+    summary: &Summary,
+    images: &[(PathBuf, String)],
+    html: Option<&Path>,
+    out: Output,
+    seconds: f64,
+) -> CliResult {
     if let Some(path) = html {
         std::fs::write(path, summary.html())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -86,7 +97,23 @@ fn report(summary: &Summary, html: Option<&Path>, out: Output, seconds: f64) -> 
     let mut value = serde_json::to_value(summary).unwrap_or_default();
     value["ok"] = json!(summary.verified);
     value["seconds"] = json!(seconds);
-    out.emit(&summary.text(), &value);
+    let mut text = summary.text();
+    for (path, release) in images {
+        let _ = write!(
+            text,
+            "\nimage {} is release {release}: checked",
+            path.display()
+        );
+    }
+    if !images.is_empty() {
+        value["images"] = json!(
+            images
+                .iter()
+                .map(|(p, r)| json!({ "image": p, "release": r }))
+                .collect::<Vec<_>>()
+        );
+    }
+    out.emit(&text, &value);
     if summary.verified {
         Ok(())
     } else {
@@ -132,14 +159,26 @@ pub(crate) fn run(cmd: AuditCommand, out: Output) -> CliResult {
             );
             Ok(())
         }
-        AuditCommand::Verify { pack, root, html } => {
+        AuditCommand::Verify {
+            pack,
+            root,
+            html,
+            images,
+        } => {
             let bytes =
                 std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
             let root = read_der(&root, "CERTIFICATE")?;
             let started = Instant::now();
-            let verified = audit::verify(&bytes, &root);
+            let mut verified = audit::verify(&bytes, &root);
+            let checked = audit::images::check_images(&mut verified, &images);
             let seconds = started.elapsed().as_secs_f64();
-            report(&Summary::of(&verified), html.as_deref(), out, seconds)
+            report(
+                &Summary::of(&verified),
+                &checked,
+                html.as_deref(),
+                out,
+                seconds,
+            )
         }
         AuditCommand::Summary {
             home,
@@ -154,6 +193,7 @@ pub(crate) fn run(cmd: AuditCommand, out: Output) -> CliResult {
             let verified = audit::verify(&bytes, &root);
             report(
                 &Summary::of(&verified),
+                &[],
                 html.as_deref(),
                 out,
                 started.elapsed().as_secs_f64(),
