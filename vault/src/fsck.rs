@@ -22,35 +22,14 @@ use cairn_verifier::types::Hash;
 use rocksdb::IteratorMode;
 
 use crate::bundle::{self, BUNDLE_WIDTH};
-use crate::error::{Error, Result};
+use crate::error::{Error, Inconsistency, Result};
+use crate::index::device_records;
 use crate::layout::{
     self, BUNDLES, CHECKPOINTS, Dimension, EVIDENCE, LEAVES, RETENTION, TILES, u64_at,
 };
+use crate::retention::DOCUMENTATION_RETENTION_SECS;
 use crate::tree::{Frontier, TILE_WIDTH, TileBlob, TileId};
-use crate::vault::{DOCUMENTATION_RETENTION_SECS, Vault};
-
-/// One inconsistency, with its evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inconsistency {
-    /// Which check failed.
-    pub check: &'static str,
-    /// Where: an entry index, a tile, a checkpoint size, an index run.
-    pub location: String,
-    /// What the recomputation says should be there.
-    pub expected: String,
-    /// What is stored.
-    pub found: String,
-}
-
-impl std::fmt::Display for Inconsistency {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} at {}: expected {}, found {}",
-            self.check, self.location, self.expected, self.found
-        )
-    }
-}
+use crate::vault::Vault;
 
 /// What a clean check covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -490,7 +469,7 @@ impl Vault {
                     .position(|d| *d == Dimension::Device)
                     .unwrap_or(2);
                 let location = format!("device index record {}", hex(&k));
-                for (device, index) in crate::vault::device_records(&v)? {
+                for (device, index) in device_records(&v)? {
                     let i = usize::try_from(index).unwrap_or(usize::MAX);
                     let want = std::str::from_utf8(device)
                         .map(|d| fingerprint(&layout::EvidenceValue::Text(d)));

@@ -15,8 +15,9 @@ use cairn_verifier::types::{Hash, LeafIndex};
 
 use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
+use crate::index::Query;
 use crate::tree::{TILE_WIDTH, TileBlob, TileId};
-use crate::vault::{Query, Vault};
+use crate::vault::Vault;
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
