@@ -564,11 +564,6 @@ impl Summary {
         }
         s
     }
-
-    /// The self-contained HTML report.
-    pub fn html(&self) -> String {
-        super::report::html(self)
-    }
 }
 
 fn abbreviate(entries: &[String]) -> String {

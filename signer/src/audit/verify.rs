@@ -26,7 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::pack::{Pack, Section};
-use crate::appliance::verify_ceremony_entry;
+use crate::ceremony::verify_ceremony_entry;
 use crate::certs;
 
 /// One thing that failed, and where.
