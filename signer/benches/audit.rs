@@ -34,11 +34,13 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Section, Summary};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
 use cairn_vault::Vault;
@@ -257,7 +259,7 @@ fn campaign(
 ) -> Figures {
     let home = dir.join(tag);
     let share = |c: &str| dir.join(format!("{tag}-{c}.share"));
-    appliance::init(
+    ceremony::init(
         module,
         &CeremonyOptions {
             home: home.clone(),

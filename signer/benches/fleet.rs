@@ -23,10 +23,12 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
 use cairn_verifier::types::{UnixTime, Version};
@@ -101,7 +103,7 @@ fn run(dir: &Path) {
     // 2. Plan time.
     let module = Module::from_env().unwrap();
     let names = ["alice", "bob"];
-    appliance::init(
+    ceremony::init(
         &module,
         &CeremonyOptions {
             home: dir.join("home"),

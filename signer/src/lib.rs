@@ -5,8 +5,9 @@
 //! - [`shares`]: the token PIN split k-of-n with Shamir's scheme, each share sealed to its
 //!   custodian's passphrase (Argon2id + ChaCha20-Poly1305); every check before any login.
 //! - [`certs`]: the root CA and the release and log key certificates (X.509, RFC 5280).
-//! - [`appliance`]: the key ceremony, signing sessions, releases, key rotation and revocation,
-//!   all logged in the vault under log-key checkpoints.
+//! - [`appliance`]: the appliance's home and state; [`ceremony`]: the key ceremony;
+//!   [`session`]: signing sessions, releases, key rotation and revocation; all logged in the vault
+//!   under log-key checkpoints.
 //! - [`uri`]: RFC 7512 `pkcs11:` URIs.
 //!
 //! The procedure custodians follow is docs/ceremony.md; what the signer defends against is
@@ -14,6 +15,7 @@
 
 pub mod appliance;
 pub mod audit;
+pub mod ceremony;
 pub mod certs;
 mod error;
 pub mod hsm;
@@ -21,6 +23,7 @@ mod parallel;
 pub mod registry;
 pub mod relaystate;
 pub mod rollout;
+pub mod session;
 pub mod shares;
 pub mod testfleet;
 pub mod uri;

@@ -14,10 +14,11 @@ mod common;
 
 use std::path::Path;
 
-use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Summary};
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet;
 use cairn_vault::Vault;
 use cairn_verifier::campaign::{Action, ApprovalAction, CampaignEvent, DeviceEvent, DeviceState};

@@ -16,10 +16,11 @@ use std::path::Path;
 use sha2::Digest as _;
 
 use cairn_signer::Error;
-use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::certs;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
 use cairn_vault::Query;
 use cairn_verifier::boot::{DeviceIdentity, StoredState, TrustAnchors, verify_delivery};

@@ -24,11 +24,13 @@ use anyhow::{Context, bail};
 use cairn_relay::broker::{Broker, RELAY_CLIENT};
 use cairn_relay::engine::Status;
 use cairn_relay::{Config, Relay};
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Summary};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
 use cairn_verifier::campaign::{ApprovalAction, DeviceState};
@@ -227,7 +229,7 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
             .map(|_| random_passphrase())
             .collect::<anyhow::Result<_>>()?,
     };
-    appliance::init(
+    ceremony::init(
         &module,
         &CeremonyOptions {
             home: home.clone(),

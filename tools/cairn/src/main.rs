@@ -13,6 +13,7 @@ mod fleet;
 mod keys;
 mod log;
 mod output;
+mod passphrase;
 
 use std::process::ExitCode;
 
