@@ -10,7 +10,9 @@
 pub mod export;
 pub mod pack;
 mod report;
+mod sections;
 pub mod summary;
+mod verified;
 pub mod verify;
 
 pub use export::{export, export_logs};

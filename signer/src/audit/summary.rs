@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::verify::{Finding, PlanFacts, ReleaseFacts, Verified};
+use super::verified::{Finding, PlanFacts, ReleaseFacts, Verified};
 
 /// Evidence for one CRA row: which log, which entries, what they are.
 #[derive(Debug, Clone, Serialize)]
