@@ -25,6 +25,7 @@ pub mod relaystate;
 pub mod rollout;
 pub mod session;
 pub mod shares;
+#[cfg(feature = "testfleet")]
 pub mod testfleet;
 pub mod uri;
 
