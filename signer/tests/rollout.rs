@@ -35,44 +35,8 @@ use cairn_verifier::statement::{Kind, Manifest, Purpose, Statement};
 use cairn_verifier::types::{UnixTime, Version};
 use common::{NOW, ceremony, in_softhsm, present};
 
-const PLAN: &str = r#"
-campaign = "campaign-2026-11-2.4.1"
-release = "controller-fw-2.4.1"
-rollback_release = "controller-fw-2.4.0"
-max_attempts = 3
-backoff_secs = 600
-quarantine_after_failures = 2
-quarantine_on_verification_failure = true
-
-[scope]
-min_version = "2.0.0"
-max_version = "2.4.0"
-cohorts = ["evaluation"]
-
-[[stages]]
-name = "canary"
-devices = 50
-soak_secs = 3600
-success_permille = 980
-failure_permille = 20
-gate = "approval"
-
-[[stages]]
-name = "wave-1"
-percent = 25
-soak_secs = 7200
-success_permille = 970
-failure_permille = 30
-gate = "automatic"
-
-[[stages]]
-name = "fleet"
-percent = 100
-soak_secs = 0
-success_permille = 950
-failure_permille = 50
-gate = "automatic"
-"#;
+/// The reference plan, the file `cairn rollout plan --plan` reads (docs/eligibility.md).
+const PLAN: &str = include_str!("../../docs/examples/plan-2.4.1.toml");
 
 fn release(id: &str, version: Version, epoch: u64) -> ReleaseInput {
     ReleaseInput {

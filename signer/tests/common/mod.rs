@@ -10,6 +10,8 @@
     reason = "each test file uses a different subset"
 )]
 
+pub mod relay_log;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
