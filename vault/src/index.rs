@@ -64,7 +64,8 @@ impl Vault {
         Ok(())
     }
 
-    /// Evidence index runs and retention records for a batch starting at `start`.
+    /// Evidence index runs for a batch starting at `start`, then its retention records
+    /// ([`Vault::retention_records`]); returns the new release ids.
     pub(crate) fn index_batch(
         &self,
         batch: &mut WriteBatch,
