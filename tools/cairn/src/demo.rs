@@ -163,10 +163,7 @@ fn wait_for(
         let (status, installed) = {
             let engine = relay.engine();
             let c = &engine.campaigns()[CAMPAIGN];
-            (
-                c.status(),
-                c.totals()[usize::try_from(DeviceState::Installed.code()).unwrap_or(0)],
-            )
+            (c.status(), c.totals()[DeviceState::Installed])
         };
         bar.set_position(installed);
         bar.set_message(format!("{status:?}"));
@@ -388,7 +385,7 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
     );
     let stages: std::collections::BTreeMap<String, usize> = relay.engine().campaigns()[CAMPAIGN]
         .devices()
-        .map(|(d, s, _)| (d.to_owned(), s))
+        .map(|d| (d.id().to_owned(), d.stage()))
         .collect();
     std::fs::write(dir.join("stages.json"), serde_json::to_vec(&stages)?)?;
 
@@ -494,10 +491,7 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
             plan.eligible
         ),
     );
-    std::fs::write(
-        dir.join("dashboard.html"),
-        cairn_relay::dashboard::render(&relay),
-    )?;
+    std::fs::write(dir.join("dashboard.html"), relay.dashboard())?;
     drop(sim.stop());
 
     step(

@@ -71,9 +71,7 @@ fn main() {
         let started = Instant::now();
         let mut engine = relay.engine();
         engine.on_mirror(relay.vault(), 1_000).unwrap();
-        engine
-            .commit(relay.vault(), Duration::ZERO, false)
-            .unwrap();
+        engine.commit(relay.vault(), Duration::ZERO, false).unwrap();
         first.push(started.elapsed().as_secs_f64());
         assert_eq!(engine.queued(), 50, "the canary's deliveries are queued");
     }

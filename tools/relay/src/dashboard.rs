@@ -5,12 +5,21 @@
 
 use std::fmt::Write as _;
 
-use actix_web::{HttpResponse, web};
 use cairn_verifier::campaign::DeviceState;
 use cairn_verifier::rollout::Gate;
 
-use crate::Relay;
-use crate::engine::{Campaign, Engine, Status};
+use crate::engine::{CampaignView, Status, View};
+
+/// What the page shows: the engine's view, and the mirror it runs against.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The signer log's origin.
+    pub origin: &'a str,
+    /// Entries in the mirror.
+    pub mirror_size: u64,
+    /// The engine at this moment.
+    pub view: &'a View,
+}
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -40,10 +49,6 @@ fn n(v: u64) -> String {
     out
 }
 
-fn idx(s: DeviceState) -> usize {
-    usize::try_from(s.code()).unwrap_or(0)
-}
-
 /// The states the plot draws, with their colours.
 const PLOTTED: [(DeviceState, &str); 7] = [
     (DeviceState::Installed, "#2e7d32"),
@@ -66,13 +71,14 @@ pub struct GateView {
 }
 
 /// The six workflow gates of a campaign, with their evidence.
-pub fn gates(engine: &Engine, c: &Campaign, mirror_size: u64) -> Vec<GateView> {
+pub fn gates(page: &Page<'_>, c: &CampaignView) -> Vec<GateView> {
     let ev = &c.evidence;
-    let log = engine.log();
-    let state_size = log.vault().size();
+    let state_size = page.view.log_size;
+    let mirror_size = page.mirror_size;
     let stages: Vec<String> = c
         .stages
         .iter()
+        .map(|s| &s.plan)
         .map(|s| {
             format!(
                 "{} ({} devices, soak {} s, success {}‰, failure {}‰, {} gate)",
@@ -107,7 +113,7 @@ pub fn gates(engine: &Engine, c: &Campaign, mirror_size: u64) -> Vec<GateView> {
                 "{} approved, {} rejected: the {} decisions at indices {}..{} hash to the plan's \
                  decisions digest",
                 n(eligible),
-                n(c.rejected),
+                n(c.totals.rejected),
                 n(ev.decisions.end - ev.decisions.start),
                 ev.decisions.start,
                 ev.decisions.end
@@ -121,10 +127,10 @@ pub fn gates(engine: &Engine, c: &Campaign, mirror_size: u64) -> Vec<GateView> {
                  quarantine after {} failures{}",
                 ev.plan_index,
                 stages.join(", "),
-                c.max_attempts,
-                c.backoff_secs,
-                c.quarantine_after_failures,
-                if c.quarantine_on_verification_failure {
+                c.policy.max_attempts,
+                c.policy.backoff_secs,
+                c.policy.quarantine_after_failures,
+                if c.policy.quarantine_on_verification_failure {
                     " or one verification failure"
                 } else {
                     ""
@@ -159,7 +165,7 @@ pub fn gates(engine: &Engine, c: &Campaign, mirror_size: u64) -> Vec<GateView> {
                 "relay log {} holds {} entries, checkpoints signed by the relay key (/state/checkpoint); \
                  mirror of the signer log holds {} entries (/log/checkpoint); device-state bundles \
                  go back to the air gap from /api/v1/state-bundle",
-                log.origin(),
+                page.view.log_origin,
                 n(state_size),
                 n(mirror_size)
             ),
@@ -172,7 +178,7 @@ pub fn gates(engine: &Engine, c: &Campaign, mirror_size: u64) -> Vec<GateView> {
     clippy::many_single_char_names,
     reason = "pixel coordinates of counts and seconds far below 2^52"
 )]
-fn plot(c: &Campaign) -> String {
+fn plot(c: &CampaignView) -> String {
     let (w, h, left, bottom) = (720.0_f64, 240.0_f64, 56.0_f64, 28.0_f64);
     let mut svg = format!(
         "<svg class=\"plot\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" \
@@ -187,7 +193,7 @@ fn plot(c: &Campaign) -> String {
     let span = (last.0.saturating_sub(t0)).max(1) as f64;
     let top = points
         .iter()
-        .flat_map(|(_, c)| PLOTTED.iter().map(move |(s, _)| c[idx(*s)]))
+        .flat_map(|(_, c)| PLOTTED.iter().map(move |(s, _)| c[*s]))
         .max()
         .unwrap_or(1)
         .max(1);
@@ -211,22 +217,22 @@ fn plot(c: &Campaign) -> String {
         h - 8.0,
         last.0.saturating_sub(t0)
     );
-    for (stage, t) in &c.stage_times {
-        let name = c.stages.get(*stage).map_or("", |s| s.name.as_str());
+    for (stage, t) in c.stages.iter().filter_map(|s| Some((s, s.opened_at?))) {
+        let name = stage.plan.name.as_str();
         let _ = write!(
             svg,
             "<line x1=\"{0:.1}\" y1=\"10\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/>\
              <text x=\"{2:.1}\" y=\"22\" font-size=\"10\" fill=\"#555\">{3}</text>",
-            x(*t),
+            x(t),
             h - bottom,
-            x(*t) + 3.0,
+            x(t) + 3.0,
             esc(name)
         );
     }
     for (state, colour) in PLOTTED {
         let path: Vec<String> = points
             .iter()
-            .map(|(t, counts)| format!("{:.1},{:.1}", x(*t), y(counts[idx(state)])))
+            .map(|(t, counts)| format!("{:.1},{:.1}", x(*t), y(counts[state])))
             .collect();
         let _ = write!(
             svg,
@@ -247,16 +253,16 @@ fn plot(c: &Campaign) -> String {
     svg
 }
 
-fn campaign_html(engine: &Engine, c: &Campaign, mirror_size: u64) -> String {
+fn campaign_html(page: &Page<'_>, c: &CampaignView) -> String {
     let mut h = String::new();
-    let status = c.status();
+    let status = c.status;
     let class = match status {
         Status::Running => "running",
         Status::WaitingApproval => "waiting",
         Status::Paused { .. } => "paused",
         Status::Completed => "completed",
     };
-    let stage_name = c.stages.get(c.stage()).map_or("", |s| s.name.as_str());
+    let stage_name = c.stages.get(c.stage).map_or("", |s| s.plan.name.as_str());
     let _ = write!(
         h,
         "<section class=\"campaign\" id=\"campaign-{id}\" data-campaign=\"{id}\" data-status=\"{st}\">\
@@ -266,12 +272,12 @@ fn campaign_html(engine: &Engine, c: &Campaign, mirror_size: u64) -> String {
         st = status.name(),
         rel = esc(&c.release_id),
         rb = esc(&c.rollback_id),
-        stage = c.stage(),
+        stage = c.stage,
         sn = esc(stage_name),
         stages = c.stages.len()
     );
     h.push_str("<h3>Workflow gates</h3><ol class=\"gates\">");
-    for g in gates(engine, c, mirror_size) {
+    for g in gates(page, c) {
         let _ = write!(
             h,
             "<li class=\"gate {}\" data-gate=\"{}\"><b>{}</b> <span class=\"mark\">{}</span><br><small>{}</small></li>",
@@ -283,38 +289,28 @@ fn campaign_html(engine: &Engine, c: &Campaign, mirror_size: u64) -> String {
         );
     }
     h.push_str("</ol><h3>Devices per state</h3><table class=\"counts\"><tr>");
-    let totals = c.totals();
     for s in DeviceState::ALL {
         let _ = write!(h, "<th>{}</th>", s.name());
     }
     h.push_str("</tr><tr>");
-    for s in DeviceState::ALL {
-        let _ = write!(
-            h,
-            "<td data-state=\"{}\">{}</td>",
-            s.name(),
-            n(totals[idx(*s)])
-        );
+    for (s, count) in c.totals.iter() {
+        let _ = write!(h, "<td data-state=\"{}\">{}</td>", s.name(), n(count));
     }
     h.push_str("</tr></table><h3>Stages</h3><table class=\"stages\"><tr><th>stage</th><th>devices</th><th>installed</th><th>failed</th><th>quarantined</th><th>rolled back</th><th>thresholds</th><th>gate</th><th>opened</th><th>succeeded</th></tr>");
-    for (i, s) in c.stages.iter().enumerate() {
-        let counts = c.stage_counts(i);
-        let opened = c
-            .stage_times
-            .iter()
-            .find(|(st, _)| *st == i)
-            .map_or("–".to_owned(), |(_, t)| {
-                format!("+{} s", t.saturating_sub(c.started_at().unwrap_or(*t)))
-            });
+    for stage in &c.stages {
+        let (s, counts) = (&stage.plan, stage.counts);
+        let opened = stage.opened_at.map_or("–".to_owned(), |t| {
+            format!("+{} s", t.saturating_sub(c.started_at.unwrap_or(t)))
+        });
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>≥{}‰ / >{}‰</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.name),
-            n(c.stage_size(i)),
-            n(counts[idx(DeviceState::Installed)]),
-            n(counts[idx(DeviceState::Failed)]),
-            n(counts[idx(DeviceState::Quarantined)]),
-            n(counts[idx(DeviceState::RolledBack)]),
+            n(stage.devices),
+            n(counts.installed),
+            n(counts.failed),
+            n(counts.quarantined),
+            n(counts.rolled_back),
             s.success_permille,
             s.failure_permille,
             if s.gate == Gate::Approval {
@@ -323,17 +319,17 @@ fn campaign_html(engine: &Engine, c: &Campaign, mirror_size: u64) -> String {
                 "automatic"
             },
             opened,
-            if c.stage_succeeded(i) { "yes" } else { "no" }
+            if stage.succeeded { "yes" } else { "no" }
         );
     }
     h.push_str("</table><h3>Progress over time</h3>");
     h.push_str(&plot(c));
     h.push_str("<h3>Recent events</h3><ul class=\"events\">");
-    for (t, e) in c.recent.iter().rev().take(20) {
+    for (t, e) in c.recent.iter().take(20) {
         let _ = write!(
             h,
             "<li><small>+{} s</small> {}</li>",
-            t.saturating_sub(c.started_at().unwrap_or(*t)),
+            t.saturating_sub(c.started_at.unwrap_or(*t)),
             esc(e)
         );
     }
@@ -342,27 +338,26 @@ fn campaign_html(engine: &Engine, c: &Campaign, mirror_size: u64) -> String {
 }
 
 /// Renders the whole page.
-pub fn render(relay: &Relay) -> String {
-    let engine = relay.engine();
-    let mirror_size = relay.vault().size();
+pub fn render(page: &Page<'_>) -> String {
+    let view = page.view;
     let mut body = String::new();
-    if engine.campaigns().is_empty() {
+    if view.campaigns.is_empty() {
         body.push_str("<p class=\"empty\">No campaign yet: import a transfer bundle with a signed rollout plan (POST /api/v1/bundles).</p>");
     }
-    for c in engine.campaigns().values() {
-        body.push_str(&campaign_html(&engine, c, mirror_size));
+    for c in &view.campaigns {
+        body.push_str(&campaign_html(page, c));
     }
-    for p in &engine.problems {
+    for p in &view.problems {
         let _ = write!(body, "<p class=\"problem\">{}</p>", esc(p));
     }
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"5\"><title>cairn relay</title><style>{STYLE}</style></head>\
          <body><header><h1>cairn relay</h1><p>mirror of <b>{}</b>: {} entries · relay log <b>{}</b>: {} entries</p></header>{body}</body></html>",
-        esc(relay.origin()),
-        n(mirror_size),
-        esc(engine.log().origin()),
-        n(engine.log().vault().size()),
+        esc(page.origin),
+        n(page.mirror_size),
+        esc(&view.log_origin),
+        n(view.log_size),
     )
 }
 
@@ -376,15 +371,3 @@ li.gate.ok{border-left-color:#2e7d32}.mark{float:right}table{border-collapse:col
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}\
 .legend span{margin-right:1em;font-size:.85em}.legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em}\
 ul.events{font-size:.9em}.problem{color:#c62828}";
-
-/// `GET /dashboard`.
-pub async fn page(relay: web::Data<Relay>) -> HttpResponse {
-    let relay2 = relay.clone();
-    match web::block(move || render(&relay2)).await {
-        Ok(html) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(html),
-        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
-    }
-}

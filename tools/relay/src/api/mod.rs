@@ -1,0 +1,106 @@
+//! The relay's HTTP API (docs/relay.md, "HTTP API"): the operator API under `/api/v1` (bearer
+//! tokens, checked on the request head before any body is read), the mirror and the relay log as
+//! tlog-tiles, the dashboard, the metrics. Each error is mapped to its status here, deliberately:
+//! the caller's fault is a 4xx, the relay's own failure (I/O, storage) a 500, never a 409.
+
+mod auth;
+mod bundles;
+mod campaigns;
+mod tiles;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::engine;
+use crate::relay::Relay;
+
+pub use auth::Operator;
+
+/// Largest bundle accepted over HTTP (a million-device cohort's bundle is about 2.6 GB; larger
+/// cohorts are split by the signer).
+pub const MAX_BUNDLE_BYTES: usize = 4 << 30;
+
+/// The status an engine error answers with.
+pub fn engine_status(e: &engine::Error) -> StatusCode {
+    use engine::Error as E;
+    match e {
+        E::UnknownCampaign(_) | E::UnknownDevice { .. } => StatusCode::NOT_FOUND,
+        E::Completed(_)
+        | E::AlreadyPaused(_)
+        | E::NotPaused(_)
+        | E::PausedByRule { .. }
+        | E::NotRollbackable { .. }
+        | E::NothingToRollBack(_) => StatusCode::CONFLICT,
+        E::Log(_)
+        | E::Mirror(_)
+        | E::CorruptMirror { .. }
+        | E::CorruptLog { .. }
+        | E::InvalidField { .. }
+        | E::DeliveryMismatch { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A refusal: `{"ok": false, "error": message}` with `status`.
+pub(crate) fn refuse(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "ok": false, "error": message.to_string() }))
+}
+
+/// `GET /dashboard`.
+async fn dashboard(relay: web::Data<Relay>) -> HttpResponse {
+    match web::block(move || relay.dashboard()).await {
+        Ok(html) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(html),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
+    let body = relay.metrics.render(relay.vault.size(), &relay.engine());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}
+
+/// The relay's routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/bundles")
+            .app_data(web::PayloadConfig::new(MAX_BUNDLE_BYTES))
+            .route(web::post().to(bundles::import)),
+    )
+    .route("/api/v1/status", web::get().to(bundles::status))
+    .route("/api/v1/campaigns", web::get().to(campaigns::list))
+    .route(
+        "/api/v1/campaigns/{campaign}",
+        web::get().to(campaigns::one),
+    )
+    .route(
+        "/api/v1/campaigns/{campaign}/devices",
+        web::get().to(campaigns::devices),
+    )
+    .route(
+        "/api/v1/campaigns/{campaign}/{action}",
+        web::post().to(campaigns::action),
+    )
+    .route("/api/v1/state-bundle", web::get().to(tiles::state_bundle))
+    .route("/state/{path:.*}", web::get().to(tiles::state_tiles))
+    .route("/dashboard", web::get().to(dashboard))
+    .route(
+        "/",
+        web::get().to(|| async {
+            HttpResponse::Found()
+                .insert_header(("Location", "/dashboard"))
+                .finish()
+        }),
+    )
+    .route("/log/{path:.*}", web::get().to(tiles::tiles))
+    .route("/metrics", web::get().to(metrics))
+    .route(
+        "/healthz",
+        web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+    );
+}
