@@ -369,7 +369,7 @@ impl Relay {
             "appended": [report.appended.start, report.appended.end],
             "already_held": report.already_held,
             "size": report.size,
-            "deliveries": report.deliveries,
+            "manifests": report.manifests,
             "tiles_written": export.tiles,
         }))
     }

@@ -127,7 +127,7 @@ async fn operators_import_verified_bundles_and_the_mirror_is_served_as_tiles() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = http_test::read_body_json(resp).await;
     assert_eq!(body["appended"], serde_json::json!([0, 301]));
-    assert_eq!(body["deliveries"], 300);
+    assert_eq!(body["manifests"], 300);
     let resp = http_test::call_service(&app, post(Some(TOKEN), bundle.clone())).await;
     let body: serde_json::Value = http_test::read_body_json(resp).await;
     assert_eq!(body["appended"], serde_json::json!([301, 301]));
