@@ -11,7 +11,7 @@
 //! | `api` | HTTP: routes, operator authentication, handlers, the status each error answers with |
 //! | `runner` | the background work: the engine thread and the transport (the MQTT link) |
 //! | `relay` | the shared state (`Relay`): bundle import and operator actions, for API and console |
-//! | `config`, `metrics`, `dashboard` | the configuration file, the counters, the page |
+//! | `config`, `metrics`, `dashboard`, `session` | the configuration file, the counters, the pages, the console's sessions |
 //! | `mqtt`, `broker` | the MQTT link on the devices' own topics; a local Mosquitto for tests |
 //! | `engine` | the rollout engine, a folder of rooms (its own table) |
 //! | `statelog` | the relay's own device-state log |
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod relay;
 pub mod runner;
+pub mod session;
 pub mod statelog;
 
 pub use api::{MAX_BUNDLE_BYTES, routes};

@@ -18,6 +18,7 @@ use crate::config::{self, Config, RolloutConfig, read_key};
 use crate::engine::{self, Engine, Selection, Status};
 use crate::metrics::Metrics;
 use crate::mqtt::MqttConfig;
+use crate::session::Sessions;
 
 /// Why the relay could not open its state.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +91,8 @@ pub enum OperatorAction {
     Pause,
     /// Resume a pause of an operator.
     Resume,
-    /// Quarantine these devices.
-    Quarantine(Vec<String>),
+    /// Quarantine these devices, the failing cohort, or a stage.
+    Quarantine(Selection),
     /// Deliver the pre-signed rollback target.
     Rollback(Selection),
 }
@@ -135,6 +136,8 @@ pub struct Relay {
     refused: PathBuf,
     pub(crate) mqtt: Option<MqttConfig>,
     pub(crate) metrics: Metrics,
+    /// The console's signed-in sessions.
+    pub(crate) sessions: Sessions,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
 }
@@ -202,6 +205,7 @@ impl Relay {
             refused: config.data_dir.join("refused"),
             mqtt: config.mqtt.clone(),
             metrics: Metrics::default(),
+            sessions: Sessions::default(),
             import: Mutex::new(()),
         })
     }
@@ -223,13 +227,15 @@ impl Relay {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The dashboard page as it stands (`GET /dashboard` without a session).
+    /// The dashboard as it stands, read-only (the demo writes it to a file).
     pub fn dashboard(&self) -> String {
         let view = self.engine().view();
         crate::dashboard::render(&crate::dashboard::Page {
             origin: &self.origin,
             mirror_size: self.vault.size(),
             view: &view,
+            access: crate::dashboard::Access::ReadOnly,
+            filter: &crate::dashboard::Filter::default(),
         })
     }
 
@@ -283,8 +289,8 @@ impl Relay {
         let done = match action {
             OperatorAction::Pause => engine.pause(campaign, &actor, cause, now).map(|()| 0),
             OperatorAction::Resume => engine.resume(campaign, &actor, cause, now).map(|()| 0),
-            OperatorAction::Quarantine(devices) => {
-                engine.quarantine(campaign, devices, &actor, cause, now)
+            OperatorAction::Quarantine(selection) => {
+                engine.quarantine_selected(campaign, selection, &actor, cause, now)
             }
             OperatorAction::Rollback(selection) => {
                 engine.rollback(&self.vault, campaign, selection, &actor, cause, now)

@@ -30,22 +30,22 @@ pub(crate) fn parse_action(
     scope: Option<&str>,
 ) -> Result<OperatorAction, (StatusCode, String)> {
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let selection = |devices: Vec<String>| match (scope, devices.is_empty()) {
+        (None, false) => Ok(Selection::Devices(devices)),
+        (Some("failed"), true) => Ok(Selection::Failed),
+        (Some(s), true) if s.starts_with("stage:") => s["stage:".len()..]
+            .parse()
+            .map(Selection::Stage)
+            .map_err(|_| bad(format!("scope {s:?}: expected stage:<number>"))),
+        _ => Err(bad(format!(
+            "{name} needs either \"devices\" or \"scope\": \"failed\" | \"stage:<n>\""
+        ))),
+    };
     match name {
         "pause" => Ok(OperatorAction::Pause),
         "resume" => Ok(OperatorAction::Resume),
-        "quarantine" if devices.is_empty() => Err(bad("quarantine needs \"devices\"".into())),
-        "quarantine" => Ok(OperatorAction::Quarantine(devices)),
-        "rollback" => match (scope, devices.is_empty()) {
-            (None, false) => Ok(OperatorAction::Rollback(Selection::Devices(devices))),
-            (Some("failed"), true) => Ok(OperatorAction::Rollback(Selection::Failed)),
-            (Some(s), true) if s.starts_with("stage:") => s["stage:".len()..]
-                .parse()
-                .map(|n| OperatorAction::Rollback(Selection::Stage(n)))
-                .map_err(|_| bad(format!("scope {s:?}: expected stage:<number>"))),
-            _ => Err(bad(
-                "rollback needs either \"devices\" or \"scope\": \"failed\" | \"stage:<n>\"".into(),
-            )),
-        },
+        "quarantine" => selection(devices).map(OperatorAction::Quarantine),
+        "rollback" => selection(devices).map(OperatorAction::Rollback),
         other => Err((
             StatusCode::NOT_FOUND,
             format!("no campaign action {other:?} (pause, resume, quarantine, rollback)"),

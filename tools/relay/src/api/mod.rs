@@ -1,11 +1,12 @@
 //! The relay's HTTP API (docs/relay.md, "HTTP API"): the operator API under `/api/v1` (bearer
 //! tokens, checked on the request head before any body is read), the mirror and the relay log as
-//! tlog-tiles, the dashboard, the metrics. Each error is mapped to its status here, deliberately:
+//! tlog-tiles, the dashboard and the operator console (`console.rs`), the metrics. Each error is mapped to its status here, deliberately:
 //! the caller's fault is a 4xx, the relay's own failure (I/O, storage) a 500, never a 409.
 
 mod auth;
 mod bundles;
 mod campaigns;
+mod console;
 mod tiles;
 
 use actix_web::http::StatusCode;
@@ -31,7 +32,8 @@ pub fn engine_status(e: &engine::Error) -> StatusCode {
         | E::NotPaused(_)
         | E::PausedByRule { .. }
         | E::NotRollbackable { .. }
-        | E::NothingToRollBack(_) => StatusCode::CONFLICT,
+        | E::NothingToRollBack(_)
+        | E::NothingToQuarantine(_) => StatusCode::CONFLICT,
         E::Log(_)
         | E::Mirror(_)
         | E::CorruptMirror { .. }
@@ -44,17 +46,6 @@ pub fn engine_status(e: &engine::Error) -> StatusCode {
 /// A refusal: `{"ok": false, "error": message}` with `status`.
 pub(crate) fn refuse(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "ok": false, "error": message.to_string() }))
-}
-
-/// `GET /dashboard`.
-async fn dashboard(relay: web::Data<Relay>) -> HttpResponse {
-    match web::block(move || relay.dashboard()).await {
-        Ok(html) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(html),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -88,7 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/api/v1/state-bundle", web::get().to(tiles::state_bundle))
     .route("/state/{path:.*}", web::get().to(tiles::state_tiles))
-    .route("/dashboard", web::get().to(dashboard))
+    .configure(console::routes)
     .route(
         "/",
         web::get().to(|| async {

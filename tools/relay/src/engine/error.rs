@@ -53,6 +53,9 @@ pub enum Error {
         /// Its state's name.
         state: &'static str,
     },
+    /// The selection matched no device that is not quarantined already.
+    #[error("no device of campaign {0} matches: nothing to quarantine")]
+    NothingToQuarantine(String),
     /// The selection matched no device that can be rolled back.
     #[error("no device of campaign {0} matches: nothing to roll back")]
     NothingToRollBack(String),

@@ -167,6 +167,41 @@ impl Engine {
         Ok(found.len() as u64)
     }
 
+    /// Quarantines the selected devices: these, every device that failed and has not installed
+    /// since (the failing cohort), or every device of a stage. Returns how many.
+    pub fn quarantine_selected(
+        &mut self,
+        campaign: &str,
+        selection: &Selection,
+        actor: &str,
+        why: &str,
+        now: u64,
+    ) -> Result<u64> {
+        let c = self.campaign(campaign)?;
+        let open = |d: &&Device| d.state != DeviceState::Quarantined;
+        let devices: Vec<String> = match selection {
+            Selection::Devices(ids) => ids.clone(),
+            Selection::Failed => c
+                .failed
+                .iter()
+                .filter_map(|&i| c.devices.get(i))
+                .filter(open)
+                .map(|d| d.id.clone())
+                .collect(),
+            Selection::Stage(s) => c
+                .devices
+                .iter()
+                .filter(|d| d.stage == *s)
+                .filter(open)
+                .map(|d| d.id.clone())
+                .collect(),
+        };
+        if devices.is_empty() {
+            return Err(Error::NothingToQuarantine(campaign.to_owned()));
+        }
+        self.quarantine(campaign, &devices, actor, why, now)
+    }
+
     /// Delivers the pre-signed rollback target to the selected devices. Returns how many.
     pub fn rollback(
         &mut self,
