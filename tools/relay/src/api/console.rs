@@ -14,7 +14,7 @@ use super::campaigns::parse_action;
 use super::engine_status;
 use crate::dashboard::{self, Access, Filter, Page};
 use crate::metrics::Metrics;
-use crate::relay::Relay;
+use crate::relay::{OperatorAction, Relay};
 use crate::session::{LIFETIME, Session, random_hex, same_secret};
 
 /// The session cookie.
@@ -350,12 +350,17 @@ async fn act(
     let done = web::block(move || relay2.act(&operator, &campaign2, &action2, &cause2)).await;
     match done {
         Ok(Ok(done)) => {
+            let devices = match action {
+                OperatorAction::Quarantine(_) | OperatorAction::Rollback(_) => {
+                    format!(": {} devices", done.devices)
+                }
+                OperatorAction::Pause | OperatorAction::Resume => String::new(),
+            };
             relay.sessions.flash(
                 &signed.id,
                 format!(
-                    "{} of campaign {campaign}: {} devices; the campaign is {}. Recorded as {} with your reason \"{cause}\".",
+                    "{} of campaign {campaign}{devices}; the campaign is {}. Recorded as {} with your reason \"{cause}\".",
                     action.name(),
-                    done.devices,
                     done.status.name(),
                     done.actor
                 ),

@@ -170,11 +170,7 @@ pub(super) fn devices(page: &Page<'_>, c: &CampaignView) -> String {
         let _ = write!(
             h,
             "<option value=\"{i}\"{}>{i}: {}</option>",
-            if of_stage == Some(i) {
-                " selected"
-            } else {
-                ""
-            },
+            if of_stage == Some(i) { " selected" } else { "" },
             esc(&s.plan.name)
         );
     }
@@ -182,9 +178,7 @@ pub(super) fn devices(page: &Page<'_>, c: &CampaignView) -> String {
     let matching: Vec<_> = c
         .devices
         .iter()
-        .filter(|d| {
-            in_state.is_none_or(|s| d.state == s) && of_stage.is_none_or(|s| d.stage == s)
-        })
+        .filter(|d| in_state.is_none_or(|s| d.state == s) && of_stage.is_none_or(|s| d.stage == s))
         .collect();
     let _ = write!(
         h,

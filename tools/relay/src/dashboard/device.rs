@@ -8,6 +8,27 @@ use std::fmt::Write as _;
 use super::{Access, Page, esc, n, shell};
 use crate::engine::{ACTOR_DEVICE, DeviceHistory};
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds (the proleptic Gregorian calendar, H. Hinnant's
+/// `civil_from_days`).
+fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 /// Renders one device's page.
 pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
     let d = &h.device;
@@ -48,7 +69,7 @@ pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
     }
     body.push_str(
         "</ul><h3>States over time (relay log)</h3><table class=\"events\"><tr><th>relay log index</th>\
-         <th>time (Unix)</th><th>state</th><th>release</th><th>attempt</th><th>actor</th><th>cause</th></tr>",
+         <th>time (UTC)</th><th>state</th><th>release</th><th>attempt</th><th>actor</th><th>cause</th></tr>",
     );
     for e in &h.events {
         let _ = write!(
@@ -56,7 +77,7 @@ pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
             "<tr data-index=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e.index,
             e.index,
-            e.at,
+            utc(e.at),
             e.state.name(),
             esc(&e.release),
             e.attempt,
@@ -79,8 +100,12 @@ pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
             esc(&e.cause)
         );
     }
+    if !h.events.iter().any(|e| e.actor == ACTOR_DEVICE) {
+        body.push_str("<tr><td colspan=\"5\">no status report yet</td></tr>");
+    }
     body.push_str("</table></div>");
     if let Access::Operator { csrf, .. } = page.access {
+        body.push_str("<h3>Act on this device</h3><div class=\"actions\">");
         let back = format!("/dashboard/devices/{c}/{id}");
         for (action, title) in [("quarantine", "Quarantine"), ("rollback", "Roll back")] {
             let _ = write!(
@@ -93,6 +118,7 @@ pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
                 esc(csrf)
             );
         }
+        body.push_str("</div>");
     }
     body.push_str("</section>");
     shell(
@@ -101,4 +127,17 @@ pub fn render_device(page: &Page<'_>, h: &DeviceHistory) -> String {
         &format!("device <b>{id}</b> of campaign <b>{c}</b>"),
         &body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        // The test plans' decision time, and a leap day.
+        assert_eq!(utc(1_795_651_200), "2026-11-26 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+    }
 }

@@ -269,4 +269,4 @@ ul.events{font-size:.9em}.problem{color:#c62828}\
 h1 a{color:inherit;text-decoration:none}header form{display:inline}.flash{background:#e8f5e9;border:1px solid #2e7d32;padding:.5em}\
 .actions{display:grid;grid-template-columns:repeat(2,1fr);gap:.6em}.actions form{border:1px solid #ddd;padding:.5em;border-radius:4px}\
 .actions label,.filter label{display:block;margin:.2em 0}.actions input[type=text],.actions textarea{width:95%}\
-table.devices td,table.events td{text-align:left}.note{color:#555;font-size:.85em}";
+table.devices td,table.events td,table.events th{text-align:left}.note{color:#555;font-size:.85em}";
