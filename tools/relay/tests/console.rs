@@ -17,7 +17,7 @@ mod common;
 
 use std::path::Path;
 
-use browser::{Browser, RelayProcess};
+use browser::{Browser, RelayProcess, serve_running_campaign};
 use common::{CAMPAIGN, TOKEN};
 
 fn shot(browser: &Browser, name: &str) {
@@ -64,19 +64,7 @@ fn csrf_of(dom: &str, form: &str) -> String {
 #[test]
 fn an_operator_pauses_and_quarantines_from_the_console_and_forgeries_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = common::signer_log(
-        &dir.path().join("signer"),
-        40,
-        5,
-        &[
-            ("canary", 4, 3600, 1000, 250, true),
-            ("fleet", 40, 0, 950, 50, false),
-        ],
-        common::Policy::default(),
-    );
-    common::config(dir.path(), "");
-    let relay = RelayProcess::start(dir.path());
-    relay.import(&signer.vault.export_bundle(0).unwrap().to_cbor(), TOKEN);
+    let relay = serve_running_campaign(dir.path());
     let url = format!("http://127.0.0.1:{}", relay.port);
     let browser = Browser::start(&dir.path().join("profile"));
 

@@ -11,25 +11,12 @@
 mod browser;
 mod common;
 
-use browser::{RelayProcess, chromium};
+use browser::{chromium, serve_running_campaign};
 
 #[test]
 fn headless_chromium_shows_the_gates_and_counts_of_a_running_campaign() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = common::signer_log(
-        &dir.path().join("signer"),
-        40,
-        5,
-        &[
-            ("canary", 4, 3600, 1000, 250, true),
-            ("fleet", 40, 0, 950, 50, false),
-        ],
-        common::Policy::default(),
-    );
-    let bundle = signer.vault.export_bundle(0).unwrap().to_cbor();
-    common::config(dir.path(), "");
-    let relay = RelayProcess::start(dir.path());
-    relay.import(&bundle, common::TOKEN);
+    let relay = serve_running_campaign(dir.path());
 
     let url = format!("http://127.0.0.1:{}/dashboard", relay.port);
     let out = chromium(&dir.path().join("profile"), &["--dump-dom", &url]);

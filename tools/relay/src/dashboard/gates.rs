@@ -1,7 +1,5 @@
 //! The six workflow gates of design.md, each with its evidence and log indices.
 
-use cairn_verifier::rollout::Gate;
-
 use super::{Page, n};
 use crate::engine::CampaignView;
 
@@ -32,11 +30,7 @@ pub(super) fn gates(page: &Page<'_>, c: &CampaignView) -> Vec<GateView> {
                 s.soak_secs,
                 s.success_permille,
                 s.failure_permille,
-                if s.gate == Gate::Approval {
-                    "approval"
-                } else {
-                    "automatic"
-                }
+                s.gate_name()
             )
         })
         .collect();

@@ -13,7 +13,6 @@ mod plot;
 use std::fmt::Write as _;
 
 use cairn_verifier::campaign::DeviceState;
-use cairn_verifier::rollout::Gate;
 
 use crate::engine::{CampaignView, Status, View};
 
@@ -147,11 +146,7 @@ fn campaign_state(page: &Page<'_>, c: &CampaignView) -> String {
             n(counts.rolled_back),
             s.success_permille,
             s.failure_permille,
-            if s.gate == Gate::Approval {
-                "approval"
-            } else {
-                "automatic"
-            },
+            s.gate_name(),
             opened,
             if stage.succeeded { "yes" } else { "no" }
         );

@@ -146,6 +146,17 @@ pub struct StagePlan {
     pub gate: Gate,
 }
 
+impl StagePlan {
+    /// How the next stage opens: `approval` or `automatic`.
+    pub fn gate_name(&self) -> &'static str {
+        if self.gate == Gate::Approval {
+            "approval"
+        } else {
+            "automatic"
+        }
+    }
+}
+
 /// One device of a campaign: where it stands, its two manifests in the mirror, and the
 /// deliveries built from them (kept once built).
 #[derive(Debug, Clone)]

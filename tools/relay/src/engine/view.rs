@@ -6,7 +6,6 @@ use cairn_vault::Query;
 use cairn_verifier::campaign::DeviceState;
 use cairn_verifier::delivery::Delivery;
 use cairn_verifier::note::Checkpoint;
-use cairn_verifier::rollout::Gate;
 use cairn_verifier::statement::{Purpose, Statement};
 use cairn_verifier::types::Hash;
 use serde_json::json;
@@ -168,7 +167,7 @@ impl CampaignView {
                     "soak_secs": s.plan.soak_secs,
                     "success_permille": s.plan.success_permille,
                     "failure_permille": s.plan.failure_permille,
-                    "gate": if s.plan.gate == Gate::Approval { "approval" } else { "automatic" },
+                    "gate": s.plan.gate_name(),
                     "opened_at": s.opened_at,
                     "succeeded": s.succeeded,
                     "installed": s.counts.installed,

@@ -145,6 +145,28 @@ impl RelayProcess {
     }
 }
 
+/// The relay binary serving a running campaign: 40 eligible devices and 5 rejected, a canary of
+/// 4 behind an approval gate (its deliveries wait: there is no MQTT link), then the fleet.
+pub fn serve_running_campaign(dir: &Path) -> RelayProcess {
+    let signer = crate::common::signer_log(
+        &dir.join("signer"),
+        40,
+        5,
+        &[
+            ("canary", 4, 3600, 1000, 250, true),
+            ("fleet", 40, 0, 950, 50, false),
+        ],
+        crate::common::Policy::default(),
+    );
+    crate::common::config(dir, "");
+    let relay = RelayProcess::start(dir);
+    relay.import(
+        &signer.vault.export_bundle(0).unwrap().to_cbor(),
+        crate::common::TOKEN,
+    );
+    relay
+}
+
 /// Runs `chromium` itself with the headless flags, a fresh profile and `args`.
 pub fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
     Command::new("chromium")
