@@ -71,6 +71,12 @@ pub fn status_topic(device: &str) -> String {
     format!("cairn/{device}/status")
 }
 
+/// The device of a status topic `cairn/<device>/status`, if it is one and names a valid id.
+pub fn status_device(topic: &str) -> Option<&str> {
+    let device = topic.strip_prefix("cairn/")?.strip_suffix("/status")?;
+    cairn_verifier::types::Id::new(device).map(|d| d.as_str())
+}
+
 /// The ACL: the relay writes every delivery topic and reads every status topic; a device
 /// (`%u`, its certificate's common name) reads its delivery topic and writes its status topic.
 pub fn acl() -> String {
@@ -308,5 +314,18 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_topics() {
+        assert_eq!(status_device(&status_topic("dev-1")), Some("dev-1"));
+        assert_eq!(status_device("cairn/dev 1/status"), None);
+        assert_eq!(status_device("cairn/a/b/status"), None);
+        assert_eq!(status_device(&delivery_topic("dev-1")), None);
     }
 }

@@ -10,8 +10,8 @@ use rumqttc::{
 };
 use serde::Deserialize;
 
-use crate::broker::delivery_topic;
-use crate::engine::{Input, Outgoing as Delivery, status_device};
+use crate::broker::{delivery_topic, status_device};
+use crate::engine::{Input, Outgoing as Delivery};
 
 /// Why the MQTT link could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -4,17 +4,10 @@
 //! nothing.
 
 use cairn_verifier::campaign::{DeviceState, Outcome, StatusReport};
-use cairn_verifier::types::Id;
 
 use super::core::{ACTOR_BROKER, ACTOR_DEVICE, ACTOR_RULE, Engine};
 use super::error::Result;
 use super::record::Change;
-
-/// Decodes the device of a status topic `cairn/<device>/status`.
-pub fn status_device(topic: &str) -> Option<&str> {
-    let device = topic.strip_prefix("cairn/")?.strip_suffix("/status")?;
-    Id::new(device).map(|d| d.as_str())
-}
 
 impl Engine {
     /// The transport acknowledged the delivery of `release` to `device`.
@@ -136,18 +129,5 @@ impl Engine {
             why: &why,
         };
         self.device_event(&campaign, i, &quarantined, now)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_topics() {
-        assert_eq!(status_device("cairn/dev-1/status"), Some("dev-1"));
-        assert_eq!(status_device("cairn/dev 1/status"), None);
-        assert_eq!(status_device("cairn/a/b/status"), None);
-        assert_eq!(status_device("cairn/dev-1/delivery"), None);
     }
 }

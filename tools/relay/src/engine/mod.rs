@@ -37,7 +37,6 @@ pub use core::{
     ACTOR_BROKER, ACTOR_CUSTODIANS, ACTOR_DEVICE, ACTOR_RULE, Engine, Input, Outgoing, now,
 };
 pub use error::{Error, PlanError, Result};
-pub use intake::status_device;
 pub use model::{
     Campaign, Device, PlanEvidence, Policy, Selection, StagePlan, StateCounts, Stats, Status,
 };
