@@ -229,7 +229,7 @@ impl Relay {
 
     /// The dashboard as it stands, read-only (the demo writes it to a file).
     pub fn dashboard(&self) -> String {
-        let view = self.engine().view();
+        let view = self.engine().view(&engine::DeviceQuery::default());
         crate::dashboard::render(&crate::dashboard::Page {
             origin: &self.origin,
             mirror_size: self.vault.size(),
@@ -308,7 +308,9 @@ impl Relay {
             }
         };
         self.commit(&mut engine, std::time::Duration::ZERO)?;
-        let status = engine.campaign_view(campaign)?.status;
+        let status = engine
+            .campaign_view(campaign, &engine::DeviceQuery::default())?
+            .status;
         Ok(Acted {
             actor,
             devices,

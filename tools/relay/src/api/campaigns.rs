@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Operator, engine_status, refuse};
-use crate::engine::{CampaignView, Selection};
+use crate::engine::{CampaignView, DeviceQuery, Selection};
 use crate::relay::{OperatorAction, Relay};
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +101,7 @@ pub(super) async fn action(
 
 /// `GET /api/v1/campaigns`.
 pub(super) async fn list(_operator: Operator, relay: web::Data<Relay>) -> HttpResponse {
-    let view = relay.engine().view();
+    let view = relay.engine().view(&DeviceQuery::default());
     let list: Vec<serde_json::Value> = view.campaigns.iter().map(CampaignView::to_json).collect();
     HttpResponse::Ok().json(json!({ "ok": true, "campaigns": list, "problems": view.problems }))
 }
@@ -112,7 +112,7 @@ pub(super) async fn one(
     relay: web::Data<Relay>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let view = relay.engine().campaign_view(&path);
+    let view = relay.engine().campaign_view(&path, &DeviceQuery::default());
     match view {
         Ok(v) => HttpResponse::Ok().json(v.to_json()),
         Err(e) => refuse(engine_status(&e), e),
@@ -125,7 +125,7 @@ pub(super) async fn devices(
     relay: web::Data<Relay>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let view = relay.engine().campaign_view(&path);
+    let view = relay.engine().campaign_view(&path, &DeviceQuery::ALL);
     let c = match view {
         Ok(c) => c,
         Err(e) => return refuse(engine_status(&e), e),

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::campaigns::parse_action;
 use super::engine_status;
 use crate::dashboard::{self, Access, Filter, Page};
+use crate::engine::DeviceQuery;
 use crate::metrics::Metrics;
 use crate::relay::{OperatorAction, Relay};
 use crate::session::{LIFETIME, Session, random_hex, same_secret};
@@ -164,7 +165,7 @@ async fn overview(
     req: HttpRequest,
     filter: web::Query<Filter>,
 ) -> HttpResponse {
-    let view = relay.engine().view();
+    let view = relay.engine().view(&filter.query());
     page(&relay, &req, |access| {
         Ok(dashboard::render(&Page {
             origin: relay.origin(),
@@ -185,7 +186,10 @@ async fn device(
     let (campaign, id) = path.into_inner();
     let (history, view) = {
         let engine = relay.engine();
-        (engine.device_history(&campaign, &id), engine.view())
+        (
+            engine.device_history(&campaign, &id),
+            engine.view(&DeviceQuery::default()),
+        )
     };
     page(&relay, &req, |access| {
         let history = history

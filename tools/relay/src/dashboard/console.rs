@@ -8,7 +8,7 @@ use cairn_verifier::campaign::DeviceState;
 use serde::Deserialize;
 
 use super::{Access, Page, esc, n};
-use crate::engine::{CampaignView, Status};
+use crate::engine::{CampaignView, DeviceQuery, Status};
 
 /// Most rows a device table shows (the filters narrow it).
 const MAX_ROWS: usize = 200;
@@ -25,6 +25,16 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// What the engine's view lists for this filter: the matching devices, at most a table's
+    /// worth.
+    pub fn query(&self) -> DeviceQuery {
+        DeviceQuery {
+            state: self.state(),
+            stage: self.stage(),
+            limit: MAX_ROWS,
+        }
+    }
+
     fn state(&self) -> Option<DeviceState> {
         self.state.as_deref().and_then(DeviceState::from_name)
     }
@@ -175,24 +185,19 @@ pub(super) fn devices(page: &Page<'_>, c: &CampaignView) -> String {
         );
     }
     h.push_str("</select></label><button type=\"submit\">Filter</button></form>");
-    let matching: Vec<_> = c
-        .devices
-        .iter()
-        .filter(|d| in_state.is_none_or(|s| d.state == s) && of_stage.is_none_or(|s| d.stage == s))
-        .collect();
     let _ = write!(
         h,
         "<div class=\"live\" id=\"live-{id}-devices\"><p>{} devices match{}</p>\
          <table class=\"devices\"><tr><th>device</th><th>stage</th><th>state</th><th>attempt</th><th>failures</th></tr>",
-        n(matching.len() as u64),
-        if matching.len() > MAX_ROWS {
-            format!(" (the first {MAX_ROWS} shown: narrow the filter)")
+        n(c.matching),
+        if c.matching > c.devices.len() as u64 {
+            format!(" (the first {} shown: narrow the filter)", c.devices.len())
         } else {
             String::new()
         },
         id = esc(&c.id)
     );
-    for d in matching.iter().take(MAX_ROWS) {
+    for d in &c.devices {
         let _ = write!(
             h,
             "<tr data-device=\"{id}\" data-state=\"{st}\"><td><a href=\"/dashboard/devices/{c}/{id}\">{id}</a></td>\

@@ -41,5 +41,6 @@ pub use model::{
     Campaign, Device, PlanEvidence, Policy, Selection, StagePlan, StateCounts, Stats, Status,
 };
 pub use view::{
-    CampaignView, DeliveryInfo, DeviceEntry, DeviceHistory, DeviceLogEntry, StageView, View,
+    CampaignView, DeliveryInfo, DeviceEntry, DeviceHistory, DeviceLogEntry, DeviceQuery, StageView,
+    View,
 };

@@ -72,6 +72,31 @@ impl From<&Device> for DeviceEntry {
     }
 }
 
+/// Which devices a view lists: those in `state` (if given) of `stage` (if given), at most
+/// `limit` of them (a view of a million-device campaign need not copy a million rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Only devices in this state.
+    pub state: Option<DeviceState>,
+    /// Only devices of this stage.
+    pub stage: Option<usize>,
+    /// At most this many (0: none).
+    pub limit: usize,
+}
+
+impl DeviceQuery {
+    /// Every device.
+    pub const ALL: Self = Self {
+        state: None,
+        stage: None,
+        limit: usize::MAX,
+    };
+
+    fn matches(&self, d: &Device) -> bool {
+        self.state.is_none_or(|s| d.state() == s) && self.stage.is_none_or(|s| d.stage() == s)
+    }
+}
+
 /// One campaign as it stands.
 #[derive(Debug, Clone)]
 pub struct CampaignView {
@@ -107,12 +132,22 @@ pub struct CampaignView {
     pub history: Vec<(u64, StateCounts)>,
     /// The latest events, newest first: `(time, text)`.
     pub recent: Vec<(u64, String)>,
-    /// Every device.
+    /// The devices the view's `DeviceQuery` selects, in stage order, at most its limit.
     pub devices: Vec<DeviceEntry>,
+    /// How many devices the query matches (the limit aside).
+    pub matching: u64,
 }
 
 impl CampaignView {
-    fn of(c: &Campaign) -> Self {
+    fn of(c: &Campaign, query: &DeviceQuery) -> Self {
+        let mut matching = 0u64;
+        let mut devices = Vec::with_capacity(query.limit.min(c.devices.len()));
+        for d in c.devices.iter().filter(|d| query.matches(d)) {
+            matching += 1;
+            if devices.len() < query.limit {
+                devices.push(DeviceEntry::from(d));
+            }
+        }
         Self {
             id: c.id.clone(),
             release_id: c.release_id.clone(),
@@ -145,7 +180,8 @@ impl CampaignView {
             verification_failures: c.verification_failures,
             history: c.history.clone(),
             recent: c.recent.iter().rev().cloned().collect(),
-            devices: c.devices.iter().map(DeviceEntry::from).collect(),
+            devices,
+            matching,
         }
     }
 
@@ -261,24 +297,30 @@ pub struct DeviceHistory {
 }
 
 impl Engine {
-    /// A snapshot of every campaign.
-    pub fn view(&self) -> View {
+    /// A snapshot of every campaign, with the devices `query` selects.
+    pub fn view(&self, query: &DeviceQuery) -> View {
         View {
             log_origin: self.log.origin().to_owned(),
             log_size: self.log.vault().size(),
-            campaigns: self.campaigns.values().map(CampaignView::of).collect(),
+            campaigns: self
+                .campaigns
+                .values()
+                .map(|c| CampaignView::of(c, query))
+                .collect(),
             problems: self.problems.clone(),
         }
     }
 
-    /// A snapshot of one campaign.
-    pub fn campaign_view(&self, campaign: &str) -> Result<CampaignView> {
-        self.campaign(campaign).map(CampaignView::of)
+    /// A snapshot of one campaign, with the devices `query` selects.
+    pub fn campaign_view(&self, campaign: &str, query: &DeviceQuery) -> Result<CampaignView> {
+        self.campaign(campaign).map(|c| CampaignView::of(c, query))
     }
 
     /// A campaign as JSON for the API and the dashboard.
     pub fn summary(&self, campaign: &str) -> Option<serde_json::Value> {
-        self.campaign_view(campaign).ok().map(|v| v.to_json())
+        self.campaign_view(campaign, &DeviceQuery::default())
+            .ok()
+            .map(|v| v.to_json())
     }
 
     /// One device's history, read back from the relay log.

@@ -31,15 +31,6 @@ pub const CHROMIUM_FLAGS: [&str; 9] = [
     "--hide-scrollbars",
 ];
 
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_listening(port: u16, what: &str) {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -102,21 +93,51 @@ impl Drop for RelayProcess {
     }
 }
 
+/// Starts `cmd` with the stream `take` picks piped, and reads that stream until a line that
+/// `port` finds a port in; the rest of the stream is drained by a thread. The program chose the
+/// port itself (port 0), so parallel tests never race for one.
+fn started_on(
+    mut child: Child,
+    stream: impl std::io::Read + Send + 'static,
+    what: &str,
+    port: impl Fn(&str) -> Option<u16>,
+) -> (Child, u16) {
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(stream).lines();
+    let started = Instant::now();
+    let found = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("{what} exited before it listened");
+        };
+        if let Some(p) = port(&line) {
+            break p;
+        }
+        assert!(started.elapsed().as_secs() < 30, "{what} did not start");
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, found)
+}
+
 impl RelayProcess {
-    /// Starts `cairn-relay` with the `relay.toml` in `dir` (written by `common::config`), on a
-    /// free port.
+    /// Starts `cairn-relay` with the `relay.toml` in `dir` (written by `common::config`, listening
+    /// on `127.0.0.1:0`), and learns its port from what it prints.
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let text = std::fs::read_to_string(dir.join("relay.toml"))
-            .unwrap()
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-        std::fs::write(dir.join("relay.toml"), text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
             .arg("--config")
             .arg(dir.join("relay.toml"))
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (child, port) = started_on(child, stderr, "the relay", |line| {
+            line.split_once("listening on 127.0.0.1:")?
+                .1
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        });
         wait_listening(port, "the relay");
         Self { port, child }
     }
@@ -217,13 +238,20 @@ impl Browser {
     /// Starts `chromedriver` on a free port and a headless Chromium session with a profile in
     /// `profile`.
     pub fn start(profile: &Path) -> Self {
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut driver = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver is installed by tools/setup (Debian package chromium-driver)");
+        let stdout = driver.stdout.take().unwrap();
+        let (driver, port) = started_on(driver, stdout, "chromedriver", |line| {
+            line.split_once("started successfully on port ")?
+                .1
+                .trim_end_matches('.')
+                .parse()
+                .ok()
+        });
         wait_listening(port, "chromedriver");
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
