@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::{Operator, engine_status, refuse};
+use super::auth::Operator;
+use super::status::{engine_status, refuse};
 use crate::relay::{ImportError, Relay};
 
 /// The status an import error answers with.

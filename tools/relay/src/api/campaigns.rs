@@ -6,7 +6,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Operator, engine_status, refuse};
+use super::auth::Operator;
+use super::status::{engine_status, refuse};
 use crate::engine::{CampaignView, DeviceQuery, Selection};
 use crate::relay::{OperatorAction, Relay};
 

@@ -11,7 +11,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::campaigns::parse_action;
-use super::engine_status;
+use super::status::engine_status;
 use crate::dashboard::{self, Access, Filter, Page};
 use crate::engine::DeviceQuery;
 use crate::metrics::Metrics;

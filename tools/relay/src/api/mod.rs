@@ -1,52 +1,26 @@
 //! The relay's HTTP API (docs/relay.md, "HTTP API"): the operator API under `/api/v1` (bearer
 //! tokens, checked on the request head before any body is read), the mirror and the relay log as
-//! tlog-tiles, the dashboard and the operator console (`console.rs`), the metrics. Each error is mapped to its status here, deliberately:
-//! the caller's fault is a 4xx, the relay's own failure (I/O, storage) a 500, never a 409.
+//! tlog-tiles, the dashboard and the operator console (`console.rs`), the metrics. Each error's
+//! status is decided in one place (`status.rs`): the caller's fault is a 4xx, the relay's own
+//! failure (I/O, storage) a 500, never a 409.
 
 mod auth;
 mod bundles;
 mod campaigns;
 mod console;
+mod status;
 mod tiles;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
-use crate::engine;
 use crate::relay::Relay;
 
 pub use auth::Operator;
+pub use status::engine_status;
 
 /// Largest bundle accepted over HTTP (a million-device cohort's bundle is about 2.6 GB; larger
 /// cohorts are split by the signer).
 pub const MAX_BUNDLE_BYTES: usize = 4 << 30;
-
-/// The status an engine error answers with.
-pub fn engine_status(e: &engine::Error) -> StatusCode {
-    use engine::Error as E;
-    match e {
-        E::UnknownCampaign(_) | E::UnknownDevice { .. } => StatusCode::NOT_FOUND,
-        E::Completed(_)
-        | E::AlreadyPaused(_)
-        | E::NotPaused(_)
-        | E::PausedByRule { .. }
-        | E::NotRollbackable { .. }
-        | E::NothingToRollBack(_)
-        | E::NothingToQuarantine(_) => StatusCode::CONFLICT,
-        E::Log(_)
-        | E::Mirror(_)
-        | E::CorruptMirror { .. }
-        | E::CorruptLog { .. }
-        | E::InvalidField { .. }
-        | E::DeliveryMismatch { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// A refusal: `{"ok": false, "error": message}` with `status`.
-pub(crate) fn refuse(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "ok": false, "error": message.to_string() }))
-}
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(relay: web::Data<Relay>) -> HttpResponse {

@@ -7,7 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{Operator, refuse};
+use super::auth::Operator;
+use super::status::refuse;
 use crate::relay::Relay;
 use crate::statelog;
 

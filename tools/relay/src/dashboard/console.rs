@@ -1,70 +1,13 @@
-//! The console's parts of the page: the sign-in form, the action forms of a campaign (each with a
-//! reason field and the session's CSRF value), and the device table with its filters. Every form
+//! The console's parts of the page: the action forms of a campaign (each with a reason field and
+//! the session's CSRF value), and the device table with its filters. Every form
 //! is a plain HTML form: it works without JavaScript.
 
 use std::fmt::Write as _;
 
 use cairn_verifier::campaign::DeviceState;
-use serde::Deserialize;
 
-use super::{Access, Page, esc, n};
-use crate::engine::{CampaignView, DeviceQuery, Status};
-
-/// Most rows a device table shows (the filters narrow it).
-const MAX_ROWS: usize = 200;
-
-/// Which devices the device tables list (`?state=failed&stage=1`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Filter {
-    /// Only devices in this state (its name, e.g. `failed`).
-    #[serde(default)]
-    pub state: Option<String>,
-    /// Only devices of this stage (counted from 0).
-    #[serde(default)]
-    pub stage: Option<String>,
-}
-
-impl Filter {
-    /// What the engine's view lists for this filter: the matching devices, at most a table's
-    /// worth.
-    pub fn query(&self) -> DeviceQuery {
-        DeviceQuery {
-            state: self.state(),
-            stage: self.stage(),
-            limit: MAX_ROWS,
-        }
-    }
-
-    fn state(&self) -> Option<DeviceState> {
-        self.state.as_deref().and_then(DeviceState::from_name)
-    }
-
-    fn stage(&self) -> Option<usize> {
-        self.stage.as_deref().and_then(|s| s.parse().ok())
-    }
-}
-
-/// The sign-in form: the operator's bearer token, never stored by the page.
-pub(super) fn sign_in_form(csrf: &str) -> String {
-    format!(
-        "<form class=\"sign-in\" method=\"post\" action=\"/dashboard/sign-in\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label>Operator token <input type=\"password\" name=\"token\" autocomplete=\"off\" required></label> \
-         <button type=\"submit\">Sign in</button></form>",
-        esc(csrf)
-    )
-}
-
-/// Who is signed in, and the sign-out form.
-pub(super) fn signed_in(name: &str, csrf: &str) -> String {
-    format!(
-        "<form class=\"sign-out\" method=\"post\" action=\"/dashboard/sign-out\">\
-         signed in as <b id=\"operator\">{}</b> <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">Sign out</button></form>",
-        esc(name),
-        esc(csrf)
-    )
-}
+use super::page::{Access, Page, esc, n};
+use crate::engine::{CampaignView, Status};
 
 /// One action form: `fields` between the CSRF value and the reason.
 fn form(campaign: &str, action: &str, csrf: &str, title: &str, fields: &str, note: &str) -> String {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Access, Page, esc, n, shell};
+use super::page::{Access, Page, esc, n, shell};
 use crate::engine::{ACTOR_DEVICE, DeviceHistory};
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds (the proleptic Gregorian calendar, H. Hinnant's

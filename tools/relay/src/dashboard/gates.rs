@@ -1,6 +1,6 @@
 //! The six workflow gates of design.md, each with its evidence and log indices.
 
-use super::{Page, n};
+use super::page::{Page, n};
 use crate::engine::CampaignView;
 
 /// A gate: name, whether it is met, and its evidence.

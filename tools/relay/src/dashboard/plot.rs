@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use cairn_verifier::campaign::DeviceState;
 
-use super::{esc, n};
+use super::page::{esc, n};
 use crate::engine::CampaignView;
 
 /// The states the plot draws, with their colours.
