@@ -214,9 +214,16 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 }
             }
 
-            // Deliveries for every eligible device; a sample boots on its device and on no other.
-            let bundle = vault.export_bundle(0).unwrap();
-            assert_eq!(bundle.deliveries.len() as u64, REFERENCE_ELIGIBLE * 2);
+            // Deliveries for every eligible device, built from the log as the relay builds them
+            // from its mirror; a sample boots on its device and on no other.
+            let manifests = vault.query_indices(Query::Kind(Kind::MANIFEST)).unwrap();
+            assert_eq!(manifests.len() as u64, REFERENCE_ELIGIBLE * 2);
+            let deliveries: Vec<Vec<u8>> = vault
+                .deliveries(&manifests.iter().copied().step_by(97).collect::<Vec<_>>())
+                .unwrap()
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
             let log_cert = appliance.certificate(KeyRole::Log).unwrap();
             let release_cert = appliance.certificate(KeyRole::Release).unwrap();
             let origin = appliance.state().origin.clone();
@@ -234,7 +241,7 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 ),
             };
             let registry_devices = registry.devices().unwrap();
-            for d in bundle.deliveries.iter().step_by(97) {
+            for d in &deliveries {
                 let delivery = Delivery::decode(d).unwrap();
                 let manifest = Manifest::decode(delivery.manifest).unwrap();
                 let device = registry

@@ -165,10 +165,7 @@ fn wait_for(
         let (status, installed) = {
             let engine = relay.engine();
             let c = &engine.campaigns()[CAMPAIGN];
-            (
-                c.status(),
-                c.totals()[usize::try_from(DeviceState::Installed.code()).unwrap_or(0)],
-            )
+            (c.status(), c.totals()[DeviceState::Installed])
         };
         bar.set_position(installed);
         bar.set_message(format!("{status:?}"));
@@ -487,7 +484,7 @@ fn first_transfer(scene: &Scene<'_>, relay: &Relay, bundles: &mut u32) -> anyhow
     );
     let stages: std::collections::BTreeMap<String, usize> = relay.engine().campaigns()[CAMPAIGN]
         .devices()
-        .map(|(d, s, _)| (d.to_owned(), s))
+        .map(|d| (d.id().to_owned(), d.stage()))
         .collect();
     std::fs::write(dir.join("stages.json"), serde_json::to_vec(&stages)?)?;
     Ok(())
@@ -576,10 +573,7 @@ fn roll_out(
         out,
         &format!("campaign completed: {eligible} devices installed 2.4.1"),
     );
-    std::fs::write(
-        dir.join("dashboard.html"),
-        cairn_relay::dashboard::render(relay),
-    )?;
+    std::fs::write(dir.join("dashboard.html"), relay.dashboard())?;
     drop(sim.stop());
     Ok(())
 }
