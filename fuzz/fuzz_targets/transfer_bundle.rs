@@ -1,6 +1,6 @@
 //! `TransferBundle::decode` and `verify` on arbitrary bytes (formats.md §6): never panic, whatever
 //! decodes re-encodes to exactly the input, and verification against the fixture's log key never
-//! panics whatever the sizes, edges, proofs and deliveries claim.
+//! panics whatever the sizes, edges and proofs claim.
 #![no_main]
 
 use std::sync::OnceLock;

@@ -29,27 +29,32 @@
 
 #[expect(dead_code, reason = "the openssl baseline is the other benchmarks'")]
 mod common;
+#[path = "../tests/common/relay_log.rs"]
+mod relay_log;
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Section, Summary};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
 use cairn_vault::Vault;
 use cairn_vault::tree::multi_root;
-use cairn_verifier::campaign::{Action, ApprovalAction, CampaignEvent, DeviceEvent, DeviceState};
+use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{Purpose, Statement};
-use cairn_verifier::types::{Hash, Id, Name, UnixTime, Version};
+use cairn_verifier::types::{Hash, UnixTime, Version};
+use relay_log::RelayLog;
 
 const CHILD: &str = "CAIRN_AUDIT_BENCH_DIR";
 const NOW: UnixTime = UnixTime(1_795_651_200);
@@ -64,44 +69,8 @@ const BATCH: usize = 100_000;
 const RETRY_EVERY: usize = 33;
 const GOAL_SECS: f64 = 10.0;
 
-const PLAN: &str = r#"
-campaign = "campaign-2026-11-2.4.1"
-release = "controller-fw-2.4.1"
-rollback_release = "controller-fw-2.4.0"
-max_attempts = 3
-backoff_secs = 600
-quarantine_after_failures = 2
-quarantine_on_verification_failure = true
-
-[scope]
-min_version = "2.0.0"
-max_version = "2.4.0"
-cohorts = ["evaluation"]
-
-[[stages]]
-name = "canary"
-devices = 50
-soak_secs = 3600
-success_permille = 980
-failure_permille = 20
-gate = "approval"
-
-[[stages]]
-name = "wave-1"
-percent = 25
-soak_secs = 7200
-success_permille = 950
-failure_permille = 50
-gate = "automatic"
-
-[[stages]]
-name = "fleet"
-percent = 100
-soak_secs = 0
-success_permille = 950
-failure_permille = 50
-gate = "automatic"
-"#;
+/// The reference plan, the file `cairn rollout plan --plan` reads (docs/eligibility.md).
+const PLAN: &str = include_str!("../../docs/examples/plan-2.4.1.toml");
 
 fn passphrase(name: &str) -> Passphrase {
     Passphrase::new(format!("benchmark passphrase of {name}"))
@@ -257,7 +226,7 @@ fn campaign(
 ) -> Figures {
     let home = dir.join(tag);
     let share = |c: &str| dir.join(format!("{tag}-{c}.share"));
-    appliance::init(
+    ceremony::init(
         module,
         &CeremonyOptions {
             home: home.clone(),
@@ -516,160 +485,19 @@ fn campaign(
     }
 }
 
-/// The relay's device-state log of the campaign, as the relay's engine writes it: `devices` in
-/// stage order (`stages`: cumulative device counts), each delivered then installed, one in
-/// [`RETRY_EVERY`] failing once and retried; the first failure in stage 1 pauses the rollout
-/// until a signed resume. `approvals`: the signer-log indices of the stage-1 opening and resume.
-/// Also returns where the events after the pause start: the custodians record the log up to
-/// there before they sign the resume, and nothing before it depends on the resume's index.
+/// The relay's device-state log of the campaign (`stages`: cumulative device counts), one device
+/// in [`RETRY_EVERY`] failing once and retried 10 minutes later; `approvals`: the signer-log
+/// indices of the stage-1 opening and resume (`RelayLog::entries`).
 fn relay_entries(devices: &[String], stages: &[u64], approvals: [u64; 2]) -> (Vec<Vec<u8>>, usize) {
-    let mut after_pause = 0;
-    let campaign_id = Id::new(CAMPAIGN).unwrap();
-    let release = Id::new(RELEASE).unwrap();
-    let campaign = |action, stage, devices, actor: &str, cause: &str, at| {
-        CampaignEvent {
-            campaign: campaign_id,
-            action,
-            stage,
-            devices,
-            at: UnixTime(at),
-            actor: Id::new(actor).unwrap(),
-            cause: Name::new(cause).unwrap(),
-        }
-        .to_cbor()
-    };
-    let device = |d: &str, state, stage, attempt, actor: &str, cause: &str, at| {
-        DeviceEvent {
-            campaign: campaign_id,
-            device_id: Id::new(d).unwrap(),
-            release_id: release,
-            state,
-            stage,
-            attempt,
-            at: UnixTime(at),
-            actor: Id::new(actor).unwrap(),
-            cause: Name::new(cause).unwrap(),
-            report: if actor == "device" { attempt } else { 0 },
-        }
-        .to_cbor()
-    };
-    let n = devices.len() as u64;
-    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(devices.len() * 21 / 10 + 16);
-    let mut t = NOW.0 + 100;
-    entries.push(campaign(Action::Started, 0, n, "rule", "plan imported", t));
-    let mut from = 0usize;
-    let mut paused = false;
-    for (s, &to) in stages.iter().enumerate() {
-        let to = usize::try_from(to).unwrap();
-        let s = s as u64;
-        if s == 1 {
-            entries.push(campaign(
-                Action::ApprovalApplied,
-                1,
-                approvals[0],
-                "custodians",
-                "open stage 1",
-                t,
-            ));
-        }
-        entries.push(campaign(
-            Action::StageOpened,
-            s,
-            (to - from) as u64,
-            "rule",
-            "stage opened",
-            t,
-        ));
-        for (k, d) in devices[from..to].iter().enumerate() {
-            t += 1;
-            entries.push(device(
-                d,
-                DeviceState::Delivered,
-                s,
-                1,
-                "broker",
-                "delivery acknowledged",
-                t,
-            ));
-            let retried = (from + k) % RETRY_EVERY == RETRY_EVERY / 2;
-            if retried {
-                entries.push(device(
-                    d,
-                    DeviceState::Failed,
-                    s,
-                    1,
-                    "device",
-                    "reported install-failed: flash-write",
-                    t,
-                ));
-                if s == 1 && !paused {
-                    paused = true;
-                    entries.push(campaign(
-                        Action::Paused,
-                        1,
-                        0,
-                        "rule",
-                        "failure threshold",
-                        t,
-                    ));
-                    after_pause = entries.len();
-                    entries.push(campaign(
-                        Action::ApprovalApplied,
-                        1,
-                        approvals[1],
-                        "custodians",
-                        "resume",
-                        t,
-                    ));
-                    entries.push(campaign(
-                        Action::Resumed,
-                        1,
-                        0,
-                        "custodians",
-                        "signed resume",
-                        t,
-                    ));
-                }
-                t += 600;
-                entries.push(device(
-                    d,
-                    DeviceState::Delivered,
-                    s,
-                    2,
-                    "broker",
-                    "retry delivered",
-                    t,
-                ));
-            }
-            entries.push(device(
-                d,
-                DeviceState::Installed,
-                s,
-                if retried { 2 } else { 1 },
-                "device",
-                "reported installed: ok",
-                t,
-            ));
-        }
-        entries.push(campaign(
-            Action::StageSucceeded,
-            s,
-            (to - from) as u64,
-            "rule",
-            "success threshold met",
-            t,
-        ));
-        from = to;
+    RelayLog {
+        campaign: CAMPAIGN,
+        release: RELEASE,
+        start: UnixTime(NOW.0 + 100),
+        stages,
+        fails: &|i| i % RETRY_EVERY == RETRY_EVERY / 2,
+        retry_after: 600,
     }
-    entries.push(campaign(
-        Action::Completed,
-        2,
-        n,
-        "rule",
-        "every stage done",
-        t,
-    ));
-    (entries, after_pause)
+    .entries(devices, approvals)
 }
 
 /// Appends relay events in batches and signs a checkpoint over them with the relay key.

@@ -6,7 +6,7 @@
 //!    against `openssl speed ecdsap256` verify/s times the cores.
 //! 2. Plan time: eligibility of every device, manifests and rejections, the plan signed in the HSM,
 //!    the log append with its checkpoint; then the deliveries (an inclusion proof and an envelope
-//!    per manifest, as `cairn bundle export` makes them).
+//!    per manifest, as the relay builds them from its mirror: `Vault::deliveries`).
 //! 3. HSM signatures per rollout.
 //!
 //! The token is SoftHSM2 in a fresh directory: the benchmark re-runs itself with `SOFTHSM2_CONF`.
@@ -23,10 +23,12 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
 use cairn_verifier::types::{UnixTime, Version};
@@ -101,7 +103,7 @@ fn run(dir: &Path) {
     // 2. Plan time.
     let module = Module::from_env().unwrap();
     let names = ["alice", "bob"];
-    appliance::init(
+    ceremony::init(
         &module,
         &CeremonyOptions {
             home: dir.join("home"),
@@ -170,16 +172,25 @@ fn run(dir: &Path) {
         .replace("controller-fw-2.4.0", "fw-2.4.0"),
     )
     .unwrap();
-    let from = appliance.vault().size();
     let t = Instant::now();
     let plan = session
         .plan_rollout(&registry, &spec, NOW, &mut |_, _| {})
         .unwrap();
     let planned = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let bundle = appliance.vault().export_bundle(from).unwrap();
+    let manifests: Vec<u64> = plan
+        .decisions
+        .clone()
+        .filter(|&i| {
+            matches!(
+                cairn_verifier::statement::Statement::decode(&appliance.vault().entry(i).unwrap()),
+                Ok(cairn_verifier::statement::Statement::Manifest(_))
+            )
+        })
+        .collect();
+    let built = appliance.vault().deliveries(&manifests).unwrap();
     let deliveries = t.elapsed().as_secs_f64();
-    assert_eq!(bundle.deliveries.len() as u64, plan.eligible * 2);
+    assert_eq!(built.len() as u64, plan.eligible * 2);
     println!();
     println!(
         "2. plan for {} eligible devices ({} decisions)",
@@ -189,7 +200,7 @@ fn run(dir: &Path) {
     println!("   eligibility + manifests + HSM + log append  {planned:>7.2} s");
     println!(
         "   deliveries ({} envelopes with proofs)     {deliveries:>7.2} s",
-        bundle.deliveries.len()
+        built.len()
     );
     println!(
         "   total                                        {:>7.2} s (goal <= 10 s)",

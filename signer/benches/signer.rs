@@ -25,8 +25,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn_signer::appliance::{self, Appliance, CeremonyOptions, Custodian, ReleaseInput};
+use cairn_signer::appliance::Appliance;
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
+use cairn_signer::session::{ReleaseInput, Session};
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::types::{UnixTime, Version};
@@ -80,7 +82,7 @@ fn appliance(module: &Module, dir: &Path) -> Appliance {
         },
         now: NOW,
     };
-    appliance::init(module, &opts).unwrap();
+    ceremony::init(module, &opts).unwrap();
     Appliance::open(dir.join("home")).unwrap()
 }
 
@@ -144,7 +146,7 @@ fn run(dir: &Path) {
     release_signing(&session, dir, n);
 }
 
-fn release_signing(session: &appliance::Session<'_>, dir: &Path, n: usize) {
+fn release_signing(session: &Session<'_>, dir: &Path, n: usize) {
     println!("2. release signing of a {IMAGE_MIB} MiB image vs sha256sum");
     let image = dir.join("image.bin");
     let block: Vec<u8> = (0..1u32 << 20)

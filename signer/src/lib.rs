@@ -5,8 +5,9 @@
 //! - [`shares`]: the token PIN split k-of-n with Shamir's scheme, each share sealed to its
 //!   custodian's passphrase (Argon2id + ChaCha20-Poly1305); every check before any login.
 //! - [`certs`]: the root CA and the release and log key certificates (X.509, RFC 5280).
-//! - [`appliance`]: the key ceremony, signing sessions, releases, key rotation and revocation,
-//!   all logged in the vault under log-key checkpoints.
+//! - [`appliance`]: the appliance's home and state; [`ceremony`]: the key ceremony;
+//!   [`session`]: signing sessions, releases, key rotation and revocation; all logged in the vault
+//!   under log-key checkpoints.
 //! - [`mcuboot`]: releases in MCUboot format, the image the STM32H5's own secure boot checks.
 //! - [`uri`]: RFC 7512 `pkcs11:` URIs.
 //!
@@ -15,6 +16,7 @@
 
 pub mod appliance;
 pub mod audit;
+pub mod ceremony;
 pub mod certs;
 mod error;
 pub mod hsm;
@@ -23,7 +25,9 @@ mod parallel;
 pub mod registry;
 pub mod relaystate;
 pub mod rollout;
+pub mod session;
 pub mod shares;
+#[cfg(feature = "testfleet")]
 pub mod testfleet;
 pub mod uri;
 

@@ -24,15 +24,14 @@ use std::path::{Path, PathBuf};
 use cairn_verifier::boot::ImageReader;
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::{Crypto as _, Signature, Software, raw_to_der};
-use cairn_verifier::custody::KeyRole;
 use cairn_verifier::mcuboot::check::{Stated, check_image};
 use cairn_verifier::mcuboot::write::{Layout, Plan};
 use cairn_verifier::mcuboot::{IMAGE_MAGIC, ImageVersion, Tlvs};
 use cairn_verifier::statement::ReleaseStatement;
-use cairn_verifier::types::{Hash, SecurityEpoch, UnixTime};
+use cairn_verifier::types::{Hash, SecurityEpoch, Version};
 use sha2::{Digest as _, Sha256};
 
-use crate::appliance::{ReleaseInput, Session, SignedRelease, stream_sha256};
+use crate::appliance::stream_sha256;
 use crate::error::{Error, Result, io};
 use crate::hsm::HsmKey;
 
@@ -65,102 +64,8 @@ pub enum McubootSource {
 /// Bytes read and written per step while streaming the firmware.
 const STREAM_CHUNK: usize = 1 << 20;
 
-impl Session<'_> {
-    /// Signs `image` as an MCUboot release and logs it (module documentation). Returns the signed
-    /// release; for raw firmware the image is at `out`, for a finished image it is `image`.
-    pub fn sign_mcuboot_release(
-        &self,
-        image: &Path,
-        input: &ReleaseInput,
-        source: &McubootSource,
-        issued_at: UnixTime,
-    ) -> Result<SignedRelease> {
-        let release = self.key(KeyRole::Release)?;
-        let log = self.key(KeyRole::Log)?;
-        self.sign_mcuboot_release_with(&release, &log, image, input, source, issued_at)
-    }
-
-    /// [`Session::sign_mcuboot_release`] with keys the caller already looked up.
-    pub fn sign_mcuboot_release_with(
-        &self,
-        release: &HsmKey<'_>,
-        log: &HsmKey<'_>,
-        image: &Path,
-        input: &ReleaseInput,
-        source: &McubootSource,
-        issued_at: UnixTime,
-    ) -> Result<SignedRelease> {
-        let (layout, out) = match source {
-            McubootSource::Finished => {
-                let key = ReleaseKey::new(release.public_key(), &Software);
-                return self.sign_measured(release, log, image, input, issued_at, || {
-                    check_finished(image, input, &key)
-                });
-            }
-            McubootSource::Firmware { layout, out } => (layout, out),
-        };
-        if is_mcuboot_image(image)? {
-            return Err(Error::Invalid(format!(
-                "{} already is an MCUboot image (it starts with the image magic): sign it as a \
-                 finished image, or give the raw firmware",
-                image.display()
-            )));
-        }
-        let version = ImageVersion::of_release(input.version).ok_or_else(|| {
-            Error::Invalid(format!(
-                "version {} does not fit MCUboot's major.minor.revision (8, 8 and 16 bits)",
-                input.version
-            ))
-        })?;
-        let counter = u32::try_from(input.security_epoch).map_err(|_| {
-            Error::Invalid(format!(
-                "security epoch {} does not fit MCUboot's 32-bit security counter",
-                input.security_epoch
-            ))
-        })?;
-        if out.exists() {
-            return Err(Error::Invalid(format!(
-                "{} exists; the signed image is written to a new file",
-                out.display()
-            )));
-        }
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut staged =
-            tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a file next to", &out))?;
-        let signed = self.sign_measured(release, log, out, input, issued_at, || {
-            build(
-                image,
-                layout,
-                version,
-                counter,
-                release,
-                staged.as_file_mut(),
-                out,
-            )
-        })?;
-        // Logged: now the image may exist under its name. (Dropping `staged` on any error above
-        // removes it.)
-        if let Err(e) = staged.persist_noclobber(out) {
-            // Logged, so the image must not be lost: keep the staged file and say so.
-            let what = match e.file.keep() {
-                Ok(_) => "moving the signed image (logged, kept in a temporary file beside it) to",
-                Err(_) => "moving the signed image (logged) to",
-            };
-            return Err(Error::Io {
-                what,
-                path: out.clone(),
-                source: e.error,
-            });
-        }
-        Ok(signed)
-    }
-}
-
 /// Whether `path` starts with the MCUboot image magic.
-fn is_mcuboot_image(path: &Path) -> Result<bool> {
+pub(crate) fn is_mcuboot_image(path: &Path) -> Result<bool> {
     let mut f = std::fs::File::open(path).map_err(io("opening image", path))?;
     let mut magic = [0u8; 4];
     let mut got = 0;
@@ -177,7 +82,7 @@ fn is_mcuboot_image(path: &Path) -> Result<bool> {
 /// Streams `firmware` into `out` as a signed MCUboot image: one read of the firmware, one hash
 /// pass that gives both the SHA256 TLV (the state is copied after the protected TLVs) and the
 /// digest of the whole image.
-fn build(
+pub(crate) fn build(
     firmware: &Path,
     layout: &Layout,
     version: ImageVersion,
@@ -248,7 +153,12 @@ pub fn sign_hash(release: &HsmKey<'_>, hash: &Hash) -> Result<Vec<u8>> {
 
 /// A finished MCUboot image given to `release sign`: checked as a device checks it, against what
 /// the release will state.
-fn check_finished(path: &Path, input: &ReleaseInput, key: &ReleaseKey) -> Result<Measured> {
+pub(crate) fn check_finished(
+    path: &Path,
+    version: Version,
+    security_epoch: u64,
+    key: &ReleaseKey,
+) -> Result<Measured> {
     let mut f = std::fs::File::open(path).map_err(io("opening image", path))?;
     let (digest, size) = stream_sha256(&mut f, path)?;
     let mut reader = FileImage::new(path)?;
@@ -259,8 +169,8 @@ fn check_finished(path: &Path, input: &ReleaseInput, key: &ReleaseKey) -> Result
     let stated = Stated {
         image_size: size,
         image_digest: digest,
-        version: input.version,
-        security_epoch: SecurityEpoch(input.security_epoch),
+        version,
+        security_epoch: SecurityEpoch(security_epoch),
         mcuboot_hash: hash,
     };
     check_image(&mut reader, &stated, key, &Software).map_err(|cause| Error::Image {

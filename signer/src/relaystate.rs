@@ -17,8 +17,9 @@ use cairn_verifier::statement::Statement;
 use cairn_verifier::transfer::TransferBundle;
 use cairn_verifier::types::{Name, UnixTime};
 
-use crate::appliance::{Appliance, Session};
+use crate::appliance::Appliance;
 use crate::error::{Error, Result};
+use crate::session::Session;
 
 /// The mirror of the relay's log, under the signer's home.
 pub const RELAY_LOG_DIR: &str = "relay-log";

@@ -20,10 +20,10 @@ use cairn_verifier::types::{Hash, Id, UnixTime, Version};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::appliance::Session;
 use crate::error::{Error, Result};
 use crate::parallel;
 use crate::registry::{Device, Lifecycle, Registry};
+use crate::session::Session;
 
 /// Which devices a release is for (besides the release's own product, family and hardware).
 #[derive(Debug, Clone, Deserialize)]

@@ -14,18 +14,20 @@ mod common;
 
 use std::path::Path;
 
-use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Summary};
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet;
 use cairn_vault::Vault;
-use cairn_verifier::campaign::{Action, ApprovalAction, CampaignEvent, DeviceEvent, DeviceState};
+use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::{Purpose, Statement};
-use cairn_verifier::types::{Id, Name, UnixTime, Version};
+use cairn_verifier::types::{UnixTime, Version};
+use common::relay_log::RelayLog;
 use common::{NOW, ceremony, in_softhsm, present};
 
 const CAMPAIGN: &str = "campaign-2026-11-2.4.1";
@@ -106,160 +108,19 @@ fn relay_append(
     vault.append_signed(entries, &log_key, key).unwrap();
 }
 
-/// The relay's events for the campaign, with `approvals` = [open stage 1, resume stage 1], and
-/// where the events after the pause start (the custodians record the log up to there before
-/// they sign the resume; the entries before it do not depend on the resume's index).
-fn relay_entries(devices: &[String], approvals: &[u64]) -> (Vec<Vec<u8>>, usize) {
-    let mut after_pause = 0;
-    let id = |s: &str| Id::new(s).unwrap().as_str().to_owned();
-    let mut entries: Vec<Vec<u8>> = Vec::new();
-    let mut t = NOW.0 + 100;
-    let campaign = |action, stage, devices, actor: &str, cause: &str, at| {
-        CampaignEvent {
-            campaign: Id::new(CAMPAIGN).unwrap(),
-            action,
-            stage,
-            devices,
-            at: UnixTime(at),
-            actor: Id::new(actor).unwrap(),
-            cause: Name::new(cause).unwrap(),
-        }
-        .to_cbor()
-    };
-    let device = |d: &str, state, stage, attempt, actor: &str, cause: &str, at| {
-        DeviceEvent {
-            campaign: Id::new(CAMPAIGN).unwrap(),
-            device_id: Id::new(d).unwrap(),
-            release_id: Id::new("controller-fw-2.4.1").unwrap(),
-            state,
-            stage,
-            attempt,
-            at: UnixTime(at),
-            actor: Id::new(actor).unwrap(),
-            cause: Name::new(cause).unwrap(),
-            report: if actor == "device" { attempt } else { 0 },
-        }
-        .to_cbor()
-    };
-    let _ = id;
-    entries.push(campaign(
-        Action::Started,
-        0,
-        devices.len() as u64,
-        "rule",
-        "plan imported",
-        t,
-    ));
-    let stages = [
-        (0usize, 4usize),
-        (4, devices.len() / 2),
-        (devices.len() / 2, devices.len()),
-    ];
-    for (s, (from, to)) in stages.iter().enumerate() {
-        let s = s as u64;
-        if s == 1 {
-            entries.push(campaign(
-                Action::ApprovalApplied,
-                1,
-                approvals[0],
-                "custodians",
-                "open stage 1",
-                t,
-            ));
-        }
-        entries.push(campaign(
-            Action::StageOpened,
-            s,
-            (to - from) as u64,
-            "rule",
-            "stage opened",
-            t,
-        ));
-        for d in &devices[*from..*to] {
-            t += 1;
-            entries.push(device(
-                d,
-                DeviceState::Delivered,
-                s,
-                1,
-                "broker",
-                "delivery acknowledged",
-                t,
-            ));
-            if s == 1 && d == &devices[*from] {
-                entries.push(device(
-                    d,
-                    DeviceState::Failed,
-                    s,
-                    1,
-                    "device",
-                    "reported install-failed: flash-write",
-                    t,
-                ));
-                entries.push(campaign(
-                    Action::Paused,
-                    1,
-                    0,
-                    "rule",
-                    "failure threshold",
-                    t,
-                ));
-                after_pause = entries.len();
-                entries.push(campaign(
-                    Action::ApprovalApplied,
-                    1,
-                    approvals[1],
-                    "custodians",
-                    "resume",
-                    t,
-                ));
-                entries.push(campaign(
-                    Action::Resumed,
-                    1,
-                    0,
-                    "custodians",
-                    "signed resume",
-                    t,
-                ));
-                entries.push(device(
-                    d,
-                    DeviceState::Delivered,
-                    s,
-                    2,
-                    "broker",
-                    "retry delivered",
-                    t,
-                ));
-            }
-            let attempt = if s == 1 && d == &devices[*from] { 2 } else { 1 };
-            entries.push(device(
-                d,
-                DeviceState::Installed,
-                s,
-                attempt,
-                "device",
-                "reported installed: ok",
-                t,
-            ));
-        }
-        entries.push(campaign(
-            Action::StageSucceeded,
-            s,
-            (to - from) as u64,
-            "rule",
-            "success threshold met",
-            t,
-        ));
+/// The relay's events for the campaign: stages of 4 devices, half and all of them; the first
+/// device of wave-1 fails once (a pause by rule, a signed resume, a retry).
+fn relay_entries(devices: &[String], approvals: [u64; 2]) -> (Vec<Vec<u8>>, usize) {
+    let n = devices.len() as u64;
+    RelayLog {
+        campaign: CAMPAIGN,
+        release: "controller-fw-2.4.1",
+        start: UnixTime(NOW.0 + 100),
+        stages: &[4, n / 2, n],
+        fails: &|i| i == 4,
+        retry_after: 0,
     }
-    entries.push(campaign(
-        Action::Completed,
-        2,
-        devices.len() as u64,
-        "rule",
-        "every stage done",
-        t,
-    ));
-    (entries, after_pause)
+    .entries(devices, approvals)
 }
 
 /// Where `part` (a slice of `whole`) starts in `whole`.
@@ -376,7 +237,7 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             // The relay runs up to the pause; the custodians record its log, then sign the
             // resume; the relay goes on.
             let (relay, relay_key, public) = relay_vault(dir);
-            let (entries, after_pause) = relay_entries(&devices, &[open.index, 0]);
+            let (entries, after_pause) = relay_entries(&devices, [open.index, 0]);
             relay_append(&relay, &relay_key, public, &entries[..after_pause]);
             let paused = session
                 .record_relay_state(&relay.export_bundle(0).unwrap(), public, NOW)
@@ -384,7 +245,7 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             let resume = session
                 .approve(CAMPAIGN, 1, ApprovalAction::Resume, NOW)
                 .unwrap();
-            let (entries, _) = relay_entries(&devices, &[open.index, resume.index]);
+            let (entries, _) = relay_entries(&devices, [open.index, resume.index]);
             relay_append(&relay, &relay_key, public, &entries[after_pause..]);
             let bundle = relay.export_bundle(0).unwrap();
             let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();

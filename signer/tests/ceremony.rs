@@ -14,9 +14,10 @@ use std::process::Command;
 
 use base64ct::Encoding as _;
 use cairn_signer::Error;
-use cairn_signer::appliance::{Appliance, ReleaseInput, verify_release_entry};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::certs;
 use cairn_signer::hsm::Module;
+use cairn_signer::session::{ReleaseInput, verify_release_entry};
 use cairn_signer::shares::ShareFile;
 use cairn_verifier::cose::{CoseSign1, ReleaseKey};
 use cairn_verifier::crypto::Software;
@@ -159,9 +160,9 @@ fn ceremony_keys_stay_in_the_token_and_the_record_verifies() {
             }
 
             // A second ceremony on the same token label is refused.
-            let err = cairn_signer::appliance::init(
+            let err = cairn_signer::ceremony::init(
                 module,
-                &cairn_signer::appliance::CeremonyOptions {
+                &cairn_signer::ceremony::CeremonyOptions {
                     home: dir.join("again"),
                     token: "cairn".into(),
                     origin: "again.example/log".into(),
@@ -169,7 +170,7 @@ fn ceremony_keys_stay_in_the_token_and_the_record_verifies() {
                     threshold: 2,
                     custodians: ["x", "y"]
                         .iter()
-                        .map(|n| cairn_signer::appliance::Custodian {
+                        .map(|n| cairn_signer::ceremony::Custodian {
                             name: (*n).into(),
                             share_path: dir.join(format!("again-{n}")),
                             passphrase: passphrase(n),

@@ -17,9 +17,10 @@ use std::process::Command;
 
 use base64ct::{Base64, Encoding as _};
 use cairn_signer::Error;
-use cairn_signer::appliance::{Appliance, ReleaseInput, verify_release_entry};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::certs;
 use cairn_signer::mcuboot::{McubootSource, sign_hash};
+use cairn_signer::session::{ReleaseInput, verify_release_entry};
 use cairn_verifier::cose::CoseSign1;
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::mcuboot::write::Layout;

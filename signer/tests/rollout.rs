@@ -16,10 +16,11 @@ use std::path::Path;
 use sha2::Digest as _;
 
 use cairn_signer::Error;
-use cairn_signer::appliance::{Appliance, ReleaseInput};
+use cairn_signer::appliance::Appliance;
 use cairn_signer::certs;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
 use cairn_vault::Query;
 use cairn_verifier::boot::{DeviceIdentity, StoredState, TrustAnchors, verify_delivery};
@@ -34,44 +35,8 @@ use cairn_verifier::statement::{Kind, Manifest, Purpose, Statement};
 use cairn_verifier::types::{UnixTime, Version};
 use common::{NOW, ceremony, in_softhsm, present};
 
-const PLAN: &str = r#"
-campaign = "campaign-2026-11-2.4.1"
-release = "controller-fw-2.4.1"
-rollback_release = "controller-fw-2.4.0"
-max_attempts = 3
-backoff_secs = 600
-quarantine_after_failures = 2
-quarantine_on_verification_failure = true
-
-[scope]
-min_version = "2.0.0"
-max_version = "2.4.0"
-cohorts = ["evaluation"]
-
-[[stages]]
-name = "canary"
-devices = 50
-soak_secs = 3600
-success_permille = 980
-failure_permille = 20
-gate = "approval"
-
-[[stages]]
-name = "wave-1"
-percent = 25
-soak_secs = 7200
-success_permille = 970
-failure_permille = 30
-gate = "automatic"
-
-[[stages]]
-name = "fleet"
-percent = 100
-soak_secs = 0
-success_permille = 950
-failure_permille = 50
-gate = "automatic"
-"#;
+/// The reference plan, the file `cairn rollout plan --plan` reads (docs/eligibility.md).
+const PLAN: &str = include_str!("../../docs/examples/plan-2.4.1.toml");
 
 fn release(id: &str, version: Version, epoch: u64) -> ReleaseInput {
     ReleaseInput {
@@ -249,9 +214,16 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 }
             }
 
-            // Deliveries for every eligible device; a sample boots on its device and on no other.
-            let bundle = vault.export_bundle(0).unwrap();
-            assert_eq!(bundle.deliveries.len() as u64, REFERENCE_ELIGIBLE * 2);
+            // Deliveries for every eligible device, built from the log as the relay builds them
+            // from its mirror; a sample boots on its device and on no other.
+            let manifests = vault.query_indices(Query::Kind(Kind::MANIFEST)).unwrap();
+            assert_eq!(manifests.len() as u64, REFERENCE_ELIGIBLE * 2);
+            let deliveries: Vec<Vec<u8>> = vault
+                .deliveries(&manifests.iter().copied().step_by(97).collect::<Vec<_>>())
+                .unwrap()
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
             let log_cert = appliance.certificate(KeyRole::Log).unwrap();
             let release_cert = appliance.certificate(KeyRole::Release).unwrap();
             let origin = appliance.state().origin.clone();
@@ -269,7 +241,7 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 ),
             };
             let registry_devices = registry.devices().unwrap();
-            for d in bundle.deliveries.iter().step_by(97) {
+            for d in &deliveries {
                 let delivery = Delivery::decode(d).unwrap();
                 let manifest = Manifest::decode(delivery.manifest).unwrap();
                 let device = registry

@@ -144,7 +144,7 @@ pub enum Error {
     UnknownRelease(String),
     /// `fsck` found the stored log inconsistent with its own entries.
     #[error("fsck: {0}")]
-    Inconsistent(Box<crate::fsck::Inconsistency>),
+    Inconsistent(Box<Inconsistency>),
     /// A checkpoint given to the vault is malformed or not from this log's key.
     #[error("checkpoint rejected: {0}")]
     Checkpoint(cairn_verifier::Error),
@@ -157,6 +157,29 @@ pub enum Error {
         /// Why the proof failed.
         cause: cairn_verifier::error::ProofError,
     },
+}
+
+/// One inconsistency found by `fsck` or an export check, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// Which check failed.
+    pub check: &'static str,
+    /// Where: an entry index, a tile, a checkpoint size, an index run.
+    pub location: String,
+    /// What the recomputation says should be there.
+    pub expected: String,
+    /// What is stored.
+    pub found: String,
+}
+
+impl std::fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {}: expected {}, found {}",
+            self.check, self.location, self.expected, self.found
+        )
+    }
 }
 
 /// Shorthand.

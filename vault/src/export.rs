@@ -23,7 +23,7 @@ use crate::bundle;
 use crate::error::{Error, Result, io};
 
 use crate::tree::{TILE_HEIGHT, TILE_WIDTH, TileBlob, TileId};
-use crate::vault::{Vault, complete_at_level};
+use crate::vault::Vault;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -230,7 +230,7 @@ pub fn verify_export(
     use cairn_verifier::merkle::leaf_hash;
     use cairn_verifier::note::LogKey;
 
-    use crate::fsck::Inconsistency;
+    use crate::error::Inconsistency;
     use crate::tree::Frontier;
 
     let path = dir.join("checkpoint");
@@ -391,6 +391,12 @@ fn hex32(bytes: &[u8], hash: usize) -> String {
     bytes
         .get(32 * hash..32 * hash + 32)
         .map_or_else(|| "none".into(), hex::encode)
+}
+
+/// Number of hashes of height `8 × level` complete in a tree of `size` leaves.
+pub(crate) fn complete_at_level(size: u64, level: u8) -> u64 {
+    let shift = TILE_HEIGHT * u32::from(level);
+    if shift >= 64 { 0 } else { size >> shift }
 }
 
 #[cfg(test)]

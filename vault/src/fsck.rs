@@ -19,38 +19,17 @@ use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::Statement;
 use cairn_verifier::types::Hash;
-use rocksdb::IteratorMode;
+use rocksdb::{DBIterator, IteratorMode};
 
 use crate::bundle::{self, BUNDLE_WIDTH};
-use crate::error::{Error, Result};
+use crate::error::{Error, Inconsistency, Result};
+use crate::index::device_records;
 use crate::layout::{
     self, BUNDLES, CHECKPOINTS, Dimension, EVIDENCE, LEAVES, RETENTION, TILES, u64_at,
 };
+use crate::retention::DOCUMENTATION_RETENTION_SECS;
 use crate::tree::{Frontier, TILE_WIDTH, TileBlob, TileId};
-use crate::vault::{DOCUMENTATION_RETENTION_SECS, Vault};
-
-/// One inconsistency, with its evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inconsistency {
-    /// Which check failed.
-    pub check: &'static str,
-    /// Where: an entry index, a tile, a checkpoint size, an index run.
-    pub location: String,
-    /// What the recomputation says should be there.
-    pub expected: String,
-    /// What is stored.
-    pub found: String,
-}
-
-impl std::fmt::Display for Inconsistency {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} at {}: expected {}, found {}",
-            self.check, self.location, self.expected, self.found
-        )
-    }
-}
+use crate::vault::Vault;
 
 /// What a clean check covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,24 +132,42 @@ fn dimension_values<'a>(s: &Statement<'a>) -> [Option<layout::EvidenceValue<'a>>
     ]
 }
 
+/// What the entry pass leaves for the index checks, per entry: the 8-byte prefix of its leaf hash,
+/// and the fingerprint of its value in each evidence dimension (`PRUNED` for a pruned entry).
+struct Scanned {
+    prefixes: Vec<[u8; 8]>,
+    fingerprints: Vec<[Option<u64>; 5]>,
+}
+
 impl Vault {
     /// Checks the whole log; `progress` is called with (entries done, entries total).
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one pass, each check next to the data it needs"
-    )]
+    ///
+    /// In order: the checkpoints; the entries, with the tree rebuilt from them and compared with
+    /// the stored tiles and every checkpoint's root; every full tile re-hashed by rs_merkle; the
+    /// leaf-hash lookup; the evidence index.
     pub fn fsck(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<FsckReport> {
         let size = self.size();
         let mut report = FsckReport {
             size,
             ..FsckReport::default()
         };
-        let db = self.db();
+        let checkpoints = self.fsck_checkpoints(size, &mut report)?;
+        let scanned = self.fsck_entries(size, &checkpoints, &mut report, progress)?;
+        self.fsck_rs_merkle(size, &mut report)?;
+        self.fsck_leaf_lookup(size, &scanned.prefixes)?;
+        self.fsck_evidence(size, &scanned.fingerprints, &mut report)?;
+        Ok(report)
+    }
 
-        // Checkpoints: parsed, signed by the pinned key, for this origin, within the durable size.
+    /// Checkpoints: parsed, signed by the pinned key, for this origin, within the durable size.
+    /// Returns each one's size and root, ascending.
+    fn fsck_checkpoints(&self, size: u64, report: &mut FsckReport) -> Result<Vec<(u64, Hash)>> {
         let pinned = self.log_key()?;
         let mut checkpoints: Vec<(u64, Hash)> = Vec::new();
-        for item in db.iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::Start) {
+        for item in self
+            .db()
+            .iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::Start)
+        {
             let (k, v) = item?;
             let key_size = u64_at(&k, 0).unwrap_or(u64::MAX);
             let location = format!("checkpoint {key_size}");
@@ -226,133 +223,44 @@ impl Vault {
             checkpoints.push((key_size, cp.root));
             report.checkpoints += 1;
         }
+        Ok(checkpoints)
+    }
 
-        // Entries, in order: leaf hashes, statements, leaf lookup, retention; the tree rebuilt.
+    /// Entries, in order: leaf hashes, statements, retention records; the tree rebuilt from them,
+    /// its tiles compared with the stored ones and its root with every checkpoint's.
+    fn fsck_entries(
+        &self,
+        size: u64,
+        checkpoints: &[(u64, Hash)],
+        report: &mut FsckReport,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Scanned> {
         let mut frontier = Frontier::default();
         let mut pending: Vec<Hash> = Vec::with_capacity(1 << 16);
         let mut next_checkpoint = checkpoints.iter().peekable();
-        let mut fingerprints: Vec<[Option<u64>; 5]> =
-            Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut rebuilt_tiles = 0u64;
-        let mut flush =
-            |frontier: &mut Frontier, pending: &mut Vec<Hash>, final_flush: bool| -> Result<()> {
-                for (id, blob) in frontier.append(pending) {
-                    let full = TileBlob::parse(id, &blob)?.width() == TILE_WIDTH;
-                    if !full && !final_flush {
-                        continue; // compared when it is complete, or at the end at its final width
-                    }
-                    self.compare_tile(id, &blob)?;
-                    rebuilt_tiles += 1;
-                }
-                pending.clear();
-                Ok(())
-            };
-        let retention_cf = self.cf(RETENTION)?;
-        let mut prefixes: Vec<[u8; 8]> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut stored = db.iterator_cf(self.cf(BUNDLES)?, IteratorMode::Start);
+        let mut scanned = Scanned {
+            prefixes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            fingerprints: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+        };
+        let mut stored = self
+            .db()
+            .iterator_cf(self.cf(BUNDLES)?, IteratorMode::Start);
         let mut bundle_entries: Vec<Vec<u8>> = Vec::new();
         for index in 0..size {
             let at = usize::try_from(index % BUNDLE_WIDTH as u64).unwrap_or(0);
             if at == 0 {
-                let b = index / BUNDLE_WIDTH as u64;
-                let location = format!("entry bundle {b}");
-                let Some(item) = stored.next() else {
-                    return fail("entry bundle present", location, "the bundle", "nothing");
-                };
-                let (k, v) = item?;
-                if u64_at(&k, 0) != Some(b) {
-                    return fail(
-                        "entry bundle present",
-                        location,
-                        "the bundle",
-                        format!("bundle {} next", hex(&k)),
-                    );
-                }
-                let want = usize::try_from((size - index).min(BUNDLE_WIDTH as u64)).unwrap_or(0);
-                bundle_entries = match bundle::entries(b, &v) {
-                    Ok(e) => e.into_iter().map(<[u8]>::to_vec).collect(),
-                    Err(e) => {
-                        return fail(
-                            "entry bundle parses",
-                            location,
-                            "length-prefixed entries",
-                            e.to_string(),
-                        );
-                    }
-                };
-                if bundle_entries.len() != want {
-                    return fail(
-                        "entry bundle length",
-                        location,
-                        format!("{want} entries"),
-                        format!("{} entries", bundle_entries.len()),
-                    );
-                }
+                bundle_entries = next_bundle(&mut stored, index, size)?;
             }
-            let entry = &bundle_entries[at];
-            let hash = if entry.is_empty() {
-                if !self.pruned(index)? {
-                    return fail(
-                        "entry present",
-                        format!("entry {index}"),
-                        "the entry, or a pruning record",
-                        "an empty entry",
-                    );
-                }
-                report.pruned += 1;
-                // The index still records which runs the pruned entry was in; its values can no
-                // longer be checked, and it needs no coverage.
-                fingerprints.push([Some(PRUNED); 5]);
-                self.at(size)?.leaf_hash(index)?
-            } else {
-                let hash = leaf_hash(&Software, entry);
-                let statement = match Statement::decode(entry) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return fail(
-                            "entry is a valid statement",
-                            format!("entry {index}"),
-                            "a statement of a known kind",
-                            e.to_string(),
-                        );
-                    }
-                };
-                if let Statement::Release {
-                    statement: release, ..
-                } = &statement
-                {
-                    let mut key = vec![b'r'];
-                    key.extend_from_slice(release.release_id.as_str().as_bytes());
-                    let until = release.support_until.0.max(
-                        release
-                            .issued_at
-                            .0
-                            .saturating_add(DOCUMENTATION_RETENTION_SECS),
-                    );
-                    let mut want = until.to_be_bytes().to_vec();
-                    want.extend_from_slice(&index.to_be_bytes());
-                    let found = db.get_cf(retention_cf, &key)?;
-                    if found.as_deref() != Some(want.as_slice()) {
-                        return fail(
-                            "retention record",
-                            format!("release {} (entry {index})", release.release_id),
-                            hex(&want),
-                            found.map_or("none".into(), |f| hex(&f)),
-                        );
-                    }
-                }
-                fingerprints
-                    .push(dimension_values(&statement).map(|v| v.as_ref().map(fingerprint)));
-                report.entries += 1;
-                hash
-            };
-            prefixes.push(hash[..8].try_into().unwrap_or([0; 8]));
+            let hash = self.fsck_entry(index, &bundle_entries[at], size, &mut scanned, report)?;
+            scanned
+                .prefixes
+                .push(hash[..8].try_into().unwrap_or([0; 8]));
             pending.push(hash);
             let reached = index + 1;
             if pending.len() == pending.capacity()
                 || next_checkpoint.peek().is_some_and(|(s, _)| *s == reached)
             {
-                flush(&mut frontier, &mut pending, false)?;
+                report.tiles += self.rebuild_tiles(&mut frontier, &mut pending, false)?;
             }
             while let Some((cp_size, root)) = next_checkpoint.peek() {
                 if *cp_size > reached {
@@ -397,13 +305,105 @@ impl Vault {
                 "a bundle",
             );
         }
-        flush(&mut frontier, &mut pending, true)?;
-        report.tiles = rebuilt_tiles;
+        report.tiles += self.rebuild_tiles(&mut frontier, &mut pending, true)?;
         progress(size, size);
+        Ok(scanned)
+    }
 
-        // Every full stored tile, re-hashed by rs_merkle, against the hash the level above stores.
+    /// One entry: its leaf hash (from the tiles if it was pruned), its statement and, for a
+    /// release, its retention record; its fingerprints go into `scanned`.
+    fn fsck_entry(
+        &self,
+        index: u64,
+        entry: &[u8],
+        size: u64,
+        scanned: &mut Scanned,
+        report: &mut FsckReport,
+    ) -> Result<Hash> {
+        if entry.is_empty() {
+            if !self.pruned(index)? {
+                return fail(
+                    "entry present",
+                    format!("entry {index}"),
+                    "the entry, or a pruning record",
+                    "an empty entry",
+                );
+            }
+            report.pruned += 1;
+            // The index still records which runs the pruned entry was in; its values can no
+            // longer be checked, and it needs no coverage.
+            scanned.fingerprints.push([Some(PRUNED); 5]);
+            return self.at(size)?.leaf_hash(index);
+        }
+        let hash = leaf_hash(&Software, entry);
+        let statement = match Statement::decode(entry) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    "entry is a valid statement",
+                    format!("entry {index}"),
+                    "a statement of a known kind",
+                    e.to_string(),
+                );
+            }
+        };
+        if let Statement::Release {
+            statement: release, ..
+        } = &statement
+        {
+            let mut key = vec![b'r'];
+            key.extend_from_slice(release.release_id.as_str().as_bytes());
+            let until = release.support_until.0.max(
+                release
+                    .issued_at
+                    .0
+                    .saturating_add(DOCUMENTATION_RETENTION_SECS),
+            );
+            let mut want = until.to_be_bytes().to_vec();
+            want.extend_from_slice(&index.to_be_bytes());
+            let found = self.db().get_cf(self.cf(RETENTION)?, &key)?;
+            if found.as_deref() != Some(want.as_slice()) {
+                return fail(
+                    "retention record",
+                    format!("release {} (entry {index})", release.release_id),
+                    hex(&want),
+                    found.map_or("none".into(), |f| hex(&f)),
+                );
+            }
+        }
+        scanned
+            .fingerprints
+            .push(dimension_values(&statement).map(|v| v.as_ref().map(fingerprint)));
+        report.entries += 1;
+        Ok(hash)
+    }
+
+    /// Appends `pending` to the rebuilt tree and compares the tiles it completes (all of them,
+    /// partial ones at their final width, when `final_flush`) with the stored ones. Returns the
+    /// number of tiles compared.
+    fn rebuild_tiles(
+        &self,
+        frontier: &mut Frontier,
+        pending: &mut Vec<Hash>,
+        final_flush: bool,
+    ) -> Result<u64> {
+        let mut compared = 0;
+        for (id, blob) in frontier.append(pending) {
+            let full = TileBlob::parse(id, &blob)?.width() == TILE_WIDTH;
+            if !full && !final_flush {
+                continue; // compared when it is complete, or at the end at its final width
+            }
+            self.compare_tile(id, &blob)?;
+            compared += 1;
+        }
+        pending.clear();
+        Ok(compared)
+    }
+
+    /// Every full stored tile, re-hashed by rs_merkle, against the hash the level above stores.
+    fn fsck_rs_merkle(&self, size: u64, report: &mut FsckReport) -> Result<()> {
         let tree = self.at(size)?;
-        for item in db.iterator_cf(self.cf(TILES)?, IteratorMode::Start) {
+        for item in self.db().iterator_cf(self.cf(TILES)?, IteratorMode::Start) {
             let (k, v) = item?;
             let id = TileId {
                 level: k[0],
@@ -433,10 +433,13 @@ impl Vault {
             }
             report.rs_merkle_tiles += 1;
         }
+        Ok(())
+    }
 
-        // Leaf lookup records: every entry exactly once, under its hash's bucket and prefix.
+    /// Leaf lookup records: every entry exactly once, under its hash's bucket and prefix.
+    fn fsck_leaf_lookup(&self, size: u64, prefixes: &[[u8; 8]]) -> Result<()> {
         let mut looked_up = vec![false; prefixes.len()];
-        for item in db.iterator_cf(self.cf(LEAVES)?, IteratorMode::Start) {
+        for item in self.db().iterator_cf(self.cf(LEAVES)?, IteratorMode::Start) {
             let (k, v) = item?;
             let location = format!("leaf lookup record {}", hex(&k));
             if k.len() != 9 || v.len() % 16 != 0 {
@@ -477,98 +480,28 @@ impl Vault {
                 "none",
             );
         }
+        Ok(())
+    }
 
-        // Evidence runs: each covers entries with its value, and together they cover every entry
-        // exactly once in every dimension the entry has a value in.
+    /// Evidence runs: each covers entries with its value, and together they cover every entry
+    /// exactly once in every dimension the entry has a value in.
+    fn fsck_evidence(
+        &self,
+        size: u64,
+        fingerprints: &[[Option<u64>; 5]],
+        report: &mut FsckReport,
+    ) -> Result<()> {
         let n = fingerprints.len();
         let mut covered = vec![[false; 5]; n];
-        for item in db.iterator_cf(self.cf(EVIDENCE)?, IteratorMode::Start) {
+        for item in self
+            .db()
+            .iterator_cf(self.cf(EVIDENCE)?, IteratorMode::Start)
+        {
             let (k, v) = item?;
             if k.first() == Some(&(Dimension::Device as u8)) {
-                let dim = DIMENSIONS
-                    .iter()
-                    .position(|d| *d == Dimension::Device)
-                    .unwrap_or(2);
-                let location = format!("device index record {}", hex(&k));
-                for (device, index) in crate::vault::device_records(&v)? {
-                    let i = usize::try_from(index).unwrap_or(usize::MAX);
-                    let want = std::str::from_utf8(device)
-                        .map(|d| fingerprint(&layout::EvidenceValue::Text(d)));
-                    let ok = k.len() == 10
-                        && k[1] == bundle::bucket(device)
-                        && fingerprints
-                            .get(i)
-                            .is_some_and(|f| f[dim] == want.ok() || f[dim] == Some(PRUNED))
-                        && !covered[i][dim];
-                    if !ok {
-                        return fail(
-                            "device index record",
-                            location,
-                            format!(
-                                "entry {index} once, about {}",
-                                String::from_utf8_lossy(device)
-                            ),
-                            "another device, a repeat or an index beyond the log",
-                        );
-                    }
-                    covered[i][dim] = true;
-                }
-                report.evidence_runs += 1;
-                continue;
-            }
-            let dim = DIMENSIONS
-                .iter()
-                .position(|d| *d as u8 == k[0])
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!("evidence key with dimension {}", k[0]),
-                })?;
-            let value = match DIMENSIONS[dim] {
-                Dimension::Kind | Dimension::Time => {
-                    layout::EvidenceValue::Number(u64_at(&k, 1).unwrap_or(u64::MAX))
-                }
-                _ => {
-                    let len = usize::from(*k.get(1).unwrap_or(&0));
-                    layout::EvidenceValue::Text(
-                        k.get(2..2 + len)
-                            .and_then(|t| std::str::from_utf8(t).ok())
-                            .unwrap_or(""),
-                    )
-                }
-            };
-            let first = u64_at(&k, k.len().saturating_sub(8)).unwrap_or(u64::MAX);
-            let end = u64_at(&v, 0).unwrap_or(u64::MAX);
-            let location = format!(
-                "evidence run {:?} {value:?} {first}..{end}",
-                DIMENSIONS[dim]
-            );
-            if first >= end || end > size {
-                return fail(
-                    "evidence run bounds",
-                    location,
-                    format!("a non-empty range within 0..{size}"),
-                    format!("{first}..{end}"),
-                );
-            }
-            let want = fingerprint(&value);
-            for index in first..end {
-                let i = usize::try_from(index).unwrap_or(usize::MAX);
-                if covered[i][dim] {
-                    return fail(
-                        "evidence runs disjoint",
-                        location,
-                        format!("entry {index} in one run"),
-                        "two runs",
-                    );
-                }
-                covered[i][dim] = true;
-                if fingerprints[i][dim] != Some(want) && fingerprints[i][dim] != Some(PRUNED) {
-                    return fail(
-                        "evidence run value",
-                        location,
-                        format!("entry {index} to have this value"),
-                        "another value",
-                    );
-                }
+                check_device_record(&k, &v, fingerprints, &mut covered)?;
+            } else {
+                check_evidence_run(&k, &v, size, fingerprints, &mut covered)?;
             }
             report.evidence_runs += 1;
         }
@@ -584,7 +517,7 @@ impl Vault {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     fn compare_tile(&self, id: TileId, rebuilt: &[u8]) -> Result<()> {
@@ -640,4 +573,149 @@ impl Vault {
         }
         fail("tile blob", location, hex(rebuilt), hex(&stored))
     }
+}
+
+/// Reads the entry bundle that starts at entry `index` from the bundles iterator, and checks it is
+/// the next one and holds the entries the durable `size` says it must.
+fn next_bundle(stored: &mut DBIterator<'_>, index: u64, size: u64) -> Result<Vec<Vec<u8>>> {
+    let b = index / BUNDLE_WIDTH as u64;
+    let location = format!("entry bundle {b}");
+    let Some(item) = stored.next() else {
+        return fail("entry bundle present", location, "the bundle", "nothing");
+    };
+    let (k, v) = item?;
+    if u64_at(&k, 0) != Some(b) {
+        return fail(
+            "entry bundle present",
+            location,
+            "the bundle",
+            format!("bundle {} next", hex(&k)),
+        );
+    }
+    let want = usize::try_from((size - index).min(BUNDLE_WIDTH as u64)).unwrap_or(0);
+    let bundle_entries: Vec<Vec<u8>> = match bundle::entries(b, &v) {
+        Ok(e) => e.into_iter().map(<[u8]>::to_vec).collect(),
+        Err(e) => {
+            return fail(
+                "entry bundle parses",
+                location,
+                "length-prefixed entries",
+                e.to_string(),
+            );
+        }
+    };
+    if bundle_entries.len() != want {
+        return fail(
+            "entry bundle length",
+            location,
+            format!("{want} entries"),
+            format!("{} entries", bundle_entries.len()),
+        );
+    }
+    Ok(bundle_entries)
+}
+
+/// One device index record (key `k`, value `v`): every `(device, index)` in it is about that
+/// device, in the record's bucket, and seen once.
+fn check_device_record(
+    k: &[u8],
+    v: &[u8],
+    fingerprints: &[[Option<u64>; 5]],
+    covered: &mut [[bool; 5]],
+) -> Result<()> {
+    let dim = DIMENSIONS
+        .iter()
+        .position(|d| *d == Dimension::Device)
+        .unwrap_or(2);
+    let location = format!("device index record {}", hex(k));
+    for (device, index) in device_records(v)? {
+        let i = usize::try_from(index).unwrap_or(usize::MAX);
+        let want =
+            std::str::from_utf8(device).map(|d| fingerprint(&layout::EvidenceValue::Text(d)));
+        let ok = k.len() == 10
+            && k[1] == bundle::bucket(device)
+            && fingerprints
+                .get(i)
+                .is_some_and(|f| f[dim] == want.ok() || f[dim] == Some(PRUNED))
+            && !covered[i][dim];
+        if !ok {
+            return fail(
+                "device index record",
+                location,
+                format!(
+                    "entry {index} once, about {}",
+                    String::from_utf8_lossy(device)
+                ),
+                "another device, a repeat or an index beyond the log",
+            );
+        }
+        covered[i][dim] = true;
+    }
+    Ok(())
+}
+
+/// One evidence run (key `k`, value `v`): within the log, not overlapping another run of its
+/// dimension, and every entry in it has the run's value.
+fn check_evidence_run(
+    k: &[u8],
+    v: &[u8],
+    size: u64,
+    fingerprints: &[[Option<u64>; 5]],
+    covered: &mut [[bool; 5]],
+) -> Result<()> {
+    let dim = DIMENSIONS
+        .iter()
+        .position(|d| *d as u8 == k[0])
+        .ok_or_else(|| Error::Corrupt {
+            what: format!("evidence key with dimension {}", k[0]),
+        })?;
+    let value = match DIMENSIONS[dim] {
+        Dimension::Kind | Dimension::Time => {
+            layout::EvidenceValue::Number(u64_at(k, 1).unwrap_or(u64::MAX))
+        }
+        _ => {
+            let len = usize::from(*k.get(1).unwrap_or(&0));
+            layout::EvidenceValue::Text(
+                k.get(2..2 + len)
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .unwrap_or(""),
+            )
+        }
+    };
+    let first = u64_at(k, k.len().saturating_sub(8)).unwrap_or(u64::MAX);
+    let end = u64_at(v, 0).unwrap_or(u64::MAX);
+    let location = format!(
+        "evidence run {:?} {value:?} {first}..{end}",
+        DIMENSIONS[dim]
+    );
+    if first >= end || end > size {
+        return fail(
+            "evidence run bounds",
+            location,
+            format!("a non-empty range within 0..{size}"),
+            format!("{first}..{end}"),
+        );
+    }
+    let want = fingerprint(&value);
+    for index in first..end {
+        let i = usize::try_from(index).unwrap_or(usize::MAX);
+        if covered[i][dim] {
+            return fail(
+                "evidence runs disjoint",
+                location,
+                format!("entry {index} in one run"),
+                "two runs",
+            );
+        }
+        covered[i][dim] = true;
+        if fingerprints[i][dim] != Some(want) && fingerprints[i][dim] != Some(PRUNED) {
+            return fail(
+                "evidence run value",
+                location,
+                format!("entry {index} to have this value"),
+                "another value",
+            );
+        }
+    }
+    Ok(())
 }

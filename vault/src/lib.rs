@@ -15,16 +15,21 @@ mod bundle;
 mod error;
 pub mod export;
 pub mod fsck;
+mod index;
 mod layout;
+mod proofs;
+mod retention;
+mod store;
 pub mod transfer;
 pub mod tree;
 mod vault;
 
-pub use error::{Error, Result};
+pub use error::{Error, Inconsistency, Result};
 pub use export::{ExportCheck, ExportReport, verify_export};
-pub use fsck::{FsckReport, Inconsistency};
+pub use fsck::FsckReport;
+pub use index::Query;
+pub use proofs::{ConsistencyProof, InclusionProof, TreeAt};
+pub use retention::{DOCUMENTATION_RETENTION_SECS, Retention};
+pub use store::MAX_ENTRY_LEN;
 pub use transfer::{ImportReport, TransferBundle};
-pub use vault::{
-    ConsistencyProof, DOCUMENTATION_RETENTION_SECS, InclusionProof, MAX_ENTRY_LEN, Query,
-    Retention, TreeAt, Vault,
-};
+pub use vault::Vault;

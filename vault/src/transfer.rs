@@ -1,6 +1,7 @@
 //! Transfer bundles (formats.md §6; the format and its verification are
 //! `cairn_verifier::transfer`): exported from a log up to its latest checkpoint, imported into a
-//! mirror all or nothing, verified in full first, idempotently.
+//! mirror all or nothing, verified in full first, idempotently. Bundles carry no deliveries:
+//! `Vault::deliveries` builds them from the log, on the relay from its verified mirror.
 
 use std::ops::Range;
 
@@ -15,8 +16,9 @@ use cairn_verifier::types::{Hash, LeafIndex};
 
 use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
+use crate::index::Query;
 use crate::tree::{TILE_WIDTH, TileBlob, TileId};
-use crate::vault::{Query, Vault};
+use crate::vault::Vault;
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +29,8 @@ pub struct ImportReport {
     pub already_held: u64,
     /// The checkpoint size the receiver now has.
     pub size: u64,
-    /// Deliveries checked.
-    pub deliveries: u64,
+    /// Manifests among the bundle's entries: the deliveries the receiver can build from them.
+    pub manifests: u64,
 }
 
 /// The whole tree of a checkpoint in memory (every complete node, level by level), for proofs at
@@ -191,12 +193,6 @@ impl<'a> Envelopes<'a> {
     }
 }
 
-/// One thread's share of an export.
-struct Part {
-    entries: Vec<Vec<u8>>,
-    deliveries: Vec<Vec<u8>>,
-}
-
 fn bad(what: impl Into<String>) -> Error {
     Error::BadBundle(what.into())
 }
@@ -208,8 +204,7 @@ impl From<BundleError> for Error {
 }
 
 impl Vault {
-    /// A bundle of everything after `from` up to the latest signed checkpoint, with the
-    /// deliveries of the manifests in that range (each against that checkpoint).
+    /// A bundle of everything after `from` up to the latest signed checkpoint.
     pub fn export_bundle(&self, from: u64) -> Result<TransferBundle> {
         let sizes = self.checkpoint_sizes()?;
         let to = sizes
@@ -229,16 +224,16 @@ impl Vault {
         let left_edge = edge_sizes(from)
             .map(|(start, n)| memory.mth(start, n))
             .collect();
-        // Entries, proofs and envelopes on every core, each thread a contiguous part of the range.
+        // Entries on every core, each thread a contiguous part of the range.
         let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
         let step = (to - from).div_ceil(threads).max(1);
-        let parts: Vec<Result<Part>> = std::thread::scope(|s| {
+        let parts: Vec<Result<Vec<Vec<u8>>>> = std::thread::scope(|s| {
             let handles: Vec<_> = (from..to)
                 .step_by(usize::try_from(step).unwrap_or(usize::MAX))
                 .map(|start| {
                     let end = (start + step).min(to);
-                    let (checkpoint, memory) = (checkpoint.as_str(), &memory);
-                    s.spawn(move || self.bundle_part(memory, start..end, checkpoint))
+                    let memory = &memory;
+                    s.spawn(move || self.bundle_part(memory, start..end))
                 })
                 .collect();
             handles
@@ -253,11 +248,8 @@ impl Vault {
                 .collect()
         });
         let mut entries = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
-        let mut deliveries = Vec::new();
         for part in parts {
-            let part = part?;
-            entries.extend(part.entries);
-            deliveries.extend(part.deliveries);
+            entries.extend(part?);
         }
         let consistency = if from == 0 {
             Vec::new()
@@ -271,19 +263,13 @@ impl Vault {
             entries,
             checkpoint,
             consistency,
-            deliveries,
         })
     }
 
-    /// Entries `range` and the deliveries of the manifests among them, against `checkpoint`.
-    /// Entries are read a whole entry bundle at a time and checked against the leaf hashes of
-    /// `tree`; proofs come from `tree` in memory.
-    fn bundle_part(&self, tree: &MemTree, range: Range<u64>, checkpoint: &str) -> Result<Part> {
-        let mut part = Part {
-            entries: Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0)),
-            deliveries: Vec::new(),
-        };
-        let mut envelopes = Envelopes::new(self, checkpoint, tree);
+    /// Entries `range`, read a whole entry bundle at a time and checked against the leaf hashes
+    /// of `tree`.
+    fn bundle_part(&self, tree: &MemTree, range: Range<u64>) -> Result<Vec<Vec<u8>>> {
+        let mut part = Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
         let width = BUNDLE_WIDTH as u64;
         let mut index = range.start;
         while index < range.end {
@@ -298,10 +284,7 @@ impl Vault {
                     // Pruned or damaged: `entry` says which.
                     _ => self.entry(i)?,
                 };
-                if let Some((_, delivery)) = envelopes.delivery(i, &entry)? {
-                    part.deliveries.push(delivery);
-                }
-                part.entries.push(entry);
+                part.push(entry);
             }
             index = end;
         }
@@ -394,7 +377,7 @@ impl Vault {
                 )));
             }
         }
-        let deliveries = bundle.deliveries.len() as u64;
+        let manifests = bundle.manifests();
         if held >= bundle.to() {
             // Already imported (or beyond): nothing to write, but the bundle's checkpoint must be
             // the one this log accepted for that size, if it holds one.
@@ -412,7 +395,7 @@ impl Vault {
                 appended: held..held,
                 already_held: bundle.entries.len() as u64,
                 size: held,
-                deliveries,
+                manifests,
             });
         }
         let skip = usize::try_from(overlap).unwrap_or(usize::MAX);
@@ -422,7 +405,7 @@ impl Vault {
             appended,
             already_held: overlap,
             size: bundle.to(),
-            deliveries,
+            manifests,
         })
     }
 }

@@ -10,7 +10,9 @@
 //! strings (3), arrays (4), maps (5) and tags (6). Floats and simple values (major type 7) are not
 //! part of any cairn format and are rejected.
 
-use crate::error::CborError;
+mod error;
+
+pub use error::CborError;
 
 const MAJOR_UINT: u8 = 0;
 const MAJOR_NINT: u8 = 1;
@@ -493,7 +495,6 @@ pub mod write {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::CborError;
 
     #[test]
     fn shortest_heads_accepted() {

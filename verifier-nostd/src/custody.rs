@@ -10,8 +10,8 @@
 //! are plain entries, authenticated like manifests by the checkpoint that includes them.
 
 use crate::cbor::Reader;
+use crate::entry::{EntryHeader, Kind};
 use crate::error::{CborError, Context, Error, Item};
-use crate::statement::{EntryHeader, Kind};
 use crate::types::{Hash, Name, TextList, UnixTime};
 
 /// Length of a ceremony id: 16 random bytes drawn at `ceremony init`.

@@ -13,8 +13,8 @@
 //! ```
 
 use crate::cbor::Reader;
+use crate::entry::FORMAT_VERSION;
 use crate::error::{CborError, Context, Error, Item};
-use crate::statement::FORMAT_VERSION;
 use crate::types::{Hash, LeafIndex};
 
 /// Most hashes an inclusion proof can have (a tree of 2^64 leaves has depth 64).

@@ -10,6 +10,7 @@
 //! | [`merkle`] | leaf/node hashes, inclusion and consistency proofs | RFC 9162 §2.1 |
 //! | [`note`] | checkpoint in a signed note, ECDSA P-256 signature line | C2SP tlog-checkpoint, signed-note |
 //! | [`cose`] | COSE_Sign1 with ES256 | RFC 9052 §4.2, §4.4; RFC 9053 §2.1 |
+//! | [`entry`] | the header of every log entry: format version and kind | RFC 8949 §4.2.1 |
 //! | [`statement`] | log entries: release statement, per-device manifest | RFC 8949 §4.2.1 (deterministic CBOR) |
 //! | [`campaign`] | gate approvals, device status reports, the relay's device and campaign events | RFC 8949 §4.2.1 |
 //! | [`delivery`] | the envelope a device receives | RFC 8949 §4.2.1 |
@@ -61,7 +62,9 @@ pub mod cose;
 pub mod crypto;
 pub mod custody;
 pub mod delivery;
+pub mod entry;
 pub mod error;
+pub mod image;
 pub mod mcuboot;
 pub mod merkle;
 pub mod note;

@@ -7,8 +7,8 @@
 //! made with through a digest of their leaf hashes, so one HSM signature covers the cohort.
 
 use crate::cbor::Reader;
+use crate::entry::{EntryHeader, Kind};
 use crate::error::{CborError, Context, Error, Item};
-use crate::statement::{EntryHeader, Kind};
 use crate::types::{Hash, Id, UnixTime};
 
 /// Most reasons one rejection lists (one per check).

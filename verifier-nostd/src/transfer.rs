@@ -1,11 +1,11 @@
 //! Transfer bundles across the air gap (design.md Formats 7; formats.md §6): one file carrying a
 //! range of log entries, the signed checkpoint after them, a consistency proof from the receiver's
-//! last checkpoint, the right edge of the receiver's tree, and the device deliveries of the
-//! manifests in the range.
+//! last checkpoint, and the right edge of the receiver's tree. Device deliveries do not cross: the
+//! relay builds each from its verified mirror (docs/relay.md, "One delivery path").
 //!
 //! The same format goes both ways: the signer's log to the relay's mirror, and the relay's
 //! device-state log back to the signer. Import is verified before anything is written (signature,
-//! consistency, every entry hashed into the signed root, every delivery's proof), atomic (entries
+//! consistency, every entry hashed into the signed root), atomic (entries
 //! and checkpoint in one synced batch), and idempotent (entries the receiver already holds are
 //! compared, not written again). This module owns the format and its verification; the vault
 //! exports and imports (`cairn_vault::Vault::export_bundle`, `import_bundle`).
@@ -14,14 +14,13 @@
 //!
 //! | key | field | type |
 //! |---|---|---|
-//! | 0 | format version | `1` |
+//! | 0 | format version | `2` (version 1 also carried deliveries, key 7; it is refused) |
 //! | 1 | origin | text: the log's origin |
 //! | 2 | from | uint: entries the receiver already has (the bundle starts there) |
 //! | 3 | left edge | `[* hash]`: the perfect subtrees covering `[0, from)`, left to right |
 //! | 4 | entries | `[* bstr]`: entries `from .. from + n` |
 //! | 5 | checkpoint | bstr: the signed note of size `from + n` |
 //! | 6 | consistency | `[* hash]`: RFC 9162 proof from size `from` to `from + n` (empty if `from` is 0) |
-//! | 7 | deliveries | `[* bstr]`: device delivery envelopes (formats.md §5) for the manifests in range |
 
 use alloc::borrow::ToOwned;
 use alloc::format;
@@ -31,8 +30,7 @@ use alloc::vec::Vec;
 use crate::cbor::Reader;
 use crate::cbor::write::Writer;
 use crate::crypto::Software;
-use crate::delivery::Delivery;
-use crate::merkle::{leaf_hash, node_hash, verify_consistency, verify_inclusion};
+use crate::merkle::{leaf_hash, node_hash, verify_consistency};
 use crate::note::{Checkpoint, LogKey};
 use crate::statement::Statement;
 use crate::types::Hash;
@@ -44,8 +42,8 @@ pub struct BundleError(pub String);
 
 type Result<T> = core::result::Result<T, BundleError>;
 
-/// The bundle format version.
-pub const BUNDLE_VERSION: u64 = 1;
+/// The bundle format version (2: without deliveries; 1 carried them and is refused).
+pub const BUNDLE_VERSION: u64 = 2;
 /// Most entries one bundle carries (a million-device cohort fits).
 pub const MAX_BUNDLE_ENTRIES: u64 = 4_000_000;
 
@@ -64,8 +62,6 @@ pub struct TransferBundle {
     pub checkpoint: String,
     /// Consistency proof from `from` to the checkpoint's size.
     pub consistency: Vec<Hash>,
-    /// Device deliveries of the manifests among the entries.
-    pub deliveries: Vec<Vec<u8>>,
 }
 
 fn bad(what: impl Into<String>) -> BundleError {
@@ -115,10 +111,19 @@ impl TransferBundle {
         self.from.saturating_add(self.entries.len() as u64)
     }
 
+    /// Manifests among the entries (formats.md §4.4): the deliveries a receiver can build from
+    /// them against its verified copy of the log.
+    pub fn manifests(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| matches!(Statement::decode(e), Ok(Statement::Manifest(_))))
+            .count() as u64
+    }
+
     /// The deterministic CBOR encoding.
     pub fn to_cbor(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.map(8).u64(0).u64(BUNDLE_VERSION);
+        w.map(7).u64(0).u64(BUNDLE_VERSION);
         w.u64(1).text(&self.origin);
         w.u64(2).u64(self.from);
         w.u64(3).array(self.left_edge.len() as u64);
@@ -134,10 +139,6 @@ impl TransferBundle {
         for h in &self.consistency {
             w.bytes(h);
         }
-        w.u64(7).array(self.deliveries.len() as u64);
-        for d in &self.deliveries {
-            w.bytes(d);
-        }
         w.into_bytes()
     }
 
@@ -145,13 +146,22 @@ impl TransferBundle {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
         let cbor = |field: &str, e: crate::error::CborError| bad(format!("{field}: {e}"));
-        r.map_of(8).map_err(|e| cbor("bundle", e))?;
+        // The version first: a version-1 bundle (a map of 8) is named as such, not as bad CBOR.
+        let fields = r.map_len().map_err(|e| cbor("bundle", e))?;
         r.key(0).map_err(|e| cbor("version", e))?;
         let version = r.u64().map_err(|e| cbor("version", e))?;
         if version != BUNDLE_VERSION {
             return Err(bad(format!(
-                "format version {version}, expected {BUNDLE_VERSION}"
+                "format version {version}, expected {BUNDLE_VERSION}{}",
+                if version == 1 {
+                    " (version 1 carried deliveries: export the bundle again with this cairn)"
+                } else {
+                    ""
+                }
             )));
+        }
+        if fields != 7 {
+            return Err(bad(format!("bundle: a map of {fields} fields, expected 7")));
         }
         r.key(1).map_err(|e| cbor("origin", e))?;
         let origin = r.text().map_err(|e| cbor("origin", e))?.to_owned();
@@ -187,16 +197,6 @@ impl TransferBundle {
             .to_owned();
         r.key(6).map_err(|e| cbor("consistency proof", e))?;
         let consistency = hashes(&mut r, "consistency proof", 128)?;
-        r.key(7).map_err(|e| cbor("deliveries", e))?;
-        let n = r.array_len().map_err(|e| cbor("deliveries", e))?;
-        let mut deliveries = Vec::with_capacity(usize::try_from(n.min(1 << 20)).unwrap_or(0));
-        for i in 0..n {
-            deliveries.push(
-                r.bytes()
-                    .map_err(|e| cbor(&format!("delivery {i}"), e))?
-                    .to_vec(),
-            );
-        }
         r.finish().map_err(|e| cbor("bundle", e))?;
         Ok(Self {
             origin,
@@ -205,15 +205,13 @@ impl TransferBundle {
             entries,
             checkpoint,
             consistency,
-            deliveries,
         })
     }
 
     /// Verifies the bundle on its own, against the log key and the receiver's last checkpoint
     /// (none when `from` is 0): the checkpoint signature; the left edge against the old root; the
     /// left edge and the entries hash to the new root; the consistency proof from the old to the
-    /// new checkpoint; every entry decodes as a known statement; every delivery's manifest is one
-    /// of the entries and its inclusion proof verifies against the bundle's checkpoint.
+    /// new checkpoint; every entry decodes as a known statement.
     ///
     /// Returns the leaf hashes of the entries.
     pub fn verify(&self, key: &LogKey<'_>, old_checkpoint: Option<&str>) -> Result<Vec<Hash>> {
@@ -299,38 +297,7 @@ impl TransferBundle {
         } else if !self.consistency.is_empty() {
             return Err(bad("a consistency proof from size 0 must be empty"));
         }
-        self.check_deliveries(&leaves, &new.root)?;
         Ok(leaves)
-    }
-
-    /// Every delivery is against the bundle's checkpoint, for a manifest in the bundle, with an
-    /// inclusion proof that verifies.
-    fn check_deliveries(&self, leaves: &[Hash], root: &Hash) -> Result<()> {
-        for (i, bytes) in self.deliveries.iter().enumerate() {
-            let d = Delivery::decode(bytes).map_err(|e| bad(format!("delivery {i}: {e}")))?;
-            let index = d.leaf_index.0;
-            let fail = |why: &str| bad(format!("delivery {i} (leaf {index}): {why}"));
-            if d.checkpoint != self.checkpoint.as_bytes() {
-                return Err(fail("not against the bundle's checkpoint"));
-            }
-            let Some(offset) = index
-                .checked_sub(self.from)
-                .filter(|&o| o < self.entries.len() as u64)
-            else {
-                return Err(fail("its manifest is not in the bundle"));
-            };
-            let position = usize::try_from(offset).unwrap_or(usize::MAX);
-            if self.entries.get(position).map(Vec::as_slice) != Some(d.manifest) {
-                return Err(fail("its manifest differs from the logged entry"));
-            }
-            let leaf = leaves
-                .get(position)
-                .ok_or_else(|| fail("its manifest is not in the bundle"))?;
-            let proof: Vec<Hash> = d.proof.iter().collect();
-            verify_inclusion(leaf, index, self.to(), &proof, root)
-                .map_err(|e| fail(&format!("inclusion proof: {e:?}")))?;
-        }
-        Ok(())
     }
 }
 

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
+use crate::cbor::CborError;
 use crate::cbor::Reader;
-use crate::error::CborError;
 
 /// A SHA-256 output.
 pub type Hash = [u8; 32];

@@ -310,7 +310,6 @@ fn bundles(corpus: &mut Corpus) -> io::Result<()> {
             } else {
                 consistency_proof(&leaves, from)
             },
-            deliveries: Vec::new(),
         };
         corpus.put(
             "transfer_bundle",

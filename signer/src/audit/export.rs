@@ -10,7 +10,8 @@ use cairn_verifier::statement::{EntryHeader, Kind, Statement};
 use cairn_verifier::types::{Hash, UnixTime};
 
 use super::pack::{Pack, RetentionRecord, Section, runs_of};
-use crate::appliance::{Appliance, verify_ceremony_entry};
+use crate::appliance::Appliance;
+use crate::ceremony::verify_ceremony_entry;
 use crate::error::{Error, Result};
 
 /// The signer-log indices a campaign's evidence needs: the ceremony record (entry 0), every key

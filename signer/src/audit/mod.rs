@@ -11,7 +11,9 @@ pub mod export;
 pub mod images;
 pub mod pack;
 mod report;
+mod sections;
 pub mod summary;
+mod verified;
 pub mod verify;
 
 pub use export::{export, export_logs};

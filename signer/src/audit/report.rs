@@ -132,12 +132,19 @@ fn failures_plot(s: &Summary) -> String {
     svg
 }
 
+impl Summary {
+    /// The self-contained HTML report.
+    pub fn html(&self) -> String {
+        html(self)
+    }
+}
+
 /// The report.
 #[expect(
     clippy::too_many_lines,
     reason = "one page, section after section, in the summary's order"
 )]
-pub(super) fn html(s: &Summary) -> String {
+fn html(s: &Summary) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let _ = write!(
         o,

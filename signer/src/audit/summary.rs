@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::verify::{Finding, PlanFacts, ReleaseFacts, Verified};
+use super::verified::{Finding, PlanFacts, ReleaseFacts, Verified};
 
 /// Evidence for one CRA row: which log, which entries, what they are.
 #[derive(Debug, Clone, Serialize)]
@@ -566,11 +566,6 @@ impl Summary {
             );
         }
         s
-    }
-
-    /// The self-contained HTML report.
-    pub fn html(&self) -> String {
-        super::report::html(self)
     }
 }
 

@@ -10,10 +10,12 @@
     reason = "each test file uses a different subset"
 )]
 
+pub mod relay_log;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cairn_signer::appliance::{self, CeremonyOptions, CeremonyReport, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, CeremonyReport, Custodian};
 use cairn_signer::hsm::Module;
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_verifier::types::UnixTime;
@@ -96,7 +98,7 @@ pub fn ceremony(module: &Module, dir: &Path, token: &str) -> CeremonyReport {
         kdf: TEST_KDF,
         now: NOW,
     };
-    appliance::init(module, &opts).expect("ceremony")
+    ceremony::init(module, &opts).expect("ceremony")
 }
 
 /// The share files and passphrases of `names` for the ceremony on `token`.

@@ -17,7 +17,7 @@ use crate::output::{CliResult, Output, verification};
 #[derive(Debug, Subcommand)]
 pub(crate) enum BundleCommand {
     /// Write everything after the receiver's last checkpoint, up to the latest checkpoint, with
-    /// a consistency proof and the deliveries of the manifests in range.
+    /// a consistency proof (no deliveries: the relay builds them from its verified mirror).
     Export {
         /// The log (a signer home's `log/`, or any cairn log).
         #[arg(long, value_name = "DIR")]
@@ -33,7 +33,7 @@ pub(crate) enum BundleCommand {
         out: PathBuf,
     },
     /// Verify a bundle offline: checkpoint signature, entries against the signed root,
-    /// consistency with the receiver's checkpoint, every delivery's proof.
+    /// consistency with the receiver's checkpoint, every entry a known statement.
     Verify {
         /// The bundle.
         bundle: PathBuf,
@@ -118,15 +118,15 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
                 .with_context(|| format!("writing {}", file.display()))?;
             out.emit(
                 &format!(
-                    "bundle {}: entries {}..{} of {}, {} deliveries, {} bytes",
+                    "bundle {}: entries {}..{} of {}, {} manifests, {} bytes",
                     file.display(),
                     bundle.from,
                     bundle.to(),
                     bundle.origin,
-                    bundle.deliveries.len(),
+                    bundle.manifests(),
                     bytes.len()
                 ),
-                &json!({ "ok": true, "file": file, "origin": bundle.origin, "from": bundle.from, "to": bundle.to(), "deliveries": bundle.deliveries.len(), "bytes": bytes.len() }),
+                &json!({ "ok": true, "file": file, "origin": bundle.origin, "from": bundle.from, "to": bundle.to(), "manifests": bundle.manifests(), "bytes": bytes.len() }),
             );
             Ok(())
         }
@@ -146,14 +146,14 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
             b.verify(&log_key, old.as_deref()).map_err(verification)?;
             out.emit(
                 &format!(
-                    "bundle OK: entries {}..{} of {} hash to the checkpoint signed by the log key{}; {} deliveries prove their manifests",
+                    "bundle OK: entries {}..{} of {} hash to the checkpoint signed by the log key{}; {} manifests",
                     b.from,
                     b.to(),
                     b.origin,
                     if b.from > 0 { ", consistent with the receiver's checkpoint" } else { "" },
-                    b.deliveries.len()
+                    b.manifests()
                 ),
-                &json!({ "ok": true, "origin": b.origin, "from": b.from, "to": b.to(), "deliveries": b.deliveries.len() }),
+                &json!({ "ok": true, "origin": b.origin, "from": b.from, "to": b.to(), "manifests": b.manifests() }),
             );
             Ok(())
         }
@@ -181,7 +181,7 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
                     db.display(),
                     report.size
                 ),
-                &json!({ "ok": true, "appended": [report.appended.start, report.appended.end], "already_held": report.already_held, "size": report.size, "deliveries": report.deliveries }),
+                &json!({ "ok": true, "appended": [report.appended.start, report.appended.end], "already_held": report.already_held, "size": report.size, "manifests": report.manifests }),
             );
             Ok(())
         }

@@ -1,19 +1,17 @@
 //! `cairn ceremony …`, `cairn release …`, `cairn key …`: the custodians' commands on the
 //! air-gapped signer (docs/ceremony.md).
 //!
-//! Passphrases are prompted without echo on the terminal, or read one per line from a file
-//! descriptor (`--passphrase-fd N`) for automation. They are never taken as arguments or from the
-//! environment, where shell histories and process listings keep them.
+//! Passphrases come from the terminal or a descriptor, never from arguments or the environment
+//! (`passphrase.rs`).
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow, bail};
-use cairn_signer::appliance::{
-    self, Appliance, CeremonyOptions, Custodian, ReleaseInput, verify_release_entry,
-};
+use anyhow::{Context, anyhow};
+use cairn_signer::appliance::Appliance;
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
 use cairn_signer::hsm::Module;
+use cairn_signer::session::{ReleaseInput, verify_release_entry};
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::types::{UnixTime, Version};
@@ -22,60 +20,7 @@ use serde_json::json;
 
 use crate::keys;
 use crate::output::{CliResult, Output, verification};
-
-/// Where passphrases come from.
-#[derive(Debug, Args)]
-pub(crate) struct Secrets {
-    /// Read passphrases one per line from this file descriptor (0 for standard input) instead of
-    /// prompting on the terminal.
-    #[arg(long, value_name = "FD")]
-    passphrase_fd: Option<u32>,
-}
-
-/// Reads passphrases in order, from the descriptor or the terminal.
-struct PassphraseSource {
-    reader: Option<Box<dyn std::io::BufRead>>,
-}
-
-impl PassphraseSource {
-    fn new(secrets: &Secrets) -> anyhow::Result<Self> {
-        let reader: Option<Box<dyn std::io::BufRead>> = match secrets.passphrase_fd {
-            None => None,
-            Some(0) => Some(Box::new(BufReader::new(std::io::stdin()))),
-            Some(fd) => {
-                let path = format!("/dev/fd/{fd}");
-                let f = std::fs::File::open(&path)
-                    .with_context(|| format!("opening passphrase descriptor {fd}"))?;
-                Some(Box::new(BufReader::new(f)))
-            }
-        };
-        Ok(Self { reader })
-    }
-
-    /// The next passphrase, for `whom`; `confirm` asks twice on a terminal.
-    fn next(&mut self, whom: &str, confirm: bool) -> anyhow::Result<Passphrase> {
-        if let Some(r) = self.reader.as_mut() {
-            return appliance::read_passphrase_line(r)?.ok_or_else(|| {
-                anyhow!("the passphrase descriptor ended before the passphrase for {whom}")
-            });
-        }
-        let first = Passphrase::new(
-            rpassword::prompt_password(format!("Passphrase for {whom}: ")).context(
-                "reading a passphrase from the terminal (use --passphrase-fd without one)",
-            )?,
-        );
-        if confirm {
-            let again = Passphrase::new(
-                rpassword::prompt_password(format!("Passphrase for {whom} (again): "))
-                    .context("reading a passphrase from the terminal")?,
-            );
-            if !first.same_as(&again) {
-                bail!("the two passphrases for {whom} differ");
-            }
-        }
-        Ok(first)
-    }
-}
+use crate::passphrase::{PassphraseSource, Secrets};
 
 /// `cairn ceremony init`.
 #[derive(Debug, Args)]
@@ -358,7 +303,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
         now: now(),
     };
     let module = module()?;
-    let report = appliance::init(&module, &opts).context("the ceremony failed")?;
+    let report = ceremony::init(&module, &opts).context("the ceremony failed")?;
     let s = &report.state;
     let human = format!(
         "ceremony {} complete: {}-of-{} custodians ({})\n\

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
+#[cfg(feature = "testfleet")]
 use cairn_signer::testfleet;
 use cairn_verifier::types::UnixTime;
 use clap::Subcommand;
@@ -50,6 +51,7 @@ pub(crate) enum DevicesCommand {
     },
     /// Write a test fleet: the reference fleet (8,400 devices, 8,203 eligible for 2.4.1) or a
     /// synthetic one, with its manufacturer CA and CRL. For tests and demonstrations only.
+    #[cfg(feature = "testfleet")]
     Generate {
         /// Directory to write `fleet.csv`, `manufacturer-ca.pem` and `manufacturer.crl` into.
         #[arg(long, value_name = "DIR")]
@@ -141,6 +143,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
+#[cfg(feature = "testfleet")]
 fn generate(dir: &Path, synthetic: Option<u64>, out: Output) -> CliResult {
     let fleet = match synthetic {
         Some(n) => testfleet::synthetic(n, now())?,
@@ -241,6 +244,7 @@ pub(crate) fn run_devices(cmd: DevicesCommand, out: Output) -> CliResult {
                 &json!({ "ok": true, "device": device, "revoked_at": revoked.map(|t| t.0), "history": history }),
             );
         }
+        #[cfg(feature = "testfleet")]
         DevicesCommand::Generate {
             out: dir,
             synthetic,

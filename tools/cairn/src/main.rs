@@ -14,6 +14,7 @@ mod keys;
 mod log;
 mod mcuboot;
 mod output;
+mod passphrase;
 
 use std::process::ExitCode;
 

@@ -644,6 +644,7 @@ fn bundles_cross_the_air_gap_verified_and_all_or_nothing() {
 }
 
 #[test]
+#[cfg(feature = "testfleet")]
 fn the_reference_eligibility_step_runs_from_the_cli() {
     let hsm = Hsm::new();
     let home = small_ceremony(&hsm);

@@ -98,7 +98,8 @@ fn the_reference_campaign_runs_end_to_end_through_mosquitto() {
     let engine = relay.engine();
     let log = engine.log().vault();
     let mut retried = 0;
-    for (device, _, state) in engine.campaigns()[CAMPAIGN].devices() {
+    for d in engine.campaigns()[CAMPAIGN].devices() {
+        let (device, state) = (d.id(), d.state());
         assert_eq!(state, DeviceState::Installed, "{device}");
         let events = log.query_indices(Query::Device(device)).unwrap();
         let last = log.entry(*events.last().unwrap()).unwrap();

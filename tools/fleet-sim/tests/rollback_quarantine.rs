@@ -191,7 +191,11 @@ fn failing_devices_roll_back_and_tampered_ones_are_quarantined_through_mosquitto
         .unwrap();
     wait_for("the operator's rollbacks to be installed", 60, || {
         reverted.iter().all(|d| {
-            relay.engine().campaigns()[CAMPAIGN].device(d).unwrap().1 == DeviceState::RolledBack
+            relay.engine().campaigns()[CAMPAIGN]
+                .device(d)
+                .unwrap()
+                .state()
+                == DeviceState::RolledBack
         })
     });
 

@@ -13,7 +13,48 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+/// Why the broker could not be started or a certificate issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// `openssl` failed.
+    #[error("openssl {args}: {stderr}")]
+    Openssl {
+        /// Its arguments.
+        args: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// `mosquitto` exited while starting.
+    #[error("mosquitto exited ({status}):\n{log}")]
+    Exited {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its log.
+        log: String,
+    },
+    /// `mosquitto` did not listen in time.
+    #[error("mosquitto did not listen on 127.0.0.1:{port} within 20 s")]
+    NotListening {
+        /// The port.
+        port: u16,
+    },
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
 
 /// The relay's MQTT identity (certificate common name, hence user name).
 pub const RELAY_CLIENT: &str = "cairn-relay";
@@ -28,6 +69,12 @@ pub fn delivery_topic(device: &str) -> String {
 /// The status topic of `device`.
 pub fn status_topic(device: &str) -> String {
     format!("cairn/{device}/status")
+}
+
+/// The device of a status topic `cairn/<device>/status`, if it is one and names a valid id.
+pub fn status_device(topic: &str) -> Option<&str> {
+    let device = topic.strip_prefix("cairn/")?.strip_suffix("/status")?;
+    cairn_verifier::types::Id::new(device).map(|d| d.as_str())
 }
 
 /// The ACL: the relay writes every delivery topic and reads every status topic; a device
@@ -47,18 +94,17 @@ pub struct Broker {
     child: Child,
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output()
-        .context("running openssl (tools/setup installs it)")?;
+        .map_err(io("running openssl (tools/setup installs it)"))?;
     if !out.status.success() {
-        bail!(
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        return Err(Error::Openssl {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(())
 }
@@ -74,8 +120,8 @@ pub struct ClientFiles {
 
 impl Broker {
     /// Generates the PKI and configuration in `dir` and starts `mosquitto` on a free port.
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    pub fn start(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let ec = [
             "-newkey",
             "ec",
@@ -110,7 +156,8 @@ impl Broker {
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
-        )?;
+        )
+        .map_err(io("writing server.ext"))?;
         openssl(
             dir,
             &[
@@ -131,9 +178,10 @@ impl Broker {
                 "server.ext",
             ],
         )?;
-        std::fs::write(dir.join("acl"), acl())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
+        std::fs::write(dir.join("acl"), acl()).map_err(io("writing the ACL file"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io("finding a free port"))?
             .port();
         // Started as root, mosquitto would drop to the `mosquitto` user, who cannot read our files.
         let user = Command::new("id")
@@ -151,7 +199,7 @@ impl Broker {
              require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n",
             dir = dir.display()
         );
-        std::fs::write(dir.join("mosquitto.conf"), conf)?;
+        std::fs::write(dir.join("mosquitto.conf"), conf).map_err(io("writing mosquitto.conf"))?;
         let mut broker = Self {
             dir: dir.to_path_buf(),
             port,
@@ -161,29 +209,28 @@ impl Broker {
         Ok(broker)
     }
 
-    fn spawn(dir: &Path) -> anyhow::Result<Child> {
+    fn spawn(dir: &Path) -> Result<Child> {
+        let log = std::fs::File::create(dir.join("mosquitto.log"))
+            .map_err(io("creating mosquitto.log"))?;
         Command::new("mosquitto")
             .arg("-c")
             .arg(dir.join("mosquitto.conf"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log"))?)
+            .stderr(log)
             .spawn()
-            .context("starting mosquitto (tools/setup installs it)")
+            .map_err(io("starting mosquitto (tools/setup installs it)"))
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    fn wait_ready(&mut self) -> Result<()> {
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.child.try_wait().map_err(io("waiting for mosquitto"))? {
                 let log =
                     std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
-                bail!("mosquitto exited ({status}):\n{log}");
+                return Err(Error::Exited { status, log });
             }
             if started.elapsed() > Duration::from_secs(20) {
-                bail!(
-                    "mosquitto did not listen on 127.0.0.1:{} within 20 s",
-                    self.port
-                );
+                return Err(Error::NotListening { port: self.port });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -191,7 +238,7 @@ impl Broker {
     }
 
     /// Stops and starts the broker again on the same port, keeping its persistent state.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.child = Self::spawn(&self.dir)?;
         self.wait_ready()
@@ -216,7 +263,7 @@ impl Broker {
     }
 
     /// Issues a client certificate with common name `name` (the MQTT user name).
-    pub fn client(&self, name: &str) -> anyhow::Result<ClientFiles> {
+    pub fn client(&self, name: &str) -> Result<ClientFiles> {
         let key = format!("client-{name}.key");
         let csr = format!("client-{name}.csr");
         let cert = format!("client-{name}.pem");
@@ -267,5 +314,18 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_topics() {
+        assert_eq!(status_device(&status_topic("dev-1")), Some("dev-1"));
+        assert_eq!(status_device("cairn/dev 1/status"), None);
+        assert_eq!(status_device("cairn/a/b/status"), None);
+        assert_eq!(status_device(&delivery_topic("dev-1")), None);
     }
 }

@@ -18,16 +18,16 @@ async fn main() -> anyhow::Result<()> {
     // The rollout engine and the MQTT link run until the server stops.
     let _runner = relay.start()?;
     let relay = web::Data::from(relay);
-    eprintln!(
-        "cairn-relay: mirror of {} at {} entries, listening on {}",
-        config.log.origin,
-        relay.vault().size(),
-        config.listen
-    );
-    HttpServer::new(move || App::new().app_data(relay.clone()).configure(routes))
+    let size = relay.vault().size();
+    let server = HttpServer::new(move || App::new().app_data(relay.clone()).configure(routes))
         .bind(&config.listen)
-        .with_context(|| format!("listening on {}", config.listen))?
-        .run()
-        .await
-        .context("serving")
+        .with_context(|| format!("listening on {}", config.listen))?;
+    // The bound address, not the configured one: with port 0 the system chose it.
+    let addrs: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    eprintln!(
+        "cairn-relay: mirror of {} at {size} entries, listening on {}",
+        config.log.origin,
+        addrs.join(", ")
+    );
+    server.run().await.context("serving")
 }

@@ -5,15 +5,38 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use serde::Deserialize;
 
-use crate::Input;
-use crate::broker::delivery_topic;
-use crate::engine::{Outgoing as Delivery, status_device};
+use crate::broker::{delivery_topic, status_device};
+use crate::engine::{Input, Outgoing as Delivery};
+
+/// Why the MQTT link could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A certificate or key file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The certificates or the key are not what TLS needs.
+    #[error("{what}: {source}")]
+    Tls {
+        /// Which item.
+        what: &'static str,
+        /// The error.
+        source: native_tls::Error,
+    },
+}
+
+/// What the MQTT link hands the engine: status messages acknowledged by their `Publish`.
+pub type LinkInput = Input<rumqttc::Publish>;
 
 /// `[mqtt]` in the relay's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,22 +61,29 @@ fn default_client_id() -> String {
     crate::broker::RELAY_CLIENT.into()
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn tls(what: &'static str) -> impl FnOnce(native_tls::Error) -> Error {
+    move |source| Error::Tls { what, source }
 }
 
 /// The client options: TLS 1.2+ with the relay's certificate, a persistent session (so status
 /// reports sent while the relay is away wait at the broker), 30 s keep-alive.
-pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
+pub fn options(config: &MqttConfig) -> Result<MqttOptions, Error> {
     let identity = native_tls::Identity::from_pkcs8(&read(&config.cert)?, &read(&config.key)?)
-        .context("the relay's MQTT certificate and key")?;
-    let ca = native_tls::Certificate::from_pem(&read(&config.ca)?).context("the MQTT CA")?;
+        .map_err(tls("the relay's MQTT certificate and key"))?;
+    let ca = native_tls::Certificate::from_pem(&read(&config.ca)?).map_err(tls("the MQTT CA"))?;
     let connector = native_tls::TlsConnector::builder()
         .identity(identity)
         .add_root_certificate(ca)
         .min_protocol_version(Some(native_tls::Protocol::Tlsv12))
         .build()
-        .context("building the TLS connector")?;
+        .map_err(tls("building the TLS connector"))?;
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options
         .set_transport(Transport::Tls(TlsConfiguration::NativeConnector(connector)))
@@ -72,7 +102,7 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
 /// session keeps the subscription and the status messages that arrive meanwhile.
 pub async fn link(
     mut options: MqttOptions,
-    inputs: std::sync::mpsc::Sender<Input>,
+    inputs: std::sync::mpsc::Sender<LinkInput>,
     mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -4,9 +4,8 @@
 //! can vouch only for what the relay observed, never for a release or a plan.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use cairn_vault::Vault;
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::note::LogKey;
@@ -17,6 +16,52 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEndin
 pub const KEY_FILE: &str = "relay-key.pem";
 /// File name of its public key (SPKI PEM), for whoever verifies the relay's checkpoints.
 pub const PUBLIC_KEY_FILE: &str = "relay-key.pub.pem";
+
+/// Why the relay log could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file of the relay key could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The relay key file does not hold a P-256 PKCS#8 key, or the key could not be encoded.
+    #[error("the relay key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The system's random generator failed (generating the relay key).
+    #[error("the system random generator failed: {0}")]
+    Random(String),
+    /// The configured origin is not a valid log origin.
+    #[error("{0:?} is not a valid log origin for the relay log")]
+    Origin(String),
+    /// The log underneath (RocksDB, its files, its checkpoint) failed.
+    #[error("the relay's state log: {0}")]
+    Vault(#[from] cairn_vault::Error),
+    /// An append of nothing.
+    #[error("nothing to append")]
+    Empty,
+    /// A write failure made by `fail_next_appends` (the `fault-injection` feature, tests only).
+    #[error("appending to the relay's state log: injected write failure")]
+    Injected,
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
 
 /// The relay's device-state log.
 pub struct StateLog {
@@ -41,44 +86,45 @@ impl std::fmt::Debug for StateLog {
 
 impl StateLog {
     /// Opens (or creates, with a new relay key) the log in `dir` (`state/` and the key files).
-    pub fn open(dir: &Path, origin: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    pub fn open(dir: &Path, origin: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
+        let key_error = |reason: String| Error::Key {
+            path: key_path.clone(),
+            reason,
+        };
         let signing = if key_path.exists() {
-            let pem = std::fs::read_to_string(&key_path)
-                .with_context(|| format!("reading {}", key_path.display()))?;
-            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-                anyhow::anyhow!("{}: not a P-256 PKCS#8 key ({e})", key_path.display())
-            })?
+            let pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+            SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| key_error(format!("not a P-256 PKCS#8 key ({e})")))?
         } else {
             let key = generate_key()?;
             let pem = key
                 .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("encoding the relay key: {e}"))?;
+                .map_err(|e| key_error(format!("encoding it: {e}")))?;
             write_private(&key_path, pem.as_bytes())?;
             key
         };
         let spki = signing
             .verifying_key()
             .to_public_key_der()
-            .map_err(|e| anyhow::anyhow!("encoding the relay public key: {e}"))?;
+            .map_err(|e| key_error(format!("encoding its public key: {e}")))?;
         let public = PublicKey::from_spki_der(spki.as_bytes())
-            .context("the relay public key is not a P-256 key")?;
+            .ok_or_else(|| key_error("its public key is not a P-256 key".into()))?;
         let pem = signing
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("encoding the relay public key: {e}"))?;
-        std::fs::write(dir.join(PUBLIC_KEY_FILE), pem)
-            .with_context(|| format!("writing {}", dir.join(PUBLIC_KEY_FILE).display()))?;
+            .map_err(|e| key_error(format!("encoding its public key: {e}")))?;
+        let public_path = dir.join(PUBLIC_KEY_FILE);
+        std::fs::write(&public_path, pem).map_err(io(&public_path))?;
         LogKey::new(origin, origin, public, &Software)
-            .with_context(|| format!("{origin:?} is not a valid log origin for the relay log"))?;
+            .ok_or_else(|| Error::Origin(origin.into()))?;
         let path = dir.join("state");
         let vault = if path.exists() {
             Vault::open_origin(&path, origin)
         } else {
             Vault::create(&path, origin)
-        }
-        .with_context(|| format!("opening the relay's state log at {}", path.display()))?;
+        }?;
         Ok(Self {
             vault,
             origin: origin.to_owned(),
@@ -118,16 +164,16 @@ impl StateLog {
     }
 
     /// The key that verifies the log's checkpoints.
-    pub fn log_key(&self) -> anyhow::Result<LogKey<'_>> {
+    pub fn log_key(&self) -> Result<LogKey<'_>> {
         LogKey::new(&self.origin, &self.origin, self.public, &Software)
-            .context("the relay log origin is not a valid key name")
+            .ok_or_else(|| Error::Origin(self.origin.clone()))
     }
 
     /// Appends `entries` and a new checkpoint over them, signed by the relay key, in one synced
     /// write (nothing is written if anything fails).
-    pub fn append(&self, entries: &[Vec<u8>]) -> anyhow::Result<Range<u64>> {
+    pub fn append(&self, entries: &[Vec<u8>]) -> Result<Range<u64>> {
         if entries.is_empty() {
-            bail!("nothing to append");
+            return Err(Error::Empty);
         }
         #[cfg(feature = "fault-injection")]
         {
@@ -138,23 +184,19 @@ impl StateLog {
                 .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
             if armed.is_ok() {
                 self.faults.1.fetch_add(1, SeqCst);
-                bail!("appending to the relay's state log: injected write failure");
+                return Err(Error::Injected);
             }
         }
         let key = self.log_key()?;
-        let (range, _note) = self
-            .vault
-            .append_signed(entries, &key, &self.signing)
-            .context("appending to the relay's state log")?;
+        let (range, _note) = self.vault.append_signed(entries, &key, &self.signing)?;
         Ok(range)
     }
 }
 
-fn generate_key() -> anyhow::Result<SigningKey> {
+fn generate_key() -> Result<SigningKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     loop {
-        getrandom::fill(seed.as_mut_slice())
-            .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+        getrandom::fill(seed.as_mut_slice()).map_err(|e| Error::Random(e.to_string()))?;
         // Below the group order with overwhelming probability; draw again otherwise.
         if let Ok(key) = SigningKey::from_slice(seed.as_slice()) {
             return Ok(key);
@@ -162,7 +204,7 @@ fn generate_key() -> anyhow::Result<SigningKey> {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
@@ -170,8 +212,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .map_err(io(path))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(io(path))
 }

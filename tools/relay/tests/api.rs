@@ -8,12 +8,13 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod browser;
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use actix_web::{App, test as http_test, web};
+use browser::{RelayProcess, http};
 use cairn_relay::{Config, Relay, routes};
 use cairn_vault::Vault;
 use cairn_verifier::crypto::Software;
@@ -127,7 +128,7 @@ async fn operators_import_verified_bundles_and_the_mirror_is_served_as_tiles() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = http_test::read_body_json(resp).await;
     assert_eq!(body["appended"], serde_json::json!([0, 301]));
-    assert_eq!(body["deliveries"], 300);
+    assert_eq!(body["manifests"], 300);
     let resp = http_test::call_service(&app, post(Some(TOKEN), bundle.clone())).await;
     let body: serde_json::Value = http_test::read_body_json(resp).await;
     assert_eq!(body["appended"], serde_json::json!([301, 301]));
@@ -201,59 +202,27 @@ async fn operators_import_verified_bundles_and_the_mirror_is_served_as_tiles() {
     }
 }
 
-fn http(port: u16, request: &[u8]) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn the_binary_serves_on_a_socket() {
     let dir = tempfile::tempdir().unwrap();
     let signer = source(&dir.path().join("signer"), 10, None);
     let bundle = signer.export_bundle(0).unwrap().to_cbor();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    config(dir.path(), &format!("127.0.0.1:{port}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
-        .arg("--config")
-        .arg(dir.path().join("relay.toml"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "the relay did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    config(dir.path(), "127.0.0.1:0");
+    let relay = RelayProcess::start(dir.path());
     let health = http(
-        port,
+        relay.port,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let mut request = format!(
-        "POST /api/v1/bundles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        bundle.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&bundle);
-    let reply = http(port, &request);
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    relay.import(&bundle, TOKEN);
     let checkpoint = http(
-        port,
+        relay.port,
         b"GET /log/checkpoint HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(
         checkpoint.ends_with(&signer.latest_checkpoint().unwrap().unwrap()),
         "{checkpoint}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[actix_web::test]

@@ -8,85 +8,17 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod browser;
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn http(port: u16, request: &[u8]) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn chromium(profile: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args);
-    cmd.output()
-        .expect("chromium is installed by tools/setup (Debian package chromium)")
-}
+use browser::{chromium, serve_running_campaign};
 
 #[test]
 fn headless_chromium_shows_the_gates_and_counts_of_a_running_campaign() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = common::signer_log(
-        &dir.path().join("signer"),
-        40,
-        5,
-        &[
-            ("canary", 4, 3600, 1000, 250, true),
-            ("fleet", 40, 0, 950, 50, false),
-        ],
-        common::Policy::default(),
-    );
-    let bundle = signer.vault.export_bundle(0).unwrap().to_cbor();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    common::config(dir.path(), "");
-    let text = std::fs::read_to_string(dir.path().join("relay.toml"))
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(dir.path().join("relay.toml"), text).unwrap();
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
-        .arg("--config")
-        .arg(dir.path().join("relay.toml"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "the relay did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut request = format!(
-        "POST /api/v1/bundles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        common::TOKEN,
-        bundle.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&bundle);
-    let reply = http(port, &request);
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let relay = serve_running_campaign(dir.path());
 
-    let url = format!("http://127.0.0.1:{port}/dashboard");
+    let url = format!("http://127.0.0.1:{}/dashboard", relay.port);
     let out = chromium(&dir.path().join("profile"), &["--dump-dom", &url]);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -133,6 +65,4 @@ fn headless_chromium_shows_the_gates_and_counts_of_a_running_campaign() {
         "{} bytes",
         png.len()
     );
-    relay.kill().unwrap();
-    relay.wait().unwrap();
 }

@@ -88,7 +88,10 @@ impl Run<'_> {
     }
 
     fn state(&self, device: &str) -> DeviceState {
-        self.engine.campaigns()[CAMPAIGN].device(device).unwrap().1
+        self.engine.campaigns()[CAMPAIGN]
+            .device(device)
+            .unwrap()
+            .state()
     }
 
     fn status(&self) -> Status {
@@ -103,7 +106,8 @@ fn devices_of(out: &[Outgoing]) -> Vec<String> {
 /// Every device's latest event in the relay log names the state the engine holds.
 fn log_agrees(engine: &Engine) {
     let log = engine.log().vault();
-    for (device, _, state) in engine.campaigns()[CAMPAIGN].devices() {
+    for d in engine.campaigns()[CAMPAIGN].devices() {
+        let (device, state) = (d.id(), d.state());
         let last = *log
             .query_indices(Query::Device(device))
             .unwrap()
@@ -149,7 +153,11 @@ fn a_campaign_runs_as_its_signed_plan_says() {
     let canary = run.step(1000);
     assert_eq!(devices_of(&canary), order[..2]);
     assert_eq!(run.status(), Status::Running);
-    assert_eq!(run.engine.campaigns()[CAMPAIGN].totals()[8], 2, "rejected");
+    assert_eq!(
+        run.engine.campaigns()[CAMPAIGN].totals()[DeviceState::Rejected],
+        2,
+        "rejected"
+    );
     for d in &order[..2] {
         assert_eq!(run.state(d), DeviceState::Delivered);
         run.say(d, RELEASE, Outcome::Installed, "ok", 1001);
@@ -188,7 +196,13 @@ fn a_campaign_runs_as_its_signed_plan_says() {
     assert!(run.step(1014).is_empty(), "backoff 5 s");
     let retry = run.step(1018);
     assert_eq!(devices_of(&retry), std::slice::from_ref(flaky));
-    assert_eq!(run.engine.campaigns()[CAMPAIGN].device(flaky).unwrap().2, 2);
+    assert_eq!(
+        run.engine.campaigns()[CAMPAIGN]
+            .device(flaky)
+            .unwrap()
+            .attempt(),
+        2
+    );
     run.say(flaky, RELEASE, Outcome::Installed, "ok", 1019);
 
     // 3 of 4 installed: 750‰ meets the threshold, the automatic gate opens the last stage.
@@ -278,7 +292,7 @@ fn a_campaign_runs_as_its_signed_plan_says() {
 
     // Final states, as the relay log has them.
     let totals = run.engine.campaigns()[CAMPAIGN].totals();
-    let count = |s: DeviceState| totals[usize::try_from(s.code()).unwrap()];
+    let count = |s: DeviceState| totals[s];
     assert_eq!(count(DeviceState::Installed), 7);
     assert_eq!(count(DeviceState::RolledBack), 2);
     assert_eq!(count(DeviceState::Quarantined), 1);
@@ -438,8 +452,8 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
     let c = &engine.campaigns()[CAMPAIGN];
     let held: Vec<String> = c
         .devices()
-        .filter(|(_, _, s)| *s == DeviceState::Paused)
-        .map(|(d, _, _)| d.to_owned())
+        .filter(|d| d.state() == DeviceState::Paused)
+        .map(|d| d.id().to_owned())
         .collect();
     assert_eq!(held.len(), 6);
     assert!(
@@ -475,7 +489,10 @@ fn operators_pause_resume_and_quarantine_and_the_rate_limit_holds_deliveries() {
     assert_eq!(rest.len(), 5);
     assert!(!rest.iter().any(|o| o.device == held[0]));
     assert_eq!(
-        engine.campaigns()[CAMPAIGN].device(&held[0]).unwrap().1,
+        engine.campaigns()[CAMPAIGN]
+            .device(&held[0])
+            .unwrap()
+            .state(),
         DeviceState::Quarantined
     );
     log_agrees(&engine);

@@ -26,7 +26,7 @@ fn state(relay: &Relay, device: &str) -> DeviceState {
     relay.engine().campaigns()[CAMPAIGN]
         .device(device)
         .unwrap()
-        .1
+        .state()
 }
 
 /// `device` reports its update installed (QoS 1, with its own certificate).

@@ -356,7 +356,6 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     );
 
     cases.extend(conformance(f)?);
-    cases.extend(crate::mcuboot_cases::all(f)?);
     Ok(cases)
 }
 

@@ -9,6 +9,9 @@ use std::path::Path;
 use anyhow::Result;
 use object::{Object, ObjectSymbol, SymbolKind};
 
+/// The mps2-an505 board's flash (design.md: FLASH 0x10000000, 4 MiB).
+pub(crate) const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
+
 /// Groups, first match wins: (label, substrings of the mangled symbol name).
 const GROUPS: &[(&str, &[&str])] = &[
     (
@@ -68,7 +71,7 @@ fn groups(elf: &Path) -> Result<BTreeMap<&'static str, u64>> {
         if !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Data) || sym.size() == 0 {
             continue;
         }
-        if !crate::m33::FLASH.contains(&sym.address()) {
+        if !FLASH.contains(&sym.address()) {
             continue;
         }
         let name = sym.name().unwrap_or_default();

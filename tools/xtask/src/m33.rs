@@ -21,7 +21,6 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use crate::cases::{self, Check};
 
 const TARGET: &str = "thumbv8m.main-none-eabihf";
-pub(crate) const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
 const QEMU_TIMEOUT: Duration = Duration::from_secs(600);
 /// Two p256-cm4 verifications on a Cortex-M4 (its README: ~1.23 M cycles each).
 const TWO_P256_CM4_VERIFIES: u64 = 2 * 1_225_746;
@@ -182,7 +181,7 @@ pub(crate) fn run(args: &[String], measure: bool) -> Result<()> {
 
     let work = target_dir().join("m33");
     let fixture = Fixture::new();
-    let all = cases::all(&fixture)?;
+    let all = all_cases(&fixture)?;
     let cases_rs = cases::write(&work.join("cases"), &fixture, &all)?;
     println!(
         "m33: {} cases written to {}",
@@ -599,7 +598,7 @@ fn flash_size(elf: &Path) -> Result<FlashSize> {
     let mut total = 0u64;
     for ph in file.elf_program_headers() {
         if ph.p_type(endian) == object::elf::PT_LOAD
-            && FLASH.contains(&u64::from(ph.p_paddr(endian)))
+            && crate::flash::FLASH.contains(&u64::from(ph.p_paddr(endian)))
         {
             total += u64::from(ph.p_filesz(endian));
         }
@@ -639,7 +638,7 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
     let image_len = Fixture::new().image.len();
     let spec = Fixture::new().spec();
     let valid_depth = cairn_verifier::merkle::inclusion_proof_len(spec.index, spec.tree_size);
-    let cases = cases::all(&Fixture::new())?;
+    let cases = all_cases(&Fixture::new())?;
     let delivery_cases: Vec<&str> = cases
         .iter()
         .filter(|c| matches!(c.check, Check::Delivery { .. }))
@@ -786,6 +785,13 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
     )?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+/// Every case the firmware runs: the boot check's and the MCUboot image check's.
+fn all_cases(f: &Fixture) -> Result<Vec<cases::Case>> {
+    let mut all = cases::all(f)?;
+    all.extend(crate::mcuboot_cases::all(f)?);
+    Ok(all)
 }
 
 #[cfg(test)]

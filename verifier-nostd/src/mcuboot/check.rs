@@ -16,10 +16,10 @@
 //! signature; the hash runs once, whatever the image size.
 
 use super::{Header, KeyRef, MAX_TLV_AREA, McubootError, TLV_INFO_LEN, Tlvs};
-use crate::boot::{CHUNK, ImageReader};
 use crate::cose::ReleaseKey;
 use crate::crypto::{Crypto, PublicKey, Sha256};
 use crate::error::Error;
+use crate::image::{CHUNK, ImageReader};
 use crate::merkle::ct_eq;
 use crate::statement::ReleaseStatement;
 use crate::types::{Hash, SecurityEpoch, Version};

@@ -24,7 +24,7 @@ use crate::relay_common::{CAMPAIGN, ORIGIN, RELEASE, ROLLBACK, SignerLog};
 pub use crate::relay_common::{transfer, wait_for};
 
 pub fn count(relay: &Relay, state: DeviceState) -> u64 {
-    relay.engine().campaigns()[CAMPAIGN].totals()[usize::try_from(state.code()).unwrap()]
+    relay.engine().campaigns()[CAMPAIGN].totals()[state]
 }
 
 pub fn status(relay: &Relay) -> Status {
@@ -64,7 +64,7 @@ impl World {
         std::fs::write(dir.join("rollback.bin"), &signer.rollback_image).unwrap();
         let stages: BTreeMap<String, usize> = self.relay.engine().campaigns()[CAMPAIGN]
             .devices()
-            .map(|(d, s, _)| (d.to_owned(), s))
+            .map(|d| (d.id().to_owned(), d.stage()))
             .collect();
         let file = dir.join("stages.json");
         std::fs::write(&file, serde_json::to_vec(&stages).unwrap()).unwrap();

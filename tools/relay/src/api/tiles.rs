@@ -1,0 +1,126 @@
+//! The mirror and the relay log as C2SP tlog-tiles (`/log/…`, `/state/…`), and the relay log as
+//! a device-state bundle for the air-gapped signer (`GET /api/v1/state-bundle`).
+
+use std::path::Path;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::auth::Operator;
+use super::status::refuse;
+use crate::relay::Relay;
+use crate::statelog;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FromQuery {
+    #[serde(default)]
+    from: u64,
+}
+
+/// `GET /api/v1/state-bundle?from=N`: the relay's log from entry `N` as a transfer bundle
+/// (formats.md §6), for the air-gapped signer's mirror (`cairn bundle import`).
+pub(super) async fn state_bundle(
+    _operator: Operator,
+    relay: web::Data<Relay>,
+    query: web::Query<FromQuery>,
+) -> HttpResponse {
+    let from = query.from;
+    let result = web::block(move || {
+        let engine = relay.engine();
+        engine
+            .log()
+            .vault()
+            .export_bundle(from)
+            .map(|b| b.to_cbor())
+    })
+    .await;
+    match result {
+        Ok(Ok(bytes)) => HttpResponse::Ok()
+            .content_type("application/cbor")
+            .insert_header((
+                "Content-Disposition",
+                "attachment; filename=\"relay-state.bundle\"",
+            ))
+            .body(bytes),
+        // A `from` the log has no checkpoint for is the caller's; anything else is storage.
+        Ok(Err(
+            e
+            @ (cairn_vault::Error::SizeBeyondLog { .. } | cairn_vault::Error::NoCheckpoint { .. }),
+        )) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Whether `path` is a tlog-tiles name: segments of `[A-Za-z0-9.]`, never `.` or `..`.
+fn tile_name(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        })
+}
+
+fn serve_tile(dir: &Path, path: &str) -> HttpResponse {
+    if !tile_name(path) {
+        return HttpResponse::NotFound().finish();
+    }
+    match std::fs::read(dir.join(path)) {
+        Ok(bytes) => {
+            let (content_type, cache) = if path == "checkpoint" {
+                ("text/plain; charset=utf-8", "no-cache")
+            } else if path.contains(".p/") {
+                ("application/octet-stream", "no-cache")
+            } else {
+                // C2SP tlog-tiles: full tiles never change.
+                (
+                    "application/octet-stream",
+                    "public, max-age=31536000, immutable",
+                )
+            };
+            HttpResponse::Ok()
+                .content_type(content_type)
+                .insert_header(("Cache-Control", cache))
+                .body(bytes)
+        }
+        Err(_) => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// `GET /log/<path>`: the mirror as static C2SP tlog-tiles (`checkpoint`, `tile/…`).
+pub(super) async fn tiles(relay: web::Data<Relay>, path: web::Path<String>) -> HttpResponse {
+    serve_tile(&relay.tiles, &path)
+}
+
+/// `GET /state/<path>`: the relay's own device-state log as C2SP tlog-tiles, brought up to date
+/// when its checkpoint is asked for; `GET /state/key.pem` is the relay key that signs it.
+pub(super) async fn state_tiles(relay: web::Data<Relay>, path: web::Path<String>) -> HttpResponse {
+    let path = path.into_inner();
+    if path == "key.pem" {
+        return match std::fs::read(relay.data_dir.join(statelog::PUBLIC_KEY_FILE)) {
+            Ok(pem) => HttpResponse::Ok()
+                .content_type("application/x-pem-file")
+                .body(pem),
+            Err(_) => HttpResponse::NotFound().finish(),
+        };
+    }
+    if path == "checkpoint" {
+        let relay2 = relay.clone();
+        let exported = web::block(move || {
+            let engine = relay2.engine();
+            engine
+                .log()
+                .vault()
+                .export(&relay2.state_tiles, &mut |_, _| {})
+                .map(|_| ())
+        })
+        .await;
+        if !matches!(exported, Ok(Ok(()))) {
+            return HttpResponse::ServiceUnavailable().finish();
+        }
+    }
+    serve_tile(&relay.state_tiles, &path)
+}

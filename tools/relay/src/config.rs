@@ -1,0 +1,179 @@
+//! The relay's configuration file (TOML, docs/relay.md "Configuration") and the public keys it
+//! names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cairn_verifier::crypto::PublicKey;
+use serde::Deserialize;
+
+use crate::mqtt::MqttConfig;
+
+/// Why a configuration or a key file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not the configuration's TOML.
+    #[error("{path}: {source}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        source: toml::de::Error,
+    },
+    /// `[operators]` is empty.
+    #[error("{0}: [operators] is empty: nobody could use the operator API")]
+    NoOperators(PathBuf),
+    /// An operator name that cannot be an actor.
+    #[error("{path}: operator name {name:?} must be letters, digits, '.', '_', '-' (at most 55)")]
+    OperatorName {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// An operator's token hash that is not SHA-256 hex.
+    #[error("{path}: the token hash of operator {name} is not 64 hex digits")]
+    TokenHash {
+        /// The file.
+        path: PathBuf,
+        /// The operator.
+        name: String,
+    },
+    /// A key file that is not a P-256 public key or certificate (PEM).
+    #[error("{path}: {reason}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The relay's configuration file (TOML).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Where the mirror, the served tiles and refused bundles live.
+    pub data_dir: PathBuf,
+    /// The signer's log.
+    pub log: LogConfig,
+    /// Who may use the operator API.
+    pub operators: Operators,
+    /// The MQTT broker deliveries go through (AWS IoT Core, or the local Mosquitto).
+    pub mqtt: Option<MqttConfig>,
+    /// The rollout engine and the relay's own log.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
+}
+
+/// `[rollout]`: how the engine runs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Origin of the relay's own device-state log (default: the signer log's origin + `/relay`).
+    pub origin: Option<String>,
+    /// Most deliveries handed to the broker per second (AWS IoT Core allows 100 publishes a
+    /// second per connection); unlimited when absent.
+    pub max_deliveries_per_sec: Option<u32>,
+    /// How often the engine steps, milliseconds (default 200).
+    pub tick_millis: Option<u64>,
+}
+
+/// The log the relay mirrors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Its origin.
+    pub origin: String,
+    /// Its checkpoint key: the log key certificate (PEM) or public key (PEM SPKI).
+    pub key: PathBuf,
+    /// The release key certificate (or public key): plans and gate approvals must verify with it.
+    pub release_key: PathBuf,
+}
+
+/// Operator credentials: each operator's name and the SHA-256 (hex) of their bearer token; the
+/// tokens themselves are never stored. The name is the actor of what they do (`operator:<name>`).
+pub type Operators = BTreeMap<String, String>;
+
+impl Config {
+    /// Reads and checks a configuration file; relative paths are relative to it.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| Error::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.log.key = base.join(&config.log.key);
+        config.log.release_key = base.join(&config.log.release_key);
+        if let Some(m) = config.mqtt.as_mut() {
+            m.ca = base.join(&m.ca);
+            m.cert = base.join(&m.cert);
+            m.key = base.join(&m.key);
+        }
+        if config.operators.is_empty() {
+            return Err(Error::NoOperators(path.to_owned()));
+        }
+        for (name, t) in &config.operators {
+            if cairn_verifier::types::Id::new(&format!("operator:{name}")).is_none() {
+                return Err(Error::OperatorName {
+                    path: path.to_owned(),
+                    name: name.clone(),
+                });
+            }
+            if hex::decode(t).map(|b| b.len()) != Ok(32) {
+                return Err(Error::TokenHash {
+                    path: path.to_owned(),
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Reads a P-256 public key from a certificate or public key PEM.
+pub fn read_key(path: &Path) -> Result<PublicKey, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = |reason: String| Error::Key {
+        path: path.to_owned(),
+        reason,
+    };
+    let (label, der) = der::pem::decode_vec(&bytes).map_err(|e| key(format!("not PEM ({e})")))?;
+    let spki = match label {
+        "PUBLIC KEY" => der,
+        "CERTIFICATE" => {
+            use der::{Decode as _, Encode as _};
+            let cert = x509_cert::Certificate::from_der(&der)
+                .map_err(|e| key(format!("not a certificate ({e})")))?;
+            cert.tbs_certificate()
+                .subject_public_key_info()
+                .to_der()
+                .map_err(|e| key(e.to_string()))?
+        }
+        other => {
+            return Err(key(format!(
+                "PEM label {other}, expected CERTIFICATE or PUBLIC KEY"
+            )));
+        }
+    };
+    PublicKey::from_spki_der(&spki).ok_or_else(|| key("not an ECDSA P-256 public key".into()))
+}

@@ -1,0 +1,99 @@
+//! The relay's counters and their Prometheus text (`GET /metrics`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::Engine;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Transfer bundles imported.
+    pub bundles_imported: AtomicU64,
+    /// Deliveries the transport acknowledged.
+    pub deliveries_published: AtomicU64,
+    /// Transfer bundles refused.
+    pub bundles_refused: AtomicU64,
+    /// Log entries imported.
+    pub entries_imported: AtomicU64,
+    /// Operator requests refused for lack of a valid token (or session and CSRF value).
+    pub unauthorized: AtomicU64,
+    /// Transport connection errors.
+    pub mqtt_errors: AtomicU64,
+}
+
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text (format 0.0.4) for a mirror of `mirror_size` entries and `engine`.
+    pub fn render(&self, mirror_size: u64, engine: &Engine) -> String {
+        let mut body = format!(
+            "# HELP cairn_relay_log_size Entries in the relay's mirror of the signer's log.\n\
+             # TYPE cairn_relay_log_size gauge\ncairn_relay_log_size {}\n\
+             # HELP cairn_relay_bundles_imported_total Transfer bundles imported.\n\
+             # TYPE cairn_relay_bundles_imported_total counter\ncairn_relay_bundles_imported_total {}\n\
+             # HELP cairn_relay_bundles_refused_total Transfer bundles refused.\n\
+             # TYPE cairn_relay_bundles_refused_total counter\ncairn_relay_bundles_refused_total {}\n\
+             # HELP cairn_relay_deliveries_published_total Deliveries the broker acknowledged.\n\
+             # TYPE cairn_relay_deliveries_published_total counter\ncairn_relay_deliveries_published_total {}\n\
+             # HELP cairn_relay_entries_imported_total Log entries imported.\n\
+             # TYPE cairn_relay_entries_imported_total counter\ncairn_relay_entries_imported_total {}\n\
+             # HELP cairn_relay_unauthorized_total Operator API requests refused for lack of a valid token.\n\
+             # TYPE cairn_relay_unauthorized_total counter\ncairn_relay_unauthorized_total {}\n",
+            mirror_size,
+            load(&self.bundles_imported),
+            load(&self.bundles_refused),
+            load(&self.deliveries_published),
+            load(&self.entries_imported),
+            load(&self.unauthorized),
+        );
+        let st = engine.stats();
+        let _ = write!(
+            body,
+            "# HELP cairn_relay_state_log_size Entries in the relay's device-state log.\n\
+             # TYPE cairn_relay_state_log_size gauge\ncairn_relay_state_log_size {}\n\
+             # HELP cairn_relay_status_reports_total Device status messages, by outcome of their intake.\n\
+             # TYPE cairn_relay_status_reports_total counter\n\
+             cairn_relay_status_reports_total{{result=\"applied\"}} {}\n\
+             cairn_relay_status_reports_total{{result=\"malformed\"}} {}\n\
+             cairn_relay_status_reports_total{{result=\"refused\"}} {}\n\
+             cairn_relay_status_reports_total{{result=\"replayed\"}} {}\n\
+             # HELP cairn_relay_deliveries_handed_total Deliveries handed to the MQTT link.\n\
+             # TYPE cairn_relay_deliveries_handed_total counter\ncairn_relay_deliveries_handed_total {}\n\
+             # HELP cairn_relay_deliveries_queued Deliveries waiting for the rate limit or the link.\n\
+             # TYPE cairn_relay_deliveries_queued gauge\ncairn_relay_deliveries_queued {}\n\
+             # HELP cairn_relay_approvals_refused_total Gate approvals that did not verify or were for another plan.\n\
+             # TYPE cairn_relay_approvals_refused_total counter\ncairn_relay_approvals_refused_total {}\n\
+             # HELP cairn_relay_mqtt_errors_total MQTT connection errors (each followed by a reconnect).\n\
+             # TYPE cairn_relay_mqtt_errors_total counter\ncairn_relay_mqtt_errors_total {}\n\
+             # HELP cairn_relay_campaign_devices Devices per campaign and state.\n\
+             # TYPE cairn_relay_campaign_devices gauge\n",
+            engine.log().vault().size(),
+            st.reports,
+            st.malformed,
+            st.refused,
+            st.replayed,
+            st.handed,
+            engine.queued(),
+            st.approvals_refused,
+            load(&self.mqtt_errors),
+        );
+        for (id, c) in engine.campaigns() {
+            for (state, n) in c.totals().iter() {
+                let _ = writeln!(
+                    body,
+                    "cairn_relay_campaign_devices{{campaign=\"{id}\",state=\"{}\"}} {n}",
+                    state.name(),
+                );
+            }
+        }
+        body
+    }
+}

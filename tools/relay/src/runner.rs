@@ -1,0 +1,205 @@
+//! The relay's background work: the engine thread and the transport that carries deliveries out
+//! and status reports in. Today the one transport is the MQTT link on the devices' own topics
+//! (`mqtt.rs`); a second (AWS IoT Jobs) plugs in beside it in `start`, handing the engine the
+//! same `Input`s.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::engine::{self, Input};
+use crate::metrics::Metrics;
+use crate::mqtt;
+use crate::relay::Relay;
+
+/// Why the background work could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The MQTT link's TLS configuration.
+    #[error("the MQTT link: {0}")]
+    Mqtt(#[from] mqtt::Error),
+    /// A thread could not be started.
+    #[error("starting the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The relay's background work: the engine thread and, with `[mqtt]`, the MQTT link. Dropping it
+/// stops both.
+#[derive(Debug)]
+pub struct Runner {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends a transport's acknowledgement handle back once what it carried is recorded.
+type Acker<A> = tokio::sync::mpsc::UnboundedSender<A>;
+
+impl Relay {
+    /// Starts the engine thread (it steps every `tick_millis`, applying status reports and
+    /// acknowledgements in batches: one relay-log write per step) and the MQTT link.
+    pub fn start(self: &Arc<Self>) -> Result<Runner, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (inputs, rx) = mpsc::channel::<mqtt::LinkInput>();
+        let mut threads = Vec::new();
+        let mut acker = None;
+        if let Some(config) = self.mqtt.clone() {
+            let (publisher, outgoing) = tokio::sync::mpsc::unbounded_channel();
+            let (acks, to_ack) = tokio::sync::mpsc::unbounded_channel();
+            acker = Some(acks);
+            *self
+                .publisher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(publisher);
+            let relay = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            let options = mqtt::options(&config)?;
+            let link = move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("cairn-relay: MQTT runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(mqtt::link(
+                    options,
+                    inputs,
+                    outgoing,
+                    to_ack,
+                    stop,
+                    &relay.metrics.mqtt_errors,
+                ));
+            };
+            threads.push(spawn("mqtt-link", link)?);
+        } else {
+            drop(inputs);
+        }
+        let relay = Arc::clone(self);
+        let stop2 = Arc::clone(&stop);
+        let tick = Duration::from_millis(self.rollout.tick_millis.unwrap_or(200).max(10));
+        threads.push(spawn("rollout-engine", move || {
+            relay.run_engine(&rx, acker.as_ref(), tick, &stop2);
+        })?);
+        Ok(Runner { stop, threads })
+    }
+
+    /// The engine loop. Each step applies the status reports and acknowledgements that arrived,
+    /// ticks, and commits the step's events in one synced write; only then are the status
+    /// messages acknowledged to the transport. If the write fails, the engine is rebuilt from
+    /// the log and the step's status reports are applied again at the next step (and, should the
+    /// relay stop meanwhile, the broker still holds them: they were never acknowledged).
+    fn run_engine<A>(
+        &self,
+        rx: &mpsc::Receiver<Input<A>>,
+        acker: Option<&Acker<A>>,
+        tick: Duration,
+        stop: &AtomicBool,
+    ) {
+        /// Status reports kept over failed writes, at most (beyond, the broker keeps them).
+        const CARRY: usize = 1_000_000;
+        let mut last = Instant::now();
+        let mut disconnected = false;
+        let mut carried: Vec<Input<A>> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let mut batch = std::mem::take(&mut carried);
+            if disconnected || !batch.is_empty() {
+                std::thread::sleep(tick);
+            } else {
+                match rx.recv_timeout(tick) {
+                    Ok(i) => batch.push(i),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+                }
+            }
+            // Take what arrived meanwhile, up to a step's worth.
+            while !disconnected && batch.len() < 200_000 {
+                match rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => disconnected = true,
+                }
+            }
+            let elapsed = last.elapsed();
+            last = Instant::now();
+            match self.step(&batch, elapsed) {
+                Ok(()) => {
+                    for input in batch {
+                        if let (Input::Status { ack: Some(p), .. }, Some(acker)) = (input, acker) {
+                            let _ = acker.send(p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "cairn-relay: rollout engine step failed (state rebuilt from the relay log; \
+                         its {} status reports are taken again): {e}",
+                        batch.len()
+                    );
+                    // A broker acknowledgement is only a `delivered` event: a rebuilt engine
+                    // finds the device pending and delivers again, which the device tolerates.
+                    carried = batch
+                        .into_iter()
+                        .filter(|i| matches!(i, Input::Status { .. }))
+                        .take(CARRY)
+                        .collect();
+                }
+            }
+        }
+    }
+
+    /// One engine step over `batch`; on failure the engine is rebuilt from the relay log.
+    fn step<A>(&self, batch: &[Input<A>], elapsed: Duration) -> Result<(), engine::Error> {
+        let now = engine::now();
+        let mut engine = self.engine();
+        let stepped = (|| {
+            for input in batch {
+                match input {
+                    Input::Status {
+                        device, payload, ..
+                    } => engine.report(device, payload, now)?,
+                    Input::Acked(o) => {
+                        Metrics::count(&self.metrics.deliveries_published);
+                        engine.acked(&o.campaign, &o.device, &o.release, now)?;
+                    }
+                }
+            }
+            engine.tick(&self.vault, now)?;
+            self.commit(&mut engine, elapsed)
+        })();
+        if let Err(e) = stepped {
+            if let Err(again) = engine.recover(&self.vault) {
+                eprintln!("cairn-relay: rebuilding from the relay log failed too: {again}");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn spawn(
+    what: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(what.into())
+        .spawn(f)
+        .map_err(|source| Error::Thread { what, source })
+}
