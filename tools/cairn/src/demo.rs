@@ -16,11 +16,11 @@
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_relay::broker::{Broker, RELAY_CLIENT};
 use cairn_relay::engine::Status;
 use cairn_relay::{Config, Relay};
@@ -33,15 +33,18 @@ use cairn_signer::rollout::{PlanReport, PlanSpec};
 use cairn_signer::session::{ReleaseInput, Session};
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
 use cairn_signer::testfleet;
-use cairn_verifier::campaign::{ApprovalAction, DeviceState};
+use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::types::{UnixTime, Version};
 use clap::Args;
-use indicatif::ProgressBar;
 use zeroize::Zeroizing;
 
 use crate::custody::now;
 use crate::output::{CliResult, Output, verification};
+
+mod support;
+
+use support::{Sim, note, wait_for, write_private};
 
 /// The demo's options.
 #[derive(Debug, Args)]
@@ -150,43 +153,6 @@ impl Custody {
                 ))
             })
             .collect()
-    }
-}
-
-fn wait_for(
-    what: &str,
-    seconds: u64,
-    bar: &ProgressBar,
-    relay: &Relay,
-    mut done: impl FnMut(Status, u64) -> bool,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let (status, installed) = {
-            let engine = relay.engine();
-            let c = &engine.campaigns()[CAMPAIGN];
-            (c.status(), c.totals()[DeviceState::Installed])
-        };
-        bar.set_position(installed);
-        bar.set_message(format!("{status:?}"));
-        if done(status, installed) {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(seconds) {
-            bail!(
-                "timed out after {seconds} s waiting for {what} (status {status:?}, {installed} installed)"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A line above the progress bar, or on standard error when the bar is hidden (no terminal).
-fn note(bar: &ProgressBar, line: impl AsRef<str>) {
-    if bar.is_hidden() {
-        eprintln!("{}", line.as_ref());
-    } else {
-        bar.println(line);
     }
 }
 
@@ -760,39 +726,6 @@ fn report(
         let _ = std::io::stdin().read_line(&mut line);
     }
     Ok(())
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The fleet simulator's process, stopped (SIGINT, then waited for) when dropped.
-struct Sim(Child);
-
-impl Sim {
-    fn stop(&mut self) -> std::io::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        self.0.wait().map(drop)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.stop();
-        }
-    }
 }
 
 /// Serves the relay's routes (dashboard, API, tiles) on a free 127.0.0.1 port, in a thread.

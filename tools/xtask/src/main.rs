@@ -9,6 +9,8 @@ mod cases;
 mod flash;
 mod m33;
 mod mcuboot_cases;
+mod p256_cm4;
+mod toolchain;
 
 use anyhow::{Result, bail};
 
