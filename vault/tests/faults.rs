@@ -12,6 +12,11 @@
 //! - a reopen (without faults) recovers every acknowledged entry and checkpoint, all or nothing of
 //!   the batch in flight, `fsck` passes, and the log takes new appends and checkpoints.
 //!
+//! The writer runs the operations of `common/durable.rs`: appends, `append_signed` (as the relay's
+//! state log appends), checkpoints, memtable flushes, and imports of transfer bundles into a
+//! mirror log (as the signer's mirror imports the relay's bundles); the next write after a failure
+//! goes through the handle that failed (the log's or the mirror's).
+//!
 //! The writer is this test binary re-executed under `strace` with `CAIRN_FAULT_DIR` set. It prints
 //! its protocol lines with `writev` on its own descriptor of stdout, so that `write` faults land in
 //! the log's files (and RocksDB's info log) rather than in the protocol. strace counts `when=N` per
@@ -66,12 +71,17 @@ fn fault_writer_child() {
             std::process::exit(3); // the parent is gone, or the pipe is broken
         }
     };
-    let vault = match Vault::open(&dir) {
+    let dir = Path::new(&dir);
+    let vault = match Vault::open(dir.join("log")) {
         Ok(v) => v,
         Err(e) => return say(Event::Failed(format!("open: {e}"))),
     };
     say(Event::Open(vault.size()));
-    durable::write(&vault, &mut Rng::new(seed), OPS, 8, &mut say);
+    let mirror = match Vault::open(dir.join("mirror")) {
+        Ok(v) => v,
+        Err(e) => return say(Event::Failed(format!("open: the mirror: {e}"))),
+    };
+    durable::write(&vault, Some(&mirror), &mut Rng::new(seed), OPS, 8, &mut say);
 }
 
 /// One fault: the `when`-th call of `syscall` (in each thread) fails with `errno`.
@@ -130,14 +140,21 @@ fn file_kind(line: &str, dir: &Path) -> String {
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
     else {
-        return format!("outside the log ({path})");
+        return format!("outside the logs ({path})");
     };
-    durable::file_kind(&name).into()
+    match name.split_once('/') {
+        Some(("mirror", file)) => format!("mirror's {}", durable::file_kind(file)),
+        Some((_, file)) => durable::file_kind(file).into(),
+        None if name == "mirror" => "mirror's directory".into(),
+        None => "directory".into(),
+    }
 }
 
 fn run_case(fault: Fault, seed: u64) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let mut acked = seeded_log(dir.path(), 100);
+    let mut acked = seeded_log(&dir.path().join("log"), 100);
+    drop(Vault::create(dir.path().join("mirror"), common::ORIGIN).unwrap());
+    let mut mirrored = Acked::default();
     let trace = dir.path().with_extension("trace");
     let inject = format!(
         "inject={}:error={}:when={}",
@@ -190,13 +207,16 @@ fn run_case(fault: Fault, seed: u64) -> Outcome {
             Event::Append(..) => during = "append",
             Event::Sign(_) => during = "checkpoint",
             Event::Flush => during = "flush",
+            Event::AppendSigned(..) => during = "append_signed",
+            Event::Import(..) => during = "import into the mirror",
             _ => {}
         }
         acked.take(event);
+        mirrored.take_mirror(event);
     }
     let data_hit = hit
         .iter()
-        .any(|k| !k.starts_with("outside") && k != "info log");
+        .any(|k| !k.starts_with("outside") && !k.ends_with("info log"));
     match &failed {
         Some(e) => {
             let text = match fault.errno {
@@ -230,16 +250,20 @@ fn run_case(fault: Fault, seed: u64) -> Outcome {
         fault,
         hit,
         failed,
-        recovered: reopen_and_go_on(dir.path(), &acked, &ctx),
+        recovered: reopen_and_go_on(dir.path(), &acked, &mirrored, &ctx),
     }
 }
 
 /// Reopens the log without faults: everything acknowledged is there, and the log goes on.
 /// Returns the size it reopened at, and what became of the batch in flight.
-fn reopen_and_go_on(dir: &Path, acked: &Acked, ctx: &str) -> String {
-    let vault = Vault::open(dir).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+fn reopen_and_go_on(dir: &Path, acked: &Acked, mirrored: &Acked, ctx: &str) -> String {
+    let vault = Vault::open(dir.join("log")).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
     let durable = check(&vault, acked, ctx);
     let size = vault.size();
+    let mirror =
+        Vault::open(dir.join("mirror")).unwrap_or_else(|e| panic!("{ctx}: reopen the mirror: {e}"));
+    let mirror_durable = check(&mirror, mirrored, &format!("{ctx}, the mirror"));
+    let mirror_size = mirror.size();
     let (sk, key) = log_key();
     vault
         .append(&(size..size + 5).map(entry).collect::<Vec<_>>())
@@ -247,11 +271,21 @@ fn reopen_and_go_on(dir: &Path, acked: &Acked, ctx: &str) -> String {
     vault
         .sign_checkpoint(&key, &sk)
         .unwrap_or_else(|e| panic!("{ctx}: checkpoint after reopen: {e}"));
-    match &acked.in_flight {
-        Some(r) if durable => format!("{size} (batch in flight {}..{} durable)", r.start, r.end),
-        Some(r) => format!("{size} (batch in flight {}..{} not stored)", r.start, r.end),
-        None => format!("{size}"),
-    }
+    let bundle = vault.export_bundle(mirror.size()).unwrap();
+    mirror
+        .import_bundle(&bundle, &key)
+        .unwrap_or_else(|e| panic!("{ctx}: import into the reopened mirror: {e}"));
+    let in_flight = |acked: &Acked, durable: bool| match &acked.in_flight {
+        Some(r) if durable => format!(" (in flight {}..{} durable)", r.start, r.end),
+        Some(r) => format!(" (in flight {}..{} not stored)", r.start, r.end),
+        None => String::new(),
+    };
+    format!(
+        "{size}{}; mirror {}{}",
+        in_flight(acked, durable),
+        mirror_size,
+        in_flight(mirrored, mirror_durable)
+    )
 }
 
 #[test]
@@ -284,6 +318,36 @@ fn failed_syncs_and_writes_lose_nothing_acknowledged_and_poison_the_handle() {
             o.failed.as_deref().unwrap_or("no error"),
             o.recovered
         );
+    }
+    // The same, by the operation that failed and the fault (docs/log.md's table).
+    let mut by_operation: std::collections::BTreeMap<(String, String), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for o in &outcomes {
+        let operation = o.failed.as_deref().map_or("no error", |f| {
+            if f.starts_with("open: the mirror") {
+                "open (the mirror)"
+            } else {
+                f.split(':').next().unwrap_or("?")
+            }
+        });
+        by_operation
+            .entry((
+                operation.to_owned(),
+                format!("{} {}", o.fault.syscall, o.fault.errno),
+            ))
+            .or_default()
+            .extend(
+                o.hit
+                    .iter()
+                    .filter(|k| !k.starts_with("outside") && !k.ends_with("info log"))
+                    .cloned(),
+            );
+    }
+    for ((operation, fault), mut kinds) in by_operation {
+        let n = kinds.len();
+        kinds.sort();
+        kinds.dedup();
+        println!("{operation:28} {fault:18} {n:2}: {}", kinds.join(", "));
     }
     let failures = outcomes.iter().filter(|o| o.failed.is_some()).count();
     assert!(

@@ -67,7 +67,7 @@ fn power_writer_child() {
     line("start".into());
     let vault = Vault::open(&dir).unwrap();
     line(Event::Open(vault.size()).line());
-    durable::write(&vault, &mut Rng::new(seed), OPS, 12, &mut |e| {
+    durable::write(&vault, None, &mut Rng::new(seed), OPS, 12, &mut |e| {
         assert!(
             !matches!(e, Event::Failed(_)),
             "the writer failed without a fault: {e:?}"
@@ -201,6 +201,7 @@ fn power_cuts_lose_nothing_acknowledged() {
                     acked.take(e);
                     phase = match e {
                         Event::Append(..) => "append",
+                        Event::AppendSigned(..) => "append_signed",
                         Event::Sign(_) => "checkpoint",
                         Event::Flush => "flush",
                         _ => "between operations",

@@ -73,11 +73,18 @@ pub fn entry(i: u64) -> Vec<u8> {
 pub enum Event {
     Open(u64),
     Append(u64, u64),
+    /// An append with its checkpoint in one write (`append_signed`, as the relay's state log).
+    AppendSigned(u64, u64),
     Ack(u64, u64),
     Sign(u64),
     Checkpoint(u64),
     Flush,
     Flushed,
+    /// The mirror log was opened at this size.
+    MirrorOpen(u64),
+    /// A transfer bundle of the log from..to is imported into the mirror (`import_bundle`).
+    Import(u64, u64),
+    Imported(u64, u64),
     /// An operation failed with this error.
     Failed(String),
     /// The write tried after a failure was refused with this error.
@@ -91,6 +98,10 @@ impl Event {
         let body = match self {
             Self::Open(n) => format!("open {n}"),
             Self::Append(a, b) => format!("append {a} {b}"),
+            Self::AppendSigned(a, b) => format!("append-signed {a} {b}"),
+            Self::MirrorOpen(n) => format!("mirror-open {n}"),
+            Self::Import(a, b) => format!("import {a} {b}"),
+            Self::Imported(a, b) => format!("imported {a} {b}"),
             Self::Ack(a, b) => format!("ack {a} {b}"),
             Self::Sign(n) => format!("sign {n}"),
             Self::Checkpoint(n) => format!("checkpoint {n}"),
@@ -114,6 +125,10 @@ impl Event {
         Some(match word {
             "open" => Self::Open(num(0)),
             "append" => Self::Append(num(0), num(1)),
+            "append-signed" => Self::AppendSigned(num(0), num(1)),
+            "mirror-open" => Self::MirrorOpen(num(0)),
+            "import" => Self::Import(num(0), num(1)),
+            "imported" => Self::Imported(num(0), num(1)),
             "ack" => Self::Ack(num(0), num(1)),
             "sign" => Self::Sign(num(0)),
             "checkpoint" => Self::Checkpoint(num(0)),
@@ -127,30 +142,54 @@ impl Event {
     }
 }
 
-/// Runs the writer on an open vault for `ops` operations: batches of 1 to 64 entries, a
+/// Runs the writer on an open vault for `ops` operations: batches of 1 to 64 entries (one in
+/// eight appended with its checkpoint in one write, as the relay's state log appends), a
 /// checkpoint after one batch in four, a memtable flush after one in `flush_every` (so that table
-/// files, new WAL files and MANIFEST updates are written, synced and deleted too). `say` is called
-/// with each line before and after each operation. At the first failed operation it says
-/// `Failed`, tries one more append and says whether it was refused, and returns.
-pub fn write(vault: &Vault, rng: &mut Rng, ops: u64, flush_every: u64, say: &mut dyn FnMut(Event)) {
+/// files, new WAL files and MANIFEST updates are written, synced and deleted too), and with a
+/// `mirror`, after one batch in three, an import of a transfer bundle of what the log signed since
+/// the mirror's size (as the signer's mirror imports the relay's bundles). `say` is called with
+/// each line before and after each operation. At the first failed operation it says `Failed`,
+/// tries one more write through the same handle and says whether it was refused, and returns.
+pub fn write(
+    vault: &Vault,
+    mirror: Option<&Vault>,
+    rng: &mut Rng,
+    ops: u64,
+    flush_every: u64,
+    say: &mut dyn FnMut(Event),
+) {
     let (sk, key) = log_key();
-    let fail = |say: &mut dyn FnMut(Event), e: cairn_vault::Error| {
+    let fail = |say: &mut dyn FnMut(Event), e: cairn_vault::Error, handle: &Vault| {
         say(Event::Failed(e.to_string()));
-        let start = vault.size();
-        match vault.append(&[entry(start)]) {
+        let start = handle.size();
+        match handle.append(&[entry(start)]) {
             Err(e @ cairn_vault::Error::Poisoned { .. }) => say(Event::Refused(e.to_string())),
             Err(e) => say(Event::Refused(format!("(not as poisoned) {e}"))),
             Ok(_) => say(Event::Continued),
         }
     };
+    if let Some(m) = mirror {
+        say(Event::MirrorOpen(m.size()));
+    }
     for _ in 0..ops {
         let start = vault.size();
         let n = 1 + rng.below(64);
         let batch: Vec<Vec<u8>> = (start..start + n).map(entry).collect();
-        say(Event::Append(start, start + n));
-        match vault.append(&batch) {
-            Ok(range) => say(Event::Ack(range.start, range.end)),
-            Err(e) => return fail(say, e),
+        if rng.below(8) == 0 {
+            say(Event::AppendSigned(start, start + n));
+            match vault.append_signed(&batch, &key, &sk) {
+                Ok((range, _)) => {
+                    say(Event::Ack(range.start, range.end));
+                    say(Event::Checkpoint(range.end));
+                }
+                Err(e) => return fail(say, e, vault),
+            }
+        } else {
+            say(Event::Append(start, start + n));
+            match vault.append(&batch) {
+                Ok(range) => say(Event::Ack(range.start, range.end)),
+                Err(e) => return fail(say, e, vault),
+            }
         }
         if rng.below(4) == 0 {
             say(Event::Sign(vault.size()));
@@ -158,14 +197,28 @@ pub fn write(vault: &Vault, rng: &mut Rng, ops: u64, flush_every: u64, say: &mut
                 Ok(note) => say(Event::Checkpoint(
                     Checkpoint::parse(note.as_bytes()).map_or(u64::MAX, |c| c.size.0),
                 )),
-                Err(e) => return fail(say, e),
+                Err(e) => return fail(say, e, vault),
             }
         }
         if rng.below(flush_every) == 0 {
             say(Event::Flush);
             match vault.flush() {
                 Ok(()) => say(Event::Flushed),
-                Err(e) => return fail(say, e),
+                Err(e) => return fail(say, e, vault),
+            }
+        }
+        if let Some(m) = mirror
+            && rng.below(3) == 0
+        {
+            let from = m.size();
+            let bundle = vault.export_bundle(from).unwrap();
+            let to = bundle.to();
+            if to > from {
+                say(Event::Import(from, to));
+                match m.import_bundle(&bundle, &key) {
+                    Ok(report) => say(Event::Imported(report.appended.start, report.size)),
+                    Err(e) => return fail(say, e, m),
+                }
             }
         }
     }
@@ -209,6 +262,10 @@ impl Acked {
                 );
                 self.in_flight = Some(a..b);
             }
+            Event::AppendSigned(a, b) => {
+                self.take(&Event::Append(a, b));
+                self.signing = Some(b);
+            }
             Event::Ack(a, b) => {
                 assert_eq!(Some(a..b), self.in_flight, "ack {a}..{b}");
                 self.end = b;
@@ -220,6 +277,22 @@ impl Acked {
                 assert_eq!(Some(size), self.signing, "checkpoint {size}");
                 self.checkpoints.insert(size);
                 self.signing = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Acked {
+    /// Takes one line into account for the mirror: an import is an append of the bundle's
+    /// entries with the bundle's checkpoint, in one write.
+    pub fn take_mirror(&mut self, event: &Event) {
+        match *event {
+            Event::MirrorOpen(size) => self.take(&Event::Open(size)),
+            Event::Import(a, b) => self.take(&Event::AppendSigned(a, b)),
+            Event::Imported(a, b) => {
+                self.take(&Event::Ack(a, b));
+                self.take(&Event::Checkpoint(b));
             }
             _ => {}
         }
