@@ -319,8 +319,9 @@ fn failed_syncs_and_writes_lose_nothing_acknowledged_and_poison_the_handle() {
             o.recovered
         );
     }
-    // The same, by the operation that failed and the fault (docs/log.md's table).
-    let mut by_operation: std::collections::BTreeMap<(String, String), Vec<String>> =
+    // The same, by the operation that failed and the fault (docs/log.md's table): cases, and
+    // the files of the logs the faults landed in.
+    let mut by_operation: std::collections::BTreeMap<(&str, String), (u32, Vec<&str>)> =
         std::collections::BTreeMap::new();
     for o in &outcomes {
         let operation = o.failed.as_deref().map_or("no error", |f| {
@@ -330,24 +331,20 @@ fn failed_syncs_and_writes_lose_nothing_acknowledged_and_poison_the_handle() {
                 f.split(':').next().unwrap_or("?")
             }
         });
-        by_operation
-            .entry((
-                operation.to_owned(),
-                format!("{} {}", o.fault.syscall, o.fault.errno),
-            ))
-            .or_default()
-            .extend(
-                o.hit
-                    .iter()
-                    .filter(|k| !k.starts_with("outside") && !k.ends_with("info log"))
-                    .cloned(),
-            );
+        let fault = format!("{} {}", o.fault.syscall, o.fault.errno);
+        let (cases, kinds) = by_operation.entry((operation, fault)).or_default();
+        *cases += 1;
+        kinds.extend(
+            o.hit
+                .iter()
+                .filter(|k| !k.starts_with("outside") && !k.ends_with("info log"))
+                .map(String::as_str),
+        );
     }
-    for ((operation, fault), mut kinds) in by_operation {
-        let n = kinds.len();
-        kinds.sort();
+    for ((operation, fault), (cases, mut kinds)) in by_operation {
+        kinds.sort_unstable();
         kinds.dedup();
-        println!("{operation:28} {fault:18} {n:2}: {}", kinds.join(", "));
+        println!("{operation:24} {fault:18} {cases:2}: {}", kinds.join(", "));
     }
     let failures = outcomes.iter().filter(|o| o.failed.is_some()).count();
     assert!(
