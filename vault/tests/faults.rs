@@ -81,13 +81,13 @@ fn fault_writer_child() {
         Ok(v) => v,
         Err(e) => return say(Event::Failed(format!("open: the mirror: {e}"))),
     };
-    let mut failed = false;
+    let failed = std::cell::Cell::new(false);
     let mut say = |event: Event| {
-        failed |= matches!(event, Event::Failed(_));
+        failed.set(failed.get() || matches!(event, Event::Failed(_)));
         say(event);
     };
     durable::write(&vault, Some(&mirror), &mut Rng::new(seed), OPS, 8, &mut say);
-    if !failed {
+    if !failed.get() {
         // A fault in a background flush or compaction that ran after the last operation shows
         // in the next write: one more, after they have had time to finish.
         std::thread::sleep(std::time::Duration::from_millis(300));
