@@ -13,6 +13,18 @@ pub enum Error {
     /// RocksDB reported an error (I/O, or a checksum mismatch in its own files).
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
+    /// An earlier write through this handle failed, so it refuses every write until the log is
+    /// reopened (a failed `fsync` may have dropped data the kernel had accepted: reopening recovers
+    /// from what is durable). `cause` is the first failure.
+    #[error(
+        "{path}: an earlier write failed ({cause}); the log refuses writes until it is reopened"
+    )]
+    Poisoned {
+        /// The log's directory.
+        path: PathBuf,
+        /// The failed write's error.
+        cause: String,
+    },
     /// A file-system operation outside RocksDB failed.
     #[error("{path}: {source}")]
     Io {

@@ -10,7 +10,7 @@ use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
 use crate::index::Query;
 use crate::layout::{BUNDLES, RETENTION, index_key, u64_at};
-use crate::vault::{Vault, lock, sync};
+use crate::vault::{Vault, lock};
 
 /// Documentation is retained at least ten years after the product is placed on the market
 /// (CRA Art. 13(13)); cairn counts from the release's issue time.
@@ -134,7 +134,7 @@ impl Vault {
             key.extend_from_slice(&index_key(*index));
             batch.put_cf(keep, key, now.0.to_be_bytes());
         }
-        self.db.write_opt(batch, &sync())?;
+        self.write_synced(batch)?;
         if let Some((bytes, count)) = partial {
             writer.bundle = bytes;
             writer.bundle_count = count;

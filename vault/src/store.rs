@@ -19,7 +19,7 @@ use crate::layout::{
     tile_key, u64_at,
 };
 use crate::tree::{TileBlob, locate};
-use crate::vault::{Vault, Writer, lock, sync};
+use crate::vault::{Vault, Writer, lock};
 
 /// Largest entry: C2SP tlog-tiles entry bundles prefix each entry with a 16-bit length.
 pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
@@ -43,7 +43,7 @@ impl Vault {
     pub fn append<E: AsRef<[u8]> + Sync>(&self, entries: &[E]) -> Result<Range<u64>> {
         let mut writer = lock(&self.writer);
         let prepared = self.build(&writer, entries, &[])?;
-        self.db.write_opt(prepared.batch, &sync())?;
+        self.write_synced(prepared.batch)?;
         *writer = prepared.next;
         self.size.store(prepared.range.end, Ordering::Release);
         Ok(prepared.range)
@@ -92,7 +92,7 @@ impl Vault {
             });
             for prepared in rx {
                 let prepared = prepared?;
-                self.db.write_opt(prepared.batch, &sync())?;
+                self.write_synced(prepared.batch)?;
                 *writer = prepared.next;
                 self.size.store(prepared.range.end, Ordering::Release);
                 ack(prepared.range);
@@ -155,8 +155,18 @@ impl Vault {
     /// they are durable once their synced WAL write returns. It only moves what the WAL holds into
     /// table files, so the next open replays less (and tests can reach the table files).
     pub fn flush(&self) -> Result<()> {
+        let mut poisoned = lock(&self.poisoned);
+        if let Some(cause) = poisoned.as_ref() {
+            return Err(Error::Poisoned {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            });
+        }
         for name in COLUMN_FAMILIES {
-            self.db.flush_cf(self.cf(name)?)?;
+            if let Err(e) = self.db.flush_cf(self.cf(name)?) {
+                *poisoned = Some(e.to_string());
+                return Err(Error::Storage(e));
+            }
         }
         Ok(())
     }
@@ -176,7 +186,7 @@ impl Vault {
         let note = self.signed_note(key, signer, size, &writer.frontier.root())?;
         let mut batch = WriteBatch::default();
         self.put_checkpoint(&mut batch, size, &note, pin.as_deref())?;
-        self.db.write_opt(batch, &sync())?;
+        self.write_synced(batch)?;
         drop(writer);
         Ok(note)
     }
@@ -203,7 +213,7 @@ impl Vault {
         let size = prepared.next.frontier.size();
         let note = self.signed_note(key, signer, size, &prepared.next.frontier.root())?;
         self.put_checkpoint(&mut prepared.batch, size, &note, pin.as_deref())?;
-        self.db.write_opt(prepared.batch, &sync())?;
+        self.write_synced(prepared.batch)?;
         *writer = prepared.next;
         self.size.store(prepared.range.end, Ordering::Release);
         Ok((prepared.range, note))
@@ -235,7 +245,7 @@ impl Vault {
             )));
         }
         self.put_checkpoint(&mut prepared.batch, size, note, pin.as_deref())?;
-        self.db.write_opt(prepared.batch, &sync())?;
+        self.write_synced(prepared.batch)?;
         *writer = prepared.next;
         self.size.store(prepared.range.end, Ordering::Release);
         Ok(prepared.range)

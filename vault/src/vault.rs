@@ -51,6 +51,8 @@ pub struct Vault {
     pub(crate) cache: RwLock<HashMap<TileId, Arc<[u8]>>>,
     /// Stored checkpoints, parsed (immutable once stored), for proofs.
     pub(crate) checkpoints: RwLock<HashMap<u64, (Arc<str>, Hash)>>,
+    /// Set by the first failed write: the error, which every later write returns (fsyncgate).
+    pub(crate) poisoned: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -70,6 +72,12 @@ fn options() -> Options {
     // A torn record at the end of the WAL was never acknowledged (its sync had not returned), so
     // it may be dropped; corruption anywhere else stops the open instead of silently losing data.
     opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    // What a power cut needs (docs/log.md, "Power loss"; vault/tests/power.rs checks the OPTIONS
+    // file): every write goes through the WAL, a synced write reaches the WAL file and is synced
+    // before it returns (no buffering in RocksDB until a manual `FlushWAL`), and since the WAL
+    // holds every column family's writes, flushes need not be atomic across column families.
+    opts.set_manual_wal_flush(false);
+    opts.set_atomic_flush(false);
     opts.set_max_background_jobs(2);
     opts.set_write_buffer_size(128 << 20);
     opts.set_max_write_buffer_number(4);
@@ -205,6 +213,7 @@ impl Vault {
             writer: Mutex::new(Writer::default()),
             cache: RwLock::new(HashMap::new()),
             checkpoints: RwLock::new(HashMap::new()),
+            poisoned: Mutex::new(None),
         };
         let frontier = Frontier::load(size, |id| {
             let blob = vault.tile(id)?.ok_or_else(|| Error::Corrupt {
@@ -263,6 +272,32 @@ impl Vault {
     /// Number of durable entries.
     pub fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
+    }
+
+    /// Writes `batch` with the WAL synced, unless an earlier write failed.
+    ///
+    /// A failed write poisons this handle: after a failed `fsync` the kernel may have dropped the
+    /// dirty pages it could not write and reports the next `fsync` as a success (PostgreSQL's
+    /// "fsyncgate", 2018), so what RocksDB has in memory and what is on disk may differ. The only
+    /// safe continuation is to reopen the log, which recovers from what is durable; until then
+    /// every write returns [`Error::Poisoned`]. Reads of the published (acknowledged) state go on.
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut poisoned = lock(&self.poisoned);
+        if let Some(cause) = poisoned.as_ref() {
+            return Err(Error::Poisoned {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            });
+        }
+        self.db.write_opt(batch, &sync()).map_err(|e| {
+            *poisoned = Some(e.to_string());
+            Error::Storage(e)
+        })
+    }
+
+    /// The error of the write that poisoned this handle, if one failed (see [`Error::Poisoned`]).
+    pub fn poisoned(&self) -> Option<String> {
+        lock(&self.poisoned).clone()
     }
 
     /// Raw access for fsck and export.

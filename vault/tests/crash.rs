@@ -18,6 +18,12 @@
 //!   beyond the durable size;
 //! - `fsck` passes.
 //!
+//! The check is incremental, so that thousands of rounds (`tools/soak crash`) do not slow down as
+//! the log grows: each round checks the entries and checkpoints that are new since the last round
+//! in full, re-reads a random sample of 64 older entries and 8 older checkpoints, and every
+//! `CAIRN_CRASH_FULL_EVERY` rounds (default 50) and in the last round re-reads every entry and
+//! every checkpoint and runs `fsck`.
+//!
 //! The parent checks a copy of the directory; the next writer continues on the directory itself, so
 //! it recovers the crashed state (and may be killed while it does), and later rounds recover a
 //! log that was recovered, possibly halfway, before.
@@ -56,6 +62,13 @@ const SEED: &str = "CAIRN_CRASH_SEED";
 /// Overrides the number of rounds.
 const ROUNDS: &str = "CAIRN_CRASH_ROUNDS";
 const DEFAULT_ROUNDS: u32 = 48;
+/// Overrides how often (in rounds) the whole log is re-checked and `fsck`ed.
+const FULL_EVERY: &str = "CAIRN_CRASH_FULL_EVERY";
+const DEFAULT_FULL_EVERY: u32 = 50;
+/// Older entries re-read in a round that is not a full check.
+const SAMPLE_ENTRIES: u64 = 64;
+/// Older checkpoints re-read in a round that is not a full check.
+const SAMPLE_CHECKPOINTS: usize = 8;
 /// Largest batch.
 const MAX_BATCH: u64 = 2000;
 /// Marks the child's protocol lines (libtest writes its own lines to the same stdout).
@@ -225,6 +238,8 @@ struct Known {
     checkpoints: BTreeMap<u64, Option<String>>,
     /// Size of the log after the last check.
     size: u64,
+    /// Full checks (every entry, every checkpoint, `fsck`) run.
+    full_checks: u32,
 }
 
 /// Where the kills landed, as the writer's side sees it.
@@ -260,6 +275,8 @@ struct Round {
     events: Vec<Event>,
     /// The directory as the writer left it.
     copy: tempfile::TempDir,
+    /// Re-check everything and run `fsck` (otherwise: what is new, and a sample).
+    full: bool,
 }
 
 #[test]
@@ -277,6 +294,9 @@ fn acknowledged_entries_and_checkpoints_survive_sigkill() {
         |s| s.parse().unwrap(),
     );
     let rounds: u32 = std::env::var(ROUNDS).map_or(DEFAULT_ROUNDS, |s| s.parse().unwrap());
+    let full_every: u32 = std::env::var(FULL_EVERY)
+        .map_or(DEFAULT_FULL_EVERY, |s| s.parse().unwrap())
+        .max(1);
     println!("crash test seed {seed}, {rounds} rounds (reproduce with {SEED}={seed})");
     let mut rng = Rng::new(seed);
     let began = Instant::now();
@@ -307,6 +327,7 @@ fn acknowledged_entries_and_checkpoints_survive_sigkill() {
             plan,
             events,
             copy,
+            full: round % full_every == full_every - 1 || round + 1 == rounds,
         };
         if to_checker.send(round).is_err() {
             break; // the checker failed: its panic is reported below
@@ -317,8 +338,9 @@ fn acknowledged_entries_and_checkpoints_survive_sigkill() {
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     println!(
-        "crash test: {rounds} rounds, {checks:?}, {kills:?}; log size {}; {:.1} s",
+        "crash test: {rounds} rounds, {checks:?}, {kills:?}; log size {}, {} full checks; {:.1} s",
         known.size,
+        known.full_checks,
         began.elapsed().as_secs_f64()
     );
     assert!(checks.acked_appends > 0 && checks.acked_checkpoints > 0);
@@ -446,7 +468,9 @@ fn check_round(round: &Round, known: &mut Known, stats: &mut Checks) {
         plan,
         ref events,
         ref copy,
+        full,
     } = *round;
+    let mut sample = durable_sample(round);
     let (_, key) = log_key();
     let ctx = format!("round {round} ({plan:?}, last lines {:?})", {
         let tail = events.len().saturating_sub(4);
@@ -525,13 +549,23 @@ fn check_round(round: &Round, known: &mut Known, stats: &mut Checks) {
     // become durable: every entry below the size is the writer's, acknowledged or not.
     known.acked_end = size;
 
-    // Every entry, old and new, is exactly its recomputed bytes.
+    // Every new entry, a sample of the old ones (all of them in a full check), is exactly its
+    // recomputed bytes.
+    let checked = known.hashes.len() as u64;
     while (known.hashes.len() as u64) < size {
         known
             .hashes
             .push(leaf_hash(&Software, &entry(known.hashes.len() as u64)));
     }
-    for (index, want) in (0..size).zip(&known.hashes) {
+    let old: Vec<u64> = if full {
+        (0..checked.min(size)).collect()
+    } else {
+        (0..SAMPLE_ENTRIES.min(checked))
+            .map(|_| sample.below(checked.min(size).max(1)))
+            .collect()
+    };
+    for index in old.into_iter().chain(checked.min(size)..size) {
+        let want = &known.hashes[usize::try_from(index).unwrap()];
         let stored = vault
             .entry(index)
             .unwrap_or_else(|e| panic!("{ctx}: entry {index}: {e}"));
@@ -562,7 +596,27 @@ fn check_round(round: &Round, known: &mut Known, stats: &mut Checks) {
         new_checkpoints.push(s);
     }
     let mut previous: Option<u64> = None;
+    let old_checkpoints: Vec<u64> = known
+        .checkpoints
+        .iter()
+        .filter(|(s, seen)| seen.is_some() && !new_checkpoints.contains(s))
+        .map(|(s, _)| *s)
+        .collect();
+    let sampled: Vec<u64> = (0..SAMPLE_CHECKPOINTS.min(old_checkpoints.len()))
+        .map(|_| {
+            old_checkpoints[usize::try_from(sample.below(old_checkpoints.len() as u64)).unwrap()]
+        })
+        .collect();
     for (&cp_size, first_seen) in &mut known.checkpoints {
+        let recheck = full
+            || first_seen.is_none()
+            || new_checkpoints.contains(&cp_size)
+            || sampled.contains(&cp_size)
+            || old_checkpoints.last() == Some(&cp_size);
+        if !recheck {
+            previous = Some(cp_size);
+            continue;
+        }
         let note = vault
             .checkpoint(cp_size)
             .unwrap()
@@ -601,14 +655,23 @@ fn check_round(round: &Round, known: &mut Known, stats: &mut Checks) {
         previous = Some(cp_size);
     }
 
+    known.size = size;
+    if !full {
+        return;
+    }
     // And the offline checker agrees: tiles, roots, signatures, index, all within the size.
+    known.full_checks += 1;
     let report = vault
         .fsck(&mut |_, _| {})
         .unwrap_or_else(|e| panic!("{ctx}: fsck: {e}"));
     assert_eq!(report.size, size, "{ctx}");
     assert_eq!(report.entries, size, "{ctx}");
     assert_eq!(report.checkpoints, stored.len() as u64, "{ctx}");
-    known.size = size;
+}
+
+/// The random sample of old entries and checkpoints a round re-reads.
+fn durable_sample(round: u32) -> Rng {
+    Rng::new(0x5eed ^ u64::from(round))
 }
 
 /// The entries are what the parent recomputes (a sanity check of the test itself).
