@@ -75,6 +75,35 @@ pub struct Config {
     /// The rollout engine and the relay's own log.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// The HTTP server: body limits, TLS, which routes are public.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Default `[http] max_bundle_bytes`: 256 MiB. The largest real bundle is a million-device
+/// cohort's: the reference fleet's bundle (format version 2) is 2,049,976 bytes for 8,400 devices,
+/// about 244 bytes a device, so about 244 MB for a million (docs/relay.md, "Bundle import").
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 256 << 20;
+
+/// `[http]`: the HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest transfer bundle body `POST /api/v1/bundles` reads (bytes); a larger one is `413`.
+    #[serde(default = "default_max_bundle_bytes")]
+    pub max_bundle_bytes: u64,
+}
+
+fn default_max_bundle_bytes() -> u64 {
+    DEFAULT_MAX_BUNDLE_BYTES
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+        }
+    }
 }
 
 /// `[rollout]`: how the engine runs.

@@ -28,8 +28,8 @@ pub mod runner;
 pub mod session;
 pub mod statelog;
 
-pub use api::{MAX_BUNDLE_BYTES, routes};
-pub use config::{Config, LogConfig, Operators, RolloutConfig, read_key};
+pub use api::routes;
+pub use config::{Config, HttpConfig, LogConfig, Operators, RolloutConfig, read_key};
 pub use engine::Input;
 pub use relay::{ImportError, OpenError, OperatorAction, Relay};
 pub use runner::Runner;

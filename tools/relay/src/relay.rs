@@ -14,7 +14,7 @@ use cairn_verifier::transfer::BundleError;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config, RolloutConfig, read_key};
+use crate::config::{self, Config, HttpConfig, RolloutConfig, read_key};
 use crate::engine::{self, Engine, Selection, Status};
 use crate::metrics::Metrics;
 use crate::mqtt::MqttConfig;
@@ -135,6 +135,8 @@ pub struct Relay {
     pub(crate) data_dir: PathBuf,
     refused: PathBuf,
     pub(crate) mqtt: Option<MqttConfig>,
+    /// The HTTP server's settings (the bundle body limit, public routes).
+    pub(crate) http: HttpConfig,
     pub(crate) metrics: Metrics,
     /// The console's signed-in sessions.
     pub(crate) sessions: Sessions,
@@ -204,6 +206,7 @@ impl Relay {
             data_dir: config.data_dir.clone(),
             refused: config.data_dir.join("refused"),
             mqtt: config.mqtt.clone(),
+            http: config.http.clone(),
             metrics: Metrics::default(),
             sessions: Sessions::default(),
             import: Mutex::new(()),
@@ -213,6 +216,11 @@ impl Relay {
     /// The mirror.
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The relay's counters (what `/metrics` shows).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The signer log's origin.

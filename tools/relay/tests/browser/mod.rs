@@ -142,6 +142,11 @@ impl RelayProcess {
         Self { port, child }
     }
 
+    /// The relay process's id (its memory is read from `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Imports a transfer bundle with the operator token.
     pub fn import(&self, bundle: &[u8], token: &str) {
         let mut request = format!(
