@@ -275,7 +275,7 @@ impl Relay {
         if let Some(p) = publisher {
             for o in out {
                 if p.send(o).is_err() {
-                    Metrics::count(&self.metrics.mqtt_errors);
+                    Metrics::count(&self.metrics.mqtt.errors);
                 }
             }
         }
