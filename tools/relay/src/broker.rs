@@ -1,6 +1,8 @@
 //! A local Mosquitto broker, the stand-in for AWS IoT Core's MQTT data plane (design.md, "Real
 //! components"): TLS only, client certificates required and used as the MQTT user name, and ACLs
-//! so that a device reads only its own delivery topic and writes only its own status topic.
+//! so that a device reads only its own delivery topic and writes only its own status topic; a
+//! client's id is its certificate's common name, whatever id it asks for, so no device can take
+//! over (and disconnect) another's session.
 //!
 //! Tests and the demo start one with [`Broker::start`]: a fresh directory with a generated CA, a
 //! server certificate for 127.0.0.1, client certificates on request (`openssl`), the configuration
@@ -213,7 +215,8 @@ impl Broker {
              max_inflight_messages 1000\nmax_queued_messages 1000000\nmax_queued_bytes {MAX_QUEUED_BYTES}\n{limit}\
              allow_anonymous false\nacl_file {dir}/acl\n\n\
              listener {port} 127.0.0.1\ncafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n\
-             require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n",
+             require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n\
+             tls_version tlsv1.2\n",
             dir = dir.display(),
             limit = max_packet_bytes
                 .map(|n| format!("max_packet_size {n}\n"))
