@@ -19,6 +19,7 @@ use crate::engine::{self, Engine, Selection, Status};
 use crate::metrics::Metrics;
 use crate::mqtt::MqttConfig;
 use crate::session::Sessions;
+use crate::throttle::Throttle;
 
 /// Why the relay could not open its state.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,8 @@ pub struct Relay {
     pub(crate) metrics: Metrics,
     /// The console's signed-in sessions.
     pub(crate) sessions: Sessions,
+    /// Failed authentications per source.
+    pub(crate) throttle: Throttle,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
 }
@@ -209,6 +212,7 @@ impl Relay {
             http: config.http.clone(),
             metrics: Metrics::default(),
             sessions: Sessions::default(),
+            throttle: Throttle::new(config.http.max_auth_failures),
             import: Mutex::new(()),
         })
     }

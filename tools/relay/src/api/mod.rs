@@ -11,15 +11,19 @@ mod console;
 mod status;
 mod tiles;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::config::PublicRoute;
 use crate::relay::Relay;
 
 pub use auth::Operator;
 pub use status::engine_status;
 
-/// `GET /metrics`: Prometheus text format.
-async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text format (a token or a session, unless `[http] public` opens it).
+async fn metrics(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
+    if let Err(refused) = auth::may_read(&relay, &req, PublicRoute::Metrics) {
+        return refused;
+    }
     let body = relay.metrics.render(relay.vault.size(), &relay.engine());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
