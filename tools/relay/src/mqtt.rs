@@ -198,26 +198,7 @@ pub async fn link(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                // A topic that is not a status topic cannot reach us through the ACL; ignore it.
-                if let Some(device) = status_device(&p.topic).map(str::to_owned) {
-                    let qos = p.qos;
-                    let input = Input::Status {
-                        device,
-                        payload: p.payload.to_vec(),
-                        ack: Some(p),
-                    };
-                    if qos == QoS::AtMostOnce {
-                        // Nobody resends it: take it if there is room, else count it.
-                        if let Err(std::sync::mpsc::TrySendError::Full(_)) = inputs.try_send(input)
-                        {
-                            counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    } else {
-                        // Waits for room: the engine drains the queue every step, and the
-                        // broker holds back the rest (at most its in-flight limit is unacked).
-                        let _ = inputs.send(input);
-                    }
-                } else {
+                if let Some(p) = hand_over(p, &inputs, counters) {
                     // Not awaited: this task drives the event loop that drains the request queue.
                     let _ = client.try_ack(&p);
                 }
@@ -258,6 +239,37 @@ pub async fn link(
     acker.abort();
     watcher.abort();
     let _ = client.disconnect().await;
+}
+
+/// Hands a status message to the engine; a message on any other topic (the ACL lets none through)
+/// is given back, to be acknowledged and forgotten. A QoS 0 status that finds the queue full is
+/// dropped and counted: nobody would send it again. A QoS 1 one waits for room: the engine drains
+/// the queue every step, and the broker holds back the rest (the relay acknowledges only what it
+/// recorded, so at most the broker's in-flight limit is unacknowledged).
+fn hand_over(
+    p: rumqttc::Publish,
+    inputs: &std::sync::mpsc::SyncSender<LinkInput>,
+    counters: &LinkCounters,
+) -> Option<rumqttc::Publish> {
+    let Some(device) = status_device(&p.topic).map(str::to_owned) else {
+        return Some(p);
+    };
+    let qos = p.qos;
+    let input = Input::Status {
+        device,
+        payload: p.payload.to_vec(),
+        ack: Some(p),
+    };
+    if qos == QoS::AtMostOnce {
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = inputs.try_send(input) {
+            counters
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    } else {
+        let _ = inputs.send(input);
+    }
+    None
 }
 
 /// Whether a connection error is a packet above the client's limit.

@@ -25,13 +25,13 @@ pub struct Throttle {
 fn source(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || {
                 let s = v6.segments();
                 IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
+            },
+            IpAddr::V4,
+        ),
     }
 }
 
@@ -84,30 +84,30 @@ mod tests {
 
     #[test]
     fn a_source_is_blocked_after_its_failures_and_others_are_not() {
-        let t = Throttle::new(3);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let throttle = Throttle::new(3);
+        let first: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(!t.blocked(a));
-            t.failed(a);
+            assert!(!throttle.blocked(first));
+            throttle.failed(first);
         }
-        assert!(t.blocked(a));
-        assert!(!t.blocked(b));
+        assert!(throttle.blocked(first));
+        assert!(!throttle.blocked(other));
         // The same /64 is one source.
-        let c: IpAddr = "2001:db8::1".parse().unwrap();
-        let d: IpAddr = "2001:db8::2".parse().unwrap();
+        let host: IpAddr = "2001:db8::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
         for _ in 0..3 {
-            t.failed(c);
+            throttle.failed(host);
         }
-        assert!(t.blocked(d));
+        assert!(throttle.blocked(neighbour));
     }
 
     #[test]
     fn the_table_stays_bounded() {
-        let t = Throttle::new(1);
-        for i in 0..(MAX_SOURCES as u32 + 100) {
-            t.failed(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+        let throttle = Throttle::new(1);
+        for i in 0..(u32::try_from(MAX_SOURCES).unwrap() + 100) {
+            throttle.failed(IpAddr::V4(std::net::Ipv4Addr::from(i)));
         }
-        assert!(t.sources().len() <= MAX_SOURCES);
+        assert!(throttle.sources().len() <= MAX_SOURCES);
     }
 }

@@ -74,22 +74,22 @@ pub(super) fn may_read(
     relay: &Relay,
     req: &HttpRequest,
     route: PublicRoute,
-) -> Result<(), HttpResponse> {
+) -> Result<(), Box<HttpResponse>> {
     if relay.http.public.contains(&route) || session(relay, req).is_some() {
         return Ok(());
     }
     if throttled(relay, req) {
-        return Err(too_many());
+        return Err(Box::new(too_many()));
     }
     match bearer(req).map(|t| relay.operator_of(t)) {
         Some(Some(_)) => Ok(()),
         Some(None) => {
             failed(relay, req);
-            Err(unauthorized_response())
+            Err(Box::new(unauthorized_response()))
         }
         None => {
             Metrics::count(&relay.metrics.unauthorized);
-            Err(unauthorized_response())
+            Err(Box::new(unauthorized_response()))
         }
     }
 }

@@ -22,7 +22,7 @@ pub use status::engine_status;
 /// `GET /metrics`: Prometheus text format (a token or a session, unless `[http] public` opens it).
 async fn metrics(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
     if let Err(refused) = auth::may_read(&relay, &req, PublicRoute::Metrics) {
-        return refused;
+        return *refused;
     }
     let body = relay.metrics.render(relay.vault.size(), &relay.engine());
     HttpResponse::Ok()

@@ -109,7 +109,7 @@ pub(super) async fn state_tiles(
     if path != "key.pem"
         && let Err(refused) = super::auth::may_read(&relay, &req, PublicRoute::State)
     {
-        return refused;
+        return *refused;
     }
     if path == "key.pem" {
         return match std::fs::read(relay.data_dir.join(statelog::PUBLIC_KEY_FILE)) {
