@@ -109,12 +109,15 @@ fn upload(port: u16, head: &str, body_len: u64, chunked: bool) -> Upload {
 }
 
 fn head(token: Option<&str>, length: Option<u64>) -> String {
+    use std::fmt::Write as _;
     let mut head = "POST /api/v1/bundles HTTP/1.1\r\nHost: x\r\n".to_owned();
     if let Some(t) = token {
-        head += &format!("Authorization: Bearer {t}\r\n");
+        let _ = write!(head, "Authorization: Bearer {t}\r\n");
     }
     match length {
-        Some(n) => head += &format!("Content-Length: {n}\r\n"),
+        Some(n) => {
+            let _ = write!(head, "Content-Length: {n}\r\n");
+        }
         None => head += "Transfer-Encoding: chunked\r\n",
     }
     head + "\r\n"
