@@ -426,12 +426,15 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
         &[token.as_bytes()],
     ));
     drop(token);
+    // The demo's dashboard is open to whoever reaches 127.0.0.1 (docs/relay.md: a relay's pages
+    // are for operators unless `[http] public` says otherwise).
     std::fs::write(
         dir.join("relay.toml"),
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"relay\"\n\
              [operators]\noperator = \"{token_hash}\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"log.pem\"\nrelease_key = \"release.pem\"\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+             [http]\npublic = [\"dashboard\"]\n",
             broker.port(),
             broker.ca().display(),
             relay_files.cert.display(),

@@ -18,7 +18,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use cairn_relay::broker::{Broker, RELAY_CLIENT, delivery_topic};
@@ -105,12 +105,12 @@ fn deliveries(n: u64) -> Vec<Outgoing> {
 
 /// The relay's link: every delivery handed over until the broker acknowledged them all.
 fn relay_link(options: rumqttc::MqttOptions, batch: &[Outgoing]) -> f64 {
-    let (inputs, acks) = std::sync::mpsc::channel();
+    let (inputs, acks) = std::sync::mpsc::sync_channel(mqtt::INPUT_QUEUE);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     // No status messages in this run, so nothing to acknowledge.
     let (_acks, to_ack) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let errors = AtomicU64::new(0);
+    let errors = mqtt::LinkCounters::default();
     let stop2 = Arc::clone(&stop);
     let started = Instant::now();
     let mut elapsed = Duration::ZERO;

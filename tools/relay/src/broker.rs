@@ -1,6 +1,8 @@
 //! A local Mosquitto broker, the stand-in for AWS IoT Core's MQTT data plane (design.md, "Real
 //! components"): TLS only, client certificates required and used as the MQTT user name, and ACLs
-//! so that a device reads only its own delivery topic and writes only its own status topic.
+//! so that a device reads only its own delivery topic and writes only its own status topic; a
+//! client's id is its certificate's common name, whatever id it asks for, so no device can take
+//! over (and disconnect) another's session.
 //!
 //! Tests and the demo start one with [`Broker::start`]: a fresh directory with a generated CA, a
 //! server certificate for 127.0.0.1, client certificates on request (`openssl`), the configuration
@@ -55,6 +57,16 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
 }
+
+/// Largest MQTT packet the broker takes (`max_packet_size`): 64 KiB, below the relay client's
+/// `mqtt::MAX_PACKET_BYTES` (and AWS IoT Core's 128 KB). A device that publishes more is
+/// disconnected by the broker and the message goes nowhere, so it can never stall the relay's
+/// session. A status report is under 1 KiB, a delivery a few KiB.
+pub const MAX_PACKET_BYTES: usize = 64 * 1024;
+
+/// Most bytes the broker queues for one client beyond what is in flight (`max_queued_bytes`):
+/// with `max_queued_messages`, this bounds what devices can make it hold for the relay.
+pub const MAX_QUEUED_BYTES: usize = 256 << 20;
 
 /// The relay's MQTT identity (certificate common name, hence user name).
 pub const RELAY_CLIENT: &str = "cairn-relay";
@@ -119,8 +131,15 @@ pub struct ClientFiles {
 }
 
 impl Broker {
-    /// Generates the PKI and configuration in `dir` and starts `mosquitto` on a free port.
+    /// Generates the PKI and configuration in `dir` and starts `mosquitto` on a free port, with
+    /// packets limited to [`MAX_PACKET_BYTES`].
     pub fn start(dir: &Path) -> Result<Self> {
+        Self::start_with_limit(dir, Some(MAX_PACKET_BYTES))
+    }
+
+    /// `start`, with another packet limit, or none (Mosquitto's default): only for testing what
+    /// the relay does when a broker passes on a packet larger than it reads.
+    pub fn start_with_limit(dir: &Path, max_packet_bytes: Option<usize>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let ec = [
             "-newkey",
@@ -193,11 +212,15 @@ impl Broker {
             .unwrap_or_else(|| "root".into());
         let conf = format!(
             "user {user}\npersistence true\npersistence_location {dir}/\nlog_dest stderr\nper_listener_settings false\n\
-             max_inflight_messages 1000\nmax_queued_messages 1000000\n\
+             max_inflight_messages 1000\nmax_queued_messages 1000000\nmax_queued_bytes {MAX_QUEUED_BYTES}\n{limit}\
              allow_anonymous false\nacl_file {dir}/acl\n\n\
              listener {port} 127.0.0.1\ncafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n\
-             require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n",
-            dir = dir.display()
+             require_certificate true\nuse_identity_as_username true\nuse_username_as_clientid true\n\
+             tls_version tlsv1.2\n",
+            dir = dir.display(),
+            limit = max_packet_bytes
+                .map(|n| format!("max_packet_size {n}\n"))
+                .unwrap_or_default(),
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).map_err(io("writing mosquitto.conf"))?;
         let mut broker = Self {

@@ -48,6 +48,20 @@ pub enum Error {
         /// The operator.
         name: String,
     },
+    /// Only one of `[http] tls_cert` and `tls_key` is set.
+    #[error("{0}: [http] needs both tls_cert and tls_key, or neither")]
+    TlsPair(PathBuf),
+    /// A listener beyond the loopback interface without TLS.
+    #[error(
+        "{path}: refusing to serve {listen} without TLS (operator tokens and sessions would cross \
+         the network in the clear): set [http] tls_cert and tls_key, or listen on 127.0.0.1"
+    )]
+    PlainHttp {
+        /// The file.
+        path: PathBuf,
+        /// The configured address.
+        listen: String,
+    },
     /// A key file that is not a P-256 public key or certificate (PEM).
     #[error("{path}: {reason}")]
     Key {
@@ -75,6 +89,90 @@ pub struct Config {
     /// The rollout engine and the relay's own log.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// The HTTP server: body limits, TLS, which routes are public.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Default `[http] max_bundle_bytes`: 256 MiB. The largest real bundle is a million-device
+/// cohort's: the reference fleet's bundle (format version 2) is 2,049,976 bytes for 8,400 devices,
+/// about 244 bytes a device, so about 244 MB for a million (docs/relay.md, "Bundle import").
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 256 << 20;
+
+/// Default `[http] max_auth_failures`: failed authentications a source may make a minute.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 10;
+
+/// `[http]`: the HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest transfer bundle body `POST /api/v1/bundles` reads (bytes); a larger one is `413`.
+    #[serde(default = "default_max_bundle_bytes")]
+    pub max_bundle_bytes: u64,
+    /// The server's certificate chain (PEM): with `tls_key`, the relay serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM, PKCS#8 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Routes readable without a token or session beyond the main log's tiles (public by
+    /// design): any of `state` (the relay log's tiles), `dashboard`, `metrics`.
+    #[serde(default)]
+    pub public: Vec<PublicRoute>,
+    /// Failed authentications (a wrong token, on the API or the sign-in form) one source may
+    /// make in a minute; beyond, its requests that need authentication are `429` until the
+    /// minute is over.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+}
+
+/// A route that `[http] public` can open to readers without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublicRoute {
+    /// `GET /state/…`: the relay log's tiles and key.
+    State,
+    /// `GET /dashboard…`: the pages (acting still needs a session).
+    Dashboard,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+fn default_max_bundle_bytes() -> u64 {
+    DEFAULT_MAX_BUNDLE_BYTES
+}
+
+fn default_max_auth_failures() -> u32 {
+    DEFAULT_MAX_AUTH_FAILURES
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            public: Vec::new(),
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The certificate and key files, if the relay serves HTTPS.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+}
+
+/// Whether every address `listen` names is a loopback address.
+fn loopback_only(listen: &str) -> bool {
+    use std::net::ToSocketAddrs as _;
+    listen.to_socket_addrs().is_ok_and(|mut addrs| {
+        let mut any = false;
+        addrs.all(|a| {
+            any = true;
+            a.ip().is_loopback()
+        }) && any
+    })
 }
 
 /// `[rollout]`: how the engine runs.
@@ -125,6 +223,21 @@ impl Config {
             m.ca = base.join(&m.ca);
             m.cert = base.join(&m.cert);
             m.key = base.join(&m.key);
+        }
+        for f in [&mut config.http.tls_cert, &mut config.http.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *f = base.join(&*f);
+        }
+        if config.http.tls_cert.is_some() != config.http.tls_key.is_some() {
+            return Err(Error::TlsPair(path.to_owned()));
+        }
+        if config.http.tls().is_none() && !loopback_only(&config.listen) {
+            return Err(Error::PlainHttp {
+                path: path.to_owned(),
+                listen: config.listen.clone(),
+            });
         }
         if config.operators.is_empty() {
             return Err(Error::NoOperators(path.to_owned()));

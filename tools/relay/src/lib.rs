@@ -11,7 +11,7 @@
 //! | `api` | HTTP: routes, operator authentication, handlers, the status each error answers with |
 //! | `runner` | the background work: the engine thread and the transport (the MQTT link) |
 //! | `relay` | the shared state (`Relay`): bundle import and operator actions, for API and console |
-//! | `config`, `metrics`, `dashboard`, `session` | the configuration file, the counters, the pages, the console's sessions |
+//! | `config`, `metrics`, `dashboard`, `session`, `throttle`, `tls` | the configuration file, the counters, the pages, the console's sessions, failed authentications per source, the HTTPS configuration |
 //! | `mqtt`, `broker` | the MQTT link on the devices' own topics; a local Mosquitto for tests |
 //! | `engine` | the rollout engine, a folder of rooms (its own table) |
 //! | `statelog` | the relay's own device-state log |
@@ -27,9 +27,11 @@ pub mod relay;
 pub mod runner;
 pub mod session;
 pub mod statelog;
+pub mod throttle;
+pub mod tls;
 
-pub use api::{MAX_BUNDLE_BYTES, routes};
-pub use config::{Config, LogConfig, Operators, RolloutConfig, read_key};
+pub use api::routes;
+pub use config::{Config, HttpConfig, LogConfig, Operators, PublicRoute, RolloutConfig, read_key};
 pub use engine::Input;
 pub use relay::{ImportError, OpenError, OperatorAction, Relay};
 pub use runner::Runner;

@@ -13,19 +13,28 @@ async fn main() -> anyhow::Result<()> {
         (Some(flag), Some(path)) if flag == "--config" => PathBuf::from(path),
         _ => anyhow::bail!("usage: cairn-relay --config relay.toml"),
     };
+    // Refuses a listener beyond the loopback interface without TLS (config::Error::PlainHttp).
     let config = Config::load(&config)?;
+    let tls = match config.http.tls() {
+        Some((cert, key)) => Some(cairn_relay::tls::server_config(cert, key)?),
+        None => None,
+    };
     let relay = std::sync::Arc::new(Relay::open(&config)?);
     // The rollout engine and the MQTT link run until the server stops.
     let _runner = relay.start()?;
     let relay = web::Data::from(relay);
     let size = relay.vault().size();
-    let server = HttpServer::new(move || App::new().app_data(relay.clone()).configure(routes))
-        .bind(&config.listen)
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let server = HttpServer::new(move || App::new().app_data(relay.clone()).configure(routes));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(&config.listen, tls),
+        None => server.bind(&config.listen),
+    }
+    .with_context(|| format!("listening on {}", config.listen))?;
     // The bound address, not the configured one: with port 0 the system chose it.
     let addrs: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     eprintln!(
-        "cairn-relay: mirror of {} at {size} entries, listening on {}",
+        "cairn-relay: mirror of {} at {size} entries, listening on {} ({scheme})",
         config.log.origin,
         addrs.join(", ")
     );

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::Engine;
+use crate::mqtt::LinkCounters;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -18,8 +19,8 @@ pub struct Metrics {
     pub entries_imported: AtomicU64,
     /// Operator requests refused for lack of a valid token (or session and CSRF value).
     pub unauthorized: AtomicU64,
-    /// Transport connection errors.
-    pub mqtt_errors: AtomicU64,
+    /// The MQTT link's errors, oversized packets and dropped QoS 0 messages.
+    pub mqtt: LinkCounters,
 }
 
 fn load(c: &AtomicU64) -> u64 {
@@ -73,6 +74,10 @@ impl Metrics {
              # TYPE cairn_relay_approvals_refused_total counter\ncairn_relay_approvals_refused_total {}\n\
              # HELP cairn_relay_mqtt_errors_total MQTT connection errors (each followed by a reconnect).\n\
              # TYPE cairn_relay_mqtt_errors_total counter\ncairn_relay_mqtt_errors_total {}\n\
+             # HELP cairn_relay_mqtt_oversized_total MQTT packets above the relay's limit (each ends a session).\n\
+             # TYPE cairn_relay_mqtt_oversized_total counter\ncairn_relay_mqtt_oversized_total {}\n\
+             # HELP cairn_relay_status_dropped_total QoS 0 status messages dropped: the intake queue was full.\n\
+             # TYPE cairn_relay_status_dropped_total counter\ncairn_relay_status_dropped_total {}\n\
              # HELP cairn_relay_campaign_devices Devices per campaign and state.\n\
              # TYPE cairn_relay_campaign_devices gauge\n",
             engine.log().vault().size(),
@@ -83,7 +88,9 @@ impl Metrics {
             st.handed,
             engine.queued(),
             st.approvals_refused,
-            load(&self.mqtt_errors),
+            load(&self.mqtt.errors),
+            load(&self.mqtt.oversized),
+            load(&self.mqtt.dropped),
         );
         for (id, c) in engine.campaigns() {
             for (state, n) in c.totals().iter() {

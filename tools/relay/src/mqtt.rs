@@ -38,6 +38,30 @@ pub enum Error {
 /// What the MQTT link hands the engine: status messages acknowledged by their `Publish`.
 pub type LinkInput = Input<rumqttc::Publish>;
 
+/// Largest MQTT packet the relay's client reads (and writes). The broker's limit
+/// ([`crate::broker::MAX_PACKET_BYTES`], AWS IoT Core's 128 KB) is below it, so every packet the
+/// broker passes on is one the relay can read: an oversized status is refused at the broker, from
+/// its sender, and never reaches the relay's session.
+pub const MAX_PACKET_BYTES: usize = 256 * 1024;
+const _: () = assert!(crate::broker::MAX_PACKET_BYTES < MAX_PACKET_BYTES);
+
+/// Most inputs (status reports, delivery acknowledgements) waiting between the link and the
+/// engine. A QoS 0 status arriving when it is full is dropped and counted; a QoS 1 one waits
+/// (the broker holds the rest: the relay acknowledges only what it recorded).
+pub const INPUT_QUEUE: usize = 10_000;
+
+/// The link's counters (shown by `/metrics`).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Connection errors, each followed by a reconnect.
+    pub errors: std::sync::atomic::AtomicU64,
+    /// Packets larger than [`MAX_PACKET_BYTES`] received: each ends the connection, and the
+    /// next connection starts a clean session so the broker does not send the packet again.
+    pub oversized: std::sync::atomic::AtomicU64,
+    /// QoS 0 status messages dropped because [`INPUT_QUEUE`] was full.
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
 /// `[mqtt]` in the relay's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +113,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, Error> {
         .set_transport(Transport::Tls(TlsConfiguration::NativeConnector(connector)))
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
-        .set_max_packet_size(256 * 1024, 256 * 1024);
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
     Ok(options)
 }
 
@@ -100,13 +124,19 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, Error> {
 /// each device's own topic (retained, QoS 1) and reports each broker acknowledgement back. On a connection error it
 /// reconnects with backoff; rumqttc sends unacknowledged publications again, and the persistent
 /// session keeps the subscription and the status messages that arrive meanwhile.
+///
+/// A packet larger than [`MAX_PACKET_BYTES`] (only if the broker lets one through) ends the
+/// connection; it is counted, and the next connection asks for a clean session, so the broker
+/// does not send it again on every reconnect (the status messages queued for the relay at that
+/// moment are lost with it; later ones arrive). `inputs` is bounded ([`INPUT_QUEUE`]): a QoS 0
+/// status that finds it full is dropped and counted, anything else waits for room.
 pub async fn link(
     mut options: MqttOptions,
-    inputs: std::sync::mpsc::Sender<LinkInput>,
+    inputs: std::sync::mpsc::SyncSender<LinkInput>,
     mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    errors: &std::sync::atomic::AtomicU64,
+    counters: &LinkCounters,
 ) {
     use std::collections::{HashMap, VecDeque};
     use std::sync::atomic::Ordering;
@@ -160,20 +190,15 @@ pub async fn link(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
+                // After a clean start (below), sessions persist again.
+                events.mqtt_options.set_clean_session(false);
                 if !ack.session_present {
                     // Not awaited, for the same reason as `try_ack` below.
                     let _ = client.try_subscribe(crate::broker::STATUS_FILTER, QoS::AtLeastOnce);
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                // A topic that is not a status topic cannot reach us through the ACL; ignore it.
-                if let Some(device) = status_device(&p.topic).map(str::to_owned) {
-                    let _ = inputs.send(Input::Status {
-                        device,
-                        payload: p.payload.to_vec(),
-                        ack: Some(p),
-                    });
-                } else {
+                if let Some(p) = hand_over(p, &inputs, counters) {
                     // Not awaited: this task drives the event loop that drains the request queue.
                     let _ = client.try_ack(&p);
                 }
@@ -196,7 +221,12 @@ pub async fn link(
             }
             Ok(_) => {}
             Err(e) => {
-                errors.fetch_add(1, Ordering::Relaxed);
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                if oversized(&e) {
+                    // The broker would send it again on every reconnect of this session.
+                    counters.oversized.fetch_add(1, Ordering::Relaxed);
+                    events.mqtt_options.set_clean_session(true);
+                }
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     eprintln!("cairn-relay: MQTT connection: {e}; reconnecting");
@@ -209,6 +239,47 @@ pub async fn link(
     acker.abort();
     watcher.abort();
     let _ = client.disconnect().await;
+}
+
+/// Hands a status message to the engine; a message on any other topic (the ACL lets none through)
+/// is given back, to be acknowledged and forgotten. A QoS 0 status that finds the queue full is
+/// dropped and counted: nobody would send it again. A QoS 1 one waits for room: the engine drains
+/// the queue every step, and the broker holds back the rest (the relay acknowledges only what it
+/// recorded, so at most the broker's in-flight limit is unacknowledged).
+fn hand_over(
+    p: rumqttc::Publish,
+    inputs: &std::sync::mpsc::SyncSender<LinkInput>,
+    counters: &LinkCounters,
+) -> Option<rumqttc::Publish> {
+    let Some(device) = status_device(&p.topic).map(str::to_owned) else {
+        return Some(p);
+    };
+    let qos = p.qos;
+    let input = Input::Status {
+        device,
+        payload: p.payload.to_vec(),
+        ack: Some(p),
+    };
+    if qos == QoS::AtMostOnce {
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = inputs.try_send(input) {
+            counters
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    } else {
+        let _ = inputs.send(input);
+    }
+    None
+}
+
+/// Whether a connection error is a packet above the client's limit.
+fn oversized(e: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        e,
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+        ))
+    )
 }
 
 /// A channel that changes once `stop` is set (checked every 100 ms), and the task that watches.

@@ -14,11 +14,12 @@ use cairn_verifier::transfer::BundleError;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config, RolloutConfig, read_key};
+use crate::config::{self, Config, HttpConfig, RolloutConfig, read_key};
 use crate::engine::{self, Engine, Selection, Status};
 use crate::metrics::Metrics;
 use crate::mqtt::MqttConfig;
 use crate::session::Sessions;
+use crate::throttle::Throttle;
 
 /// Why the relay could not open its state.
 #[derive(Debug, thiserror::Error)]
@@ -135,9 +136,13 @@ pub struct Relay {
     pub(crate) data_dir: PathBuf,
     refused: PathBuf,
     pub(crate) mqtt: Option<MqttConfig>,
+    /// The HTTP server's settings (the bundle body limit, public routes).
+    pub(crate) http: HttpConfig,
     pub(crate) metrics: Metrics,
     /// The console's signed-in sessions.
     pub(crate) sessions: Sessions,
+    /// Failed authentications per source.
+    pub(crate) throttle: Throttle,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
 }
@@ -204,8 +209,10 @@ impl Relay {
             data_dir: config.data_dir.clone(),
             refused: config.data_dir.join("refused"),
             mqtt: config.mqtt.clone(),
+            http: config.http.clone(),
             metrics: Metrics::default(),
             sessions: Sessions::default(),
+            throttle: Throttle::new(config.http.max_auth_failures),
             import: Mutex::new(()),
         })
     }
@@ -213,6 +220,11 @@ impl Relay {
     /// The mirror.
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The relay's counters (what `/metrics` shows).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The signer log's origin.
@@ -267,7 +279,7 @@ impl Relay {
         if let Some(p) = publisher {
             for o in out {
                 if p.send(o).is_err() {
-                    Metrics::count(&self.metrics.mqtt_errors);
+                    Metrics::count(&self.metrics.mqtt.errors);
                 }
             }
         }

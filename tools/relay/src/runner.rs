@@ -54,7 +54,7 @@ impl Relay {
     /// acknowledgements in batches: one relay-log write per step) and the MQTT link.
     pub fn start(self: &Arc<Self>) -> Result<Runner, Error> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (inputs, rx) = mpsc::channel::<mqtt::LinkInput>();
+        let (inputs, rx) = mpsc::sync_channel::<mqtt::LinkInput>(mqtt::INPUT_QUEUE);
         let mut threads = Vec::new();
         let mut acker = None;
         if let Some(config) = self.mqtt.clone() {
@@ -85,7 +85,7 @@ impl Relay {
                     outgoing,
                     to_ack,
                     stop,
-                    &relay.metrics.mqtt_errors,
+                    &relay.metrics.mqtt,
                 ));
             };
             threads.push(spawn("mqtt-link", link)?);

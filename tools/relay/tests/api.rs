@@ -188,7 +188,10 @@ async fn operators_import_verified_bundles_and_the_mirror_is_served_as_tiles() {
 
     let resp = http_test::call_service(
         &app,
-        http_test::TestRequest::get().uri("/metrics").to_request(),
+        http_test::TestRequest::get()
+            .uri("/metrics")
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .to_request(),
     )
     .await;
     let text = String::from_utf8(http_test::read_body(resp).await.to_vec()).unwrap();
@@ -377,10 +380,22 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
         );
     }
 
-    // The dashboard shows the six gates and the counts.
+    // The dashboard shows the six gates and the counts (to an operator: with `[http] public`
+    // empty, a reader gets only the sign-in form).
     let resp = http_test::call_service(
         &app,
         http_test::TestRequest::get().uri("/dashboard").to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let html = String::from_utf8(http_test::read_body(resp).await.to_vec()).unwrap();
+    assert!(html.contains("action=\"/dashboard/sign-in\"") && !html.contains("data-gate"));
+    let resp = http_test::call_service(
+        &app,
+        http_test::TestRequest::get()
+            .uri("/dashboard")
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+            .to_request(),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -426,6 +441,7 @@ async fn operators_act_on_a_campaign_and_everything_they_do_is_evidence() {
         &app,
         http_test::TestRequest::get()
             .uri("/state/checkpoint")
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
             .to_request(),
     )
     .await;

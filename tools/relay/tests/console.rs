@@ -30,7 +30,8 @@ fn shot(browser: &Browser, name: &str) {
 
 /// The relay log's size, from `/metrics`.
 fn log_size(relay: &RelayProcess) -> u64 {
-    let text = relay.send("GET", "/metrics", &[], "");
+    let bearer = format!("Bearer {TOKEN}");
+    let text = relay.send("GET", "/metrics", &[("Authorization", &bearer)], "");
     text.lines()
         .find_map(|l| l.strip_prefix("cairn_relay_state_log_size "))
         .unwrap()
@@ -64,14 +65,15 @@ fn csrf_of(dom: &str, form: &str) -> String {
 #[test]
 fn an_operator_pauses_and_quarantines_from_the_console_and_forgeries_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = serve_running_campaign(dir.path());
+    let relay = serve_running_campaign(dir.path(), "");
     let url = format!("http://127.0.0.1:{}", relay.port);
     let browser = Browser::start(&dir.path().join("profile"));
 
-    // A reader sees the dashboard and the sign-in form, and no action form.
+    // A reader sees the sign-in form, no action form, and nothing of the relay's state (the
+    // dashboard is not public unless `[http] public` says so).
     browser.open(&format!("{url}/dashboard"));
     let dom = browser.source();
-    assert!(dom.contains("data-status=\"running\""), "{dom}");
+    assert!(!dom.contains("data-status"), "{dom}");
     assert!(dom.contains("action=\"/dashboard/sign-in\""));
     assert!(!dom.contains("id=\"pause-"));
     shot(&browser, "sign-in");

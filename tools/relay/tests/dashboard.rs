@@ -16,7 +16,9 @@ use browser::{chromium, serve_running_campaign};
 #[test]
 fn headless_chromium_shows_the_gates_and_counts_of_a_running_campaign() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = serve_running_campaign(dir.path());
+    // Open to readers, as the demo's is (`[http] public`; by default a reader gets only the
+    // sign-in form: tests/operator_tls.rs, tests/console.rs).
+    let relay = serve_running_campaign(dir.path(), "[http]\npublic = [\"dashboard\"]\n");
 
     let url = format!("http://127.0.0.1:{}/dashboard", relay.port);
     let out = chromium(&dir.path().join("profile"), &["--dump-dom", &url]);

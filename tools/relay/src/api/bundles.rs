@@ -1,11 +1,12 @@
 //! `POST /api/v1/bundles` (import a transfer bundle) and `GET /api/v1/status`.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::auth::Operator;
 use super::status::{engine_status, refuse};
+use crate::metrics::Metrics;
 use crate::relay::{ImportError, Relay};
 
 /// The status an import error answers with.
@@ -23,12 +24,47 @@ fn import_status(e: &ImportError) -> StatusCode {
     }
 }
 
+/// `413`, naming the limit and the key that sets it.
+fn too_large(limit: u64) -> HttpResponse {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the bundle is larger than {limit} bytes ([http] max_bundle_bytes)"),
+    )
+}
+
 /// `POST /api/v1/bundles`: verify and import a transfer bundle, then publish the new tiles.
+///
+/// The `Operator` extractor runs first, on the request head: without a valid token the body is
+/// never read (actix-web then closes the connection instead of reading on). With one, a declared
+/// `Content-Length` above `[http] max_bundle_bytes` is refused at once, and the body is streamed
+/// and refused as soon as it passes the limit, so an import costs at most the limit in memory.
 pub(super) async fn import(
     _operator: Operator,
     relay: web::Data<Relay>,
-    body: web::Bytes,
+    request: HttpRequest,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let limit = relay.http.max_bundle_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        Metrics::count(&relay.metrics.bundles_refused);
+        return too_large(limit);
+    }
+    let body = match payload
+        .to_bytes_limited(usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, e),
+        Err(_) => {
+            Metrics::count(&relay.metrics.bundles_refused);
+            return too_large(limit);
+        }
+    };
     match web::block(move || relay.import_bundle_bytes(&body)).await {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => refuse(import_status(&e), e),

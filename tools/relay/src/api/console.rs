@@ -10,16 +10,16 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::auth::{SESSION, cookie, failed, throttled};
 use super::campaigns::parse_action;
 use super::status::engine_status;
+use crate::config::PublicRoute;
 use crate::dashboard::{self, Access, Filter, Page};
 use crate::engine::DeviceQuery;
 use crate::metrics::Metrics;
 use crate::relay::{OperatorAction, Relay};
 use crate::session::{LIFETIME, Session, random_hex, same_secret};
 
-/// The session cookie.
-const SESSION: &str = "cairn_session";
 /// The sign-in form's CSRF cookie.
 const SIGN_IN: &str = "cairn_signin";
 /// What the pages may load: their own script, nothing from elsewhere, no framing.
@@ -42,17 +42,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
                 .app_data(web::FormConfig::default().limit(1 << 20))
                 .route(web::post().to(act)),
         );
-}
-
-/// The value of cookie `name`, if the request carries it.
-fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, `Secure`, `SameSite=Strict`, for the whole relay.
@@ -122,8 +111,7 @@ impl FromRequest for Signed {
 
 /// The session of the request, if signed in.
 fn signed(relay: &Relay, req: &HttpRequest) -> Option<Signed> {
-    let id = cookie(req, SESSION)?;
-    let session = relay.sessions.get(&id)?;
+    let (id, session) = super::auth::session(relay, req)?;
     Some(Signed { id, session })
 }
 
@@ -151,8 +139,17 @@ fn page(
             Err(e) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "/"),
         },
     };
-    let mut response = render(Access::SignIn { csrf: &csrf })
-        .map_or_else(|r| *r, |body| html(StatusCode::OK, body));
+    // Unless `[http] public` opens the pages (or the request carries a valid bearer token, as an
+    // API client's would), a reader gets the sign-in form and nothing else.
+    let open = relay.http.public.contains(&PublicRoute::Dashboard)
+        || (super::auth::bearer(req).is_some()
+            && super::auth::may_read(relay, req, PublicRoute::Dashboard).is_ok());
+    let mut response = if open {
+        render(Access::SignIn { csrf: &csrf })
+            .map_or_else(|r| *r, |body| html(StatusCode::OK, body))
+    } else {
+        html(StatusCode::UNAUTHORIZED, dashboard::sign_in_page(&csrf))
+    };
     if new && let Ok(v) = HeaderValue::from_str(&set_cookie(SIGN_IN, &csrf, 3600)) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -237,8 +234,15 @@ async fn sign_in(
             "/dashboard",
         );
     }
+    if throttled(&relay, &req) {
+        return refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed sign-ins from this address: try again in a minute",
+            "/dashboard",
+        );
+    }
     let Some(operator) = relay.operator_of(&form.token) else {
-        Metrics::count(&relay.metrics.unauthorized);
+        failed(&relay, &req);
         return refusal(
             StatusCode::UNAUTHORIZED,
             "that is not an operator token",

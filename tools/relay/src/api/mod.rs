@@ -11,19 +11,19 @@ mod console;
 mod status;
 mod tiles;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::config::PublicRoute;
 use crate::relay::Relay;
 
 pub use auth::Operator;
 pub use status::engine_status;
 
-/// Largest bundle accepted over HTTP (a million-device cohort's bundle is about 2.6 GB; larger
-/// cohorts are split by the signer).
-pub const MAX_BUNDLE_BYTES: usize = 4 << 30;
-
-/// `GET /metrics`: Prometheus text format.
-async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text format (a token or a session, unless `[http] public` opens it).
+async fn metrics(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
+    if let Err(refused) = auth::may_read(&relay, &req, PublicRoute::Metrics) {
+        return *refused;
+    }
     let body = relay.metrics.render(relay.vault.size(), &relay.engine());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -32,40 +32,37 @@ async fn metrics(relay: web::Data<Relay>) -> HttpResponse {
 
 /// The relay's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/bundles")
-            .app_data(web::PayloadConfig::new(MAX_BUNDLE_BYTES))
-            .route(web::post().to(bundles::import)),
-    )
-    .route("/api/v1/status", web::get().to(bundles::status))
-    .route("/api/v1/campaigns", web::get().to(campaigns::list))
-    .route(
-        "/api/v1/campaigns/{campaign}",
-        web::get().to(campaigns::one),
-    )
-    .route(
-        "/api/v1/campaigns/{campaign}/devices",
-        web::get().to(campaigns::devices),
-    )
-    .route(
-        "/api/v1/campaigns/{campaign}/{action}",
-        web::post().to(campaigns::action),
-    )
-    .route("/api/v1/state-bundle", web::get().to(tiles::state_bundle))
-    .route("/state/{path:.*}", web::get().to(tiles::state_tiles))
-    .configure(console::routes)
-    .route(
-        "/",
-        web::get().to(|| async {
-            HttpResponse::Found()
-                .insert_header(("Location", "/dashboard"))
-                .finish()
-        }),
-    )
-    .route("/log/{path:.*}", web::get().to(tiles::tiles))
-    .route("/metrics", web::get().to(metrics))
-    .route(
-        "/healthz",
-        web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
-    );
+    // The bundle's body is read by the handler, after the token, under `[http] max_bundle_bytes`.
+    cfg.route("/api/v1/bundles", web::post().to(bundles::import))
+        .route("/api/v1/status", web::get().to(bundles::status))
+        .route("/api/v1/campaigns", web::get().to(campaigns::list))
+        .route(
+            "/api/v1/campaigns/{campaign}",
+            web::get().to(campaigns::one),
+        )
+        .route(
+            "/api/v1/campaigns/{campaign}/devices",
+            web::get().to(campaigns::devices),
+        )
+        .route(
+            "/api/v1/campaigns/{campaign}/{action}",
+            web::post().to(campaigns::action),
+        )
+        .route("/api/v1/state-bundle", web::get().to(tiles::state_bundle))
+        .route("/state/{path:.*}", web::get().to(tiles::state_tiles))
+        .configure(console::routes)
+        .route(
+            "/",
+            web::get().to(|| async {
+                HttpResponse::Found()
+                    .insert_header(("Location", "/dashboard"))
+                    .finish()
+            }),
+        )
+        .route("/log/{path:.*}", web::get().to(tiles::tiles))
+        .route("/metrics", web::get().to(metrics))
+        .route(
+            "/healthz",
+            web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+        );
 }

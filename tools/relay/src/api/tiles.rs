@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::auth::Operator;
 use super::status::refuse;
+use crate::config::PublicRoute;
 use crate::relay::Relay;
 use crate::statelog;
 
@@ -97,8 +98,19 @@ pub(super) async fn tiles(relay: web::Data<Relay>, path: web::Path<String>) -> H
 
 /// `GET /state/<path>`: the relay's own device-state log as C2SP tlog-tiles, brought up to date
 /// when its checkpoint is asked for; `GET /state/key.pem` is the relay key that signs it.
-pub(super) async fn state_tiles(relay: web::Data<Relay>, path: web::Path<String>) -> HttpResponse {
+pub(super) async fn state_tiles(
+    relay: web::Data<Relay>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     let path = path.into_inner();
+    // The relay key is public (auditors check the state bundles with it); the log's tiles carry
+    // every device's state: a token or a session, unless `[http] public` opens them.
+    if path != "key.pem"
+        && let Err(refused) = super::auth::may_read(&relay, &req, PublicRoute::State)
+    {
+        return *refused;
+    }
     if path == "key.pem" {
         return match std::fs::read(relay.data_dir.join(statelog::PUBLIC_KEY_FILE)) {
             Ok(pem) => HttpResponse::Ok()

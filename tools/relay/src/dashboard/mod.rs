@@ -20,7 +20,7 @@ use crate::engine::{CampaignView, Status};
 pub use device::render_device;
 use gates::gates;
 use page::shell;
-pub use page::{Access, Filter, LIVE_JS, Page};
+pub use page::{Access, Filter, LIVE_JS, Page, sign_in_page};
 pub(crate) use page::{esc, n};
 use plot::plot;
 

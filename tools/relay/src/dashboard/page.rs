@@ -161,6 +161,19 @@ pub(super) fn shell(page: &Page<'_>, title: &str, summary: &str, body: &str) -> 
     )
 }
 
+/// The page a reader gets when the dashboard is not public (`[http] public`): the sign-in form
+/// and nothing of the relay's state.
+pub fn sign_in_page(csrf: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>cairn relay: sign in</title><style>{STYLE}</style></head>\
+         <body><header><h1><a href=\"/dashboard\">cairn relay</a></h1>{}</header>\
+         <p class=\"empty\">The dashboard shows every device's state: sign in with your operator \
+         token.</p></body></html>",
+        sign_in_form(csrf)
+    )
+}
+
 /// Refreshes every element of class `live` with an id in place, every 5 seconds, from the same
 /// URL: no full reload, forms and what is typed in them untouched.
 pub const LIVE_JS: &str = r#"(function () {

@@ -142,6 +142,11 @@ impl RelayProcess {
         Self { port, child }
     }
 
+    /// The relay process's id (its memory is read from `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Imports a transfer bundle with the operator token.
     pub fn import(&self, bundle: &[u8], token: &str) {
         let mut request = format!(
@@ -167,8 +172,9 @@ impl RelayProcess {
 }
 
 /// The relay binary serving a running campaign: 40 eligible devices and 5 rejected, a canary of
-/// 4 behind an approval gate (its deliveries wait: there is no MQTT link), then the fleet.
-pub fn serve_running_campaign(dir: &Path) -> RelayProcess {
+/// 4 behind an approval gate (its deliveries wait: there is no MQTT link), then the fleet;
+/// `extra` is added to its configuration.
+pub fn serve_running_campaign(dir: &Path, extra: &str) -> RelayProcess {
     let signer = crate::common::signer_log(
         &dir.join("signer"),
         40,
@@ -179,7 +185,7 @@ pub fn serve_running_campaign(dir: &Path) -> RelayProcess {
         ],
         crate::common::Policy::default(),
     );
-    crate::common::config(dir, "");
+    crate::common::config(dir, extra);
     let relay = RelayProcess::start(dir);
     relay.import(
         &signer.vault.export_bundle(0).unwrap().to_cbor(),
