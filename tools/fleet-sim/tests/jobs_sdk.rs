@@ -163,7 +163,12 @@ fn sdk_devices_take_their_update_through_aws_iot_jobs() {
     let s = started[0];
     assert_eq!(
         (&s["job"], &s["status"], &s["version"], &s["execution"]),
-        (&Value::from(job.clone()), &Value::from("IN_PROGRESS"), &Value::from(2), &Value::from(1)),
+        (
+            &Value::from(job.clone()),
+            &Value::from("IN_PROGRESS"),
+            &Value::from(2),
+            &Value::from(1)
+        ),
     );
     assert_eq!(s["release"], RELEASE);
     assert!(s["started_at"].as_u64().unwrap() >= s["queued_at"].as_u64().unwrap());
@@ -195,7 +200,10 @@ fn sdk_devices_take_their_update_through_aws_iot_jobs() {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
     assert!(of(&one, "probe-accepted").is_empty(), "{one:?}");
-    assert!(of(&one, "leak").is_empty(), "device 1 read device 4's jobs: {one:?}");
+    assert!(
+        of(&one, "leak").is_empty(),
+        "device 1 read device 4's jobs: {one:?}"
+    );
 
     // Device 2: FAILED on execution 1, retried as execution 2, SUCCEEDED.
     let started: Vec<u64> = of(&two, "started")

@@ -219,8 +219,21 @@ impl Relay {
                     }
                 }
             }
+            if let Some(service) = jobs.as_mut() {
+                // Step timers that ran out: TIMED_OUT, recorded with the relay's rule as actor.
+                let (timed_out, notices) = service.expire(now);
+                for t in &timed_out {
+                    engine.job_transition(t, now)?;
+                }
+                replies.extend(notices);
+            }
             engine.tick(&self.vault, now)?;
-            self.commit_with(&mut engine, jobs.as_mut(), elapsed, std::mem::take(&mut replies))
+            self.commit_with(
+                &mut engine,
+                jobs.as_mut(),
+                elapsed,
+                std::mem::take(&mut replies),
+            )
         })();
         if let Err(e) = stepped {
             if before.is_some() {

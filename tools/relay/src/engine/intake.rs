@@ -71,14 +71,25 @@ impl Engine {
         d.last_sequence = Some(report.sequence);
         let campaign = report.campaign.as_str().to_owned();
         let detail = report.detail.as_str().to_owned();
-        self.settle(&campaign, i, purpose, report.outcome, &detail, ACTOR_DEVICE, now)
+        self.settle(
+            &campaign,
+            i,
+            purpose,
+            report.outcome,
+            &detail,
+            ACTOR_DEVICE,
+            now,
+        )
     }
 
     /// What a device said of its outstanding delivery (`detail`: its words), recorded by `actor`
     /// (the device, or the relay's rule for an in-progress timeout): installed (or rolled back),
     /// or failed, and then quarantined if the plan says so. Shared by the status reports and the
     /// Jobs transport (`jobs.rs`).
-    #[allow(clippy::too_many_arguments, reason = "one call per transport, every argument named")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call per transport, every argument named"
+    )]
     pub(super) fn settle(
         &mut self,
         campaign: &str,

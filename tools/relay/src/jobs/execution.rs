@@ -116,6 +116,9 @@ pub struct Execution {
     pub execution_number: u64,
     /// The job document (a JSON object).
     pub document: Arc<serde_json::Value>,
+    /// When the step timer the device set (`stepTimeoutInMinutes`) runs out: the execution is
+    /// then `TIMED_OUT` unless it reached a terminal status.
+    pub step_deadline: Option<u64>,
 }
 
 impl Execution {

@@ -15,14 +15,17 @@ pub mod execution;
 pub mod messages;
 pub mod topics;
 
+#[cfg(test)]
+mod service_tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 pub use execution::{Execution, JobStatus, StatusDetails};
-pub use messages::{ErrorCode, Rejection};
 use messages::Fields;
+pub use messages::{ErrorCode, Rejection};
 use topics::Request;
 
 /// The job document limit of AWS IoT Jobs (32 KB).
@@ -117,7 +120,12 @@ impl Service {
     }
 
     /// `notify-next` (if the next pending execution is another one than `before`) and `notify`.
-    fn notices(&self, thing: &str, before: Option<&(String, u64, u64)>, now: u64) -> Vec<Publication> {
+    fn notices(
+        &self,
+        thing: &str,
+        before: Option<&(String, u64, u64)>,
+        now: u64,
+    ) -> Vec<Publication> {
         let list = self.things.get(thing).map_or(&[][..], Vec::as_slice);
         let next = Self::next_pending(list).and_then(|i| list.get(i));
         let after = next.map(|e| (e.job_id.clone(), e.execution_number));
@@ -178,6 +186,7 @@ impl Service {
                     version_number: 1,
                     execution_number,
                     document,
+                    step_deadline: None,
                 });
             }
         }
@@ -205,6 +214,25 @@ impl Service {
         e.change(status, details, now);
         let t = transition(e, from);
         Some((t, self.notices(thing, before.as_ref(), now)))
+    }
+
+    /// Every pending execution whose step timer ran out by `now` becomes `TIMED_OUT`: the
+    /// transitions (to record, actor `rule`) and the notifications.
+    pub fn expire(&mut self, now: u64) -> (Vec<Transition>, Vec<Publication>) {
+        let due: Vec<(String, String)> = self
+            .pending()
+            .filter(|e| e.step_deadline.is_some_and(|d| d <= now))
+            .map(|e| (e.thing.clone(), e.job_id.clone()))
+            .collect();
+        let (mut transitions, mut publish) = (Vec::new(), Vec::new());
+        let why = StatusDetails::from([("cairn".to_owned(), "the step timer ran out".to_owned())]);
+        for (thing, job) in due {
+            if let Some((t, p)) = self.end(&thing, &job, JobStatus::TimedOut, &why, now) {
+                transitions.push(t);
+                publish.extend(p);
+            }
+        }
+        (transitions, publish)
     }
 
     /// Handles a request from `thing` on `jobs/<rest>` with `payload`.
@@ -276,7 +304,7 @@ impl Service {
 
     fn start_next(&mut self, thing: &str, fields: &Fields, now: u64) -> Answer {
         let details = fields.status_details()?;
-        fields.number("stepTimeoutInMinutes")?;
+        let step = step_timeout(fields)?;
         let Some(list) = self.things.get_mut(thing) else {
             return Ok((json!({}), None));
         };
@@ -288,6 +316,9 @@ impl Service {
         if e.status == JobStatus::Queued {
             e.change(JobStatus::InProgress, &details, now);
             t = Some(transition(e, JobStatus::Queued));
+        }
+        if let Some(secs) = step {
+            e.step_deadline = Some(now + secs);
         }
         Ok((json!({ "execution": e.to_json(true) }), t))
     }
@@ -323,22 +354,24 @@ impl Service {
         let expected = fields.number("expectedVersion")?;
         let with_state = fields.flag("includeJobExecutionState")?;
         let with_document = fields.flag("includeJobDocument")?;
-        fields.number("stepTimeoutInMinutes")?;
+        let step = step_timeout(fields)?;
         let (job_id, number) = {
             let e = self.find(thing, job, fields)?;
             (e.job_id.clone(), e.execution_number)
         };
-        let Some(e) = self
-            .things
-            .get_mut(thing)
-            .and_then(|l| l.iter_mut().find(|e| e.job_id == job_id && e.execution_number == number))
-        else {
+        let Some(e) = self.things.get_mut(thing).and_then(|l| {
+            l.iter_mut()
+                .find(|e| e.job_id == job_id && e.execution_number == number)
+        }) else {
             return Err(Rejection::new(ErrorCode::ResourceNotFound, "gone"));
         };
         if let Some(v) = expected.filter(|&v| v != e.version_number) {
             return Err(Rejection {
                 code: ErrorCode::VersionMismatch,
-                message: format!("expected version {v}, the execution is at {}", e.version_number),
+                message: format!(
+                    "expected version {v}, the execution is at {}",
+                    e.version_number
+                ),
                 state: Some(e.state_json()),
             });
         }
@@ -355,6 +388,9 @@ impl Service {
         }
         let from = e.status;
         e.change(status, &details, now);
+        if let Some(secs) = step {
+            e.step_deadline = Some(now + secs);
+        }
         let mut body = json!({});
         if let Some(obj) = body.as_object_mut() {
             if with_state {
@@ -369,6 +405,19 @@ impl Service {
 }
 
 type Answer = Result<(Value, Option<Transition>), Rejection>;
+
+/// `stepTimeoutInMinutes` in seconds: 1 to 10,080 minutes (AWS IoT API reference,
+/// `StartNextPendingJobExecution`, `UpdateJobExecution`); a new value replaces the running timer.
+fn step_timeout(fields: &Fields) -> Result<Option<u64>, Rejection> {
+    match fields.number("stepTimeoutInMinutes")? {
+        None => Ok(None),
+        Some(m @ 1..=10_080) => Ok(Some(m * 60)),
+        Some(m) => Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            format!("stepTimeoutInMinutes {m} is not 1 to 10080"),
+        )),
+    }
+}
 
 fn transition(e: &Execution, from: JobStatus) -> Transition {
     Transition {
@@ -386,7 +435,10 @@ fn transition(e: &Execution, from: JobStatus) -> Transition {
 
 fn rejected(topic: &str, r: &Rejection, token: Option<&str>, now: u64) -> Handled {
     Handled {
-        publish: vec![publication(format!("{topic}/rejected"), &r.to_json(token, now))],
+        publish: vec![publication(
+            format!("{topic}/rejected"),
+            &r.to_json(token, now),
+        )],
         transition: None,
         rejected: Some(r.code),
     }

@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn job_ids_are_valid_and_distinct() {
         let a = job_id("campaign-2026-11-2.4.1", "controller-fw-2.4.1");
-        assert!(a.starts_with("campaign-2026-11-2_4_1_controller-fw-2_4_1-"), "{a}");
+        assert!(
+            a.starts_with("campaign-2026-11-2_4_1_controller-fw-2_4_1-"),
+            "{a}"
+        );
         assert!(valid_job_id(&a));
         assert_ne!(a, job_id("campaign-2026-11-2_4_1", "controller-fw-2.4.1"));
         let long = job_id(&"c".repeat(200), &"r".repeat(200));
