@@ -119,7 +119,7 @@ pub async fn link(
 /// every thing's Jobs request topics (each explicitly: a first-level wildcard never matches
 /// `$aws/...`), hands each request to the engine as `Input::Jobs`, and publishes what `jobs`
 /// carries (the Jobs service's answers and notifications, QoS 1, not retained).
-#[allow(
+#[expect(
     clippy::too_many_lines,
     reason = "one event loop, its cases side by side"
 )]

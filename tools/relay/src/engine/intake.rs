@@ -86,7 +86,7 @@ impl Engine {
     /// (the device, or the relay's rule for an in-progress timeout): installed (or rolled back),
     /// or failed, and then quarantined if the plan says so. Shared by the status reports and the
     /// Jobs transport (`jobs.rs`).
-    #[allow(
+    #[expect(
         clippy::too_many_arguments,
         reason = "one call per transport, every argument named"
     )]
