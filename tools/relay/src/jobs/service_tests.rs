@@ -251,3 +251,55 @@ fn a_retry_is_a_new_execution_and_step_timers_time_out() {
     assert_eq!(t.to, JobStatus::Canceled);
     assert!(s.pending().next().is_none());
 }
+
+/// Mutated requests (bytes flipped, cut, topics bent) never panic; every one is answered, and a
+/// refused one makes no transition. A deterministic stand-in for a libFuzzer target, which the
+/// fuzz crate cannot build while the Jobs service lives in the relay crate (RocksDB under the
+/// sanitizers).
+#[test]
+fn mutated_requests_are_answered_and_refusals_change_nothing() {
+    let payloads: [&[u8]; 4] = [
+        br#"{"status":"SUCCEEDED","expectedVersion":2,"statusDetails":{"a":"b"},"clientToken":"t"}"#,
+        br#"{"clientToken":"s","stepTimeoutInMinutes":5,"statusDetails":{"agent":"x"}}"#,
+        br#"{"executionNumber":1,"includeJobDocument":true}"#,
+        b"",
+    ];
+    let rests = ["job-1/update", "start-next", "$next/get", "get", "job-1/get"];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..3000u64 {
+        let mut s = queued();
+        if round % 2 == 0 {
+            request(&mut s, "start-next", &json!({}), 101);
+        }
+        let pick = usize::try_from(next() % 4).unwrap();
+        let mut payload = payloads[pick].to_vec();
+        for _ in 0..(next() % 4) {
+            if payload.is_empty() {
+                break;
+            }
+            let at = usize::try_from(next() % payload.len() as u64).unwrap();
+            match next() % 3 {
+                0 => payload[at] ^= 1 << (next() % 8),
+                1 => payload.truncate(at),
+                _ => payload.insert(at, b"{}[]\",:0\\"[usize::try_from(next() % 9).unwrap()]),
+            }
+        }
+        let mut rest = rests[usize::try_from(next() % 5).unwrap()].to_owned();
+        if next() % 5 == 0 {
+            rest.insert(usize::try_from(next() % (rest.len() as u64)).unwrap(), '/');
+        }
+        let version = s.execution(T, "job-1").unwrap().version_number;
+        let h = s.handle(T, &rest, &payload, 102);
+        assert!(!h.publish.is_empty(), "{rest} {payload:?}: no answer");
+        if h.rejected.is_some() {
+            assert!(h.transition.is_none());
+            assert_eq!(s.execution(T, "job-1").unwrap().version_number, version);
+        }
+    }
+}
