@@ -264,7 +264,13 @@ fn mutated_requests_are_answered_and_refusals_change_nothing() {
         br#"{"executionNumber":1,"includeJobDocument":true}"#,
         b"",
     ];
-    let rests = ["job-1/update", "start-next", "$next/get", "get", "job-1/get"];
+    let rests = [
+        "job-1/update",
+        "start-next",
+        "$next/get",
+        "get",
+        "job-1/get",
+    ];
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
         seed ^= seed << 13;
