@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(f.client_token(), Some("t"));
         assert_eq!(f.status_details().unwrap()["boot-check"], "ok");
         let bad = |s: &str| Fields::parse(s.as_bytes()).unwrap();
-        assert_eq!(code(bad(r#"{}"#).status()), ErrorCode::InvalidRequest);
+        assert_eq!(code(bad("{}").status()), ErrorCode::InvalidRequest);
         assert_eq!(
             code(bad(r#"{"status":"DONE"}"#).status()),
             ErrorCode::InvalidRequest
