@@ -113,7 +113,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     Ok(match outcome {
         Outcome::Installed => 0,
         Outcome::VerificationFailed => 1,
-        _ => 2,
+        Outcome::InstallFailed => 2,
     })
 }
 

@@ -246,7 +246,13 @@ fn a_retry_is_a_new_execution_and_step_timers_time_out() {
     assert_eq!(s.execution(T, "job-1").unwrap().execution_number, 2);
     // The service cancels it.
     let (t, _) = s
-        .end(T, "job-1", JobStatus::Canceled, &super::StatusDetails::new(), 302)
+        .end(
+            T,
+            "job-1",
+            JobStatus::Canceled,
+            &super::StatusDetails::new(),
+            302,
+        )
         .unwrap();
     assert_eq!(t.to, JobStatus::Canceled);
     assert!(s.pending().next().is_none());
