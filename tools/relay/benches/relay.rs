@@ -196,6 +196,7 @@ fn main() {
         cert: files.cert,
         key: files.key,
         client_id: RELAY_CLIENT.into(),
+        jobs: false,
     };
     let batch = deliveries(n);
     let mut link = Vec::new();

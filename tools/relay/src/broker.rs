@@ -91,10 +91,15 @@ pub fn status_device(topic: &str) -> Option<&str> {
 
 /// The ACL: the relay writes every delivery topic and reads every status topic; a device
 /// (`%u`, its certificate's common name) reads its delivery topic and writes its status topic.
+/// For the AWS IoT Jobs device API (docs/jobs.md) the relay, playing the Jobs service, reads and
+/// writes every thing's `$aws/things/<thing>/jobs/...`, and a device only its own, as an AWS IoT
+/// policy with `${iot:Connection.Thing.ThingName}` allows.
 pub fn acl() -> String {
     format!(
-        "user {RELAY_CLIENT}\ntopic write cairn/+/delivery\ntopic read cairn/+/status\n\n\
-         pattern read cairn/%u/delivery\npattern write cairn/%u/status\n"
+        "user {RELAY_CLIENT}\ntopic write cairn/+/delivery\ntopic read cairn/+/status\n\
+         topic readwrite $aws/things/+/jobs/#\n\n\
+         pattern read cairn/%u/delivery\npattern write cairn/%u/status\n\
+         pattern readwrite $aws/things/%u/jobs/#\n"
     )
 }
 

@@ -14,6 +14,7 @@
 //! | `config`, `metrics`, `dashboard`, `session`, `throttle`, `tls` | the configuration file, the counters, the pages, the console's sessions, failed authentications per source, the HTTPS configuration |
 //! | `mqtt`, `broker` | the MQTT link on the devices' own topics; a local Mosquitto for tests |
 //! | `engine` | the rollout engine, a folder of rooms (its own table) |
+//! | `jobs` | the AWS IoT Jobs device API, played on the broker (pure protocol, below the engine) |
 //! | `statelog` | the relay's own device-state log |
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod broker;
 pub mod config;
 pub mod dashboard;
 pub mod engine;
+pub mod jobs;
 pub mod metrics;
 pub mod mqtt;
 pub mod relay;

@@ -79,6 +79,10 @@ pub struct MqttConfig {
     /// MQTT client id.
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// Deliver through the AWS IoT Jobs device API (docs/jobs.md) instead of the devices' own
+    /// delivery topics.
+    #[serde(default)]
+    pub jobs: bool,
 }
 
 fn default_client_id() -> String {
@@ -131,10 +135,30 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, Error> {
 /// moment are lost with it; later ones arrive). `inputs` is bounded ([`INPUT_QUEUE`]): a QoS 0
 /// status that finds it full is dropped and counted, anything else waits for room.
 pub async fn link(
+    options: MqttOptions,
+    inputs: std::sync::mpsc::SyncSender<LinkInput>,
+    outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counters: &LinkCounters,
+) {
+    link_with_jobs(options, inputs, outgoing, acks, None, stop, counters).await;
+}
+
+/// `link`, and with `jobs` the AWS IoT Jobs device API (docs/jobs.md): it also subscribes to
+/// every thing's Jobs request topics (each explicitly: a first-level wildcard never matches
+/// `$aws/...`), hands each request to the engine as `Input::Jobs`, and publishes what `jobs`
+/// carries (the Jobs service's answers and notifications, QoS 1, not retained).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one event loop, its cases side by side"
+)]
+pub async fn link_with_jobs(
     mut options: MqttOptions,
     inputs: std::sync::mpsc::SyncSender<LinkInput>,
     mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    jobs: Option<tokio::sync::mpsc::UnboundedReceiver<crate::jobs::Publication>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     counters: &LinkCounters,
 ) {
@@ -143,22 +167,33 @@ pub async fn link(
     use std::sync::{Arc, Mutex};
     options.set_inflight(100).set_manual_acks(true);
     let (client, mut events) = AsyncClient::new(options, 10_000);
-    // Deliveries handed to the client, in order, until the event loop assigns them a packet id.
-    let waiting: Arc<Mutex<VecDeque<Delivery>>> = Arc::default();
-    let mut in_flight: HashMap<u16, Delivery> = HashMap::new();
+    // Publications handed to the client, in order, until the event loop assigns them a packet
+    // id: a delivery (acknowledged back to the engine) or a Jobs message (`None`).
+    let waiting: Arc<Mutex<VecDeque<Option<Delivery>>>> = Arc::default();
+    let mut in_flight: HashMap<u16, Option<Delivery>> = HashMap::new();
+    let with_jobs = jobs.is_some();
     let publisher = {
         let client = client.clone();
         let waiting = Arc::clone(&waiting);
+        let mut jobs = jobs;
         tokio::spawn(async move {
-            while let Some(d) = outgoing.recv().await {
-                let topic = delivery_topic(&d.device);
-                let payload = d.delivery.to_vec();
+            loop {
+                // One task publishes both, so `waiting` keeps the order of the packet ids.
+                let (topic, payload, retain, d) = tokio::select! {
+                    d = outgoing.recv() => match d {
+                        Some(d) => (delivery_topic(&d.device), d.delivery.to_vec(), true, Some(d)),
+                        None => break,
+                    },
+                    Some(p) = async { match jobs.as_mut() { Some(j) => j.recv().await, None => None } } => {
+                        (p.topic, p.payload, false, None)
+                    }
+                };
                 waiting
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push_back(d);
                 if client
-                    .publish(topic, QoS::AtLeastOnce, true, payload)
+                    .publish(topic, QoS::AtLeastOnce, retain, payload)
                     .await
                     .is_err()
                 {
@@ -195,10 +230,15 @@ pub async fn link(
                 if !ack.session_present {
                     // Not awaited, for the same reason as `try_ack` below.
                     let _ = client.try_subscribe(crate::broker::STATUS_FILTER, QoS::AtLeastOnce);
+                    if with_jobs {
+                        for filter in crate::jobs::topics::REQUEST_FILTERS {
+                            let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
+                        }
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(p) = hand_over(p, &inputs, counters) {
+                if let Some(p) = hand_over(p, &inputs, counters, with_jobs) {
                     // Not awaited: this task drives the event loop that drains the request queue.
                     let _ = client.try_ack(&p);
                 }
@@ -215,7 +255,7 @@ pub async fn link(
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(d) = in_flight.remove(&ack.pkid) {
+                if let Some(Some(d)) = in_flight.remove(&ack.pkid) {
                     let _ = inputs.send(Input::Acked(d));
                 }
             }
@@ -241,7 +281,7 @@ pub async fn link(
     let _ = client.disconnect().await;
 }
 
-/// Hands a status message to the engine; a message on any other topic (the ACL lets none through)
+/// Hands a status message (or, with `with_jobs`, a Jobs request) to the engine; a message on any other topic (the ACL lets none through)
 /// is given back, to be acknowledged and forgotten. A QoS 0 status that finds the queue full is
 /// dropped and counted: nobody would send it again. A QoS 1 one waits for room: the engine drains
 /// the queue every step, and the broker holds back the rest (the relay acknowledges only what it
@@ -250,15 +290,27 @@ fn hand_over(
     p: rumqttc::Publish,
     inputs: &std::sync::mpsc::SyncSender<LinkInput>,
     counters: &LinkCounters,
+    with_jobs: bool,
 ) -> Option<rumqttc::Publish> {
-    let Some(device) = status_device(&p.topic).map(str::to_owned) else {
-        return Some(p);
-    };
     let qos = p.qos;
-    let input = Input::Status {
-        device,
-        payload: p.payload.to_vec(),
-        ack: Some(p),
+    let request = crate::jobs::topics::split(&p.topic)
+        .filter(|_| with_jobs)
+        .map(|(thing, rest)| (thing.to_owned(), rest.to_owned()));
+    let input = if let Some((thing, rest)) = request {
+        Input::Jobs {
+            thing,
+            rest,
+            payload: p.payload.to_vec(),
+            ack: Some(p),
+        }
+    } else if let Some(device) = status_device(&p.topic).map(str::to_owned) {
+        Input::Status {
+            device,
+            payload: p.payload.to_vec(),
+            ack: Some(p),
+        }
+    } else {
+        return Some(p);
     };
     if qos == QoS::AtMostOnce {
         if let Err(std::sync::mpsc::TrySendError::Full(_)) = inputs.try_send(input) {

@@ -130,6 +130,11 @@ pub struct Relay {
     tokens: Vec<([u8; 32], String)>,
     engine: Mutex<Engine>,
     pub(crate) publisher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<engine::Outgoing>>>,
+    /// With `[mqtt] jobs = true`: the AWS IoT Jobs service the relay plays (docs/jobs.md) and
+    /// the channel its messages go out on.
+    pub(crate) jobs: Mutex<Option<crate::jobs::Service>>,
+    pub(crate) jobs_out:
+        Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::jobs::Publication>>>,
     pub(crate) rollout: RolloutConfig,
     pub(crate) tiles: PathBuf,
     pub(crate) state_tiles: PathBuf,
@@ -203,6 +208,14 @@ impl Relay {
             tokens,
             engine: Mutex::new(engine),
             publisher: Mutex::new(None),
+            jobs: Mutex::new(
+                config
+                    .mqtt
+                    .as_ref()
+                    .filter(|m| m.jobs)
+                    .map(|_| crate::jobs::Service::new()),
+            ),
+            jobs_out: Mutex::new(None),
             rollout: config.rollout.clone(),
             tiles: config.data_dir.join("tiles"),
             state_tiles: config.data_dir.join("state-tiles"),
@@ -270,6 +283,50 @@ impl Relay {
         engine: &mut Engine,
         elapsed: std::time::Duration,
     ) -> Result<(), engine::Error> {
+        let mut jobs = self.jobs();
+        self.commit_with(engine, jobs.as_mut(), elapsed, Vec::new())
+    }
+
+    /// A copy of the Jobs service's executions (`None` without `[mqtt] jobs = true`), for tests
+    /// and the demo.
+    pub fn jobs_snapshot(&self) -> Option<crate::jobs::Service> {
+        let _engine = self.engine(); // the lock order: engine, then jobs
+        self.jobs().clone()
+    }
+
+    /// The Jobs service (locked after the engine, never before).
+    pub(crate) fn jobs(&self) -> MutexGuard<'_, Option<crate::jobs::Service>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `commit`; with the Jobs service, the deliveries become job executions, and `replies` (the
+    /// answers to the step's Jobs requests) go out once the step's events are in the relay log.
+    pub(crate) fn commit_with(
+        &self,
+        engine: &mut Engine,
+        jobs: Option<&mut crate::jobs::Service>,
+        elapsed: std::time::Duration,
+        mut replies: Vec<crate::jobs::Publication>,
+    ) -> Result<(), engine::Error> {
+        if let Some(service) = jobs {
+            let jobs_out = self
+                .jobs_out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let out = engine.commit(&self.vault, elapsed, jobs_out.is_some())?;
+            replies.extend(engine.jobs_commit(service, out, engine::now()));
+            if let Some(p) = jobs_out {
+                for r in replies {
+                    if p.send(r).is_err() {
+                        Metrics::count(&self.metrics.mqtt_errors);
+                    }
+                }
+            }
+            return Ok(());
+        }
         let publisher = self
             .publisher
             .lock()

@@ -61,6 +61,16 @@ impl Relay {
             let (publisher, outgoing) = tokio::sync::mpsc::unbounded_channel();
             let (acks, to_ack) = tokio::sync::mpsc::unbounded_channel();
             acker = Some(acks);
+            let jobs = if config.jobs {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                *self
+                    .jobs_out
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+                Some(rx)
+            } else {
+                None
+            };
             *self
                 .publisher
                 .lock()
@@ -79,11 +89,12 @@ impl Relay {
                         return;
                     }
                 };
-                runtime.block_on(mqtt::link(
+                runtime.block_on(mqtt::link_with_jobs(
                     options,
                     inputs,
                     outgoing,
                     to_ack,
+                    jobs,
                     stop,
                     &relay.metrics.mqtt,
                 ));
@@ -142,7 +153,11 @@ impl Relay {
             match self.step(&batch, elapsed) {
                 Ok(()) => {
                     for input in batch {
-                        if let (Input::Status { ack: Some(p), .. }, Some(acker)) = (input, acker) {
+                        let ack = match input {
+                            Input::Status { ack, .. } | Input::Jobs { ack, .. } => ack,
+                            Input::Acked(_) => None,
+                        };
+                        if let (Some(p), Some(acker)) = (ack, acker) {
                             let _ = acker.send(p);
                         }
                     }
@@ -157,7 +172,7 @@ impl Relay {
                     // finds the device pending and delivers again, which the device tolerates.
                     carried = batch
                         .into_iter()
-                        .filter(|i| matches!(i, Input::Status { .. }))
+                        .filter(|i| matches!(i, Input::Status { .. } | Input::Jobs { .. }))
                         .take(CARRY)
                         .collect();
                 }
@@ -165,10 +180,18 @@ impl Relay {
         }
     }
 
-    /// One engine step over `batch`; on failure the engine is rebuilt from the relay log.
+    /// One engine step over `batch`; on failure the engine is rebuilt from the relay log (and
+    /// the Jobs service put back as it was before the step, so its requests are taken again).
     fn step<A>(&self, batch: &[Input<A>], elapsed: Duration) -> Result<(), engine::Error> {
         let now = engine::now();
         let mut engine = self.engine();
+        let mut jobs = self.jobs();
+        let before = batch
+            .iter()
+            .any(|i| matches!(i, Input::Jobs { .. }))
+            .then(|| jobs.clone())
+            .flatten();
+        let mut replies = Vec::new();
         let stepped = (|| {
             for input in batch {
                 match input {
@@ -179,12 +202,43 @@ impl Relay {
                         Metrics::count(&self.metrics.deliveries_published);
                         engine.acked(&o.campaign, &o.device, &o.release, now)?;
                     }
+                    Input::Jobs {
+                        thing,
+                        rest,
+                        payload,
+                        ..
+                    } => {
+                        if let Some(service) = jobs.as_mut() {
+                            let handled = service.handle(thing, rest, payload, now);
+                            if let Some(t) = &handled.transition {
+                                // A device that no longer waits on it: `jobs_commit` cancels it.
+                                engine.job_transition(t, now)?;
+                            }
+                            replies.extend(handled.publish);
+                        }
+                    }
                 }
             }
+            if let Some(service) = jobs.as_mut() {
+                // Step timers that ran out: TIMED_OUT, recorded with the relay's rule as actor.
+                let (timed_out, notices) = service.expire(now);
+                for t in &timed_out {
+                    engine.job_transition(t, now)?;
+                }
+                replies.extend(notices);
+            }
             engine.tick(&self.vault, now)?;
-            self.commit(&mut engine, elapsed)
+            self.commit_with(
+                &mut engine,
+                jobs.as_mut(),
+                elapsed,
+                std::mem::take(&mut replies),
+            )
         })();
         if let Err(e) = stepped {
+            if before.is_some() {
+                *jobs = before;
+            }
             if let Err(again) = engine.recover(&self.vault) {
                 eprintln!("cairn-relay: rebuilding from the relay log failed too: {again}");
             }

@@ -50,6 +50,18 @@ pub enum Input<A> {
     },
     /// The transport acknowledged a delivery.
     Acked(Outgoing),
+    /// A request to the AWS IoT Jobs device API (`$aws/things/<thing>/jobs/<rest>`).
+    Jobs {
+        /// The thing (authenticated by the transport: its topic, which the broker's ACL binds to
+        /// its certificate).
+        thing: String,
+        /// What follows `jobs/` in the topic.
+        rest: String,
+        /// The payload (JSON).
+        payload: Vec<u8>,
+        /// Acknowledged to the transport once what it changed is recorded.
+        ack: Option<A>,
+    },
 }
 
 /// A gate approval found in the mirror whose signature verified.

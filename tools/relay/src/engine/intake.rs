@@ -69,17 +69,53 @@ impl Engine {
             return Ok(());
         }
         d.last_sequence = Some(report.sequence);
+        let campaign = report.campaign.as_str().to_owned();
+        let detail = report.detail.as_str().to_owned();
+        self.settle(
+            &campaign,
+            i,
+            purpose,
+            report.outcome,
+            &detail,
+            ACTOR_DEVICE,
+            now,
+        )
+    }
+
+    /// What a device said of its outstanding delivery (`detail`: its words), recorded by `actor`
+    /// (the device, or the relay's rule for an in-progress timeout): installed (or rolled back),
+    /// or failed, and then quarantined if the plan says so. Shared by the status reports and the
+    /// Jobs transport (`jobs.rs`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call per transport, every argument named"
+    )]
+    pub(super) fn settle(
+        &mut self,
+        campaign: &str,
+        i: usize,
+        purpose: cairn_verifier::statement::Purpose,
+        outcome: Outcome,
+        detail: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<()> {
+        let Some(c) = self.campaigns.get_mut(campaign) else {
+            return Ok(());
+        };
+        let Some(d) = c.devices.get(i) else {
+            return Ok(());
+        };
         let (attempt, failures) = (d.attempt, d.failures);
         c.reports += 1;
-        if report.outcome == Outcome::VerificationFailed {
+        if outcome == Outcome::VerificationFailed {
             c.verification_failures += 1;
         }
         let policy = c.policy.clone();
         self.stats.reports += 1;
-        let campaign = report.campaign.as_str().to_owned();
         let rolling_back = purpose == cairn_verifier::statement::Purpose::Rollback;
-        if report.outcome == Outcome::Installed {
-            let why = format!("reported installed ({})", report.detail);
+        if outcome == Outcome::Installed {
+            let why = format!("reported installed ({detail})");
             let change = Change {
                 state: if rolling_back {
                     DeviceState::RolledBack
@@ -88,30 +124,27 @@ impl Engine {
                 },
                 purpose,
                 attempt,
-                actor: ACTOR_DEVICE,
+                actor,
                 why: &why,
             };
-            return self.device_event(&campaign, i, &change, now);
+            return self.device_event(campaign, i, &change, now);
         }
-        let why = format!("reported {}: {}", report.outcome.name(), report.detail);
+        let why = format!("reported {}: {detail}", outcome.name());
         let failed = Change {
             state: DeviceState::Failed,
             purpose,
             attempt,
-            actor: ACTOR_DEVICE,
+            actor,
             why: &why,
         };
-        self.device_event(&campaign, i, &failed, now)?;
+        self.device_event(campaign, i, &failed, now)?;
         if rolling_back {
             return Ok(());
         }
-        let why = if report.outcome == Outcome::VerificationFailed
+        let why = if outcome == Outcome::VerificationFailed
             && policy.quarantine_on_verification_failure
         {
-            format!(
-                "reported a verification failure ({}): quarantined by the plan",
-                report.detail
-            )
+            format!("reported a verification failure ({detail}): quarantined by the plan")
         } else if failures + 1 >= policy.quarantine_after_failures {
             format!(
                 "{} failures: quarantined by the plan (after {})",
@@ -128,6 +161,6 @@ impl Engine {
             actor: ACTOR_RULE,
             why: &why,
         };
-        self.device_event(&campaign, i, &quarantined, now)
+        self.device_event(campaign, i, &quarantined, now)
     }
 }

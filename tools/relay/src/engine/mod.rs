@@ -20,12 +20,14 @@
 //! | `schedule.rs` | scheduling: ticks, approvals, retries, thresholds, stage opening, delivery |
 //! | `operator.rs` | operator actions: pause, resume, quarantine, rollback |
 //! | `intake.rs` | device intake: status reports and broker acknowledgements |
+//! | `jobs.rs` | the AWS IoT Jobs transport's transitions, mapped to device events |
 //! | `view.rs` | what the API and the dashboard read: campaign views, a device's history |
 //! | `error.rs` | `Error`, and `PlanError` for plans not taken up |
 
 mod core;
 mod error;
 mod intake;
+mod jobs;
 mod model;
 mod operator;
 mod plan;
