@@ -20,7 +20,7 @@ pub(super) fn check_counted_kinds(v: &mut Verified, pack: &Pack<'_>, signer: &De
     let Ok(checkpoint) = Checkpoint::parse(pack.signer.checkpoint) else {
         return; // named by step 4
     };
-    let Some(signed) = counts::parse(checkpoint.extensions) else {
+    let Some(counted) = counts::parse(checkpoint.extensions) else {
         v.fail(
             "signer log checkpoint",
             format!(
@@ -30,7 +30,7 @@ pub(super) fn check_counted_kinds(v: &mut Verified, pack: &Pack<'_>, signer: &De
         );
         return;
     };
-    for (kind, want) in COUNTED.iter().zip(signed) {
+    for (kind, want) in COUNTED.iter().zip(counted) {
         let mut held = KindCount::default();
         for (index, _, entry, _) in &signer.entries {
             if EntryHeader::peek(entry).is_ok_and(|h| h.kind == *kind) {
