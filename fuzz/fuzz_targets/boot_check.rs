@@ -13,6 +13,9 @@ use cairn_verifier::crypto::{Crypto, Software};
 use cairn_verifier::test_support::{DEVICE, Fixture, HARDWARE, Spec};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
+
 struct Setup {
     fixture: Fixture,
     spec: Spec,
@@ -34,32 +37,36 @@ fn setup() -> &'static Setup {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let s = setup();
-    let device = DeviceIdentity {
-        device_id: DEVICE,
-        product: s.spec.product,
-        family: s.spec.family,
-        hardware_revision: HARDWARE,
-        current_version: s.spec.min_version,
-    };
-    let verdict = verify_delivery(
-        data,
-        &s.anchors,
-        &device,
-        &StoredState::default(),
-        &mut MemoryImage(&s.fixture.image),
-        &Software,
-    );
-    if let Ok(verdict) = verdict {
-        assert_eq!(verdict.release_id.as_str(), s.spec.release_id);
-        assert_eq!(verdict.installed.version, s.spec.version);
-        assert_eq!(
-            verdict.installed.image_digest,
-            Software.sha256_of(&[&s.fixture.image])
+    // The fixture is built once, before the first run is measured.
+    setup();
+    cairn_fuzz::bounded(data.len(), || {
+        let s = setup();
+        let device = DeviceIdentity {
+            device_id: DEVICE,
+            product: s.spec.product,
+            family: s.spec.family,
+            hardware_revision: HARDWARE,
+            current_version: s.spec.min_version,
+        };
+        let verdict = verify_delivery(
+            data,
+            &s.anchors,
+            &device,
+            &StoredState::default(),
+            &mut MemoryImage(&s.fixture.image),
+            &Software,
         );
-        assert_eq!(
-            verdict.installed.delivery_digest,
-            Software.sha256_of(&[data])
-        );
-    }
+        if let Ok(verdict) = verdict {
+            assert_eq!(verdict.release_id.as_str(), s.spec.release_id);
+            assert_eq!(verdict.installed.version, s.spec.version);
+            assert_eq!(
+                verdict.installed.image_digest,
+                Software.sha256_of(&[&s.fixture.image])
+            );
+            assert_eq!(
+                verdict.installed.delivery_digest,
+                Software.sha256_of(&[data])
+            );
+        }
+    });
 });

@@ -9,27 +9,32 @@
 use cairn_verifier::cbor::{MAX_MAP_DEPTH, Reader};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
+
 fuzz_target!(|data: &[u8]| {
-    let mut reader = Reader::new(data);
-    let raw = reader.raw_item();
-    let reference = deterministic_item(data, 0);
-    match (raw, reference) {
-        (Ok(item), Some((end, maps))) => {
-            assert_eq!(item.len(), end, "raw_item and the reference end elsewhere");
-            assert!(maps <= MAX_MAP_DEPTH);
-            assert_eq!(item, &data[..reader.position()]);
-            assert_eq!(reader.finish().is_ok(), item.len() == data.len());
-            let mut again = Reader::new(item);
-            assert_eq!(again.raw_item(), Ok(item));
-            assert_eq!(again.finish(), Ok(()));
+    cairn_fuzz::bounded(data.len(), || {
+        let mut reader = Reader::new(data);
+        let raw = reader.raw_item();
+        let reference = deterministic_item(data, 0);
+        match (raw, reference) {
+            (Ok(item), Some((end, maps))) => {
+                assert_eq!(item.len(), end, "raw_item and the reference end elsewhere");
+                assert!(maps <= MAX_MAP_DEPTH);
+                assert_eq!(item, &data[..reader.position()]);
+                assert_eq!(reader.finish().is_ok(), item.len() == data.len());
+                let mut again = Reader::new(item);
+                assert_eq!(again.raw_item(), Ok(item));
+                assert_eq!(again.finish(), Ok(()));
+            }
+            (Ok(item), None) => panic!("raw_item accepted non-deterministic CBOR {item:02x?}"),
+            (Err(e), Some((_, maps))) => assert!(
+                maps > MAX_MAP_DEPTH,
+                "raw_item rejected deterministic CBOR: {e:?}"
+            ),
+            (Err(_), None) => {}
         }
-        (Ok(item), None) => panic!("raw_item accepted non-deterministic CBOR {item:02x?}"),
-        (Err(e), Some((_, maps))) => assert!(
-            maps > MAX_MAP_DEPTH,
-            "raw_item rejected deterministic CBOR: {e:?}"
-        ),
-        (Err(_), None) => {}
-    }
+    });
 });
 
 /// The end of the deterministic item at `pos` and how many maps it nests, or `None`.

@@ -7,13 +7,18 @@ use cairn_verifier::cose::CoseSign1;
 use cairn_verifier::cose::write::{assemble, protected_header};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(cose) = CoseSign1::decode(data) {
-        assert_eq!(cose.protected, protected_header(&cose.kid).as_slice());
-        assert_eq!(
-            assemble(cose.protected, cose.payload, &cose.signature.0),
-            data,
-            "COSE_Sign1 re-encodes differently"
-        );
-    }
+    cairn_fuzz::bounded(data.len(), || {
+        if let Ok(cose) = CoseSign1::decode(data) {
+            assert_eq!(cose.protected, protected_header(&cose.kid).as_slice());
+            assert_eq!(
+                assemble(cose.protected, cose.payload, &cose.signature.0),
+                data,
+                "COSE_Sign1 re-encodes differently"
+            );
+        }
+    });
 });

@@ -17,41 +17,49 @@ use cairn_verifier::test_support::Fixture;
 use cairn_verifier::types::{SecurityEpoch, Version};
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
+
 fn key() -> &'static ReleaseKey {
     static KEY: OnceLock<ReleaseKey> = OnceLock::new();
     KEY.get_or_init(|| Fixture::new().anchors().release)
 }
 
 fuzz_target!(|data: &[u8]| {
-    let parsed = Image::parse(data);
-    if let Ok(image) = &parsed {
-        assert_eq!(&data[..HEADER_LEN], &image.header.to_bytes()[..]);
-        assert!(image.signed_len() <= data.len() as u64);
-        assert_eq!(image.hashed.len() as u64, image.header.hashed_len());
-        assert_eq!(
-            image.hashed.len() + image.tlvs.len as usize - image.header.protected_tlv_size as usize
-                + image.trailer.len(),
-            data.len()
-        );
-    }
+    // The fixture is built once, before the first run is measured.
+    key();
+    cairn_fuzz::bounded(data.len(), || {
+        let parsed = Image::parse(data);
+        if let Ok(image) = &parsed {
+            assert_eq!(&data[..HEADER_LEN], &image.header.to_bytes()[..]);
+            assert!(image.signed_len() <= data.len() as u64);
+            assert_eq!(image.hashed.len() as u64, image.header.hashed_len());
+            assert_eq!(
+                image.hashed.len() + image.tlvs.len as usize
+                    - image.header.protected_tlv_size as usize
+                    + image.trailer.len(),
+                data.len()
+            );
+        }
 
-    // The flash path, for a release whose statement matches these bytes.
-    let stated = check::Stated {
-        image_size: data.len() as u64,
-        image_digest: Software.sha256_of(&[data]),
-        version: Version::new(2, 4, 1),
-        security_epoch: SecurityEpoch(3),
-        mcuboot_hash: parsed.as_ref().map(|i| i.tlvs.hash).unwrap_or_default(),
-    };
-    let result = check::check_image(&mut MemoryImage(data), &stated, key(), &Software);
-    match (&parsed, result) {
-        // Only an image whose TLV areas fit the device's buffer is read from flash.
-        (Ok(image), Err(Error::MalformedImage(e))) => assert!(
-            image.tlvs.len > MAX_TLV_AREA as u64,
-            "parses in memory, refused from flash: {e}"
-        ),
-        (Err(e), Ok(())) => panic!("refused in memory ({e}), accepted from flash"),
-        (Err(_), Err(Error::MalformedImage(_))) | (Ok(_), _) => {}
-        (Err(e), Err(other)) => panic!("refused in memory ({e}), flash says {other}"),
-    }
+        // The flash path, for a release whose statement matches these bytes.
+        let stated = check::Stated {
+            image_size: data.len() as u64,
+            image_digest: Software.sha256_of(&[data]),
+            version: Version::new(2, 4, 1),
+            security_epoch: SecurityEpoch(3),
+            mcuboot_hash: parsed.as_ref().map(|i| i.tlvs.hash).unwrap_or_default(),
+        };
+        let result = check::check_image(&mut MemoryImage(data), &stated, key(), &Software);
+        match (&parsed, result) {
+            // Only an image whose TLV areas fit the device's buffer is read from flash.
+            (Ok(image), Err(Error::MalformedImage(e))) => assert!(
+                image.tlvs.len > MAX_TLV_AREA as u64,
+                "parses in memory, refused from flash: {e}"
+            ),
+            (Err(e), Ok(())) => panic!("refused in memory ({e}), accepted from flash"),
+            (Err(_), Err(Error::MalformedImage(_))) | (Ok(_), _) => {}
+            (Err(e), Err(other)) => panic!("refused in memory ({e}), flash says {other}"),
+        }
+    });
 });

@@ -24,7 +24,7 @@ use cairn_vault::Vault;
 use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::custody::KeyRole;
-use cairn_verifier::note::LogKey;
+use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{Purpose, Statement};
 use cairn_verifier::types::{UnixTime, Version};
 use common::relay_log::RelayLog;
@@ -421,6 +421,46 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
                 "{:#?}",
                 v.findings
             );
+            // A stale pack (issue 20, item 5): the newest signer checkpoint, the last relay
+            // checkpoint record left out with the signer proof recomputed without it, and the
+            // relay log as the earlier record recorded it. Every entry left is genuine and
+            // proven; the checkpoint's kind counts name the record left out.
+            let signer_size = Checkpoint::parse(pack.signer.checkpoint).unwrap().size.0;
+            let mut stale = pack.clone();
+            remove(&mut stale.signer, recorded.index);
+            let kept: Vec<u64> = stale.signer.indices().collect();
+            stale.signer.proof = appliance
+                .vault()
+                .at(signer_size)
+                .unwrap()
+                .multi_proof(&kept)
+                .unwrap();
+            let old_note = relay.checkpoint(paused.relay_size).unwrap().unwrap();
+            let old_all: Vec<u64> = (0..paused.relay_size).collect();
+            let old_entries = relay.entries_at(&old_all).unwrap();
+            stale.relay.checkpoint = old_note.as_bytes();
+            stale.relay.runs = audit::pack::runs_of(
+                old_all
+                    .iter()
+                    .zip(&old_entries)
+                    .map(|(&i, (h, e))| (i, *h, e.as_slice())),
+            );
+            stale.relay.proof = relay
+                .at(paused.relay_size)
+                .unwrap()
+                .multi_proof(&old_all)
+                .unwrap();
+            let v = audit::verify(&stale.to_cbor(), &root);
+            let item = format!(
+                "signer log entry {} (relay checkpoint record)",
+                recorded.index
+            );
+            assert!(
+                v.findings.iter().any(|f| f.item == item),
+                "no finding names {item:?}: {:#?}",
+                v.findings
+            );
+            assert_eq!(v.findings.len(), 1, "{:#?}", v.findings);
             // Truncation is a decoding failure of the pack.
             assert_names(&bytes[..bytes.len() - 1], &root, "pack", "truncated");
         },

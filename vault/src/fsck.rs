@@ -109,6 +109,9 @@ fn fingerprint(value: &layout::EvidenceValue<'_>) -> u64 {
     h.finish()
 }
 
+/// Entries reserved for before the scan (more are added as they are read).
+const RESERVE_ENTRIES: u64 = 1 << 20;
+
 /// Stands for "any value" at a pruned entry (a fingerprint collision with it only weakens the
 /// check for one entry, with probability 2^-64).
 const PRUNED: u64 = u64::MAX;
@@ -238,9 +241,13 @@ impl Vault {
         let mut frontier = Frontier::default();
         let mut pending: Vec<Hash> = Vec::with_capacity(1 << 16);
         let mut next_checkpoint = checkpoints.iter().peekable();
+        // The durable size is read from the store, which fsck exists to distrust: reserve for at
+        // most a bounded number of entries up front, and grow only with entries actually read (a
+        // missing bundle stops the scan), so a forged size costs what the stored entries weigh.
+        let reserve = usize::try_from(size.min(RESERVE_ENTRIES)).unwrap_or(0);
         let mut scanned = Scanned {
-            prefixes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
-            fingerprints: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            prefixes: Vec::with_capacity(reserve),
+            fingerprints: Vec::with_capacity(reserve),
         };
         let mut stored = self
             .db()

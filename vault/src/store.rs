@@ -5,15 +5,17 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
+use cairn_verifier::counts::{self, COUNTED, KindCounts};
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{self, Checkpoint, LogKey};
-use cairn_verifier::statement::Statement;
+use cairn_verifier::statement::{EntryHeader, Statement};
 use cairn_verifier::types::{Hash, TreeSize};
 use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
+use crate::index::Query;
 use crate::layout::{
     BUNDLES, CHECKPOINTS, COLUMN_FAMILIES, META, META_LOG_KEY, META_SIZE, TILES, index_key,
     tile_key, u64_at,
@@ -183,7 +185,8 @@ impl Vault {
         let pin = self.check_log_key(key)?;
         let writer = lock(&self.writer); // size and root of one state
         let size = writer.frontier.size();
-        let note = self.signed_note(key, signer, size, &writer.frontier.root())?;
+        let counts = self.kind_counts::<&[u8]>(size, &[])?;
+        let note = self.signed_note(key, signer, size, &writer.frontier.root(), &counts)?;
         let mut batch = WriteBatch::default();
         self.put_checkpoint(&mut batch, size, &note, pin.as_deref())?;
         self.write_synced(batch)?;
@@ -209,9 +212,10 @@ impl Vault {
     {
         let pin = self.check_log_key(key)?;
         let mut writer = lock(&self.writer);
+        let counts = self.kind_counts(writer.frontier.size(), entries)?;
         let mut prepared = self.build(&writer, entries, &[])?;
         let size = prepared.next.frontier.size();
-        let note = self.signed_note(key, signer, size, &prepared.next.frontier.root())?;
+        let note = self.signed_note(key, signer, size, &prepared.next.frontier.root(), &counts)?;
         self.put_checkpoint(&mut prepared.batch, size, &note, pin.as_deref())?;
         self.write_synced(prepared.batch)?;
         *writer = prepared.next;
@@ -271,13 +275,47 @@ impl Vault {
         }
     }
 
-    /// Signs the checkpoint of (`size`, `root`) and verifies the signature before returning it,
-    /// so a faulty signer cannot leave a bad checkpoint behind.
-    fn signed_note<S>(&self, key: &LogKey<'_>, signer: &S, size: u64, root: &Hash) -> Result<String>
+    /// The counted kinds (`counts::COUNTED`: key statements, relay checkpoint records) in the
+    /// first `durable` entries (all indexed) and `pending` (about to be appended after them), for
+    /// the checkpoint's `cairn-kinds` line (formats.md §2.1).
+    fn kind_counts<E: AsRef<[u8]>>(&self, durable: u64, pending: &[E]) -> Result<KindCounts> {
+        let mut counts = KindCounts::default();
+        for (kind, count) in COUNTED.iter().zip(&mut counts) {
+            for index in self.query_indices(Query::Kind(*kind))? {
+                if index < durable {
+                    count.add(index);
+                }
+            }
+        }
+        for (index, entry) in (durable..).zip(pending) {
+            let Ok(header) = EntryHeader::peek(entry.as_ref()) else {
+                continue; // refused by `build` before anything is signed
+            };
+            for (kind, count) in COUNTED.iter().zip(&mut counts) {
+                if header.kind == *kind {
+                    count.add(index);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Signs the checkpoint of (`size`, `root`), with the `cairn-kinds` extension line of
+    /// `counts`, and verifies the signature before returning it, so a faulty signer cannot leave a
+    /// bad checkpoint behind.
+    fn signed_note<S>(
+        &self,
+        key: &LogKey<'_>,
+        signer: &S,
+        size: u64,
+        root: &Hash,
+        counts: &KindCounts,
+    ) -> Result<String>
     where
         S: signature::Signer<p256::ecdsa::Signature>,
     {
-        let body = note::write::body(&self.origin, TreeSize(size), root, &[]);
+        let kinds = counts::line(counts);
+        let body = note::write::body(&self.origin, TreeSize(size), root, &[&kinds]);
         let note =
             note::write::sign(&body, key, signer).map_err(|e| Error::Signing(e.to_string()))?;
         Checkpoint::parse(note.as_bytes())

@@ -45,7 +45,10 @@ struct MemTree {
 
 impl MemTree {
     fn load(vault: &Vault, size: u64) -> Result<Self> {
-        let mut leaves: Vec<Hash> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // Reserved up to a bound, then grown with the tiles actually read: the size is a stored
+        // value, and a forged one must not reserve more than the tiles it names could fill.
+        let mut leaves: Vec<Hash> =
+            Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
         let tree = vault.at(size)?;
         let width = TILE_WIDTH as u64;
         for t in 0..size.div_ceil(width) {

@@ -149,7 +149,9 @@ fn sigstore_parses_and_verifies_every_checkpoint() {
         assert_eq!(cp.note.origin, ORIGIN);
         assert_eq!(cp.note.size, size);
         assert_eq!(cp.note.hash, log.vault.at(size).unwrap().root().unwrap());
-        assert!(cp.note.other_content.is_empty());
+        // The one extension line: the kind counts (formats.md §2.1), none of them in this log.
+        assert_eq!(cp.note.other_content.len(), 1);
+        assert!(note.contains("\ncairn-kinds 5:0:- 11:0:-\n"), "{note}");
         assert_eq!(cp.signatures.len(), 1);
         assert_eq!(cp.signatures[0].name, ORIGIN);
         assert_eq!(cp.signatures[0].key_fingerprint, key_id);

@@ -219,6 +219,29 @@ impl<'a> Reader<'a> {
         self.expect_major(MAJOR_ARRAY, "array")
     }
 
+    /// Reads an array head whose items are about to be collected: its length must be at most
+    /// `max`, and the rest of the input must be able to hold that many items of at least
+    /// `min_item` bytes each ([`CborError::CountBeyondInput`] otherwise). A caller may then
+    /// reserve room for the returned count: it is bounded by the input's real size.
+    pub fn array_len_within(&mut self, max: u64, min_item: usize) -> Result<usize, CborError> {
+        let offset = self.pos;
+        let count = self.array_len()?;
+        if count > max {
+            return Err(CborError::OutOfRange { offset });
+        }
+        let left = self.input.len().saturating_sub(self.pos);
+        let room = (left / min_item.max(1)) as u64;
+        if count > room {
+            return Err(CborError::CountBeyondInput {
+                offset,
+                count,
+                min_item,
+                left,
+            });
+        }
+        usize::try_from(count).map_err(|_| CborError::OutOfRange { offset })
+    }
+
     /// Reads an array head whose length must be exactly `len`.
     pub fn array_of(&mut self, len: u64) -> Result<(), CborError> {
         let offset = self.pos;

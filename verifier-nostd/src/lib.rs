@@ -59,6 +59,7 @@ pub mod boot;
 pub mod campaign;
 pub mod cbor;
 pub mod cose;
+pub mod counts;
 pub mod crypto;
 pub mod custody;
 pub mod delivery;

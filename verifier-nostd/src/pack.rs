@@ -105,14 +105,14 @@ impl<'a> Pack<'a> {
         r.key(2)?;
         let generated_at = UnixTime(r.u64()?);
         r.key(3)?;
-        let n = bounded(&mut r, MAX_CERTIFICATES)?;
+        let n = bounded(&mut r, MAX_CERTIFICATES, MIN_CERTIFICATE)?;
         let mut certificates = Vec::with_capacity(n);
         for _ in 0..n {
             r.array_of(2)?;
             certificates.push((r.text()?, r.bytes()?));
         }
         r.key(4)?;
-        let n = bounded(&mut r, MAX_CERTIFICATES)?;
+        let n = bounded(&mut r, MAX_CERTIFICATES, MIN_RETENTION)?;
         let mut retention = Vec::with_capacity(n);
         for _ in 0..n {
             r.array_of(3)?;
@@ -164,13 +164,21 @@ impl<'a> Pack<'a> {
     }
 }
 
-fn bounded(r: &mut Reader<'_>, max: u64) -> Result<usize, CborError> {
-    let at = r.position();
-    let n = r.array_len()?;
-    if n > max {
-        return Err(CborError::OutOfRange { offset: at });
-    }
-    usize::try_from(n).map_err(|_| CborError::OutOfRange { offset: at })
+// The smallest encoding of each collected item, which caps every count (and the memory reserved
+// for it) by what the rest of the file can hold: a 20-byte file never reserves a gigabyte.
+/// `[name, DER]`: an array head and two empty strings.
+const MIN_CERTIFICATE: usize = 3;
+/// `[release, support_until, retain_until]`: an array head, an empty string, two small integers.
+const MIN_RETENTION: usize = 4;
+/// `[start, entries]`: an array head, a small integer, an empty array.
+const MIN_RUN: usize = 3;
+/// `[leaf hash, entry]`: an array head, a 32-byte string (2-byte head), an empty string.
+const MIN_ENTRY: usize = 1 + 34 + 1;
+/// A 32-byte string with its 2-byte head.
+const MIN_HASH: usize = 34;
+
+fn bounded(r: &mut Reader<'_>, max: u64, min_item: usize) -> Result<usize, CborError> {
+    r.array_len_within(max, min_item)
 }
 
 impl<'a> Section<'a> {
@@ -178,13 +186,13 @@ impl<'a> Section<'a> {
         r.array_of(4)?;
         let origin = r.text()?;
         let checkpoint = r.bytes()?;
-        let n = bounded(r, MAX_ENTRIES)?;
+        let n = bounded(r, MAX_ENTRIES, MIN_RUN)?;
         let mut runs = Vec::with_capacity(n);
         let mut total = 0u64;
         for _ in 0..n {
             r.array_of(2)?;
             let start = r.u64()?;
-            let m = bounded(r, MAX_ENTRIES)?;
+            let m = bounded(r, MAX_ENTRIES, MIN_ENTRY)?;
             total = total.saturating_add(m as u64);
             if total > MAX_ENTRIES {
                 return Err(CborError::OutOfRange {
@@ -199,7 +207,7 @@ impl<'a> Section<'a> {
             }
             runs.push(Run { start, entries });
         }
-        let n = bounded(r, MAX_ENTRIES)?;
+        let n = bounded(r, MAX_ENTRIES, MIN_HASH)?;
         let mut proof = Vec::with_capacity(n);
         for _ in 0..n {
             proof.push(r.bytes_fixed::<32>()?);

@@ -179,12 +179,17 @@ impl TransferBundle {
         r.key(3).map_err(|e| cbor("left edge", e))?;
         let left_edge = hashes(&mut r, "left edge", 64)?;
         r.key(4).map_err(|e| cbor("entries", e))?;
-        let n = r.array_len().map_err(|e| cbor("entries", e))?;
+        let n = r.clone().array_len().map_err(|e| cbor("entries", e))?;
         if n > MAX_BUNDLE_ENTRIES {
             return Err(bad(format!("{n} entries, at most {MAX_BUNDLE_ENTRIES}")));
         }
-        let mut entries = Vec::with_capacity(usize::try_from(n.min(1 << 20)).unwrap_or(0));
-        for i in 0..n {
+        // Each entry is a byte string of at least its 1-byte head: the count is capped by the
+        // bytes that follow before anything is reserved for it.
+        let n = r
+            .array_len_within(MAX_BUNDLE_ENTRIES, 1)
+            .map_err(|e| cbor("entries", e))?;
+        let mut entries = Vec::with_capacity(n);
+        for i in 0..n as u64 {
             entries.push(
                 r.bytes()
                     .map_err(|e| cbor(&format!("entry {}", from.saturating_add(i)), e))?

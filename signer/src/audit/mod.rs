@@ -7,6 +7,7 @@
 //! - [`summary`]: the CRA table, signing record, eligibility, rollout history and final states of
 //!   a verified pack, as JSON and as a self-contained HTML report.
 
+mod complete;
 pub mod export;
 pub mod images;
 pub mod pack;

@@ -23,6 +23,7 @@ use cairn_verifier::statement::{Kind, Purpose, Statement};
 use cairn_verifier::types::Hash;
 use sha2::{Digest, Sha256};
 
+use super::complete::check_counted_kinds;
 use super::pack::Pack;
 use super::sections::{Decoded, check_section, checkpoint_root, gaps};
 pub use super::verified::{
@@ -54,6 +55,7 @@ pub fn verify(bytes: &[u8], root_der: &[u8]) -> Verified {
 fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
     let anchor = check_certificates(v, pack, root_der);
     let (signer, mut release_keys) = check_signer_log(v, pack, root_der);
+    check_counted_kinds(v, pack, &signer);
     check_key_statements(v, pack, anchor.as_ref(), &signer, &mut release_keys);
     let release_cose = check_releases(v, pack, &signer, &release_keys);
     let (eligible, plan_digest) = check_plan(v, pack, &signer, &release_keys, &release_cose);
@@ -108,10 +110,10 @@ fn check_signer_log<'p>(
     v: &mut Verified,
     pack: &Pack<'p>,
     root_der: &[u8],
-) -> (Decoded<'p>, Vec<(String, PublicKey)>) {
+) -> (Decoded<'p>, Vec<ReleaseKeyAt>) {
     let signer_origin = pack.signer.origin;
     let mut log_key = None;
-    let mut release_keys: Vec<(String, PublicKey)> = Vec::new();
+    let mut release_keys: Vec<ReleaseKeyAt> = Vec::new();
     let first = pack.signer.runs.first().and_then(|r| {
         (r.start == 0)
             .then(|| r.entries.first())
@@ -155,7 +157,7 @@ fn check_signer_log<'p>(
             };
             log_key = key(&c.certificates[2], "log").ok();
             if let Ok(k) = key(&c.certificates[1], "release") {
-                release_keys.push(("release-0".into(), k));
+                release_keys.push(("release-0".into(), k, None));
             }
         }
     }
@@ -181,7 +183,7 @@ fn check_key_statements(
     pack: &Pack<'_>,
     anchor: Option<&x509_cert::Certificate>,
     signer: &Decoded<'_>,
-    release_keys: &mut Vec<(String, PublicKey)>,
+    release_keys: &mut Vec<ReleaseKeyAt>,
 ) {
     let root_key = anchor
         .and_then(|a| certs::verifier_key(a, "root").ok())
@@ -208,6 +210,17 @@ fn check_key_statements(
             statement.role.name().into(),
             statement.reason.as_str().into(),
         ));
+        // A rotation or revocation of a release key retires the key it names from this index
+        // on (formats.md §4.7: key 5 is the SHA-256 of the key's SubjectPublicKeyInfo).
+        if verified && statement.role == KeyRole::Release {
+            for (_, key, retired) in release_keys.iter_mut() {
+                if retired.is_none()
+                    && <[u8; 32]>::from(Sha256::digest(key.spki_der())) == statement.key_id
+                {
+                    *retired = Some(*index);
+                }
+            }
+        }
         if statement.action == KeyAction::Rotate && statement.role == KeyRole::Release {
             generation += 1;
             let name = format!("release-{generation}");
@@ -220,7 +233,7 @@ fn check_key_statements(
             if let Ok(k) = certs::from_der(statement.new_certificate, &name)
                 .and_then(|c| certs::verifier_key(&c, &name))
             {
-                release_keys.push((name, k));
+                release_keys.push((name, k, None));
             }
         }
     }
@@ -232,14 +245,14 @@ fn check_releases(
     v: &mut Verified,
     pack: &Pack<'_>,
     signer: &Decoded<'_>,
-    release_keys: &[(String, PublicKey)],
+    release_keys: &[ReleaseKeyAt],
 ) -> BTreeMap<String, (u64, Hash)> {
     let mut release_cose: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
     for (index, _, _, s) in &signer.entries {
         let Some(Statement::Release { entry, statement }) = s else {
             continue;
         };
-        let key = match signed_by(entry.cose_sign1, release_keys) {
+        let key = match signed_by(entry.cose_sign1, release_keys, *index) {
             Ok(k) => k,
             Err(e) => {
                 v.fail(format!("signer log entry {index} (release)"), e);
@@ -296,8 +309,8 @@ fn check_releases(
             custodians: session_before(signer, *index),
             public_key: release_keys
                 .iter()
-                .find(|(name, _)| *name == key)
-                .map(|(_, k)| *k),
+                .find(|(name, _, _)| *name == key)
+                .map(|(_, k, _)| *k),
             key,
             mcuboot_hash: statement.mcuboot_hash.map(hex::encode),
             security_epoch: statement.security_epoch.0,
@@ -312,7 +325,7 @@ fn check_plan<'a>(
     v: &mut Verified,
     pack: &Pack<'_>,
     signer: &'a Decoded<'_>,
-    release_keys: &[(String, PublicKey)],
+    release_keys: &[ReleaseKeyAt],
     release_cose: &BTreeMap<String, (u64, Hash)>,
 ) -> (HashSet<&'a str>, Option<Hash>) {
     let plans: Vec<_> = signer
@@ -338,7 +351,7 @@ fn check_plan<'a>(
         [(p, entry, plan)] => {
             let p = *p;
             let item = format!("signer log entry {p} (rollout plan)");
-            if let Err(e) = signed_by(entry.cose_sign1, release_keys) {
+            if let Err(e) = signed_by(entry.cose_sign1, release_keys, p) {
                 v.fail(&item, e);
             }
             plan_digest = Some(<[u8; 32]>::from(Sha256::digest(entry.cose_sign1)));
@@ -518,7 +531,7 @@ fn check_approvals(
     v: &mut Verified,
     pack: &Pack<'_>,
     signer: &Decoded<'_>,
-    release_keys: &[(String, PublicKey)],
+    release_keys: &[ReleaseKeyAt],
     plan_digest: Option<Hash>,
 ) {
     for (index, _, _, s) in &signer.entries {
@@ -529,7 +542,7 @@ fn check_approvals(
             continue;
         }
         let item = format!("signer log entry {index} (gate approval)");
-        if let Err(e) = signed_by(entry.cose_sign1, release_keys) {
+        if let Err(e) = signed_by(entry.cose_sign1, release_keys, *index) {
             v.fail(&item, e);
         }
         if plan_digest.is_some_and(|d| d != approval.plan_digest) {
@@ -775,15 +788,28 @@ fn pack_certificate<'p>(pack: &Pack<'p>, name: &str) -> Option<&'p [u8]> {
 }
 
 /// The name of the release key in `keys` whose signature `cose` carries.
-fn signed_by(cose: &[u8], keys: &[(String, PublicKey)]) -> Result<String, String> {
+/// A release key: its certificate's name in the pack, the key, and the signer-log index of the
+/// key statement that retired it (a revocation, or a rotation to a new key), if any.
+type ReleaseKeyAt = (String, PublicKey, Option<u64>);
+
+/// The name of the release key that signed `cose`, logged at signer-log entry `index`. A key
+/// retired by a key statement logged before `index` no longer signs: revocations are judged by
+/// log position (the log orders them; the pack holds every key statement, step 5b).
+fn signed_by(cose: &[u8], keys: &[ReleaseKeyAt], index: u64) -> Result<String, String> {
     let cose = CoseSign1::decode(cose).map_err(|e| e.to_string())?;
-    keys.iter()
-        .find(|(_, k)| {
+    let (name, _, retired) = keys
+        .iter()
+        .find(|(_, k, _)| {
             cose.verify(&ReleaseKey::new(*k, &Software), &Software)
                 .is_ok()
         })
-        .map(|(n, _)| n.clone())
-        .ok_or_else(|| "no release key of the pack verifies its signature".to_owned())
+        .ok_or_else(|| "no release key of the pack verifies its signature".to_owned())?;
+    match retired {
+        Some(at) if *at < index => Err(format!(
+            "signed by {name}, which key statement {at} retired before this entry was logged"
+        )),
+        _ => Ok(name.clone()),
+    }
 }
 
 /// The custodians of the session record just before signer log entry `index` (the session that
@@ -797,7 +823,7 @@ fn session_before(signer: &Decoded<'_>, index: u64) -> Vec<String> {
     }
 }
 
-fn kind_name(kind: Kind) -> &'static str {
+pub(super) fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::RELEASE => "release",
         Kind::MANIFEST => "device manifest",
@@ -811,5 +837,28 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::CAMPAIGN_EVENT => "campaign event",
         Kind::RELAY_CHECKPOINT => "relay checkpoint record",
         _ => "entry",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_verifier::test_support::{Fixture, public_key, test_key};
+
+    use super::signed_by;
+
+    #[test]
+    fn a_release_key_signs_only_before_the_key_statement_that_retired_it() {
+        let f = Fixture::new();
+        let release = f.build(&f.spec()).release;
+        let key = public_key(&test_key(Fixture::RELEASE_KEY));
+        let keys = [("release-0".to_owned(), key, Some(40))];
+        assert_eq!(signed_by(&release, &keys, 39), Ok("release-0".into()));
+        let err = signed_by(&release, &keys, 41).unwrap_err();
+        assert!(
+            err.contains("release-0") && err.contains("key statement 40 retired"),
+            "{err}"
+        );
+        let live = [("release-0".to_owned(), key, None)];
+        assert_eq!(signed_by(&release, &live, 41), Ok("release-0".into()));
     }
 }

@@ -94,6 +94,22 @@ pub enum CborError {
         /// Offset of the field.
         offset: usize,
     },
+    /// An array whose item count the rest of the input cannot hold: each item takes at least
+    /// `min_item` bytes. Checked before anything is allocated for the items, so a count read from
+    /// the input never sizes memory beyond what the input really carries.
+    #[error(
+        "array at byte {offset} claims {count} items of at least {min_item} bytes, only {left} bytes follow"
+    )]
+    CountBeyondInput {
+        /// Offset of the array head.
+        offset: usize,
+        /// The item count the head claims.
+        count: u64,
+        /// The smallest encoding of one item, in bytes.
+        min_item: usize,
+        /// Bytes left in the input after the head.
+        left: usize,
+    },
 }
 
 impl CborError {
@@ -131,6 +147,17 @@ impl CborError {
             E::InvalidText { offset } => E::InvalidText { offset: s(offset) },
             E::TrailingBytes { offset } => E::TrailingBytes { offset: s(offset) },
             E::Unsupported { offset } => E::Unsupported { offset: s(offset) },
+            E::CountBeyondInput {
+                offset,
+                count,
+                min_item,
+                left,
+            } => E::CountBeyondInput {
+                offset: s(offset),
+                count,
+                min_item,
+                left,
+            },
         }
     }
 }
