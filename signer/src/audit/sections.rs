@@ -113,9 +113,28 @@ pub(super) fn check_section<'p>(
             Err(e) => v.fail(format!("{log} proof"), e.to_string()),
         }
     }
+    // Statements, decoded on every core (the table the later steps read: the largest part of a
+    // large pack's verification when it was built on one, docs/scale.md).
+    let statements = {
+        let chunk = entries.len().div_ceil(threads()).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = entries
+                .chunks(chunk)
+                .map(|es| s.spawn(move || es.iter().map(|e| Statement::decode(e)).collect()))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w: std::thread::ScopedJoinHandle<'_, Vec<_>>| {
+                    w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+                .collect::<Vec<_>>()
+        })
+    };
     let mut decoded = Vec::with_capacity(entries.len());
-    for ((index, hash), entry) in indices.into_iter().zip(hashes).zip(entries) {
-        let statement = match Statement::decode(entry) {
+    for (((index, hash), entry), statement) in
+        indices.into_iter().zip(hashes).zip(entries).zip(statements)
+    {
+        let statement = match statement {
             Ok(s) => Some(s),
             Err(e) => {
                 v.fail(
