@@ -35,6 +35,9 @@ pub(crate) struct Run {
     pub(crate) openssl_verify: f64,
     pub(crate) cores: usize,
     pub(crate) steps: BTreeMap<String, Step>,
+    /// Steps that failed, with why (the relay's side only: a signer step failing ends the run).
+    #[serde(default)]
+    pub(crate) failed: BTreeMap<String, String>,
 }
 
 /// Every size measured so far, by device count.
@@ -62,6 +65,9 @@ pub(crate) fn table(results: &Results) -> String {
     t.push_str("|---|---:|---:|---:|---:|---:|\n");
     for (key, label) in STEPS {
         for (&n, run) in results {
+            if let Some(why) = run.failed.get(key) {
+                let _ = writeln!(t, "| {label} | {} | failed: {why} | | | |", size(n));
+            }
             if let Some(s) = run.steps.get(key) {
                 let _ = writeln!(
                     t,
