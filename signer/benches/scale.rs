@@ -111,7 +111,7 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
     } else {
         println!("   (fleet from {})", fleet.display());
     }
-    for step in ["setup", "import", "plan", "deliveries", "bundle"] {
+    for step in ["setup", "import", "plan", "deliveries", "approve", "bundle"] {
         steps.push((step, child(&me, step, STEP)));
     }
     for step in ["import", "stage"] {

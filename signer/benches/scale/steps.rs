@@ -53,6 +53,7 @@ pub(crate) fn run(step: &str, dir: &Path, fleet: &Path, n: u64) {
         "import" => import(dir, fleet, n),
         "plan" => plan(dir, n),
         "deliveries" => deliveries(dir),
+        "approve" => approve(dir),
         "bundle" => bundle(dir),
         "relay-log" => relay_log(dir),
         "pack-export" => pack_export(dir),
@@ -167,7 +168,7 @@ fn import(dir: &Path, fleet: &Path, n: u64) -> serde_json::Value {
 }
 
 /// `cairn rollout plan`: eligibility, manifests, the plan signed in the HSM, the log append and
-/// its checkpoint; then the stage-1 opening the canary gate needs (not timed).
+/// its checkpoint.
 fn plan(dir: &Path, n: u64) -> serde_json::Value {
     let module = Module::from_env().unwrap();
     let appliance = Appliance::open(dir.join("home")).unwrap();
@@ -184,18 +185,29 @@ fn plan(dir: &Path, n: u64) -> serde_json::Value {
         (n, 0),
         "every synthetic device is eligible"
     );
-    let open = session
-        .approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW)
-        .unwrap();
     let state = json!({
         "decisions": [plan.decisions.start, plan.decisions.end],
         "eligible": plan.eligible,
         "rejected": plan.rejected,
         "stages": plan.stages.iter().map(|(_, d)| *d).collect::<Vec<u64>>(),
-        "open": open.index,
     });
     std::fs::write(dir.join("plan.json"), state.to_string()).unwrap();
     json!({ "plan_secs": plan_secs, "hsm_signatures": plan.hsm_signatures })
+}
+
+/// `cairn rollout approve … open-stage 1`: the approval the canary's gate needs (a support
+/// step: not in the table, but measured, since it finds the plan by reading the campaign's index).
+fn approve(dir: &Path) -> serde_json::Value {
+    let module = Module::from_env().unwrap();
+    let appliance = Appliance::open(dir.join("home")).unwrap();
+    let session = session(&appliance, &module, dir);
+    let open = session
+        .approve(CAMPAIGN, 1, ApprovalAction::OpenStage, NOW)
+        .unwrap();
+    let mut state = plan_state(dir);
+    state["open"] = json!(open.index);
+    std::fs::write(dir.join("plan.json"), state.to_string()).unwrap();
+    json!({ "index": open.index })
 }
 
 fn plan_state(dir: &Path) -> serde_json::Value {
