@@ -299,7 +299,7 @@ impl Vault {
     pub fn deliveries(&self, indices: &[u64]) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::with_capacity(indices.len());
         self.each_delivery(indices, &mut |device, envelope| {
-            out.push((device, envelope))
+            out.push((device, envelope));
         })?;
         Ok(out)
     }
