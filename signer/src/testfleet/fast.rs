@@ -67,10 +67,10 @@ fn device_scalar(serial: u64) -> [u8; 32] {
 /// DER tag and length header of `len` content bytes.
 fn header(tag: u8, len: usize, out: &mut Vec<u8>) {
     out.push(tag);
-    match len {
-        0..0x80 => out.push(len as u8),
-        0x80..0x100 => out.extend_from_slice(&[0x81, len as u8]),
-        _ => {
+    match u8::try_from(len) {
+        Ok(l) if l < 0x80 => out.push(l),
+        Ok(l) => out.extend_from_slice(&[0x81, l]),
+        Err(_) => {
             let l = u16::try_from(len).expect("a certificate under 64 KiB");
             out.push(0x82);
             out.extend_from_slice(&l.to_be_bytes());
@@ -120,7 +120,8 @@ impl Template {
             .ok_or_else(|| fail("template")("no version field".into()))?;
         let serial_at = version + 7;
         let missing = |what: &str| fail("template")(format!("{what} not found"));
-        if tbs.get(version + 5..serial_at) != Some(&[0x02, serial_bytes.len() as u8][..])
+        let length = u8::try_from(serial_bytes.len()).unwrap_or(0);
+        if tbs.get(version + 5..serial_at) != Some(&[0x02, length][..])
             || tbs.get(serial_at..serial_at + serial_bytes.len()) != Some(&serial_bytes[..])
         {
             return Err(missing("serial"));
