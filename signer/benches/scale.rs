@@ -19,8 +19,9 @@
 #![expect(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
     clippy::too_many_lines,
-    reason = "a benchmark report: a failure aborts it, rates are floats"
+    reason = "a benchmark report: a failure aborts it, rates are floats, plot decades are small integers"
 )]
 
 #[expect(dead_code, reason = "the SoftHSM re-run is the other benchmarks'")]
@@ -106,10 +107,10 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
         ..Run::default()
     };
     let mut steps: Vec<(&str, Command)> = Vec::new();
-    if !fleet.join("fleet.csv").exists() {
-        steps.push(("fleet", child(&me, "fleet", STEP)));
-    } else {
+    if fleet.join("fleet.csv").exists() {
         println!("   (fleet from {})", fleet.display());
+    } else {
+        steps.push(("fleet", child(&me, "fleet", STEP)));
     }
     for step in ["setup", "import", "plan", "deliveries", "approve", "bundle"] {
         steps.push((step, child(&me, step, STEP)));
@@ -159,13 +160,15 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
         let step: Step = text
             .lines()
             .find_map(|l| l.strip_prefix(probe::RESULT))
-            .map(|j| serde_json::from_str(j).unwrap())
-            .unwrap_or_else(|| panic!("step {name} printed no result:\n{text}"));
+            .map_or_else(
+                || panic!("step {name} printed no result:\n{text}"),
+                |j| serde_json::from_str(j).unwrap(),
+            );
         println!(
             "   {name:<13} {:>9.2} s  {:>8.0} MiB peak  {:>8.0} MiB written  ({:.2} s with its process) {}",
             step.secs,
-            step.peak_bytes as f64 / 1048576.0,
-            step.written as f64 / 1048576.0,
+            step.peak_bytes as f64 / 1_048_576.0,
+            step.written as f64 / 1_048_576.0,
             t.elapsed().as_secs_f64(),
             step.extra
         );

@@ -98,9 +98,8 @@ pub(crate) fn table(results: &Results) -> String {
         }
     }
     let base = results.get(&100_000);
-    let (&top, last) = match results.iter().next_back() {
-        Some(x) => x,
-        None => return t,
+    let Some((&top, last)) = results.iter().next_back() else {
+        return t;
     };
     if let Some(base) = base.filter(|_| top > 100_000) {
         let _ = write!(

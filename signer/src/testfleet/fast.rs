@@ -254,8 +254,6 @@ pub fn write_synthetic(n: u64, now: UnixTime, out: &mut impl Write) -> Result<Ma
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "test")]
-
     use super::*;
 
     const NOW: UnixTime = UnixTime(1_795_651_200);
