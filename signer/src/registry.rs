@@ -550,6 +550,9 @@ impl Registry {
                     .collect::<Result<Vec<Prepared>>>()
             },
         )?;
+        // Memory: the parsed rows go once checked, each prepared device once in the batch, so the
+        // peak is the batch and its memtable, not rows + devices + batch (docs/scale.md).
+        drop(rows);
         let devices: Vec<Prepared> = checked.into_iter().flatten().collect();
         let check_secs = started.elapsed().as_secs_f64() - parse_secs;
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(devices.len());
@@ -565,6 +568,7 @@ impl Registry {
                 ));
             }
         }
+        drop(seen);
         let import = self.imports()? + 1;
         let mut report = ImportReport {
             import,
@@ -576,7 +580,7 @@ impl Registry {
         let mut batch = WriteBatch::default();
         let (dev_cf, cert_cf, hist_cf) =
             (self.cf("devices")?, self.cf("certs")?, self.cf("history")?);
-        for p in &devices {
+        for p in devices {
             report.trusted += u64::from(p.trusted);
             let Some(change) = &p.change else {
                 report.unchanged += 1;

@@ -29,6 +29,41 @@ use x509_cert::time::{Time, Validity};
 use crate::error::{Error, Result};
 use crate::parallel;
 
+mod fast;
+pub use fast::write_synthetic;
+
+/// The import CSV's header row.
+const CSV_HEADER: &str =
+    "device_id,product,family,hardware_revision,lifecycle,firmware_version,cohorts,certificate\n";
+
+/// Device `i`'s id: `sc-0000001` for device 0.
+fn synthetic_id(i: u64) -> String {
+    format!("sc-{:07}", i + 1)
+}
+
+/// The CSV fields of healthy device `i` before its certificate (with the comma before it).
+fn synthetic_fields(i: u64) -> String {
+    let hw = if i.is_multiple_of(3) {
+        "rev-b"
+    } else {
+        "rev-c"
+    };
+    fields(i, hw, "active", &healthy_version(i))
+}
+
+fn healthy_version(i: u64) -> String {
+    format!("2.{}.{}", i % 4, i % 3)
+}
+
+/// The CSV fields of device `i` before its certificate (with the comma before it).
+fn fields(i: u64, hw: &str, lifecycle: &str, version: &str) -> String {
+    let region = ["eu-west", "eu-central", "us-east"][(i % 3) as usize];
+    format!(
+        "{},Smart Controller,STM32H5,{hw},{lifecycle},{version},evaluation;{region},",
+        synthetic_id(i)
+    )
+}
+
 fn fail(what: &str) -> impl FnOnce(String) -> Error + '_ {
     move |why| Error::Certificate {
         what: what.into(),
@@ -297,16 +332,25 @@ pub fn reference(now: UnixTime) -> Result<Fleet> {
     generate(REFERENCE_DEVICES, now, reference_defect)
 }
 
-/// A synthetic fleet of `n` healthy devices (for benchmarks).
+/// A synthetic fleet of `n` healthy devices (for benchmarks), built by [`write_synthetic`]: the
+/// certificates [`ManufacturerCa::issue`] would build, but OpenSSL's signatures.
 pub fn synthetic(n: u64, now: UnixTime) -> Result<Fleet> {
-    generate(n, now, |_| None)
+    let mut csv = Vec::new();
+    let ca = write_synthetic(n, now, &mut csv)?;
+    let csv = String::from_utf8(csv).map_err(|e| fail("fleet CSV")(e.to_string()))?;
+    let crl = ca.crl(&[], now)?;
+    Ok(Fleet {
+        csv,
+        ca,
+        crl,
+        devices: (0..n).map(|i| (synthetic_id(i), None)).collect(),
+    })
 }
 
 fn generate(n: u64, now: UnixTime, defect_of: fn(u64) -> Option<Defect>) -> Result<Fleet> {
     let ca = ManufacturerCa::new("Smart Controller Device CA", 1, now)?;
-    let ids: Vec<(u64, String, Option<Defect>)> = (0..n)
-        .map(|i| (i, format!("sc-{:07}", i + 1), defect_of(i)))
-        .collect();
+    let ids: Vec<(u64, String, Option<Defect>)> =
+        (0..n).map(|i| (i, synthetic_id(i), defect_of(i))).collect();
     // Certificates on every core.
     let rows = parallel::map_runs(
         &ids,
@@ -317,9 +361,7 @@ fn generate(n: u64, now: UnixTime, defect_of: fn(u64) -> Option<Defect>) -> Resu
                 .collect::<Result<Vec<String>>>()
         },
     )?;
-    let mut csv = String::from(
-        "device_id,product,family,hardware_revision,lifecycle,firmware_version,cohorts,certificate\n",
-    );
+    let mut csv = String::from(CSV_HEADER);
     for part in rows {
         for row in part {
             csv.push_str(&row);
@@ -369,16 +411,16 @@ fn row(
     let version = match defect {
         Some(Defect::TooOld) => "1.9.4".to_owned(),
         Some(Defect::AlreadyUpdated) => "2.4.1".to_owned(),
-        _ => format!("2.{}.{}", i % 4, i % 3),
+        _ => healthy_version(i),
     };
     let hw = match defect {
         Some(Defect::WrongHardware | Defect::ExpiredAndWrongHardware) => "rev-a",
         _ if i.is_multiple_of(3) => "rev-b",
         _ => "rev-c",
     };
-    let region = ["eu-west", "eu-central", "us-east"][(i % 3) as usize];
     Ok(format!(
-        "{id},Smart Controller,STM32H5,{hw},{lifecycle},{version},evaluation;{region},{}\n",
+        "{}{}\n",
+        fields(i, hw, lifecycle, &version),
         base64ct::Base64::encode_string(&der)
     ))
 }

@@ -16,6 +16,9 @@ use cairn_verifier::types::{Hash, LeafIndex};
 
 use crate::bundle::{self, BUNDLE_WIDTH};
 use crate::error::{Error, Result};
+
+/// Manifests whose entries [`Vault::each_delivery`] reads at once.
+const DELIVERY_BATCH: usize = 4096;
 use crate::index::Query;
 use crate::tree::{TILE_WIDTH, TileBlob, TileId};
 use crate::vault::Vault;
@@ -297,6 +300,21 @@ impl Vault {
     /// The device deliveries (formats.md §5) of the manifests at `indices`, against the latest
     /// signed checkpoint, with their device ids. An index that is not a manifest is an error.
     pub fn deliveries(&self, indices: &[u64]) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(indices.len());
+        self.each_delivery(indices, &mut |device, envelope| {
+            out.push((device, envelope));
+        })?;
+        Ok(out)
+    }
+
+    /// [`Vault::deliveries`], each handed to `sink` as it is built instead of collected: the tree
+    /// is loaded once however many manifests there are, and memory holds one batch of entries,
+    /// not every envelope (a campaign of millions streams its deliveries in one call).
+    pub fn each_delivery(
+        &self,
+        indices: &[u64],
+        sink: &mut dyn FnMut(String, Vec<u8>),
+    ) -> Result<()> {
         let to = self
             .checkpoint_sizes()?
             .last()
@@ -304,17 +322,30 @@ impl Vault {
             .ok_or(Error::NoCheckpoint { size: 0 })?;
         let (checkpoint, memory) = self.signed_tree(to)?;
         let mut envelopes = Envelopes::new(self, &checkpoint, &memory);
-        let mut out = Vec::with_capacity(indices.len());
-        for &index in indices {
-            if index >= to {
-                return Err(Error::BeyondTree { index, size: to });
-            }
-            let delivery = envelopes
-                .delivery(index, &self.entry(index)?)?
-                .ok_or_else(|| bad(format!("entry {index} is not a manifest")))?;
-            out.push(delivery);
+        if let Some(&index) = indices.iter().find(|&&i| i >= to) {
+            return Err(Error::BeyondTree { index, size: to });
         }
-        Ok(out)
+        for chunk in indices.chunks(DELIVERY_BATCH) {
+            // Increasing indices are read a bundle at a time; any other order one by one.
+            let entries = if chunk.is_sorted_by(|a, b| a < b) {
+                self.entries_at(chunk)?
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect()
+            } else {
+                chunk
+                    .iter()
+                    .map(|&i| self.entry(i))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            for (&index, entry) in chunk.iter().zip(&entries) {
+                let (device, envelope) = envelopes
+                    .delivery(index, entry)?
+                    .ok_or_else(|| bad(format!("entry {index} is not a manifest")))?;
+                sink(device, envelope);
+            }
+        }
+        Ok(())
     }
 
     /// The signed checkpoint of `size` and the whole tree of that size in memory, checked to

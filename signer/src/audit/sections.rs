@@ -32,6 +32,22 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// Every entry's statement, decoded on every core (the table the later steps read: the largest
+/// part of a large pack's verification when it was decoded on one core, docs/scale.md).
+fn decode_all<'p>(entries: &[&'p [u8]]) -> Vec<Result<Statement<'p>, cairn_verifier::Error>> {
+    let chunk = entries.len().div_ceil(threads()).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = entries
+            .chunks(chunk)
+            .map(|es| s.spawn(move || es.iter().map(|e| Statement::decode(e)).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Checks a section's runs, leaf hashes and proof against its checkpoint root (the checkpoint's
 /// signature is checked by the caller), and decodes every entry.
 pub(super) fn check_section<'p>(
@@ -113,9 +129,12 @@ pub(super) fn check_section<'p>(
             Err(e) => v.fail(format!("{log} proof"), e.to_string()),
         }
     }
+    let statements = decode_all(&entries);
     let mut decoded = Vec::with_capacity(entries.len());
-    for ((index, hash), entry) in indices.into_iter().zip(hashes).zip(entries) {
-        let statement = match Statement::decode(entry) {
+    for (((index, hash), entry), statement) in
+        indices.into_iter().zip(hashes).zip(entries).zip(statements)
+    {
+        let statement = match statement {
             Ok(s) => Some(s),
             Err(e) => {
                 v.fail(

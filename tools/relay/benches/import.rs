@@ -11,6 +11,12 @@
 //! 3. the first stage: the engine takes the plan up (signature, decisions digest, every manifest
 //!    read), records `started` and every device `eligible`, opens the canary and builds its 50
 //!    deliveries from the verified mirror, and commits the step to the relay log.
+//!
+//! With `CAIRN_RELAY_SCALE_STEP` (`import` or `stage`) and `CAIRN_RELAY_SCALE_DIR` set, it is
+//! instead one step of the signer's scale benchmark (`tools/scale`, signer/benches/scale.rs), run
+//! in its own process: the relay configured by `<dir>/relay/relay.toml` imports `<dir>/bundle.cbor`
+//! (decode, verify, write to the mirror), or takes up its mirror and prepares the first stage.
+//! The signer never links the relay, so the relay's side of that path runs here.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +26,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../../../signer/benches/scale/probe.rs"]
+mod probe;
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +39,47 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One relay step of the signer's scale benchmark; prints its `probe` result line.
+fn scale_step(step: &str, dir: &std::path::Path) {
+    let config = cairn_relay::Config::load(&dir.join("relay/relay.toml")).unwrap();
+    let started = Instant::now();
+    let relay = Relay::open(&config).unwrap();
+    let extra = match step {
+        "import" => {
+            let bytes = std::fs::read(dir.join("bundle.cbor")).unwrap();
+            let bundle = TransferBundle::decode(&bytes).unwrap();
+            let key = cairn_verifier::note::LogKey::new(
+                &config.log.origin,
+                &config.log.origin,
+                cairn_relay::read_key(&config.log.key).unwrap(),
+                &cairn_verifier::crypto::Software,
+            )
+            .unwrap();
+            let report = relay.vault().import_bundle(&bundle, &key).unwrap();
+            serde_json::json!({ "size": report.size, "manifests": report.manifests })
+        }
+        "stage" => {
+            let mut engine = relay.engine();
+            engine
+                .on_mirror(relay.vault(), cairn_relay::engine::now())
+                .unwrap();
+            engine.commit(relay.vault(), Duration::ZERO, false).unwrap();
+            assert_eq!(engine.queued(), 50, "the canary's deliveries are queued");
+            serde_json::json!({ "queued": engine.queued() })
+        }
+        other => panic!("unknown relay step {other}"),
+    };
+    probe::report(started.elapsed().as_secs_f64(), &extra);
+}
+
 fn main() {
+    if let (Some(step), Some(dir)) = (
+        std::env::var_os("CAIRN_RELAY_SCALE_STEP"),
+        std::env::var_os("CAIRN_RELAY_SCALE_DIR"),
+    ) {
+        scale_step(&step.to_string_lossy(), std::path::Path::new(&dir));
+        return;
+    }
     let rounds: usize = std::env::var("CAIRN_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
