@@ -321,7 +321,7 @@ impl Relay {
             if let Some(p) = jobs_out {
                 for r in replies {
                     if p.send(r).is_err() {
-                        Metrics::count(&self.metrics.mqtt_errors);
+                        Metrics::count(&self.metrics.mqtt.errors);
                     }
                 }
             }
