@@ -278,37 +278,23 @@ fn relay_options(broker: &Broker, client_id: &str) -> MqttOptions {
     options
 }
 
-/// The relay's side of MQTT: a publisher and a status subscriber (two connections, one
-/// certificate).
+/// The relay's side of MQTT: a publisher and a status subscriber on one connection.
 pub struct Relay {
     publisher: Client,
     acks: mpsc::Receiver<()>,
     reports: mpsc::Receiver<Report>,
     subscribed: mpsc::Receiver<()>,
-    _subscriber: Client,
 }
 
 impl Relay {
     fn connect(broker: &Broker) -> Self {
-        let (publisher, mut connection) = Client::new(relay_options(broker, "relay-pub"), 100);
+        // One connection, as the relay has: the broker gives a client the id of its certificate's
+        // name (broker.rs), so a second connection with the same certificate would end the first.
+        let (publisher, mut connection) = Client::new(relay_options(broker, RELAY_CLIENT), 100);
         let (ack_tx, acks) = mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        if ack_tx.send(()).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-        });
-        let (subscriber, mut connection) = Client::new(relay_options(broker, "relay-sub"), 100);
         let (report_tx, reports) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
-        let resubscribe = subscriber.clone();
+        let resubscribe = publisher.clone();
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
@@ -320,6 +306,11 @@ impl Relay {
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        if ack_tx.send(()).is_err() {
+                            return;
+                        }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let device = p
@@ -352,7 +343,6 @@ impl Relay {
             acks,
             reports,
             subscribed: ready,
-            _subscriber: subscriber,
         };
         relay.wait_subscribed();
         relay
