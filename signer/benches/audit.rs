@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Section, Summary};
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
@@ -77,7 +77,7 @@ fn passphrase(name: &str) -> Passphrase {
 }
 
 fn main() {
-    common::in_softhsm(CHILD, run);
+    common::in_token(CHILD, run);
 }
 
 /// A fleet to import: its CSV, the manufacturer CA and, for the reference fleet, its CRL.
@@ -230,6 +230,7 @@ fn campaign(
         module,
         &CeremonyOptions {
             home: home.clone(),
+            source: TokenSource::Fresh,
             token: tag.into(),
             origin: format!("{tag}.bench.example/log"),
             organization: "Bench OEM".into(),

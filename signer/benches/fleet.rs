@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cairn_signer::appliance::Appliance;
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
@@ -41,7 +41,7 @@ fn passphrase(name: &str) -> Passphrase {
 }
 
 fn main() {
-    common::in_softhsm(CHILD, run);
+    common::in_token(CHILD, run);
 }
 
 /// The synthetic fleet of `n` devices: generated once (minutes at a million) and kept in the
@@ -107,6 +107,7 @@ fn run(dir: &Path) {
         &module,
         &CeremonyOptions {
             home: dir.join("home"),
+            source: TokenSource::Fresh,
             token: "bench".into(),
             origin: "bench.example/log".into(),
             organization: "Bench OEM".into(),

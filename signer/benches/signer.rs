@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_signer::appliance::Appliance;
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::session::{ReleaseInput, Session};
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
@@ -57,12 +57,13 @@ fn rounds() -> usize {
 }
 
 fn main() {
-    common::in_softhsm(CHILD, run);
+    common::in_token(CHILD, run);
 }
 
 fn appliance(module: &Module, dir: &Path) -> Appliance {
     let opts = CeremonyOptions {
         home: dir.join("home"),
+        source: TokenSource::Fresh,
         token: "bench".into(),
         origin: "bench.example/log".into(),
         organization: "Bench OEM".into(),
