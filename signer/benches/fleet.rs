@@ -9,7 +9,8 @@
 //!    per manifest, as the relay builds them from its mirror: `Vault::deliveries`).
 //! 3. HSM signatures per rollout.
 //!
-//! The token is SoftHSM2 in a fresh directory: the benchmark re-runs itself with `SOFTHSM2_CONF`.
+//! The token is a fresh store of the module `CAIRN_TEST_PKCS11` chooses (SoftHSM2 by default): the
+//! benchmark re-runs itself with that environment (`cairn_signer::testtoken`).
 
 #![expect(
     clippy::unwrap_used,

@@ -1,5 +1,5 @@
 //! The PKCS#11 module that tests, benchmarks and the demonstration run against, chosen by one
-//! environment variable, `CAIRN_TEST_PKCS11` (docs/testing.md):
+//! environment variable, `CAIRN_TEST_PKCS11` (docs/testing-pkcs11.md):
 //!
 //! - `softhsm2` (the default): SoftHSM2 with a token directory of its own;
 //! - `tpm2`: tpm2-pkcs11 with a store of its own, on the software TPM that `tools/with-tpm2`
