@@ -46,8 +46,13 @@ fn a_failed_ceremony_names_the_token_it_left_and_its_reset_works() {
                 };
                 assert!(reset.contains(tool), "{reset}");
             }
-            // The operator runs the reset it names; a new process then sees no such token.
+            // The operator runs the reset it names; the module's tool then lists no such token.
+            assert!(
+                common::token_listed("cairn"),
+                "the failed ceremony's token is listed"
+            );
             reset_token("cairn");
+            assert!(!common::token_listed("cairn"), "the reset left the token");
             std::fs::remove_dir_all(dir.join("cairn")).unwrap();
             for c in common::CUSTODIANS {
                 let _ = std::fs::remove_file(common::share_path(dir, "cairn", c));

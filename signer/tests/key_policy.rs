@@ -18,7 +18,7 @@ use cryptoki::types::AuthPin;
 
 #[test]
 fn a_weakened_key_is_refused_naming_the_attribute_and_not_left_on_the_token() {
-    in_token(
+    let out = in_token(
         "a_weakened_key_is_refused_naming_the_attribute_and_not_left_on_the_token",
         |module, _dir| {
             let pin = AuthPin::from("0123456789abcdef".to_owned());
@@ -75,11 +75,13 @@ fn a_weakened_key_is_refused_naming_the_attribute_and_not_left_on_the_token() {
             );
         },
     );
+    // What the module did with each weakened template (shown with --nocapture).
+    print!("{}", out.unwrap_or_default());
 }
 
 #[test]
 fn the_module_profile_is_probed_and_takes_cairns_pins() {
-    in_token(
+    let out = in_token(
         "the_module_profile_is_probed_and_takes_cairns_pins",
         |module, _dir| {
             let profile = module.profile(None).unwrap();
@@ -102,4 +104,5 @@ fn the_module_profile_is_probed_and_takes_cairns_pins() {
             }
         },
     );
+    print!("{}", out.unwrap_or_default());
 }

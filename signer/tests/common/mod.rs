@@ -214,3 +214,23 @@ pub fn reset_token(label: &str) {
         }
     }
 }
+
+/// Whether the module's own administration tool, in a fresh process, lists token `label`.
+pub fn token_listed(label: &str) -> bool {
+    let text = match test_module() {
+        TestModule::SoftHsm2 => admin_tool("softhsm2-util", &["--show-slots"]),
+        TestModule::Tpm2 => {
+            let store = std::env::var("TPM2_PKCS11_STORE").expect("TPM2_PKCS11_STORE");
+            admin_tool(
+                "tpm2_ptool",
+                &["listtokens", "--pid", "1", "--path", &store],
+            )
+        }
+    };
+    text.lines().any(|line| {
+        let line = line.trim().trim_start_matches("- ");
+        line.to_ascii_lowercase()
+            .strip_prefix("label:")
+            .is_some_and(|rest| rest.trim() == label)
+    })
+}
