@@ -19,6 +19,9 @@ pub const TEST_MODULE_ENV: &str = "CAIRN_TEST_PKCS11";
 /// The TCTI that `tools/with-tpm2` exports for tpm2-pkcs11 (`TPM2_PKCS11_TCTI`).
 pub const TPM2_TCTI_ENV: &str = "CAIRN_TPM2_TCTI";
 
+/// The environment of a child process: variable names and values.
+pub type ChildEnv = Vec<(&'static str, OsString)>;
+
 /// A module tests can run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestModule {
@@ -52,7 +55,7 @@ impl TestModule {
 
     /// Prepares a fresh, empty token store under `dir` (created) and returns the environment a
     /// child process needs to load this module on it, `CAIRN_PKCS11_MODULE` included.
-    pub fn child_env(self, dir: &Path) -> Result<Vec<(&'static str, OsString)>, String> {
+    pub fn child_env(self, dir: &Path) -> Result<ChildEnv, String> {
         let io = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
         match self {
             Self::SoftHsm2 => {
@@ -96,7 +99,7 @@ impl TestModule {
 
 /// [`TestModule::from_env`] and [`TestModule::child_env`] in one: the module and the environment
 /// of a child on a fresh store under `dir`.
-pub fn child_env(dir: &Path) -> Result<(TestModule, Vec<(&'static str, OsString)>), String> {
+pub fn child_env(dir: &Path) -> Result<(TestModule, ChildEnv), String> {
     let module = TestModule::from_env()?;
     Ok((module, module.child_env(dir)?))
 }
