@@ -35,7 +35,8 @@ fn a_weakened_key_is_refused_naming_the_attribute_and_not_left_on_the_token() {
             let mut refused = 0;
             let count = cases.len();
             for (weak, name) in cases {
-                match token.generate_key_weakened(KeyRole::Release, 0, &[weak.clone()]) {
+                match token.generate_key_weakened(KeyRole::Release, 0, std::slice::from_ref(&weak))
+                {
                     Err(Error::KeyWeakened {
                         attribute,
                         reported,

@@ -20,17 +20,16 @@ fn passphrase(name: &str) -> String {
 
 struct Hsm {
     dir: tempfile::TempDir,
-    /// The module under test and its environment (`CAIRN_TEST_PKCS11`).
-    module: cairn_signer::testtoken::TestModule,
-    env: Vec<(&'static str, std::ffi::OsString)>,
+    /// The environment of the module under test (`CAIRN_TEST_PKCS11`).
+    env: cairn_signer::testtoken::ChildEnv,
 }
 
 impl Hsm {
     /// A fresh token store of the module `CAIRN_TEST_PKCS11` chooses.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (module, env) = cairn_signer::testtoken::child_env(dir.path()).unwrap();
-        Self { dir, module, env }
+        let (_, env) = cairn_signer::testtoken::child_env(dir.path()).unwrap();
+        Self { dir, env }
     }
 
     fn path(&self, name: &str) -> PathBuf {
