@@ -18,7 +18,8 @@
 //!    leaf hashes on every core, the multi-leaf proofs, decoding every statement), each timed
 //!    alone.
 //!
-//! The token is SoftHSM2 in a fresh directory: the benchmark re-runs itself with `SOFTHSM2_CONF`.
+//! The token is a fresh store of the module `CAIRN_TEST_PKCS11` chooses (SoftHSM2 by default): the
+//! benchmark re-runs itself with that environment (`cairn_signer::testtoken`).
 
 #![expect(
     clippy::unwrap_used,
@@ -38,7 +39,7 @@ use std::time::Instant;
 
 use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Pack, Section, Summary};
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
@@ -77,7 +78,7 @@ fn passphrase(name: &str) -> Passphrase {
 }
 
 fn main() {
-    common::in_softhsm(CHILD, run);
+    common::in_token(CHILD, run);
 }
 
 /// A fleet to import: its CSV, the manufacturer CA and, for the reference fleet, its CRL.
@@ -230,6 +231,7 @@ fn campaign(
         module,
         &CeremonyOptions {
             home: home.clone(),
+            source: TokenSource::Fresh,
             token: tag.into(),
             origin: format!("{tag}.bench.example/log"),
             organization: "Bench OEM".into(),

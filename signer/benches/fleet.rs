@@ -9,7 +9,8 @@
 //!    per manifest, as the relay builds them from its mirror: `Vault::deliveries`).
 //! 3. HSM signatures per rollout.
 //!
-//! The token is SoftHSM2 in a fresh directory: the benchmark re-runs itself with `SOFTHSM2_CONF`.
+//! The token is a fresh store of the module `CAIRN_TEST_PKCS11` chooses (SoftHSM2 by default): the
+//! benchmark re-runs itself with that environment (`cairn_signer::testtoken`).
 
 #![expect(
     clippy::unwrap_used,
@@ -24,7 +25,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cairn_signer::appliance::Appliance;
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
@@ -41,7 +42,7 @@ fn passphrase(name: &str) -> Passphrase {
 }
 
 fn main() {
-    common::in_softhsm(CHILD, run);
+    common::in_token(CHILD, run);
 }
 
 /// The synthetic fleet of `n` devices: generated once (minutes at a million) and kept in the
@@ -107,6 +108,7 @@ fn run(dir: &Path) {
         &module,
         &CeremonyOptions {
             home: dir.join("home"),
+            source: TokenSource::Fresh,
             token: "bench".into(),
             origin: "bench.example/log".into(),
             organization: "Bench OEM".into(),

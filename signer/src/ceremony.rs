@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use cairn_vault::Vault;
 use cairn_verifier::cose::{CoseSign1, ReleaseKey};
 use cairn_verifier::crypto::Software;
-use cairn_verifier::custody::{CeremonyId, CeremonyRecord, KeyRole, SignedEntry};
+use cairn_verifier::custody::{CeremonyId, CeremonyRecord, KeyRole, SignedEntry, TokenSetup};
 use cairn_verifier::statement::{Kind, Statement};
 use cairn_verifier::types::{Hash, TextList, UnixTime};
 
@@ -17,7 +17,7 @@ use crate::appliance::{
 };
 use crate::certs;
 use crate::error::{Error, Result, io, random};
-use crate::hsm::{HsmKey, Module};
+use crate::hsm::{HsmKey, Module, Token};
 use crate::shares::{self, KdfParams, Master, Passphrase, ShareFile};
 
 /// One custodian at the ceremony.
@@ -31,6 +31,22 @@ pub struct Custodian {
     pub passphrase: Passphrase,
 }
 
+/// Where the ceremony's token comes from.
+#[derive(Debug)]
+pub enum TokenSource {
+    /// A fresh token that the ceremony initialises (`C_InitToken`) with a security officer PIN
+    /// and a user PIN both derived from its secret.
+    Fresh,
+    /// A token its security officer initialised, for modules and HSMs that forbid `C_InitToken`
+    /// from an application (docs/ceremony.md, "Ceremony init on an existing token"): the ceremony
+    /// logs in with the user PIN the security officer handed over and replaces it, once, by
+    /// `C_SetPIN`, with the user PIN derived from its secret. cairn never holds an SO PIN.
+    Existing {
+        /// The initial user PIN the security officer set (zeroized on drop, never printed).
+        initial_pin: cryptoki::types::AuthPin,
+    },
+}
+
 /// What `ceremony init` needs.
 #[derive(Debug)]
 pub struct CeremonyOptions {
@@ -38,6 +54,8 @@ pub struct CeremonyOptions {
     pub home: PathBuf,
     /// Token label (1-32 bytes).
     pub token: String,
+    /// A fresh token, or one the security officer initialised.
+    pub source: TokenSource,
     /// Log origin, e.g. `cairn.example/log`.
     pub origin: String,
     /// Organization for the certificates.
@@ -63,6 +81,9 @@ pub struct CeremonyReport {
     pub state: State,
     /// Share files written, in custodian order.
     pub share_files: Vec<PathBuf>,
+    /// Whether the token was initialised, or adopted with its user PIN rotated (as the record
+    /// says).
+    pub token_setup: TokenSetup,
 }
 
 /// Name and SHA-256 of the running executable, for the ceremony record.
@@ -173,13 +194,94 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
     let mut ceremony: CeremonyId = [0; 16];
     random(&mut ceremony)?;
     let master = Master::generate()?;
-    module.init_token(
-        &opts.token,
-        &master.so_pin(&ceremony),
-        &master.user_pin(&ceremony),
-    )?;
-    let token = module.login(&opts.token, &master.user_pin(&ceremony))?;
+    let (token, setup) = match &opts.source {
+        TokenSource::Fresh => {
+            module
+                .init_token(
+                    &opts.token,
+                    &master.so_pin(&ceremony),
+                    &master.user_pin(&ceremony),
+                )
+                .map_err(|e| match e {
+                    // Refused before C_InitToken: nothing was changed.
+                    Error::TokenExists(_) | Error::Invalid(_) | Error::NoFreeSlot => e,
+                    // C_InitToken may have run (C_InitPIN failed after it).
+                    e if module.find_token(&opts.token).is_ok() => {
+                        left_behind(module, opts, TokenSetup::Initialised, e)
+                    }
+                    e => e,
+                })?;
+            let token = module
+                .login(&opts.token, &master.user_pin(&ceremony))
+                .map_err(|e| left_behind(module, opts, TokenSetup::Initialised, e))?;
+            (token, TokenSetup::Initialised)
+        }
+        TokenSource::Existing { initial_pin } => {
+            let token =
+                module.adopt_token(&opts.token, initial_pin, &master.user_pin(&ceremony))?;
+            (token, TokenSetup::AdoptedPinRotated)
+        }
+    };
+    // From here on the token is changed: a failure names it and says how to reset it.
+    let started = Started {
+        vault: &vault,
+        ceremony,
+        master: &master,
+        n,
+        software: (software, software_digest),
+    };
+    keys_record_shares(opts, &token, setup, &started)
+        .map_err(|e| left_behind(module, opts, setup, e))
+}
 
+/// The error of a ceremony that failed after it changed the token: names the token and how to
+/// reset it on this module.
+fn left_behind(module: &Module, opts: &CeremonyOptions, setup: TokenSetup, source: Error) -> Error {
+    let adopted = setup == TokenSetup::AdoptedPinRotated;
+    let reset = match module.profile(Some(&opts.token)) {
+        Ok(profile) => profile.reset_hint(&opts.token, adopted),
+        Err(_) => format!(
+            "re-initialise token {:?} with the module vendor's tool",
+            opts.token
+        ),
+    };
+    Error::CeremonyFailed {
+        token: opts.token.clone(),
+        changed: if adopted {
+            "adopted and rotated the user PIN of"
+        } else {
+            "initialised"
+        },
+        reset,
+        source: Box::new(source),
+    }
+}
+
+/// What [`init`] has before it makes the keys.
+struct Started<'a> {
+    vault: &'a Vault,
+    ceremony: CeremonyId,
+    master: &'a Master,
+    n: u8,
+    software: (String, Hash),
+}
+
+/// Steps 3 to 5 of [`init`], on the token the ceremony has just initialised or adopted.
+fn keys_record_shares(
+    opts: &CeremonyOptions,
+    token: &Token,
+    setup: TokenSetup,
+    started: &Started<'_>,
+) -> Result<CeremonyReport> {
+    let Started {
+        vault,
+        ceremony,
+        master,
+        n,
+        software: (software, software_digest),
+    } = started;
+    let (ceremony, n, software_digest) = (*ceremony, *n, *software_digest);
+    let home = &opts.home;
     // 3. Keys and certificates.
     let root = token.generate_key(KeyRole::Root, 0)?;
     let release = token.generate_key(KeyRole::Release, 0)?;
@@ -212,8 +314,9 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
         root_certificate: &ders[0],
         release_certificate: &ders[1],
         log_certificate: &ders[2],
-        software: check_name("software", &software)?,
+        software: check_name("software", software)?,
         software_digest,
+        token_setup: setup,
     };
     let cose = sign_cose(&record.to_cbor(), &root)?;
     let entry = SignedEntry {
@@ -225,7 +328,7 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
     let (_, checkpoint) = vault.append_signed(&[entry], &log_key, &log)?;
 
     // 5. Shares, certificates, state.
-    let share_files = write_shares(opts, &ceremony, &master, n)?;
+    let share_files = write_shares(opts, &ceremony, master, n)?;
     let state = State {
         format: STATE_FORMAT.into(),
         ceremony: hex::encode(ceremony),
@@ -254,6 +357,7 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
         checkpoint,
         state,
         share_files,
+        token_setup: setup,
     })
 }
 
@@ -313,6 +417,8 @@ pub struct VerifiedCeremony {
     pub custodians: Vec<String>,
     /// Token label.
     pub token: String,
+    /// Whether the ceremony initialised the token or adopted it and rotated its user PIN.
+    pub token_setup: TokenSetup,
     /// Log origin.
     pub origin: String,
     /// Software that ran it, and its SHA-256.
@@ -377,6 +483,7 @@ pub fn verify_ceremony_entry(
         threshold: record.threshold,
         custodians: record.custodians.iter().map(str::to_owned).collect(),
         token: record.token.as_str().into(),
+        token_setup: record.token_setup,
         origin: record.origin.as_str().into(),
         software: (record.software.as_str().into(), record.software_digest),
         fingerprints: [

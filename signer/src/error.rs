@@ -52,6 +52,38 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The module made (or holds) a key weaker than cairn requires: read back after generation,
+    /// and before every use, `attribute` is not what cairn asked for. A key generated so is
+    /// destroyed; nothing is signed with it.
+    #[error(
+        "the PKCS#11 module weakened key {uri}: it reports {attribute} {reported}, cairn requires {required}"
+    )]
+    KeyWeakened {
+        /// Its `pkcs11:` URI.
+        uri: String,
+        /// The PKCS#11 attribute, e.g. `CKA_SENSITIVE`.
+        attribute: &'static str,
+        /// What the module reported (`true`, `false`, `not reported`).
+        reported: &'static str,
+        /// What cairn requires.
+        required: &'static str,
+    },
+    /// A ceremony failed after it had changed a token: the token is left initialised (or, if
+    /// adopted, with its user PIN rotated) under PINs nobody holds. `reset` says how to reset it.
+    #[error(
+        "the ceremony failed after it {changed} token {token:?}; that token is left behind under a PIN nobody holds. To reset it, {reset}. Cause: {source}"
+    )]
+    CeremonyFailed {
+        /// The token's label.
+        token: String,
+        /// What the ceremony had done to it: `initialised` or `adopted and rotated the user PIN of`.
+        changed: &'static str,
+        /// How to reset it, for this module.
+        reset: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// A `pkcs11:` URI that does not parse (RFC 7512), or asks for something cairn refuses.
     #[error("bad pkcs11 URI: {0}")]
     Uri(String),

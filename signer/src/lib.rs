@@ -29,6 +29,7 @@ pub mod session;
 pub mod shares;
 #[cfg(feature = "testfleet")]
 pub mod testfleet;
+pub mod testtoken;
 pub mod uri;
 
 pub use error::{Error, Result};

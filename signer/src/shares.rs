@@ -58,6 +58,12 @@ impl Passphrase {
     pub fn chars(&self) -> usize {
         self.0.chars().count()
     }
+
+    /// The text as a PKCS#11 PIN, zeroized on drop like the passphrase: the initial user PIN a
+    /// security officer hands over is read like a passphrase (`ceremony init --existing-token`).
+    pub fn into_pin(self) -> AuthPin {
+        AuthPin::from(self.0.as_str().to_owned())
+    }
 }
 
 impl fmt::Debug for Passphrase {

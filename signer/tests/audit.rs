@@ -28,7 +28,7 @@ use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{Purpose, Statement};
 use cairn_verifier::types::{UnixTime, Version};
 use common::relay_log::RelayLog;
-use common::{NOW, ceremony, in_softhsm, present};
+use common::{NOW, ceremony, in_token, present};
 
 const CAMPAIGN: &str = "campaign-2026-11-2.4.1";
 const RELAY_ORIGIN: &str = "cairn.example/log/relay";
@@ -175,7 +175,7 @@ fn assert_names(bytes: &[u8], root: &[u8], item: &str, what: &str) {
 
 #[test]
 fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
-    in_softhsm(
+    in_token(
         "the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration",
         |module, dir| {
             ceremony(module, dir, "cairn");

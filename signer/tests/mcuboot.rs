@@ -27,7 +27,7 @@ use cairn_verifier::mcuboot::write::Layout;
 use cairn_verifier::mcuboot::{Image, tlv};
 use cairn_verifier::statement::ReleaseStatement;
 use cairn_verifier::types::{UnixTime, Version};
-use common::{NOW, ceremony, in_softhsm, present};
+use common::{NOW, ceremony, in_token, present};
 use sha2::Digest as _;
 
 const SLOT: u64 = 0x20_0000;
@@ -102,7 +102,7 @@ fn statement_of(cose: &[u8]) -> ReleaseStatement<'_> {
 
 #[test]
 fn hsm_signed_mcuboot_releases_pass_imgtool() {
-    in_softhsm("hsm_signed_mcuboot_releases_pass_imgtool", |module, dir| {
+    in_token("hsm_signed_mcuboot_releases_pass_imgtool", |module, dir| {
         ceremony(module, dir, "cairn");
         let appliance = Appliance::open(dir.join("cairn")).unwrap();
         let session = appliance
@@ -197,7 +197,7 @@ fn hsm_signed_mcuboot_releases_pass_imgtool() {
 /// is refused with a named error and leaves the log as it was.
 #[test]
 fn imgtool_external_signing_with_the_hsm_and_bad_images() {
-    in_softhsm(
+    in_token(
         "imgtool_external_signing_with_the_hsm_and_bad_images",
         |module, dir| {
             ceremony(module, dir, "cairn");

@@ -33,7 +33,7 @@ use cairn_verifier::note::LogKey;
 use cairn_verifier::rollout::Reasons;
 use cairn_verifier::statement::{Kind, Manifest, Purpose, Statement};
 use cairn_verifier::types::{UnixTime, Version};
-use common::{NOW, ceremony, in_softhsm, present};
+use common::{NOW, ceremony, in_token, present};
 
 /// The reference plan, the file `cairn rollout plan --plan` reads (docs/eligibility.md).
 const PLAN: &str = include_str!("../../docs/examples/plan-2.4.1.toml");
@@ -61,7 +61,7 @@ fn image(dir: &Path, name: &str, fill: u8) -> (std::path::PathBuf, Vec<u8>) {
 
 #[test]
 fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_device() {
-    in_softhsm(
+    in_token(
         "the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_device",
         |module, dir| {
             ceremony(module, dir, "cairn");

@@ -93,10 +93,30 @@ pub struct CeremonyRecord<'a> {
     pub software: Name<'a>,
     /// SHA-256 of that software's executable (key 12).
     pub software_digest: Hash,
+    /// How the ceremony came by its token (key 13, present only for
+    /// [`TokenSetup::AdoptedPinRotated`], so records of initialised tokens are unchanged).
+    pub token_setup: TokenSetup,
+}
+
+/// How a ceremony came by its token (formats.md §4.5, key 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSetup {
+    /// The ceremony initialised a fresh token (`C_InitToken`) with PINs derived from its secret.
+    Initialised,
+    /// The ceremony adopted a token its security officer had initialised, and replaced the user
+    /// PIN the security officer handed over with one derived from its secret (`C_SetPIN`), once.
+    AdoptedPinRotated,
+}
+
+impl TokenSetup {
+    /// The value of key 13 for [`TokenSetup::AdoptedPinRotated`].
+    const ADOPTED_PIN_ROTATED: u64 = 1;
 }
 
 impl<'a> CeremonyRecord<'a> {
     const FIELDS: u64 = 13;
+    /// With key 13.
+    const FIELDS_ADOPTED: u64 = 14;
 
     /// Decodes a ceremony record (a COSE_Sign1 payload).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -104,7 +124,8 @@ impl<'a> CeremonyRecord<'a> {
     }
 
     fn read(r: &mut Reader<'a>) -> Result<Self, CborError> {
-        EntryHeader::expect(r, Kind::CEREMONY, Self::FIELDS)?;
+        let fields =
+            EntryHeader::expect_one_of(r, Kind::CEREMONY, Self::FIELDS, Self::FIELDS_ADOPTED)?;
         r.key(2)?;
         let ceremony_id = r.bytes_fixed::<CEREMONY_ID_LEN>()?;
         r.key(3)?;
@@ -140,6 +161,16 @@ impl<'a> CeremonyRecord<'a> {
         let software = Name::decode(r)?;
         r.key(12)?;
         let software_digest = r.bytes_fixed::<32>()?;
+        let token_setup = if fields == Self::FIELDS_ADOPTED {
+            r.key(13)?;
+            let offset = r.position();
+            if r.u64()? != TokenSetup::ADOPTED_PIN_ROTATED {
+                return Err(CborError::Unsupported { offset });
+            }
+            TokenSetup::AdoptedPinRotated
+        } else {
+            TokenSetup::Initialised
+        };
         r.finish()?;
         Ok(Self {
             ceremony_id,
@@ -153,13 +184,18 @@ impl<'a> CeremonyRecord<'a> {
             log_certificate,
             software,
             software_digest,
+            token_setup,
         })
     }
 
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = EntryHeader::writer(Kind::CEREMONY, Self::FIELDS);
+        let fields = match self.token_setup {
+            TokenSetup::Initialised => Self::FIELDS,
+            TokenSetup::AdoptedPinRotated => Self::FIELDS_ADOPTED,
+        };
+        let mut w = EntryHeader::writer(Kind::CEREMONY, fields);
         w.u64(2).bytes(&self.ceremony_id);
         w.u64(3).u64(self.performed_at.0);
         w.u64(4).u64(u64::from(self.threshold));
@@ -174,6 +210,9 @@ impl<'a> CeremonyRecord<'a> {
         w.u64(10).bytes(self.log_certificate);
         w.u64(11).text(self.software.as_str());
         w.u64(12).bytes(&self.software_digest);
+        if self.token_setup == TokenSetup::AdoptedPinRotated {
+            w.u64(13).u64(TokenSetup::ADOPTED_PIN_ROTATED);
+        }
         w.into_bytes()
     }
 }

@@ -88,6 +88,30 @@ impl EntryHeader {
         w
     }
 
+    /// Reads the header and checks it is `kind` with `fields` or `or_fields` map pairs (a record
+    /// with one optional field); returns the number of pairs.
+    pub(crate) fn expect_one_of(
+        r: &mut Reader<'_>,
+        kind: Kind,
+        fields: u64,
+        or_fields: u64,
+    ) -> Result<u64, CborError> {
+        let start = r.position();
+        let (header, kind_offset) = Self::read_with_kind_offset(r)?;
+        if header.kind != kind {
+            return Err(CborError::Unsupported {
+                offset: kind_offset,
+            });
+        }
+        if header.fields != fields && header.fields != or_fields {
+            return Err(CborError::WrongLength {
+                offset: start,
+                expected: usize::try_from(fields).unwrap_or(0),
+            });
+        }
+        Ok(header.fields)
+    }
+
     /// Reads the header and checks it is `kind` with `fields` map pairs.
     pub(crate) fn expect(r: &mut Reader<'_>, kind: Kind, fields: u64) -> Result<(), CborError> {
         let start = r.position();

@@ -221,7 +221,7 @@ fn cbor_items(corpus: &mut Corpus) -> io::Result<()> {
 /// A ceremony record, session records and key statements (formats.md §4.5-4.7).
 fn custody(corpus: &mut Corpus) -> io::Result<()> {
     use cairn_verifier::custody::{
-        CeremonyRecord, KeyAction, KeyRole, KeyStatement, SessionRecord,
+        CeremonyRecord, KeyAction, KeyRole, KeyStatement, SessionRecord, TokenSetup,
     };
     use cairn_verifier::types::{Name, TextList, UnixTime};
     let name = |s| Name::new(s).expect("seed names are valid");
@@ -239,8 +239,14 @@ fn custody(corpus: &mut Corpus) -> io::Result<()> {
         log_certificate: &cert,
         software: name("cairn (cairn 0.1.0)"),
         software_digest: [9; 32],
+        token_setup: TokenSetup::Initialised,
     };
     corpus.put("custody", "ceremony", &record.to_cbor())?;
+    let adopted = CeremonyRecord {
+        token_setup: TokenSetup::AdoptedPinRotated,
+        ..record
+    };
+    corpus.put("custody", "ceremony-adopted", &adopted.to_cbor())?;
     let session = SessionRecord {
         ceremony_id: [7; 16],
         opened_at: UnixTime(1_795_651_300),

@@ -1,20 +1,22 @@
-//! What both benchmarks share: each runs in its own SoftHSM2 token directory, so it re-runs its
-//! own executable with `SOFTHSM2_CONF` set (SoftHSM reads it once per process).
+//! What the benchmarks share: each runs on a token store of its own, on the module
+//! `CAIRN_TEST_PKCS11` chooses (`cairn_signer::testtoken`), so it re-runs its own executable with
+//! that module's environment (modules read it once per process).
 
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `body` in a child process of this benchmark with a fresh SoftHSM2 token directory; in
-/// the child, `body` gets the directory.
-pub(crate) fn in_softhsm(child_env: &str, body: impl FnOnce(&Path)) {
+/// Runs `body` in a child process of this benchmark with a fresh token store; in the child,
+/// `body` gets the directory.
+pub(crate) fn in_token(child_env: &str, body: impl FnOnce(&Path)) {
     if let Some(dir) = std::env::var_os(child_env) {
         body(Path::new(&dir));
         return;
     }
     let dir = tempfile::tempdir().expect("temporary directory");
-    let conf = cairn_signer::hsm::softhsm_config(dir.path()).expect("softhsm2.conf");
+    let (module, env) = cairn_signer::testtoken::child_env(dir.path()).expect("token store");
+    eprintln!("PKCS#11 module under test: {}", module.name());
     let status = Command::new(std::env::current_exe().expect("benchmark executable"))
-        .env("SOFTHSM2_CONF", &conf)
+        .envs(env)
         .env(child_env, dir.path())
         .status()
         .expect("re-running the benchmark");

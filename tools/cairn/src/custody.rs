@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use cairn_signer::appliance::Appliance;
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::session::{ReleaseInput, verify_release_entry};
 use cairn_signer::shares::{KdfParams, Passphrase, ShareFile};
-use cairn_verifier::custody::KeyRole;
+use cairn_verifier::custody::{KeyRole, TokenSetup};
 use cairn_verifier::types::{UnixTime, Version};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -29,8 +29,13 @@ pub(crate) struct InitArgs {
     #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
     home: PathBuf,
     /// PKCS#11 token label (a fresh token is initialized).
-    #[arg(long, default_value = "cairn")]
+    #[arg(long, default_value = "cairn", conflicts_with = "existing_token")]
     token: String,
+    /// Adopt this token, which its security officer initialised, instead of initialising one
+    /// (HSMs that forbid C_InitToken from an application). The initial user PIN the security
+    /// officer set is read first, like a passphrase, and replaced once by the ceremony's own.
+    #[arg(long, value_name = "LABEL")]
+    existing_token: Option<String>,
     /// The log's origin (its unique name).
     #[arg(long)]
     origin: String,
@@ -267,6 +272,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
     let InitArgs {
         home,
         token,
+        existing_token,
         origin,
         organization,
         threshold,
@@ -276,6 +282,22 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
         secrets,
     } = args;
     let mut source = PassphraseSource::new(&secrets)?;
+    // The security officer's initial user PIN comes first, before the custodians' passphrases.
+    let (token, token_source) = match existing_token {
+        None => (token, TokenSource::Fresh),
+        Some(label) => {
+            let initial = source.next(
+                &format!("the initial user PIN of token {label:?} (from its security officer)"),
+                false,
+            )?;
+            (
+                label,
+                TokenSource::Existing {
+                    initial_pin: initial.into_pin(),
+                },
+            )
+        }
+    };
     let mut list = Vec::with_capacity(custodians.len());
     for c in &custodians {
         let (name, file) = c
@@ -291,6 +313,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
     let opts = CeremonyOptions {
         home: home.clone(),
         token,
+        source: token_source,
         origin,
         organization,
         threshold,
@@ -307,7 +330,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
     let s = &report.state;
     let human = format!(
         "ceremony {} complete: {}-of-{} custodians ({})\n\
-         token {:?}, log {:?}: ceremony record is entry 0\n\
+         token {:?}{}, log {:?}: ceremony record is entry 0\n\
          root    {}  {}\n\
          release {}  {}\n\
          log     {}  {}\n\
@@ -318,6 +341,12 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
         s.custodians.len(),
         s.custodians.join(", "),
         s.token,
+        match report.token_setup {
+            TokenSetup::Initialised => " (initialised by the ceremony)",
+            TokenSetup::AdoptedPinRotated => {
+                " (adopted: the security officer's initial user PIN was replaced and is void)"
+            }
+        },
         s.origin,
         s.keys.root.fingerprint,
         s.keys.root.uri,
@@ -341,6 +370,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
             "state": s,
             "checkpoint": report.checkpoint,
             "share_files": report.share_files,
+            "token_pin_rotated": report.token_setup == TokenSetup::AdoptedPinRotated,
         }),
     );
     Ok(())
@@ -363,6 +393,7 @@ pub(crate) fn run_ceremony(cmd: CeremonyCommand, out: Output) -> CliResult {
             let human = format!(
                 "ceremony record OK: ceremony {} at {} by {} ({}-of-{})\n\
                  signed by the root key; release and log certificates issued by it\n\
+                 token {:?}: {}\n\
                  software {} sha256 {}\n\
                  root    {}\nrelease {}\nlog     {}",
                 hex::encode(v.ceremony),
@@ -370,6 +401,13 @@ pub(crate) fn run_ceremony(cmd: CeremonyCommand, out: Output) -> CliResult {
                 v.custodians.join(", "),
                 v.threshold,
                 v.custodians.len(),
+                v.token,
+                match v.token_setup {
+                    TokenSetup::Initialised => "initialised by the ceremony",
+                    TokenSetup::AdoptedPinRotated => {
+                        "adopted; the security officer's initial user PIN was rotated"
+                    }
+                },
                 v.software.0,
                 hex::encode(v.software.1),
                 v.fingerprints[0],
@@ -384,6 +422,8 @@ pub(crate) fn run_ceremony(cmd: CeremonyCommand, out: Output) -> CliResult {
                     "performed_at": v.performed_at.0,
                     "custodians": v.custodians,
                     "threshold": v.threshold,
+                    "token": v.token,
+                    "token_pin_rotated": v.token_setup == TokenSetup::AdoptedPinRotated,
                     "software": v.software.0,
                     "software_sha256": hex::encode(v.software.1),
                     "fingerprints": { "root": v.fingerprints[0], "release": v.fingerprints[1], "log": v.fingerprints[2] },

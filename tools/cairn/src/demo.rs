@@ -26,7 +26,7 @@ use cairn_relay::engine::Status;
 use cairn_relay::{Config, Relay};
 use cairn_signer::appliance::Appliance;
 use cairn_signer::audit::{self, Summary};
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::{PlanReport, PlanSpec};
@@ -81,8 +81,9 @@ fn say(out: Output, line: &str) {
     }
 }
 
-/// Entry point: re-runs itself with `SOFTHSM2_CONF` at a fresh token directory (the PKCS#11 module
-/// reads it when it loads), then runs the scenario in the child.
+/// Entry point: re-runs itself with the environment of a fresh token store (SoftHSM2, or the
+/// module `CAIRN_TEST_PKCS11` chooses; the module reads it when it loads), then runs the scenario
+/// in the child.
 pub(crate) fn run(args: &DemoArgs, out: Output) -> CliResult {
     if let Some(dir) = std::env::var_os(CHILD) {
         return scenario(Path::new(&dir), args, out);
@@ -106,12 +107,13 @@ pub(crate) fn run(args: &DemoArgs, out: Output) -> CliResult {
             .keep(),
     };
     let dir = std::fs::canonicalize(&dir)?;
-    let conf = cairn_signer::hsm::softhsm_config(&dir.join("token"))
-        .context("writing the SoftHSM2 configuration")?;
+    // SoftHSM2 by default; CAIRN_TEST_PKCS11=tpm2 under tools/with-tpm2 for tpm2-pkcs11.
+    let (_, module_env) = cairn_signer::testtoken::child_env(&dir.join("token"))
+        .map_err(|e| anyhow::anyhow!("preparing the demo's token: {e}"))?;
     let status = Command::new(std::env::current_exe().context("locating cairn")?)
         .args(std::env::args_os().skip(1))
         .env(CHILD, &dir)
-        .env("SOFTHSM2_CONF", &conf)
+        .envs(module_env)
         .status()
         .context("running the demo")?;
     match status.code() {
@@ -252,6 +254,7 @@ fn key_ceremony(
         module,
         &CeremonyOptions {
             home: home.to_path_buf(),
+            source: TokenSource::Fresh,
             token: "cairn-demo".into(),
             origin: ORIGIN.into(),
             organization: "Smart Controller OEM".into(),

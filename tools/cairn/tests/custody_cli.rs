@@ -20,14 +20,16 @@ fn passphrase(name: &str) -> String {
 
 struct Hsm {
     dir: tempfile::TempDir,
+    /// The environment of the module under test (`CAIRN_TEST_PKCS11`).
+    env: cairn_signer::testtoken::ChildEnv,
 }
 
 impl Hsm {
-    /// A fresh SoftHSM2 token directory.
+    /// A fresh token store of the module `CAIRN_TEST_PKCS11` chooses.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        cairn_signer::hsm::softhsm_config(dir.path()).unwrap();
-        Self { dir }
+        let (_, env) = cairn_signer::testtoken::child_env(dir.path()).unwrap();
+        Self { dir, env }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -38,7 +40,7 @@ impl Hsm {
     fn cairn(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(args)
-            .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+            .envs(self.env.iter().cloned())
             .env_remove("CAIRN_HOME")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
