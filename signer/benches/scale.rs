@@ -90,7 +90,8 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
     println!("\n{n} devices");
     let fleet = std::env::temp_dir().join(format!("cairn-scale-fleet-{n}-{}", steps::NOW.0));
     let work = tempfile::tempdir().unwrap();
-    let conf = cairn_signer::hsm::softhsm_config(work.path()).unwrap();
+    // The module CAIRN_TEST_PKCS11 chooses, on a store of this run's own.
+    let (_, token_env) = cairn_signer::testtoken::child_env(work.path()).unwrap();
     let me = std::env::current_exe().unwrap();
     let child = |exe: &Path, step: &str, env: &str| {
         let mut c = Command::new(exe);
@@ -98,7 +99,7 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
             .env(DIR, work.path())
             .env(FLEET, &fleet)
             .env(DEVICES, n.to_string())
-            .env("SOFTHSM2_CONF", &conf);
+            .envs(token_env.iter().map(|(k, v)| (*k, v)));
         c
     };
     let mut run = Run {

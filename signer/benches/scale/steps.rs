@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use cairn_signer::appliance::Appliance;
 use cairn_signer::audit;
-use cairn_signer::ceremony::{self, CeremonyOptions, Custodian};
+use cairn_signer::ceremony::{self, CeremonyOptions, Custodian, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::registry::{Format, Registry};
 use cairn_signer::rollout::PlanSpec;
@@ -96,6 +96,7 @@ fn setup(dir: &Path) -> serde_json::Value {
         &CeremonyOptions {
             home: dir.join("home"),
             token: "scale".into(),
+            source: TokenSource::Fresh,
             origin: ORIGIN.into(),
             organization: "Bench OEM".into(),
             threshold: 2,
