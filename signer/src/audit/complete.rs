@@ -11,8 +11,8 @@ use cairn_verifier::statement::EntryHeader;
 
 use super::pack::Pack;
 use super::sections::Decoded;
+use super::sections::kind_name;
 use super::verified::Verified;
-use super::verify::kind_name;
 
 /// Step 5b: every key statement and relay checkpoint record up to the signer checkpoint is in the
 /// pack. (Their inclusion is proven by step 5; distinct indices make the count exact.)

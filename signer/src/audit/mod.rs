@@ -11,6 +11,7 @@ mod complete;
 pub mod export;
 pub mod images;
 pub mod pack;
+mod relay_log;
 mod report;
 mod sections;
 pub mod summary;

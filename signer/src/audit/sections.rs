@@ -6,7 +6,7 @@ use cairn_vault::tree::{MultiProofError, multi_root};
 use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
-use cairn_verifier::statement::Statement;
+use cairn_verifier::statement::{Kind, Statement};
 use cairn_verifier::types::Hash;
 
 use super::pack::Section;
@@ -194,4 +194,22 @@ pub(super) fn checkpoint_root(
         None => v.fail(item, "no verified key to check its signature with"),
     }
     Some((cp.size.0, cp.root))
+}
+
+/// What an entry of this kind is called in a finding.
+pub(super) fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::RELEASE => "release",
+        Kind::MANIFEST => "device manifest",
+        Kind::CEREMONY => "ceremony record",
+        Kind::SESSION => "session record",
+        Kind::KEY => "key statement",
+        Kind::REJECTION => "rejection",
+        Kind::PLAN => "rollout plan",
+        Kind::APPROVAL => "gate approval",
+        Kind::DEVICE_EVENT => "device event",
+        Kind::CAMPAIGN_EVENT => "campaign event",
+        Kind::RELAY_CHECKPOINT => "relay checkpoint record",
+        _ => "entry",
+    }
 }

@@ -268,6 +268,26 @@ pub(crate) fn collect_shares(
     Ok(out)
 }
 
+/// The custodians of `--custodian NAME=SHARE_FILE`, each with the passphrase they chose, in order.
+fn ceremony_custodians(
+    custodians: &[String],
+    source: &mut PassphraseSource,
+) -> anyhow::Result<Vec<Custodian>> {
+    let mut list = Vec::with_capacity(custodians.len());
+    for c in custodians {
+        let (name, file) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--custodian {c:?}: expected NAME=SHARE_FILE"))?;
+        let passphrase = source.next(&format!("custodian {name}"), true)?;
+        list.push(Custodian {
+            name: name.into(),
+            share_path: file.into(),
+            passphrase,
+        });
+    }
+    Ok(list)
+}
+
 fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
     let InitArgs {
         home,
@@ -298,18 +318,7 @@ fn ceremony_init(args: InitArgs, out: Output) -> CliResult {
             )
         }
     };
-    let mut list = Vec::with_capacity(custodians.len());
-    for c in &custodians {
-        let (name, file) = c
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--custodian {c:?}: expected NAME=SHARE_FILE"))?;
-        let passphrase = source.next(&format!("custodian {name}"), true)?;
-        list.push(Custodian {
-            name: name.into(),
-            share_path: file.into(),
-            passphrase,
-        });
-    }
+    let list = ceremony_custodians(&custodians, &mut source)?;
     let opts = CeremonyOptions {
         home: home.clone(),
         token,

@@ -1,0 +1,231 @@
+//! Step 7 of the pack check: the relay log, through the last relay checkpoint record the signer
+//! log holds, and the relay's events against the plan and the approvals.
+
+use std::collections::HashSet;
+
+use cairn_verifier::campaign::{Action, ApprovalAction, CampaignEvent, RelayCheckpoint};
+use cairn_verifier::note::Checkpoint;
+use cairn_verifier::statement::{Kind, Statement};
+use cairn_verifier::types::Hash;
+
+use super::pack::Pack;
+use super::sections::{Decoded, check_section, checkpoint_root, gaps, kind_name};
+use super::verified::{CampaignEventFacts, DeviceEventFacts, Verified};
+
+/// Step 7, the relay log, through the last relay checkpoint record.
+pub(super) fn check_relay_log(
+    v: &mut Verified,
+    pack: &Pack<'_>,
+    signer: &Decoded<'_>,
+    eligible: &HashSet<&str>,
+) {
+    let relay_origin = pack.relay.origin;
+    let relay_root = relay_checkpoint(v, pack, signer);
+    v.relay_log = (
+        relay_origin.to_owned(),
+        relay_root.map_or(0, |r| r.0),
+        pack.relay.len() as u64,
+    );
+    let relay = check_section(v, "relay log", &pack.relay, relay_root);
+    if let Some((size, _)) = relay_root {
+        let missing = gaps(&relay, 0..size);
+        if !missing.is_empty() {
+            v.fail(
+                format!("relay log entries {}", missing.join(", ")),
+                format!("missing: the pack holds the whole relay log, {size} entries"),
+            );
+        }
+    }
+    check_relay_entries(v, pack, signer, &relay, eligible);
+    check_no_relay_events(v, signer);
+}
+
+/// Step 7, the relay's checkpoint: the one the last relay checkpoint record in the signer log
+/// recorded, signed by the relay key it names. Returns its size and root.
+fn relay_checkpoint(
+    v: &mut Verified,
+    pack: &Pack<'_>,
+    signer: &Decoded<'_>,
+) -> Option<(u64, Hash)> {
+    let relay_origin = pack.relay.origin;
+    let record: Option<(u64, RelayCheckpoint<'_>)> =
+        signer
+            .entries
+            .iter()
+            .rev()
+            .find_map(|(i, _, _, s)| match s {
+                Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
+                _ => None,
+            });
+    match record {
+        None => {
+            v.fail(
+                "signer log",
+                "no relay checkpoint record (kind 11): nothing vouches for the relay key",
+            );
+            None
+        }
+        Some((i, r)) => {
+            v.relay_record = Some(i);
+            if r.origin.as_str() != relay_origin {
+                v.fail(
+                    "relay log",
+                    format!(
+                        "origin {relay_origin:?} is not the {:?} signer log entry {i} recorded",
+                        r.origin.as_str()
+                    ),
+                );
+            }
+            if r.checkpoint != pack.relay.checkpoint {
+                v.fail(
+                    "relay log checkpoint",
+                    format!("not the checkpoint signer log entry {i} recorded"),
+                );
+            }
+            checkpoint_root(
+                v,
+                "relay log checkpoint",
+                pack.relay.checkpoint,
+                relay_origin,
+                Some(r.relay_key),
+            )
+        }
+    }
+}
+
+/// Step 7, the relay's entries: device events only about eligible devices, applied approvals
+/// that the signer log holds, and nothing but device and campaign events.
+fn check_relay_entries(
+    v: &mut Verified,
+    pack: &Pack<'_>,
+    signer: &Decoded<'_>,
+    relay: &Decoded<'_>,
+    eligible: &HashSet<&str>,
+) {
+    // The relay log sizes the custodians recorded, by signer log index: a resume must come
+    // after a record that includes the pause it lifts (formats.md §4.10).
+    let recorded: Vec<(u64, u64)> = signer
+        .entries
+        .iter()
+        .filter_map(|(i, _, _, s)| match s {
+            Some(Statement::RelayCheckpoint(r)) => {
+                Checkpoint::parse(r.checkpoint).ok().map(|c| (*i, c.size.0))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut paused_by_rule: Option<u64> = None;
+    for (index, _, _, s) in &relay.entries {
+        match s {
+            Some(Statement::DeviceEvent(e)) if e.campaign.as_str() == pack.campaign => {
+                if v.plan.is_some() && !eligible.contains(e.device_id.as_str()) {
+                    v.fail(
+                        format!("relay log entry {index}"),
+                        format!(
+                            "device {} is not eligible in campaign {} (no update manifest)",
+                            e.device_id, pack.campaign
+                        ),
+                    );
+                }
+                v.device_events.push(DeviceEventFacts {
+                    index: *index,
+                    device: e.device_id.as_str().into(),
+                    state: e.state.name(),
+                    stage: e.stage,
+                    attempt: e.attempt,
+                    at: e.at.0,
+                    actor: e.actor.as_str().into(),
+                    cause: e.cause.as_str().into(),
+                    rollback: v
+                        .plan
+                        .as_ref()
+                        .is_some_and(|p| p.rollback == e.release_id.as_str()),
+                });
+            }
+            Some(Statement::CampaignEvent(e)) if e.campaign.as_str() == pack.campaign => {
+                match e.action {
+                    Action::Paused if e.actor.as_str() == "rule" => paused_by_rule = Some(*index),
+                    Action::Resumed => paused_by_rule = None,
+                    _ => {}
+                }
+                if e.action == Action::ApprovalApplied {
+                    check_applied_approval(v, pack, signer, &recorded, *index, e, paused_by_rule);
+                }
+                v.campaign_events.push(CampaignEventFacts {
+                    index: *index,
+                    action: e.action.name(),
+                    stage: e.stage,
+                    devices: e.devices,
+                    at: e.at.0,
+                    actor: e.actor.as_str().into(),
+                    cause: e.cause.as_str().into(),
+                });
+            }
+            Some(Statement::DeviceEvent(_) | Statement::CampaignEvent(_)) | None => {}
+            Some(other) => v.fail(
+                format!("relay log entry {index}"),
+                format!(
+                    "a {} has no place in the relay's log",
+                    kind_name(other.kind())
+                ),
+            ),
+        }
+    }
+}
+
+/// A campaign event that applied a gate approval: the approval is in the signer log, for this
+/// campaign, and a resume was signed after a relay checkpoint record that includes the pause it
+/// lifts (`recorded`: the relay log sizes recorded, by signer log index; formats.md §4.10).
+fn check_applied_approval(
+    v: &mut Verified,
+    pack: &Pack<'_>,
+    signer: &Decoded<'_>,
+    recorded: &[(u64, u64)],
+    index: u64,
+    e: &CampaignEvent<'_>,
+    paused_by_rule: Option<u64>,
+) {
+    let approval = match signer.find(e.devices) {
+        Some((_, _, _, Some(Statement::Approval { approval, .. })))
+            if approval.campaign.as_str() == pack.campaign =>
+        {
+            Some(approval)
+        }
+        _ => None,
+    };
+    if let (Some(a), Some(pause)) = (approval, paused_by_rule)
+        && a.action == ApprovalAction::Resume
+        && !recorded
+            .iter()
+            .any(|&(i, size)| i < e.devices && size > pause)
+    {
+        v.fail(
+            format!("signer log entry {}", e.devices),
+            format!(
+                "a resume applied by relay log entry {index}, but signed before the custodians recorded the relay log with the pause it lifts (relay log entry {pause})"
+            ),
+        );
+    }
+    if approval.is_none() {
+        v.fail(
+            format!("signer log entry {}", e.devices),
+            format!(
+                "missing or not a gate approval of this campaign, yet relay log entry {index} applied it"
+            ),
+        );
+    }
+}
+
+/// Relay events have no place in the signer's log.
+fn check_no_relay_events(v: &mut Verified, signer: &Decoded<'_>) {
+    for (index, _, _, s) in &signer.entries {
+        if let Some(s) = s
+            && matches!(s.kind(), Kind::DEVICE_EVENT | Kind::CAMPAIGN_EVENT)
+        {
+            v.fail(
+                format!("signer log entry {index}"),
+                format!("a {} has no place in the signer's log", kind_name(s.kind())),
+            );
+        }
+    }
+}
