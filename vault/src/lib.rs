@@ -13,6 +13,7 @@
 
 mod bundle;
 mod error;
+pub mod floors;
 pub mod export;
 pub mod fsck;
 mod index;

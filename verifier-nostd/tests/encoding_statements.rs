@@ -218,6 +218,7 @@ fn manifest_round_trips() {
         min_version: Version::new(2, 4, 1),
         max_version: Version::new(2, 4, 1),
         decided_at: UnixTime(u64::MAX),
+        campaign_sequence: u64::MAX,
         device_id: id(&"d".repeat(64)),
         ..reference_manifest()
     });
@@ -267,6 +268,7 @@ fn manifest_rejects_other_encodings() {
     }
     f.uint_field("purpose", 9);
     f.uint_field("decided at", 10);
+    f.uint_field("campaign sequence", 11);
 }
 
 proptest! {
@@ -281,6 +283,7 @@ proptest! {
         max in any::<(u32, u32, u32)>(),
         rollback in any::<bool>(),
         decided in any::<u64>(),
+        sequence in any::<u64>(),
     ) {
         let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
         check_manifest(&Manifest {
@@ -293,6 +296,7 @@ proptest! {
             campaign: id(&campaign),
             purpose: if rollback { Purpose::Rollback } else { Purpose::Update },
             decided_at: UnixTime(decided),
+            campaign_sequence: sequence,
         });
     }
 
