@@ -50,6 +50,18 @@ pub(crate) enum Check {
         digest: Hash,
         signature: [u8; 64],
     },
+    /// A DER signature through `crypto::der_to_raw`, then `verify_p256` (Wycheproof).
+    VerifyDer {
+        key: [u8; 64],
+        digest: Hash,
+        der: Vec<u8>,
+    },
+    /// A raw signature, refused unless exactly 64 bytes, then `verify_p256` (Wycheproof P1363).
+    VerifyRaw {
+        key: [u8; 64],
+        digest: Hash,
+        signature: Vec<u8>,
+    },
 }
 
 /// One case.
@@ -637,6 +649,16 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                     "Check::Verify {{ key: {key:?}, digest: {digest:?}, signature: {signature:?} }}"
                 )
             }
+            Check::VerifyDer { key, digest, der } => {
+                format!("Check::VerifyDer {{ key: {key:?}, digest: {digest:?}, der: &{der:?} }}")
+            }
+            Check::VerifyRaw {
+                key,
+                digest,
+                signature,
+            } => format!(
+                "Check::VerifyRaw {{ key: {key:?}, digest: {digest:?}, signature: &{signature:?} }}"
+            ),
         };
         writeln!(
             rs,
