@@ -134,7 +134,7 @@ fn replayed_update_of_an_older_campaign_is_stale() {
     // ... and a device that never installed it, by the checkpoint's floor line.
     let replay = Spec {
         floor_line: Some(SEQ),
-        ..older
+        ..older.clone()
     };
     assert_eq!(
         check(&f, &replay, &device(), &StoredState::default()),

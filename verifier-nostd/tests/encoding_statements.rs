@@ -225,6 +225,27 @@ fn manifest_round_trips() {
 }
 
 #[test]
+fn a_manifest_without_a_campaign_sequence_is_malformed() {
+    // The 11-key manifest of before issue 20 item 4 (formats.md §4.4): the same bytes without
+    // key 11, map(11). Never read as a manifest of some default campaign sequence.
+    let new = Manifest {
+        campaign_sequence: 4,
+        ..reference_manifest()
+    }
+    .to_cbor();
+    assert_eq!((new[0], &new[new.len() - 2..]), (0xac, &[0x0b, 0x04][..]));
+    let mut old = new[..new.len() - 2].to_vec();
+    old[0] = 0xab;
+    assert!(matches!(
+        Manifest::decode(&old),
+        Err(Error::Malformed {
+            item: Item::Manifest,
+            cause: CborError::WrongLength { offset: 0, .. }
+        })
+    ));
+}
+
+#[test]
 fn manifest_rejects_other_encodings() {
     let f = Format::new(
         Item::Manifest,
@@ -418,7 +439,7 @@ fn entry_header_peek() {
         Ok(EntryHeader {
             version: 1,
             kind: Kind(77),
-            fields: 11
+            fields: 12
         })
     );
 }

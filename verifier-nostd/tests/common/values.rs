@@ -129,7 +129,7 @@ pub(crate) fn check_manifest(m: &Manifest<'_>) {
         Ok(EntryHeader {
             version: 1,
             kind: Kind::MANIFEST,
-            fields: 11
+            fields: 12
         })
     );
 }
