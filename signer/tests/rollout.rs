@@ -23,9 +23,7 @@ use cairn_signer::rollout::PlanSpec;
 use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
 use cairn_vault::Query;
-use cairn_verifier::boot::{
-    DeviceIdentity, Installed, StoredState, TrustAnchors, verify_delivery,
-};
+use cairn_verifier::boot::{DeviceIdentity, Installed, StoredState, TrustAnchors, verify_delivery};
 use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::Software;

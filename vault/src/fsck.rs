@@ -14,10 +14,10 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
 
+use cairn_verifier::counts::{self, COUNTED, KindCounts};
 use cairn_verifier::crypto::Software;
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
-use cairn_verifier::counts::{self, COUNTED, KindCounts};
 use cairn_verifier::statement::{EntryHeader, Statement};
 use cairn_verifier::types::Hash;
 use rocksdb::{DBIterator, IteratorMode};
@@ -292,7 +292,9 @@ impl Vault {
             pending.push(hash);
             let reached = index + 1;
             if pending.len() == pending.capacity()
-                || next_checkpoint.peek().is_some_and(|(s, _, _)| *s == reached)
+                || next_checkpoint
+                    .peek()
+                    .is_some_and(|(s, _, _)| *s == reached)
             {
                 report.tiles += self.rebuild_tiles(&mut frontier, &mut pending, false)?;
             }

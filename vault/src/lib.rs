@@ -13,8 +13,8 @@
 
 mod bundle;
 mod error;
-pub mod floors;
 pub mod export;
+pub mod floors;
 pub mod fsck;
 mod index;
 mod layout;

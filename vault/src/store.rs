@@ -187,14 +187,8 @@ impl Vault {
         let size = writer.frontier.size();
         let counts = self.kind_counts::<&[u8]>(size, &[])?;
         let floors = self.campaign_floors::<&[u8]>(size, &[])?;
-        let note = self.signed_note(
-            key,
-            signer,
-            size,
-            &writer.frontier.root(),
-            &counts,
-            &floors,
-        )?;
+        let note =
+            self.signed_note(key, signer, size, &writer.frontier.root(), &counts, &floors)?;
         let mut batch = WriteBatch::default();
         self.put_checkpoint(&mut batch, size, &note, pin.as_deref())?;
         self.write_synced(batch)?;

@@ -600,7 +600,10 @@ fn a_signed_checkpoint_whose_kind_counts_contradict_the_log_is_named_by_fsck() {
     let (text, _) = note.split_once("\n\n").unwrap();
     assert!(text.contains("\ncairn-kinds 5:0:- 11:0:-"), "{text}");
     for (what, line) in [
-        ("a key statement that is not there", "cairn-kinds 5:1:3 11:0:-"),
+        (
+            "a key statement that is not there",
+            "cairn-kinds 5:1:3 11:0:-",
+        ),
         ("a line that does not parse", "cairn-kinds 5:1"),
     ] {
         let forged = format!("{}\n", text.replacen("cairn-kinds 5:0:- 11:0:-", line, 1));
@@ -609,15 +612,23 @@ fn a_signed_checkpoint_whose_kind_counts_contradict_the_log_is_named_by_fsck() {
         {
             let db = raw_db(copy.path());
             let checkpoints = db.cf_handle("checkpoints").unwrap();
-            db.put_cf_opt(&checkpoints, size.to_be_bytes(), signed.as_bytes(), &synced())
-                .unwrap();
+            db.put_cf_opt(
+                &checkpoints,
+                size.to_be_bytes(),
+                signed.as_bytes(),
+                &synced(),
+            )
+            .unwrap();
         }
         let vault = Vault::open(copy.path()).unwrap();
         let err = fsck(&vault).unwrap_err();
         let found = inconsistency(&err);
         assert_eq!(
             (found.check, found.location.as_str()),
-            ("checkpoint kind counts", format!("checkpoint {size}").as_str()),
+            (
+                "checkpoint kind counts",
+                format!("checkpoint {size}").as_str()
+            ),
             "{what}: {found}"
         );
         println!("checkpoint {size} with {what}: {err}");

@@ -77,7 +77,10 @@ mod tests {
     fn the_line_round_trips_and_names_its_class_only() {
         let l = line("Smart Controller", "STM32H5", 7);
         assert_eq!(l, "cairn-campaign-floor Smart Controller/STM32H5 7");
-        let ext = format!("cairn-kinds 5:0:- 11:0:-\n{l}\n{}\n", line("Smart Controller", "STM32U5", 9));
+        let ext = format!(
+            "cairn-kinds 5:0:- 11:0:-\n{l}\n{}\n",
+            line("Smart Controller", "STM32U5", 9)
+        );
         assert_eq!(for_class(&ext, "Smart Controller", "STM32H5"), Ok(Some(7)));
         assert_eq!(for_class(&ext, "Smart Controller", "STM32U5"), Ok(Some(9)));
         assert_eq!(for_class(&ext, "Smart", "Controller/STM32H5"), Ok(None));
@@ -87,7 +90,10 @@ mod tests {
         let two = format!("{l}\n{}\n", line("Smart Controller", "STM32H5", 3));
         assert_eq!(for_class(&two, "Smart Controller", "STM32H5"), Ok(Some(7)));
         // Another extension that merely starts alike is not a floor line.
-        assert_eq!(for_class("cairn-campaign-floorish x 1\n", "x", "y"), Ok(None));
+        assert_eq!(
+            for_class("cairn-campaign-floorish x 1\n", "x", "y"),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -10,10 +10,10 @@ mod common;
 
 use cairn_verifier::Error;
 use cairn_verifier::boot::{DeviceIdentity, StoredState};
-use cairn_verifier::error::NoteError;
-use cairn_verifier::statement::Purpose;
 use cairn_verifier::crypto::Software;
+use cairn_verifier::error::NoteError;
 use cairn_verifier::note::{self, Checkpoint, LogKey};
+use cairn_verifier::statement::Purpose;
 use cairn_verifier::test_support::{CAMPAIGN_SEQUENCE, Fixture, Spec, public_key, test_key};
 use cairn_verifier::types::{TreeSize, Version};
 
@@ -29,7 +29,12 @@ fn on_241() -> DeviceIdentity<'static> {
     }
 }
 
-fn check(f: &Fixture, spec: &Spec, device: &DeviceIdentity<'_>, state: &StoredState) -> Result<StoredState, Error> {
+fn check(
+    f: &Fixture,
+    spec: &Spec,
+    device: &DeviceIdentity<'_>,
+    state: &StoredState,
+) -> Result<StoredState, Error> {
     let delivery = f.build(spec).encode();
     run(f, &delivery, device, state, &f.image).map(|v| state.after(&v))
 }
@@ -165,7 +170,10 @@ fn a_device_that_missed_a_campaign_accepts_the_next() {
         campaign_floor: SEQ,
         ..installed
     };
-    assert_eq!(check(&f, &next, &on_241(), &ahead).unwrap().campaign_floor, SEQ);
+    assert_eq!(
+        check(&f, &next, &on_241(), &ahead).unwrap().campaign_floor,
+        SEQ
+    );
 }
 
 #[test]

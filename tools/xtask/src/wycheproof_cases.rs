@@ -35,7 +35,9 @@ pub(crate) fn all() -> Result<Vec<Case>> {
                 let parsed = if der {
                     der_to_raw(&case.sig)
                 } else {
-                    <[u8; 64]>::try_from(case.sig.as_slice()).ok().map(Signature)
+                    <[u8; 64]>::try_from(case.sig.as_slice())
+                        .ok()
+                        .map(Signature)
                 };
                 let host = parsed.is_some_and(|sig| Software.verify_p256(&key, &digest, &sig));
                 let expect = match case.result {

@@ -209,9 +209,8 @@ fn run(case: &Case, anchors: &TrustAnchors<'_>) -> &'static str {
             digest,
             signature,
         } => {
-            let ok = <[u8; 64]>::try_from(*signature).is_ok_and(|raw| {
-                Backend.verify_p256(&PublicKey(*key), digest, &Signature(raw))
-            });
+            let ok = <[u8; 64]>::try_from(*signature)
+                .is_ok_and(|raw| Backend.verify_p256(&PublicKey(*key), digest, &Signature(raw)));
             return if ok { "valid" } else { "invalid" };
         }
     };
