@@ -197,6 +197,8 @@ pub struct PlanReport {
     pub stages: Vec<(String, u64)>,
     /// HSM signatures made: the plan (release key) and the checkpoint (log key).
     pub hsm_signatures: u64,
+    /// The campaign's sequence in its device class (formats.md §5.1).
+    pub campaign_sequence: u64,
 }
 
 /// A release in the log: its statement's facts and its COSE digest.
@@ -314,6 +316,8 @@ struct Targets<'a> {
     /// Release id and COSE digest of the rollback target.
     rollback: (Id<'a>, Hash),
     campaign: Id<'a>,
+    /// The campaign's sequence in its class (formats.md §5.1).
+    sequence: u64,
 }
 
 /// Every device decided, in id order.
@@ -414,6 +418,7 @@ fn decide_part(
                         campaign: targets.campaign,
                         purpose,
                         decided_at: now,
+                        campaign_sequence: targets.sequence,
                     }
                     .to_cbor(),
                 );
@@ -551,10 +556,17 @@ impl Session<'_> {
         }
 
         let (release_digest, rollback_digest) = (release.digest(), rollback.digest());
+        // Strictly increasing per class, from the log: this plan closes every earlier campaign of
+        // the class (its checkpoint carries the new `cairn-campaign-floor`, formats.md §5.1).
+        let sequence = self
+            .appliance()
+            .vault()
+            .next_campaign_sequence(scope.product, scope.family)?;
         let targets = Targets {
             release: (statement.release_id, release_digest, statement.version),
             rollback: (back.release_id, rollback_digest),
             campaign,
+            sequence,
         };
         let Decided {
             decisions,
@@ -584,6 +596,7 @@ impl Session<'_> {
             rejected,
             decisions_digest,
             created_at: now,
+            campaign_sequence: sequence,
         };
         let plan_bytes = plan.to_cbor();
         // The encoder and the decoder agree on every rule before anything is signed.
@@ -619,6 +632,7 @@ impl Session<'_> {
                 .zip(counts)
                 .collect(),
             hsm_signatures: 2,
+            campaign_sequence: sequence,
         })
     }
     /// `cairn rollout approve`: signs a gate approval (formats.md §4.10) for the campaign's plan,

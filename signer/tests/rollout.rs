@@ -23,7 +23,7 @@ use cairn_signer::rollout::PlanSpec;
 use cairn_signer::session::ReleaseInput;
 use cairn_signer::testfleet::{self, REFERENCE_DEVICES, REFERENCE_ELIGIBLE};
 use cairn_vault::Query;
-use cairn_verifier::boot::{DeviceIdentity, StoredState, TrustAnchors, verify_delivery};
+use cairn_verifier::boot::{DeviceIdentity, Installed, StoredState, TrustAnchors, verify_delivery};
 use cairn_verifier::campaign::ApprovalAction;
 use cairn_verifier::cose::ReleaseKey;
 use cairn_verifier::crypto::Software;
@@ -32,7 +32,7 @@ use cairn_verifier::delivery::Delivery;
 use cairn_verifier::note::LogKey;
 use cairn_verifier::rollout::Reasons;
 use cairn_verifier::statement::{Kind, Manifest, Purpose, Statement};
-use cairn_verifier::types::{UnixTime, Version};
+use cairn_verifier::types::{SecurityEpoch, UnixTime, Version};
 use common::{NOW, ceremony, in_token, present};
 
 /// The reference plan, the file `cairn rollout plan --plan` reads (docs/eligibility.md).
@@ -172,6 +172,15 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 (REFERENCE_DEVICES, REFERENCE_ELIGIBLE, 197)
             );
             assert_eq!(plan.hsm_signatures, 2);
+            // The first campaign of its class gets sequence 1, and the plan's checkpoint announces
+            // it as the class's campaign floor (formats.md §5.1).
+            assert_eq!(plan.campaign_sequence, 1);
+            assert!(
+                plan.checkpoint
+                    .contains("\ncairn-campaign-floor Smart Controller/STM32H5 1\n"),
+                "{}",
+                plan.checkpoint
+            );
             assert_eq!(
                 plan.stages,
                 [
@@ -260,11 +269,28 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                 } else {
                     &old_image
                 };
+                assert_eq!(manifest.campaign_sequence, plan.campaign_sequence);
+                // A rollback installs only on a device that installed from its campaign.
+                let state = if manifest.purpose == Purpose::Update {
+                    StoredState::default()
+                } else {
+                    StoredState {
+                        installed: Some(Installed {
+                            image_digest: sha2::Sha256::digest(&new_image).into(),
+                            image_size: new_image.len() as u64,
+                            version: device.version,
+                            security_epoch: SecurityEpoch(0),
+                            delivery_digest: [0; 32],
+                            campaign_sequence: manifest.campaign_sequence,
+                        }),
+                        ..StoredState::default()
+                    }
+                };
                 verify_delivery(
                     d,
                     &anchors,
                     &identity,
-                    &StoredState::default(),
+                    &state,
                     &mut cairn_verifier::boot::MemoryImage(img),
                     &Software,
                 )

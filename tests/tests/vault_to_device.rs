@@ -29,6 +29,7 @@ fn manifest(i: u64, release: &[u8]) -> Vec<u8> {
         campaign: Id::new("campaign-2026-11").expect("valid id"),
         purpose: Purpose::Update,
         decided_at: UnixTime(1_795_000_000),
+        campaign_sequence: 1,
     }
     .to_cbor()
 }

@@ -61,6 +61,7 @@ fn entry(i: u64) -> Vec<u8> {
             campaign: Id::new(&campaign[..64]).expect("id"),
             purpose: Purpose::Update,
             decided_at: UnixTime(1_795_000_000),
+            campaign_sequence: 1,
         }
         .to_cbor();
         match bytes.len() {

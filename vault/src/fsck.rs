@@ -14,10 +14,11 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
 
+use cairn_verifier::counts::{self, COUNTED, KindCounts};
 use cairn_verifier::crypto::Software;
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
-use cairn_verifier::statement::Statement;
+use cairn_verifier::statement::{EntryHeader, Statement};
 use cairn_verifier::types::Hash;
 use rocksdb::{DBIterator, IteratorMode};
 
@@ -81,6 +82,9 @@ impl rs_merkle::Hasher for Rfc9162 {
 pub fn rs_merkle_root(hashes: &[Hash]) -> Option<Hash> {
     rs_merkle::MerkleTree::<Rfc9162>::from_leaves(hashes).root()
 }
+
+/// A stored checkpoint: its size, root and `cairn-kinds` counts (if it has the line).
+type Stored = (u64, Hash, Option<KindCounts>);
 
 fn hex(h: &[u8]) -> String {
     hex::encode(h)
@@ -164,9 +168,9 @@ impl Vault {
 
     /// Checkpoints: parsed, signed by the pinned key, for this origin, within the durable size.
     /// Returns each one's size and root, ascending.
-    fn fsck_checkpoints(&self, size: u64, report: &mut FsckReport) -> Result<Vec<(u64, Hash)>> {
+    fn fsck_checkpoints(&self, size: u64, report: &mut FsckReport) -> Result<Vec<Stored>> {
         let pinned = self.log_key()?;
-        let mut checkpoints: Vec<(u64, Hash)> = Vec::new();
+        let mut checkpoints: Vec<Stored> = Vec::new();
         for item in self
             .db()
             .iterator_cf(self.cf(CHECKPOINTS)?, IteratorMode::Start)
@@ -223,7 +227,22 @@ impl Vault {
                     e.to_string(),
                 );
             }
-            checkpoints.push((key_size, cp.root));
+            // Its `cairn-kinds` line (formats.md §2.1), when it has one, is compared with the
+            // entries below its size by `fsck_entries`; one that does not parse is corrupt.
+            let kinds = counts::parse(cp.extensions);
+            let has_line = cp
+                .extensions
+                .lines()
+                .any(|l| l.split(' ').next() == Some(counts::PREFIX));
+            if has_line && kinds.is_none() {
+                return fail(
+                    "checkpoint kind counts",
+                    location,
+                    format!("a valid `{}` line", counts::PREFIX),
+                    "a line that does not parse",
+                );
+            }
+            checkpoints.push((key_size, cp.root, kinds));
             report.checkpoints += 1;
         }
         Ok(checkpoints)
@@ -234,10 +253,11 @@ impl Vault {
     fn fsck_entries(
         &self,
         size: u64,
-        checkpoints: &[(u64, Hash)],
+        checkpoints: &[Stored],
         report: &mut FsckReport,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Scanned> {
+        let mut kinds = KindCounts::default();
         let mut frontier = Frontier::default();
         let mut pending: Vec<Hash> = Vec::with_capacity(1 << 16);
         let mut next_checkpoint = checkpoints.iter().peekable();
@@ -259,19 +279,43 @@ impl Vault {
                 bundle_entries = next_bundle(&mut stored, index, size)?;
             }
             let hash = self.fsck_entry(index, &bundle_entries[at], size, &mut scanned, report)?;
+            if let Ok(header) = EntryHeader::peek(&bundle_entries[at]) {
+                for (kind, count) in COUNTED.iter().zip(&mut kinds) {
+                    if header.kind == *kind {
+                        count.add(index);
+                    }
+                }
+            }
             scanned
                 .prefixes
                 .push(hash[..8].try_into().unwrap_or([0; 8]));
             pending.push(hash);
             let reached = index + 1;
             if pending.len() == pending.capacity()
-                || next_checkpoint.peek().is_some_and(|(s, _)| *s == reached)
+                || next_checkpoint
+                    .peek()
+                    .is_some_and(|(s, _, _)| *s == reached)
             {
                 report.tiles += self.rebuild_tiles(&mut frontier, &mut pending, false)?;
             }
-            while let Some((cp_size, root)) = next_checkpoint.peek() {
+            while let Some((cp_size, root, stated)) = next_checkpoint.peek() {
                 if *cp_size > reached {
                     break;
+                }
+                let below = if *cp_size == 0 {
+                    KindCounts::default()
+                } else {
+                    kinds
+                };
+                if let Some(stated) = stated
+                    && *stated != below
+                {
+                    return fail(
+                        "checkpoint kind counts",
+                        format!("checkpoint {cp_size}"),
+                        counts::line(&below),
+                        counts::line(stated),
+                    );
                 }
                 let computed = if *cp_size == 0 {
                     Frontier::default().root()
@@ -292,7 +336,7 @@ impl Vault {
                 progress(reached, size);
             }
         }
-        if let Some((cp_size, root)) = next_checkpoint.next() {
+        if let Some((cp_size, root, _)) = next_checkpoint.next() {
             // only a size-0 checkpoint can be left when the log is empty
             let computed = Frontier::default().root();
             if *cp_size != 0 || computed != *root {

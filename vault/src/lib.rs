@@ -14,6 +14,7 @@
 mod bundle;
 mod error;
 pub mod export;
+pub mod floors;
 pub mod fsck;
 mod index;
 mod layout;

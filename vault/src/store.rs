@@ -186,7 +186,9 @@ impl Vault {
         let writer = lock(&self.writer); // size and root of one state
         let size = writer.frontier.size();
         let counts = self.kind_counts::<&[u8]>(size, &[])?;
-        let note = self.signed_note(key, signer, size, &writer.frontier.root(), &counts)?;
+        let floors = self.campaign_floors::<&[u8]>(size, &[])?;
+        let note =
+            self.signed_note(key, signer, size, &writer.frontier.root(), &counts, &floors)?;
         let mut batch = WriteBatch::default();
         self.put_checkpoint(&mut batch, size, &note, pin.as_deref())?;
         self.write_synced(batch)?;
@@ -214,8 +216,10 @@ impl Vault {
         let mut writer = lock(&self.writer);
         let counts = self.kind_counts(writer.frontier.size(), entries)?;
         let mut prepared = self.build(&writer, entries, &[])?;
+        let floors = self.campaign_floors(writer.frontier.size(), entries)?;
         let size = prepared.next.frontier.size();
-        let note = self.signed_note(key, signer, size, &prepared.next.frontier.root(), &counts)?;
+        let root = prepared.next.frontier.root();
+        let note = self.signed_note(key, signer, size, &root, &counts, &floors)?;
         self.put_checkpoint(&mut prepared.batch, size, &note, pin.as_deref())?;
         self.write_synced(prepared.batch)?;
         *writer = prepared.next;
@@ -301,7 +305,7 @@ impl Vault {
     }
 
     /// Signs the checkpoint of (`size`, `root`), with the `cairn-kinds` extension line of
-    /// `counts`, and verifies the signature before returning it, so a faulty signer cannot leave a
+    /// `counts` and the `cairn-campaign-floor` lines of `floors` (formats.md §2.2), and verifies the signature before returning it, so a faulty signer cannot leave a
     /// bad checkpoint behind.
     fn signed_note<S>(
         &self,
@@ -310,12 +314,16 @@ impl Vault {
         size: u64,
         root: &Hash,
         counts: &KindCounts,
+        floors: &crate::floors::Floors,
     ) -> Result<String>
     where
         S: signature::Signer<p256::ecdsa::Signature>,
     {
         let kinds = counts::line(counts);
-        let body = note::write::body(&self.origin, TreeSize(size), root, &[&kinds]);
+        let floor_lines = crate::floors::lines(floors);
+        let mut extensions = vec![kinds.as_str()];
+        extensions.extend(floor_lines.iter().map(String::as_str));
+        let body = note::write::body(&self.origin, TreeSize(size), root, &extensions);
         let note =
             note::write::sign(&body, key, signer).map_err(|e| Error::Signing(e.to_string()))?;
         Checkpoint::parse(note.as_bytes())

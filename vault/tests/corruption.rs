@@ -588,6 +588,57 @@ fn a_tampered_checkpoint_is_named_by_fsck() {
     }
 }
 
+#[test]
+fn a_signed_checkpoint_whose_kind_counts_contradict_the_log_is_named_by_fsck() {
+    // The log key signed it, so only the entries can show the `cairn-kinds` line is false: a key
+    // statement that is not there, or a line that does not parse (formats.md §2.1).
+    let (log, vault) = build(600, 300);
+    drop(vault);
+    let size = log.size();
+    let (sk, key) = log_key();
+    let (_, note) = log.checkpoints.last().unwrap();
+    let (text, _) = note.split_once("\n\n").unwrap();
+    assert!(text.contains("\ncairn-kinds 5:0:- 11:0:-"), "{text}");
+    for (what, line) in [
+        (
+            "a key statement that is not there",
+            "cairn-kinds 5:1:3 11:0:-",
+        ),
+        ("a line that does not parse", "cairn-kinds 5:1"),
+    ] {
+        let forged = format!("{}\n", text.replacen("cairn-kinds 5:0:- 11:0:-", line, 1));
+        let signed = cairn_verifier::note::write::sign(&forged, &key, &sk).unwrap();
+        let copy = log.copy();
+        {
+            let db = raw_db(copy.path());
+            let checkpoints = db.cf_handle("checkpoints").unwrap();
+            db.put_cf_opt(
+                &checkpoints,
+                size.to_be_bytes(),
+                signed.as_bytes(),
+                &synced(),
+            )
+            .unwrap();
+        }
+        let vault = Vault::open(copy.path()).unwrap();
+        let err = fsck(&vault).unwrap_err();
+        let found = inconsistency(&err);
+        assert_eq!(
+            (found.check, found.location.as_str()),
+            (
+                "checkpoint kind counts",
+                format!("checkpoint {size}").as_str()
+            ),
+            "{what}: {found}"
+        );
+        println!("checkpoint {size} with {what}: {err}");
+    }
+    // The healthy log passes.
+    let copy = log.copy();
+    let vault = Vault::open(copy.path()).unwrap();
+    assert!(fsck(&vault).is_ok());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The static export
 

@@ -8,6 +8,9 @@
 //! 6. device identity, class and hardware revision match;
 //! 7. the current firmware version is in the manifest's allowed range;
 //! 8. the release's security epoch is not below the stored one (anti-rollback);
+//! 8'. the decision is live (formats.md §5.1): the device's campaign floor, raised to the
+//!    checkpoint's `cairn-campaign-floor` line for its class, is at most the manifest's campaign
+//!    sequence, and a rollback is the rollback of the campaign the installed image came from;
 //! 9. the image read from flash has the release's size and SHA-256 digest; for a release in
 //!    MCUboot format, also its header version, security counter, SHA256 TLV, key and signature
 //!    ([`crate::mcuboot::check`]).
@@ -63,6 +66,9 @@ pub struct Installed {
     pub security_epoch: SecurityEpoch,
     /// SHA-256 of the delivery that authorized it (links the device's state to the evidence).
     pub delivery_digest: Hash,
+    /// The campaign sequence of the manifest that authorized it: the only campaign whose
+    /// rollback the device accepts (formats.md §5.1).
+    pub campaign_sequence: u64,
 }
 
 /// What a device stores across boots.
@@ -72,6 +78,8 @@ pub struct StoredState {
     pub checkpoint_size: TreeSize,
     /// Highest security epoch accepted.
     pub security_epoch: SecurityEpoch,
+    /// The lowest campaign sequence the device still accepts (formats.md §5.1).
+    pub campaign_floor: u64,
     /// The last verified install, if any.
     pub installed: Option<Installed>,
 }
@@ -83,6 +91,7 @@ impl StoredState {
         Self {
             checkpoint_size: self.checkpoint_size.max(verdict.checkpoint_size),
             security_epoch: self.security_epoch.max(verdict.installed.security_epoch),
+            campaign_floor: self.campaign_floor.max(verdict.campaign_floor),
             installed: Some(verdict.installed),
         }
     }
@@ -111,6 +120,10 @@ pub struct Verdict<'a> {
     pub purpose: Purpose,
     /// Size of the checkpoint that proved the manifest.
     pub checkpoint_size: TreeSize,
+    /// The campaign floor to keep once installed: the manifest's campaign sequence for an
+    /// update, one more for a rollback (neither that campaign's update nor its rollback can be
+    /// replayed afterwards), never below the floor the check applied.
+    pub campaign_floor: u64,
     /// The install record to keep.
     pub installed: Installed,
 }
@@ -200,6 +213,9 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
         });
     }
 
+    // 8'. a live decision, not a replayed one
+    let campaign_floor = live_decision(&checkpoint, &manifest, device, state)?;
+
     // 9. image (for an MCUboot-format release, also its header, TLVs and signature)
     match crate::mcuboot::check::Stated::of(&release) {
         None => check_image(image, release.image_size, &release.image_digest, crypto)?,
@@ -213,13 +229,48 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
         campaign: manifest.campaign,
         purpose: manifest.purpose,
         checkpoint_size: checkpoint.size,
+        campaign_floor,
         installed: Installed {
             image_digest: release.image_digest,
             image_size: release.image_size,
             version: release.version,
             security_epoch: release.security_epoch,
             delivery_digest: crypto.sha256_of(&[delivery]),
+            campaign_sequence: manifest.campaign_sequence,
         },
+    })
+}
+
+/// Step 8' (formats.md §5.1): raises the stored floor to the checkpoint's `cairn-campaign-floor`
+/// line for the device's class, then accepts an update of a campaign at or above the floor, and a
+/// rollback only of the campaign the installed image came from (also at or above the floor).
+/// Returns the floor to store once the image is installed.
+fn live_decision(
+    checkpoint: &Checkpoint<'_>,
+    manifest: &Manifest<'_>,
+    device: &DeviceIdentity<'_>,
+    state: &StoredState,
+) -> Result<u64, Error> {
+    let announced = crate::floor::for_class(checkpoint.extensions, device.product, device.family)
+        .map_err(Error::MalformedCheckpoint)?;
+    let floor = state.campaign_floor.max(announced.unwrap_or(0));
+    let sequence = manifest.campaign_sequence;
+    let live = sequence >= floor
+        && match manifest.purpose {
+            Purpose::Update => true,
+            Purpose::Rollback => state
+                .installed
+                .is_some_and(|i| i.campaign_sequence == sequence),
+        };
+    if !live {
+        return Err(Error::StaleDecision {
+            floor,
+            campaign_sequence: sequence,
+        });
+    }
+    Ok(match manifest.purpose {
+        Purpose::Update => floor.max(sequence),
+        Purpose::Rollback => floor.max(sequence.saturating_add(1)),
     })
 }
 

@@ -114,6 +114,10 @@ pub enum NoteError {
     /// The note is larger than a verifier accepts.
     #[error("note too large")]
     TooLarge,
+    /// A `cairn-campaign-floor` extension line is not `cairn-campaign-floor <product>/<family>
+    /// <sequence>` (formats.md §2.2).
+    #[error("malformed cairn-campaign-floor line")]
+    BadFloorLine,
 }
 
 /// Why an inclusion or consistency proof was rejected (RFC 9162 §2.1.3.2, §2.1.4.2).
@@ -234,6 +238,16 @@ pub enum Error {
         /// The release's epoch.
         release: SecurityEpoch,
     },
+    /// The manifest's decision is stale (formats.md §5.1): an update of a campaign below the
+    /// device's campaign floor, or a rollback that is not the rollback of the campaign the device
+    /// installed from (or that campaign was closed since).
+    #[error("stale decision: campaign sequence {campaign_sequence}, device floor {floor}")]
+    StaleDecision {
+        /// The device's campaign floor, raised by the checkpoint's `cairn-campaign-floor` line.
+        floor: u64,
+        /// The manifest's campaign sequence.
+        campaign_sequence: u64,
+    },
     /// The image in flash has a different size than the release states.
     #[error("image is {actual} bytes, release states {expected}")]
     ImageSize {
@@ -307,6 +321,7 @@ impl Error {
             Error::WrongHardwareRevision => "wrong-hardware-revision",
             Error::VersionOutOfRange { .. } => "version-out-of-range",
             Error::SecurityEpochRollback { .. } => "security-epoch-rollback",
+            Error::StaleDecision { .. } => "stale-decision",
             Error::ImageSize { .. } => "image-size",
             Error::ImageDigest => "image-digest",
             Error::FlashRead => "flash-read",

@@ -13,6 +13,7 @@
 //! | [`entry`] | the header of every log entry: format version and kind | RFC 8949 §4.2.1 |
 //! | [`statement`] | log entries: release statement, per-device manifest | RFC 8949 §4.2.1 (deterministic CBOR) |
 //! | [`campaign`] | gate approvals, device status reports, the relay's device and campaign events | RFC 8949 §4.2.1 |
+//! | [`floor`] | the `cairn-campaign-floor` checkpoint extension line | formats.md §2.2, §5.1 |
 //! | [`delivery`] | the envelope a device receives | RFC 8949 §4.2.1 |
 //! | [`boot`] | the boot check, in design order | design.md "Device boot check" |
 //! | [`mcuboot`] | MCUboot image: header, protected TLVs, hash, key hash, ECDSA signature | MCUboot docs/design.md "Image format" |
@@ -65,6 +66,7 @@ pub mod custody;
 pub mod delivery;
 pub mod entry;
 pub mod error;
+pub mod floor;
 pub mod image;
 pub mod mcuboot;
 pub mod merkle;

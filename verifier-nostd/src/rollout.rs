@@ -377,10 +377,14 @@ pub struct RolloutPlan<'a> {
     pub decisions_digest: Hash,
     /// When the plan was made (key 15).
     pub created_at: UnixTime,
+    /// The campaign's sequence in its device class (product and family of the release), strictly
+    /// increasing from plan to plan; every manifest of the plan carries it (key 16, formats.md
+    /// §5.1).
+    pub campaign_sequence: u64,
 }
 
 impl<'a> RolloutPlan<'a> {
-    const FIELDS: u64 = 16;
+    const FIELDS: u64 = 17;
 
     /// Decodes a plan (a COSE_Sign1 payload).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -451,6 +455,8 @@ impl<'a> RolloutPlan<'a> {
         let decisions_digest = r.bytes_fixed::<32>()?;
         r.key(15)?;
         let created_at = UnixTime(r.u64()?);
+        r.key(16)?;
+        let campaign_sequence = r.u64()?;
         r.finish()?;
         Ok(Self {
             campaign,
@@ -467,6 +473,7 @@ impl<'a> RolloutPlan<'a> {
             rejected,
             decisions_digest,
             created_at,
+            campaign_sequence,
         })
     }
 
@@ -492,6 +499,7 @@ impl<'a> RolloutPlan<'a> {
         w.u64(13).u64(self.rejected);
         w.u64(14).bytes(&self.decisions_digest);
         w.u64(15).u64(self.created_at.0);
+        w.u64(16).u64(self.campaign_sequence);
         w.into_bytes()
     }
 }

@@ -226,10 +226,12 @@ pub struct Manifest<'a> {
     pub purpose: Purpose,
     /// When the eligibility decision was made (key 10).
     pub decided_at: UnixTime,
+    /// The campaign's sequence in its device class, from its plan (key 11, formats.md §5.1).
+    pub campaign_sequence: u64,
 }
 
 impl<'a> Manifest<'a> {
-    const FIELDS: u64 = 11;
+    const FIELDS: u64 = 12;
 
     /// Decodes a manifest log entry.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -265,6 +267,8 @@ impl<'a> Manifest<'a> {
         };
         r.key(10)?;
         let decided_at = UnixTime(r.u64()?);
+        r.key(11)?;
+        let campaign_sequence = r.u64()?;
         r.finish()?;
         Ok(Self {
             device_id,
@@ -276,6 +280,7 @@ impl<'a> Manifest<'a> {
             campaign,
             purpose,
             decided_at,
+            campaign_sequence,
         })
     }
 
@@ -294,6 +299,7 @@ impl<'a> Manifest<'a> {
         w.u64(8).text(self.campaign.as_str());
         w.u64(9).u64(self.purpose.code());
         w.u64(10).u64(self.decided_at.0);
+        w.u64(11).u64(self.campaign_sequence);
         w.into_bytes()
     }
 }

@@ -34,6 +34,8 @@ pub const DEVICE: &str = "dev-000001";
 pub const HARDWARE: &str = "rev-c";
 /// Hardware revisions of the test release.
 pub const HARDWARE_REVISIONS: &[&str] = &["rev-b", "rev-c"];
+/// The campaign sequence of the default delivery's manifest.
+pub const CAMPAIGN_SEQUENCE: u64 = 4;
 /// Advisories of the test release.
 pub const ADVISORIES: &[&str] = &["CVE-2026-10001", "CAIRN-SA-2026-07"];
 
@@ -226,6 +228,12 @@ pub struct Spec {
     pub index: u64,
     /// The release states an MCUboot image whose SHA256 TLV is this (statement key 14).
     pub mcuboot_hash: Option<Hash>,
+    /// Manifest: update or rollback.
+    pub purpose: Purpose,
+    /// Manifest: the campaign's sequence (formats.md §5.1).
+    pub campaign_sequence: u64,
+    /// The checkpoint carries `cairn-campaign-floor <product>/<family> <n>` for the release's class.
+    pub floor_line: Option<u64>,
 }
 
 impl Spec {
@@ -360,6 +368,9 @@ impl Fixture {
             tree_size: 11,
             index: 7,
             mcuboot_hash: None,
+            purpose: Purpose::Update,
+            campaign_sequence: CAMPAIGN_SEQUENCE,
+            floor_line: None,
         }
     }
 
@@ -395,8 +406,9 @@ impl Fixture {
             min_version: spec.min_version,
             max_version: spec.max_version,
             campaign: id("campaign-2026-11"),
-            purpose: Purpose::Update,
+            purpose: spec.purpose,
             decided_at: UnixTime(1_795_000_100),
+            campaign_sequence: spec.campaign_sequence,
         }
         .to_cbor();
         let leaves: Vec<Hash> = (0..spec.tree_size)
@@ -413,7 +425,12 @@ impl Fixture {
         let log_key = test_key(spec.log_key);
         let key = LogKey::new(spec.origin, spec.origin, public_key(&log_key), &Software)
             .unwrap_or_else(unreachable_anchor);
-        let body = crate::note::write::body(spec.origin, TreeSize(spec.tree_size), &root, &[]);
+        let floor = spec
+            .floor_line
+            .map(|n| crate::floor::line(spec.product, spec.family, n));
+        let extensions: Vec<&str> = floor.iter().map(String::as_str).collect();
+        let body =
+            crate::note::write::body(spec.origin, TreeSize(spec.tree_size), &root, &extensions);
         let checkpoint = crate::note::write::sign(&body, &key, &log_key).unwrap_or_default();
         Parts {
             checkpoint,
@@ -427,6 +444,41 @@ impl Fixture {
     /// The default valid delivery, encoded.
     pub fn delivery(&self) -> Vec<u8> {
         self.build(&self.spec()).encode()
+    }
+
+    /// The rollback manifest of the default campaign (formats.md §5.1): release 2.4.0 (same
+    /// epoch, the fixture image) for a device that installed 2.4.1, the same campaign sequence.
+    pub fn rollback_spec(&self) -> Spec {
+        Spec {
+            release_id: "controller-fw-2.4.0",
+            version: Version::new(2, 4, 0),
+            min_version: Version::new(2, 0, 0),
+            max_version: Version::new(2, 4, 1),
+            purpose: Purpose::Rollback,
+            ..self.spec()
+        }
+    }
+
+    /// The state of a device that installed the update of campaign `sequence` (the default
+    /// release, 2.4.1 at epoch 3) and keeps campaign floor `floor`.
+    pub fn installed_state(&self, sequence: u64, floor: u64) -> crate::boot::StoredState {
+        let spec = Spec {
+            campaign_sequence: sequence,
+            ..self.spec()
+        };
+        crate::boot::StoredState {
+            checkpoint_size: TreeSize(spec.tree_size),
+            security_epoch: SecurityEpoch(spec.security_epoch),
+            campaign_floor: floor,
+            installed: Some(crate::boot::Installed {
+                image_digest: Software.sha256_of(&[&self.image]),
+                image_size: self.image.len() as u64,
+                version: spec.version,
+                security_epoch: SecurityEpoch(spec.security_epoch),
+                delivery_digest: Software.sha256_of(&[&self.build(&spec).encode()]),
+                campaign_sequence: sequence,
+            }),
+        }
     }
 }
 

@@ -37,6 +37,7 @@ fn valid_delivery_is_accepted_with_its_verdict() {
             version: Version::new(2, 4, 1),
             security_epoch: SecurityEpoch(3),
             delivery_digest: Software.sha256_of(&[&delivery]),
+            campaign_sequence: cairn_verifier::test_support::CAMPAIGN_SEQUENCE,
         }
     );
 }
@@ -48,6 +49,7 @@ fn checkpoint_equal_to_stored_size_is_accepted() {
     let state = StoredState {
         checkpoint_size: TreeSize(f.spec().tree_size),
         security_epoch: SecurityEpoch(3),
+        campaign_floor: 0,
         installed: None,
     };
     assert!(run(&f, &delivery, &device(), &state, &f.image).is_ok());

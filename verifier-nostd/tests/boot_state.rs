@@ -30,6 +30,7 @@ fn stored_state_only_moves_forward() {
     let ahead = StoredState {
         checkpoint_size: TreeSize(1_000),
         security_epoch: SecurityEpoch(9),
+        campaign_floor: 0,
         installed: None,
     };
     let next = ahead.after(&verdict);
@@ -41,6 +42,7 @@ fn stored_state_only_moves_forward() {
     let mixed = StoredState {
         checkpoint_size: TreeSize(2),
         security_epoch: SecurityEpoch(7),
+        campaign_floor: 0,
         installed: None,
     };
     let next = mixed.after(&verdict);

@@ -218,9 +218,31 @@ fn manifest_round_trips() {
         min_version: Version::new(2, 4, 1),
         max_version: Version::new(2, 4, 1),
         decided_at: UnixTime(u64::MAX),
+        campaign_sequence: u64::MAX,
         device_id: id(&"d".repeat(64)),
         ..reference_manifest()
     });
+}
+
+#[test]
+fn a_manifest_without_a_campaign_sequence_is_malformed() {
+    // The 11-key manifest of before issue 20 item 4 (formats.md §4.4): the same bytes without
+    // key 11, map(11). Never read as a manifest of some default campaign sequence.
+    let new = Manifest {
+        campaign_sequence: 4,
+        ..reference_manifest()
+    }
+    .to_cbor();
+    assert_eq!((new[0], &new[new.len() - 2..]), (0xac, &[0x0b, 0x04][..]));
+    let mut old = new[..new.len() - 2].to_vec();
+    old[0] = 0xab;
+    assert!(matches!(
+        Manifest::decode(&old),
+        Err(Error::Malformed {
+            item: Item::Manifest,
+            cause: CborError::WrongLength { offset: 0, .. }
+        })
+    ));
 }
 
 #[test]
@@ -267,6 +289,7 @@ fn manifest_rejects_other_encodings() {
     }
     f.uint_field("purpose", 9);
     f.uint_field("decided at", 10);
+    f.uint_field("campaign sequence", 11);
 }
 
 proptest! {
@@ -281,6 +304,7 @@ proptest! {
         max in any::<(u32, u32, u32)>(),
         rollback in any::<bool>(),
         decided in any::<u64>(),
+        sequence in any::<u64>(),
     ) {
         let (lo, hi) = if min <= max { (min, max) } else { (max, min) };
         check_manifest(&Manifest {
@@ -293,6 +317,7 @@ proptest! {
             campaign: id(&campaign),
             purpose: if rollback { Purpose::Rollback } else { Purpose::Update },
             decided_at: UnixTime(decided),
+            campaign_sequence: sequence,
         });
     }
 
@@ -414,7 +439,7 @@ fn entry_header_peek() {
         Ok(EntryHeader {
             version: 1,
             kind: Kind(77),
-            fields: 11
+            fields: 12
         })
     );
 }

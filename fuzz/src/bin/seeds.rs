@@ -376,6 +376,7 @@ fn rollout(corpus: &mut Corpus) -> io::Result<()> {
         rejected: 197,
         decisions_digest: [3; 32],
         created_at: UnixTime(1_795_651_200),
+        campaign_sequence: 1,
     };
     corpus.put("rollout", "plan", &plan.to_cbor())?;
     Ok(())

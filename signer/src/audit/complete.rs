@@ -6,8 +6,10 @@
 //! entry the checkpoint says is last when that is the one missing.
 
 use cairn_verifier::counts::{self, COUNTED, KindCount};
+use cairn_verifier::floor;
 use cairn_verifier::note::Checkpoint;
-use cairn_verifier::statement::EntryHeader;
+use cairn_verifier::rollout::RolloutPlan;
+use cairn_verifier::statement::{EntryHeader, Statement};
 
 use super::pack::Pack;
 use super::sections::Decoded;
@@ -63,5 +65,57 @@ pub(super) fn check_counted_kinds(v: &mut Verified, pack: &Pack<'_>, signer: &De
                 ),
             ),
         }
+    }
+}
+
+/// Step 5c (formats.md §5.1): the plan's campaign sequence was assigned from the log. The signer
+/// checkpoint covers the plan, so its `cairn-campaign-floor` line for the release's class must be
+/// at least the plan's sequence (equal while the campaign is the class's newest, above once a
+/// later plan closed it); and every manifest of the batch carries the plan's sequence.
+pub(super) fn check_campaign_sequence(
+    v: &mut Verified,
+    pack: &Pack<'_>,
+    signer: &Decoded<'_>,
+    plan: &RolloutPlan<'_>,
+    batch: std::ops::Range<u64>,
+    item: &str,
+) {
+    let sequence = plan.campaign_sequence;
+    for i in batch {
+        if let Some((_, _, _, Some(Statement::Manifest(m)))) = signer.find(i)
+            && m.campaign_sequence != sequence
+        {
+            v.fail(
+                format!("signer log entry {i}"),
+                format!(
+                    "its campaign sequence is {}, its plan's {sequence}",
+                    m.campaign_sequence
+                ),
+            );
+        }
+    }
+    let Ok(checkpoint) = Checkpoint::parse(pack.signer.checkpoint) else {
+        return; // named by step 4
+    };
+    let class = signer.entries.iter().find_map(|(_, _, _, s)| match s {
+        Some(Statement::Release { statement, .. }) if statement.release_id == plan.release_id => {
+            Some((statement.product, statement.family))
+        }
+        _ => None,
+    });
+    let Some((product, family)) = class else {
+        return; // the missing release is named by step 5
+    };
+    match floor::for_class(checkpoint.extensions, product.as_str(), family.as_str()) {
+        Err(e) => v.fail("signer log checkpoint", e.to_string()),
+        Ok(Some(f)) if f >= sequence => {}
+        Ok(found) => v.fail(
+            item,
+            format!(
+                "its campaign sequence {sequence} is above the signer checkpoint's `{}` for {product}/{family} ({}): the sequence was not assigned from the log",
+                floor::PREFIX,
+                found.map_or_else(|| "no line".to_owned(), |f| f.to_string())
+            ),
+        ),
     }
 }

@@ -388,6 +388,7 @@ fn check_plan<'a>(
                 );
             }
             let (decided, want) = check_decisions(v, pack, signer, p, plan, &item);
+            super::complete::check_campaign_sequence(v, pack, signer, plan, want.clone(), &item);
             eligible = decided;
             v.plan = Some(plan_facts(p, plan, &want, session));
         }

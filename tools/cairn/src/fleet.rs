@@ -295,7 +295,7 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
         .collect();
     out.emit(
         &format!(
-            "campaign {}: {} devices approved, {} rejected (of {})\nrejected by reason (a device may have several):\n{}\nstages:\n{}\nplan signed by the release key at log index {}; {} decisions logged at {}..{}; {} HSM signatures\ncheckpoint:\n{}",
+            "campaign {}: {} devices approved, {} rejected (of {})\nrejected by reason (a device may have several):\n{}\nstages:\n{}\nplan signed by the release key at log index {}, campaign sequence {} (earlier campaigns of the class are closed); {} decisions logged at {}..{}; {} HSM signatures\ncheckpoint:\n{}",
             spec.campaign,
             thousands(report.eligible),
             thousands(report.rejected),
@@ -303,6 +303,7 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
             reasons.join("\n"),
             stages.join("\n"),
             report.plan_index,
+            report.campaign_sequence,
             thousands(report.decisions.end - report.decisions.start),
             report.decisions.start,
             report.decisions.end,
@@ -318,6 +319,7 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
             "rejected_by_reason": report.by_reason.iter().map(|(r, n)| (r.name(), n)).collect::<std::collections::BTreeMap<_, _>>(),
             "stages": report.stages,
             "plan_index": report.plan_index,
+            "campaign_sequence": report.campaign_sequence,
             "decisions": [report.decisions.start, report.decisions.end],
             "hsm_signatures": report.hsm_signatures,
             "checkpoint": report.checkpoint,

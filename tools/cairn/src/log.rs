@@ -559,8 +559,9 @@ fn describe(index: u64, s: &Statement<'_>) -> String {
                 .join(", ")
         ),
         Statement::Plan { plan, .. } => format!(
-            "entry {index}: rollout plan {} for {} (rollback {}): {} eligible, {} rejected, {} stages, signed by the release key",
+            "entry {index}: rollout plan {} (campaign sequence {}) for {} (rollback {}): {} eligible, {} rejected, {} stages, signed by the release key",
             plan.campaign,
+            plan.campaign_sequence,
             plan.release_id,
             plan.rollback_release_id,
             plan.eligible,

@@ -72,6 +72,7 @@ fn manifest(i: u64, campaign: &str) -> Vec<u8> {
         campaign: Id::new(campaign).unwrap(),
         purpose: Purpose::Update,
         decided_at: UnixTime(1_795_000_000 + i),
+        campaign_sequence: 1,
     }
     .to_cbor()
 }

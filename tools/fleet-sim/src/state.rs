@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, io};
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// What a device did with the last delivery it handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,7 @@ struct File {
     version: String,
     checkpoint_size: u64,
     security_epoch: u64,
+    campaign_floor: u64,
     installed: Option<InstalledFile>,
     sequence: u64,
     last: Option<LastFile>,
@@ -132,6 +133,7 @@ struct InstalledFile {
     version: String,
     security_epoch: u64,
     delivery_digest: String,
+    campaign_sequence: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -162,12 +164,14 @@ impl File {
             version: s.version.to_string(),
             checkpoint_size: s.stored.checkpoint_size.0,
             security_epoch: s.stored.security_epoch.0,
+            campaign_floor: s.stored.campaign_floor,
             installed: s.stored.installed.map(|i| InstalledFile {
                 image_digest: hex::encode(i.image_digest),
                 image_size: i.image_size,
                 version: i.version.to_string(),
                 security_epoch: i.security_epoch.0,
                 delivery_digest: hex::encode(i.delivery_digest),
+                campaign_sequence: i.campaign_sequence,
             }),
             sequence: s.sequence,
             last: s.last.as_ref().map(|l| LastFile {
@@ -191,6 +195,7 @@ impl File {
                     version: version(&i.version, "installed.version")?,
                     security_epoch: SecurityEpoch(i.security_epoch),
                     delivery_digest: hash(&i.delivery_digest, "installed.delivery_digest")?,
+                    campaign_sequence: i.campaign_sequence,
                 })
             })
             .transpose()?;
@@ -212,6 +217,7 @@ impl File {
             stored: StoredState {
                 checkpoint_size: TreeSize(self.checkpoint_size),
                 security_epoch: SecurityEpoch(self.security_epoch),
+                campaign_floor: self.campaign_floor,
                 installed,
             },
             sequence: self.sequence,
@@ -234,12 +240,14 @@ mod tests {
             stored: StoredState {
                 checkpoint_size: TreeSize(41),
                 security_epoch: SecurityEpoch(3),
+                campaign_floor: 2,
                 installed: Some(Installed {
                     image_digest: [7; 32],
                     image_size: 6144,
                     version: Version::new(2, 4, 1),
                     security_epoch: SecurityEpoch(3),
                     delivery_digest: [9; 32],
+                    campaign_sequence: 2,
                 }),
             },
             sequence: 4,

@@ -12,7 +12,7 @@ use cairn_verifier::crypto::{Crypto, PublicKey, Signature, Software};
 use cairn_verifier::merkle::inclusion_proof_len;
 use cairn_verifier::note;
 use cairn_verifier::statement::ReleaseStatement;
-use cairn_verifier::test_support::{self, Fixture, Parts, public_key};
+use cairn_verifier::test_support::{self, Fixture, Parts, Spec, public_key};
 use cairn_verifier::types::{Hash, SecurityEpoch, TreeSize, Version};
 
 /// The device a case runs as.
@@ -49,6 +49,18 @@ pub(crate) enum Check {
         key: [u8; 64],
         digest: Hash,
         signature: [u8; 64],
+    },
+    /// A DER signature through `crypto::der_to_raw`, then `verify_p256` (Wycheproof).
+    VerifyDer {
+        key: [u8; 64],
+        digest: Hash,
+        der: Vec<u8>,
+    },
+    /// A raw signature, refused unless exactly 64 bytes, then `verify_p256` (Wycheproof P1363).
+    VerifyRaw {
+        key: [u8; 64],
+        digest: Hash,
+        signature: Vec<u8>,
     },
 }
 
@@ -305,16 +317,20 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
         "image-digest",
     );
 
+    replay_cases(f, &image, &mut push);
+
     // Later boots: only the installed image's digest is checked again.
     let installed = StoredState {
         checkpoint_size: TreeSize(spec.tree_size),
         security_epoch: SecurityEpoch(spec.security_epoch),
+        campaign_floor: spec.campaign_sequence,
         installed: Some(Installed {
             image_digest: Software.sha256_of(&[&image]),
             image_size: image.len() as u64,
             version: spec.version,
             security_epoch: SecurityEpoch(spec.security_epoch),
             delivery_digest: Software.sha256_of(&[&valid.encode()]),
+            campaign_sequence: spec.campaign_sequence,
         }),
     };
     let mut truncated = valid.encode();
@@ -357,6 +373,63 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
 
     cases.extend(conformance(f)?);
     Ok(cases)
+}
+
+/// Downgrade by replay (formats.md §5.1): a device that installed the fixture campaign's update
+/// (sequence `s`, floor `s`) and now runs 2.4.1. Each delivery is proven against a fresh
+/// checkpoint, as a replayer would build it from the public log.
+fn replay_cases(
+    f: &Fixture,
+    image: &[u8],
+    push: &mut impl FnMut(&'static str, &Parts, &[u8], Device, StoredState, &'static str),
+) {
+    let seq = test_support::CAMPAIGN_SEQUENCE;
+    let installed = f.installed_state(seq, seq);
+    let on_241 = Device {
+        current_version: Version::new(2, 4, 1),
+        ..default_device()
+    };
+    // The campaign's own rollback while it is the newest of its class: installs.
+    let live = Spec {
+        floor_line: Some(seq),
+        ..f.rollback_spec()
+    };
+    push(
+        "live-rollback",
+        &f.build(&live),
+        image,
+        on_241.clone(),
+        installed,
+        "accept",
+    );
+    // The same rollback manifest after a later plan closed the campaign (floor line seq + 1).
+    let closed = Spec {
+        floor_line: Some(seq + 1),
+        ..f.rollback_spec()
+    };
+    push(
+        "replayed-rollback-after-close",
+        &f.build(&closed),
+        image,
+        on_241.clone(),
+        installed,
+        "stale-decision",
+    );
+    // An older campaign's update whose window covers 2.4.1.
+    let older = Spec {
+        campaign_sequence: seq - 1,
+        max_version: Version::new(2, 4, 1),
+        floor_line: Some(seq),
+        ..f.spec()
+    };
+    push(
+        "replayed-update-older-campaign",
+        &f.build(&older),
+        image,
+        on_241,
+        installed,
+        "stale-decision",
+    );
 }
 
 /// The P-256 group order n (FIPS 186-5 / SEC 2).
@@ -576,6 +649,16 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                     "Check::Verify {{ key: {key:?}, digest: {digest:?}, signature: {signature:?} }}"
                 )
             }
+            Check::VerifyDer { key, digest, der } => {
+                format!("Check::VerifyDer {{ key: {key:?}, digest: {digest:?}, der: &{der:?} }}")
+            }
+            Check::VerifyRaw {
+                key,
+                digest,
+                signature,
+            } => format!(
+                "Check::VerifyRaw {{ key: {key:?}, digest: {digest:?}, signature: &{signature:?} }}"
+            ),
         };
         writeln!(
             rs,
@@ -598,18 +681,20 @@ fn state_literal(s: &StoredState) -> String {
         None => "None".to_owned(),
         Some(i) => format!(
             "Some(Installed {{ image_digest: {:?}, image_size: {}, version: Version::new({}, {}, {}), \
-             security_epoch: SecurityEpoch({}), delivery_digest: {:?} }})",
+             security_epoch: SecurityEpoch({}), delivery_digest: {:?}, campaign_sequence: {} }})",
             i.image_digest,
             i.image_size,
             i.version.major,
             i.version.minor,
             i.version.patch,
             i.security_epoch.0,
-            i.delivery_digest
+            i.delivery_digest,
+            i.campaign_sequence
         ),
     };
     format!(
-        "StoredState {{ checkpoint_size: TreeSize({}), security_epoch: SecurityEpoch({}), installed: {installed} }}",
-        s.checkpoint_size.0, s.security_epoch.0
+        "StoredState {{ checkpoint_size: TreeSize({}), security_epoch: SecurityEpoch({}), \
+         campaign_floor: {}, installed: {installed} }}",
+        s.checkpoint_size.0, s.security_epoch.0, s.campaign_floor
     )
 }

@@ -11,6 +11,7 @@ mod m33;
 mod mcuboot_cases;
 mod p256_cm4;
 mod toolchain;
+mod wycheproof_cases;
 
 use anyhow::{Result, bail};
 

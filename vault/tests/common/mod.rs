@@ -34,6 +34,7 @@ pub fn manifest(i: u64, campaign: &str, time: u64) -> Vec<u8> {
         campaign: Id::new(campaign).expect("id"),
         purpose: Purpose::Update,
         decided_at: UnixTime(time),
+        campaign_sequence: 1,
     }
     .to_cbor()
 }

@@ -1,7 +1,8 @@
 //! The cairn boot check on a Cortex-M33, under QEMU `mps2-an505`.
 //!
 //! Runs every generated case (one valid delivery, one per rejection reason, the depth-20 proof used
-//! for measurement, the installed-image re-check, and the crypto backend's conformance cases), prints each verdict over semihosting and
+//! for measurement, the installed-image re-check, the crypto backend's conformance cases and
+//! Project Wycheproof's ECDSA P-256 vectors), prints each verdict over semihosting and
 //! exits non-zero if any verdict differs from the expected one. For each case it also reports the
 //! SysTick ticks spent (with `-icount shift=0` QEMU advances virtual time one nanosecond per
 //! instruction, so ticks are an instruction count; the calibration loop at start-up gives the
@@ -17,7 +18,7 @@ use cairn_verifier::boot::{
     verify_delivery, verify_installed,
 };
 use cairn_verifier::cose::ReleaseKey;
-use cairn_verifier::crypto::{Crypto, PublicKey, Signature};
+use cairn_verifier::crypto::{Crypto, PublicKey, Signature, der_to_raw};
 use cairn_verifier::note::LogKey;
 use cairn_verifier::types::{SecurityEpoch, TreeSize, Version};
 use cortex_m::peripheral::SYST;
@@ -56,6 +57,18 @@ enum Check {
         key: [u8; 64],
         digest: [u8; 32],
         signature: [u8; 64],
+    },
+    /// A Wycheproof DER signature: the strict DER parser, then the backend's verification.
+    VerifyDer {
+        key: [u8; 64],
+        digest: [u8; 32],
+        der: &'static [u8],
+    },
+    /// A Wycheproof P1363 signature: exactly 64 bytes `r || s`, then the backend's verification.
+    VerifyRaw {
+        key: [u8; 64],
+        digest: [u8; 32],
+        signature: &'static [u8],
     },
 }
 
@@ -184,6 +197,20 @@ fn run(case: &Case, anchors: &TrustAnchors<'_>) -> &'static str {
             signature,
         } => {
             let ok = Backend.verify_p256(&PublicKey(*key), digest, &Signature(*signature));
+            return if ok { "valid" } else { "invalid" };
+        }
+        Check::VerifyDer { key, digest, der } => {
+            let ok = der_to_raw(der)
+                .is_some_and(|sig| Backend.verify_p256(&PublicKey(*key), digest, &sig));
+            return if ok { "valid" } else { "invalid" };
+        }
+        Check::VerifyRaw {
+            key,
+            digest,
+            signature,
+        } => {
+            let ok = <[u8; 64]>::try_from(*signature)
+                .is_ok_and(|raw| Backend.verify_p256(&PublicKey(*key), digest, &Signature(raw)));
             return if ok { "valid" } else { "invalid" };
         }
     };

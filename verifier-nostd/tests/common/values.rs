@@ -71,6 +71,7 @@ pub(crate) fn reference_manifest() -> Manifest<'static> {
         campaign: id("campaign-2026-11"),
         purpose: Purpose::Update,
         decided_at: UnixTime(1_795_000_100),
+        campaign_sequence: 1,
     }
 }
 
@@ -93,6 +94,7 @@ pub(crate) fn manifest_tree(m: &Manifest<'_>) -> V {
             }),
         ),
         (10, U(m.decided_at.0)),
+        (11, U(m.campaign_sequence)),
     ])
 }
 
@@ -127,7 +129,7 @@ pub(crate) fn check_manifest(m: &Manifest<'_>) {
         Ok(EntryHeader {
             version: 1,
             kind: Kind::MANIFEST,
-            fields: 11
+            fields: 12
         })
     );
 }

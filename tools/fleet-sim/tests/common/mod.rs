@@ -84,6 +84,7 @@ fn manifest(device: &str, release: &str, cose: &[u8], purpose: Purpose) -> Vec<u
         campaign: Id::new(CAMPAIGN).unwrap(),
         purpose,
         decided_at: UnixTime(1_795_651_200),
+        campaign_sequence: 1,
     }
     .to_cbor()
 }

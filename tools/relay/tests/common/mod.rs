@@ -134,6 +134,7 @@ pub fn signer_log(
                     campaign: id(CAMPAIGN),
                     purpose,
                     decided_at: DECIDED,
+                    campaign_sequence: 1,
                 }
                 .to_cbor(),
             );
@@ -188,6 +189,7 @@ pub fn signer_log(
         rejected,
         decisions_digest: digest.finalize().into(),
         created_at: DECIDED,
+        campaign_sequence: 1,
     };
     let plan_cose = cairn_verifier::cose::write::sign(
         &plan.to_cbor(),
