@@ -22,6 +22,11 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::parallel;
+
+pub mod awsjob;
+mod jobs;
+
+pub use jobs::{AbortSpec, ExponentialRateSpec, JobsSpec, RetrySpec};
 use crate::registry::{Device, Lifecycle, Registry};
 use crate::session::Session;
 
@@ -89,6 +94,9 @@ pub struct PlanSpec {
     pub quarantine_after_failures: u8,
     /// Quarantine a device at once when it reports a verification failure.
     pub quarantine_on_verification_failure: bool,
+    /// AWS IoT Jobs rollout controls (`[jobs]`, docs/jobs.md), signed as plan key 17.
+    #[serde(default)]
+    pub jobs: Option<JobsSpec>,
 }
 
 impl PlanSpec {
@@ -563,6 +571,11 @@ impl Session<'_> {
             by_reason,
         } = decide_all(registry, &scope, &targets, now, progress)?;
         let counts = stage_counts(spec, eligible)?;
+        let jobs = spec
+            .jobs
+            .as_ref()
+            .map(|j| j.controls(eligible, spec.max_attempts))
+            .transpose()?;
 
         // The plan binds the decisions through their leaf hashes.
         let decisions_digest = decisions_digest(&decisions)?;
@@ -584,6 +597,7 @@ impl Session<'_> {
             rejected,
             decisions_digest,
             created_at: now,
+            jobs,
         };
         let plan_bytes = plan.to_cbor();
         // The encoder and the decoder agree on every rule before anything is signed.

@@ -98,6 +98,19 @@ pub fn signer_log(
     stages: &[StageSpec],
     policy: Policy,
 ) -> SignerLog {
+    signer_log_with_jobs(dir, eligible, rejected, stages, policy, None)
+}
+
+/// `signer_log` with the plan's AWS IoT Jobs rollout controls (formats.md §4.9 key 17).
+#[allow(dead_code, reason = "used by the suites that test the Jobs controls")]
+pub fn signer_log_with_jobs(
+    dir: &Path,
+    eligible: u64,
+    rejected: u64,
+    stages: &[StageSpec],
+    policy: Policy,
+    jobs: Option<cairn_verifier::rollout::jobs::JobsControls>,
+) -> SignerLog {
     let f = Fixture::new();
     let mut spec = f.spec();
     spec.release_id = ROLLBACK;
@@ -188,6 +201,7 @@ pub fn signer_log(
         rejected,
         decisions_digest: digest.finalize().into(),
         created_at: DECIDED,
+        jobs,
     };
     let plan_cose = cairn_verifier::cose::write::sign(
         &plan.to_cbor(),
