@@ -102,7 +102,6 @@ pub fn signer_log(
 }
 
 /// `signer_log` with the plan's AWS IoT Jobs rollout controls (formats.md §4.9 key 17).
-#[allow(dead_code, reason = "used by the suites that test the Jobs controls")]
 pub fn signer_log_with_jobs(
     dir: &Path,
     eligible: u64,
@@ -309,13 +308,14 @@ pub fn config(dir: &Path, extra: &str) -> Config {
     Config::load(&path).unwrap()
 }
 
-/// `config`, with the relay linked over MQTT/TLS to `broker` under its own client certificate.
+/// `config`, with the relay linked over MQTT/TLS to `broker` under its own client certificate,
+/// without AWS IoT Core's publish limit (the local Mosquitto has none; docs/relay.md).
 pub fn mqtt_config(dir: &Path, broker: &Broker, extra: &str) -> Config {
     let relay = broker.client(RELAY_CLIENT).unwrap();
     config(
         dir,
         &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            "[broker]\nmax_publishes_per_sec = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
             broker.port(),
             broker.ca().display(),
             relay.cert.display(),
