@@ -427,3 +427,63 @@ impl JobsControls {
         }
     }
 }
+
+/// One line for people (dashboards, the audit summary), with AWS's names:
+/// `maximumPerMinute 100; exponentialRate 50/min x2.0 every 20 succeeded things;
+/// inProgressTimeoutInMinutes 60; abort FAILED >= 10.00% of >= 20 executed; retry FAILED x1`.
+impl core::fmt::Display for JobsControls {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sep = "";
+        if let Some(m) = self.maximum_per_minute {
+            write!(f, "maximumPerMinute {m}")?;
+            sep = "; ";
+        }
+        if let Some(e) = self.exponential_rate {
+            let what = match e.increase {
+                RateIncrease::Notified(_) => "notified",
+                RateIncrease::Succeeded(_) => "succeeded",
+            };
+            write!(
+                f,
+                "{sep}exponentialRate {}/min x{}.{} every {} {what} things",
+                e.base_per_minute,
+                e.increment_tenths / 10,
+                e.increment_tenths % 10,
+                e.increase.things()
+            )?;
+            sep = "; ";
+        }
+        if let Some(m) = self.in_progress_timeout_minutes {
+            write!(f, "{sep}inProgressTimeoutInMinutes {m}")?;
+            sep = "; ";
+        }
+        let mut first = true;
+        for a in self.abort_criteria() {
+            write!(
+                f,
+                "{}{}{} >= {}.{:02}% of >= {} executed",
+                if first { sep } else { ", " },
+                if first { "abort " } else { "" },
+                a.failure_type.name(),
+                a.threshold_hundredths / 100,
+                a.threshold_hundredths % 100,
+                a.min_executed
+            )?;
+            first = false;
+            sep = "; ";
+        }
+        let mut first = true;
+        for r in self.retry_criteria() {
+            write!(
+                f,
+                "{}{}{} x{}",
+                if first { sep } else { ", " },
+                if first { "retry " } else { "" },
+                r.failure_type.name(),
+                r.retries
+            )?;
+            first = false;
+        }
+        Ok(())
+    }
+}

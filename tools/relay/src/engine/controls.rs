@@ -62,7 +62,8 @@ impl Executed {
         }
     }
 
-    fn since(&self, base: &Executed) -> Executed {
+    /// The counts since `base` was taken.
+    pub(super) fn since(&self, base: &Executed) -> Executed {
         let mut d = Executed {
             things: self.things.saturating_sub(base.things),
             any: self.any.saturating_sub(base.any),
@@ -135,7 +136,7 @@ impl Device {
         c.retry_criteria().next()?;
         let t = self.last_failure.unwrap_or(FailureType::Failed);
         let own = c.retry_criteria().any(|r| r.failure_type == t);
-        let used = if own {
+        let used = if own || !t.retryable() {
             self.failed_by.get(slot(t)).copied().unwrap_or(0)
         } else {
             self.failed_by.get(slot(FailureType::Failed)).copied().unwrap_or(0)
@@ -231,7 +232,7 @@ impl Engine {
         if c.paused.is_some() || c.completed {
             return Ok(());
         }
-        let counts = c.executed.since(&c.executed_at_resume);
+        let counts = c.executed();
         let Some(fired) = jobs
             .abort_criteria()
             .find(|a| a.fires(counts.failed_of(a.failure_type), counts.things))

@@ -438,8 +438,8 @@ impl Campaign {
     }
 
     /// Executed and failed things, as the abort criteria count them (since the last resume).
-    pub fn executed(&self) -> (Executed, Executed) {
-        (self.executed, self.executed_at_resume)
+    pub fn executed(&self) -> Executed {
+        self.executed.since(&self.executed_at_resume)
     }
 
     /// When each stage opened: `(stage, time)`.
