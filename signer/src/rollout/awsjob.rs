@@ -16,7 +16,7 @@ use cairn_vault::{Query, Vault};
 use cairn_verifier::campaign::stage_order_key;
 use cairn_verifier::crypto::Software;
 use cairn_verifier::rollout::RolloutPlan;
-use cairn_verifier::rollout::jobs::{JobsControls, RateIncrease};
+use cairn_verifier::rollout::jobs::JobsControls;
 use cairn_verifier::statement::{Kind, Purpose, Statement};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -107,16 +107,14 @@ pub fn controls_json(c: &JobsControls) -> serde_json::Map<String, Value> {
         rollout.insert("maximumPerMinute".into(), m.into());
     }
     if let Some(e) = c.exponential_rate {
-        let (name, n) = match e.increase {
-            RateIncrease::Notified(n) => ("numberOfNotifiedThings", n),
-            RateIncrease::Succeeded(n) => ("numberOfSucceededThings", n),
-        };
+        let mut criteria = serde_json::Map::new();
+        criteria.insert(e.increase.name().into(), e.increase.things().into());
         rollout.insert(
             "exponentialRate".into(),
             json!({
                 "baseRatePerMinute": e.base_per_minute,
                 "incrementFactor": f64::from(e.increment_tenths) / 10.0,
-                "rateIncreaseCriteria": { name: n },
+                "rateIncreaseCriteria": criteria,
             }),
         );
     }

@@ -120,7 +120,8 @@ fn fixed(field: &str, v: f64, scale: f64, digits: &str) -> Result<u64> {
         clippy::cast_sign_loss,
         reason = "finite, non-negative and rounded: checked above"
     )]
-    Ok(rounded as u64)
+    let n = rounded as u64;
+    Ok(n)
 }
 
 fn failure_type(field: &str, name: &str) -> Result<FailureType> {

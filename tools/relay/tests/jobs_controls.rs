@@ -186,8 +186,16 @@ fn the_rollout_rate_and_its_exponential_ramp_hold_to_the_plan() {
     assert_eq!(w.step(T0 + 321, Duration::from_secs(60)).len(), 40);
 
     // A restarted engine gets the rate back from the relay log.
-    drop(std::mem::replace(&mut w.engine, open(&w.relay_dir.clone(), &w.signer)));
-    let c = &w.engine.campaigns()[CAMPAIGN];
+    let World {
+        _dir,
+        signer,
+        relay_dir,
+        engine,
+        ..
+    } = w;
+    drop(engine);
+    let engine = open(&relay_dir, &signer);
+    let c = &engine.campaigns()[CAMPAIGN];
     assert_eq!((c.rollout().rate, c.rollout().increases), (Some(40), 2));
 }
 
