@@ -147,6 +147,45 @@ impl Device {
 }
 
 impl Engine {
+    /// Delivers the rollback target to the devices the plan's retry criteria leave no retry,
+    /// each with why (`(device, why)`), after a `rollback-started` event.
+    pub(super) fn roll_back_spent(
+        &mut self,
+        mirror: &cairn_vault::Vault,
+        campaign: &str,
+        spent: Vec<(usize, String)>,
+        stage: usize,
+        now: u64,
+    ) -> Result<()> {
+        let devices: Vec<usize> = spent.iter().map(|(i, _)| *i).collect();
+        self.campaign_event(
+            campaign,
+            Action::RollbackStarted,
+            stage,
+            devices.len() as u64,
+            ACTOR_RULE,
+            &format!(
+                "{} devices have no retry left under the plan's retry criteria: delivering the pre-signed rollback target",
+                devices.len()
+            ),
+            now,
+        )?;
+        let c = self.campaign(campaign)?;
+        let why: std::collections::HashMap<String, String> = spent
+            .into_iter()
+            .filter_map(|(i, why)| c.devices.get(i).map(|d| (d.id.clone(), why)))
+            .collect();
+        self.deliver(
+            mirror,
+            campaign,
+            &devices,
+            Purpose::Rollback,
+            ACTOR_RULE,
+            &|d| why.get(&d.id).cloned().unwrap_or_default(),
+            now,
+        )
+    }
+
     /// One step of the campaign's Jobs controls at `now`: the ramp, the in-progress timeout, the
     /// abort criteria (in that order: a timeout can fire an abort in the same step).
     pub(super) fn controls(&mut self, campaign: &str, now: u64) -> Result<()> {

@@ -98,39 +98,7 @@ impl Engine {
             )?;
         }
         if !spent.is_empty() {
-            let devices: Vec<usize> = spent.iter().map(|(i, _)| *i).collect();
-            self.campaign_event(
-                campaign,
-                Action::RollbackStarted,
-                stage,
-                devices.len() as u64,
-                ACTOR_RULE,
-                &format!(
-                    "{} devices have no retry left under the plan's retry criteria: delivering the pre-signed rollback target",
-                    devices.len()
-                ),
-                now,
-            )?;
-            let why: std::collections::HashMap<usize, String> = spent.into_iter().collect();
-            let c = self.campaign(campaign)?;
-            let ids: std::collections::HashMap<String, usize> = devices
-                .iter()
-                .filter_map(|&i| c.devices.get(i).map(|d| (d.id.clone(), i)))
-                .collect();
-            self.deliver(
-                mirror,
-                campaign,
-                &devices,
-                Purpose::Rollback,
-                ACTOR_RULE,
-                &|d| {
-                    ids.get(&d.id)
-                        .and_then(|i| why.get(i))
-                        .cloned()
-                        .unwrap_or_default()
-                },
-                now,
-            )?;
+            self.roll_back_spent(mirror, campaign, spent, stage, now)?;
         }
         if !rollbacks.is_empty() {
             self.campaign_event(
