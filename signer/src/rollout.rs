@@ -26,9 +26,9 @@ use crate::parallel;
 pub mod awsjob;
 mod jobs;
 
-pub use jobs::{AbortSpec, ExponentialRateSpec, JobsSpec, RetrySpec};
 use crate::registry::{Device, Lifecycle, Registry};
 use crate::session::Session;
+pub use jobs::{AbortSpec, ExponentialRateSpec, JobsSpec, RetrySpec};
 
 /// Which devices a release is for (besides the release's own product, family and hardware).
 #[derive(Debug, Clone, Deserialize)]

@@ -72,7 +72,11 @@ fn check(files: &[PathBuf]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_ne!(out.status.code(), Some(2), "the checker could not run: {text}");
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "the checker could not run: {text}"
+    );
     (out.status.success(), text)
 }
 
@@ -166,7 +170,11 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                     .unwrap_err();
                 assert!(matches!(err, Error::Plan(_)), "{err}");
                 assert!(err.to_string().contains(says), "{says}: {err}");
-                assert_eq!(appliance.vault().size(), size, "{says}: something was logged");
+                assert_eq!(
+                    appliance.vault().size(),
+                    size,
+                    "{says}: something was logged"
+                );
             }
             // An unknown key in the section is refused when the file is read.
             let err = PlanSpec::from_toml(&plan_text.replacen(
@@ -230,8 +238,8 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                 delivery_url: "https://updates.example.com/campaign-2026-11-2.4.1/{thingName}.cbor"
                     .into(),
             };
-            let jobs = create_job_requests(appliance.vault(), "campaign-2026-11-2.4.1", &opts)
-                .unwrap();
+            let jobs =
+                create_job_requests(appliance.vault(), "campaign-2026-11-2.4.1", &opts).unwrap();
             let sizes: Vec<usize> = jobs.iter().map(|j| j.things.len()).collect();
             assert_eq!(sizes, [50, 25, 225]);
             let mut all: Vec<&String> = jobs.iter().flat_map(|j| &j.things).collect();
@@ -242,8 +250,14 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
             std::fs::create_dir_all(&out).unwrap();
             let mut files = Vec::new();
             for j in &jobs {
-                assert_eq!(j.body["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"], 2.0);
-                assert_eq!(j.body["abortConfig"]["criteriaList"][1]["thresholdPercentage"], 25.5);
+                assert_eq!(
+                    j.body["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"],
+                    2.0
+                );
+                assert_eq!(
+                    j.body["abortConfig"]["criteriaList"][1]["thresholdPercentage"],
+                    25.5
+                );
                 assert_eq!(j.body["timeoutConfig"]["inProgressTimeoutInMinutes"], 60);
                 let path = out.join(format!("{}.json", j.job_id));
                 std::fs::write(&path, serde_json::to_vec_pretty(&j.body).unwrap()).unwrap();
@@ -258,7 +272,10 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
             let broken: [(&str, fn(&mut serde_json::Value), &str); 7] = [
                 (
                     "factor",
-                    |b| b["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"] = 5.5.into(),
+                    |b| {
+                        b["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"] =
+                            5.5.into()
+                    },
                     "incrementFactor: 5.5 is above 5",
                 ),
                 (
@@ -268,7 +285,10 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                 ),
                 (
                     "retries",
-                    |b| b["jobExecutionsRetryConfig"]["criteriaList"][0]["numberOfRetries"] = 11.into(),
+                    |b| {
+                        b["jobExecutionsRetryConfig"]["criteriaList"][0]["numberOfRetries"] =
+                            11.into()
+                    },
                     "numberOfRetries: 11 is above 10",
                 ),
                 (

@@ -403,7 +403,8 @@ impl<'a> RolloutPlan<'a> {
                 .filter(|n| (1..=10).contains(n))
                 .ok_or(CborError::OutOfRange { offset })
         };
-        let fields = EntryHeader::expect_one_of(r, Kind::PLAN, Self::FIELDS, Self::FIELDS_WITH_JOBS)?;
+        let fields =
+            EntryHeader::expect_one_of(r, Kind::PLAN, Self::FIELDS, Self::FIELDS_WITH_JOBS)?;
         r.key(2)?;
         let campaign = Id::decode(r)?;
         r.key(3)?;

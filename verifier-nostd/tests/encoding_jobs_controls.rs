@@ -123,7 +123,11 @@ fn the_example_has_the_documented_bytes_and_round_trips() {
     let with = plan_bytes(Some(example()));
     assert_eq!(without[0], 0xb0, "16 pairs without the controls");
     assert_eq!(with[0], 0xb1, "17 with them");
-    assert_eq!(&with[1..without.len()], &without[1..], "keys 0 to 15 unchanged");
+    assert_eq!(
+        &with[1..without.len()],
+        &without[1..],
+        "keys 0 to 15 unchanged"
+    );
     assert_eq!(
         ::hex::encode(&with[without.len()..]),
         ::hex::encode(hex(EXAMPLE_KEY_17))
@@ -188,12 +192,27 @@ fn values_outside_aws_bounds_are_refused_at_the_value() {
     let abort = e.abort[0].unwrap();
     let retry = e.retry[0].unwrap();
     let cases: Vec<(JobsControls, &str)> = vec![
-        (JobsControls { maximum_per_minute: Some(0), ..e }, "00 02"),
-        (JobsControls { maximum_per_minute: Some(1001), ..e }, "1903e9"),
+        (
+            JobsControls {
+                maximum_per_minute: Some(0),
+                ..e
+            },
+            "00 02",
+        ),
+        (
+            JobsControls {
+                maximum_per_minute: Some(1001),
+                ..e
+            },
+            "1903e9",
+        ),
         (
             JobsControls {
                 maximum_per_minute: None,
-                exponential_rate: Some(ExponentialRate { base_per_minute: 0, ..rate }),
+                exponential_rate: Some(ExponentialRate {
+                    base_per_minute: 0,
+                    ..rate
+                }),
                 ..e
             },
             "00 14",
@@ -201,7 +220,10 @@ fn values_outside_aws_bounds_are_refused_at_the_value() {
         (
             JobsControls {
                 maximum_per_minute: None,
-                exponential_rate: Some(ExponentialRate { base_per_minute: 1001, ..rate }),
+                exponential_rate: Some(ExponentialRate {
+                    base_per_minute: 1001,
+                    ..rate
+                }),
                 ..e
             },
             "1903e9",
@@ -216,14 +238,20 @@ fn values_outside_aws_bounds_are_refused_at_the_value() {
         ),
         (
             JobsControls {
-                exponential_rate: Some(ExponentialRate { increment_tenths: 10, ..rate }),
+                exponential_rate: Some(ExponentialRate {
+                    increment_tenths: 10,
+                    ..rate
+                }),
                 ..e
             },
             "0a 01",
         ),
         (
             JobsControls {
-                exponential_rate: Some(ExponentialRate { increment_tenths: 51, ..rate }),
+                exponential_rate: Some(ExponentialRate {
+                    increment_tenths: 51,
+                    ..rate
+                }),
                 ..e
             },
             "1833",
@@ -238,25 +266,61 @@ fn values_outside_aws_bounds_are_refused_at_the_value() {
             },
             "00 03",
         ),
-        (JobsControls { in_progress_timeout_minutes: Some(0), ..e }, "00 04"),
-        (JobsControls { in_progress_timeout_minutes: Some(10_081), ..e }, "192761"),
         (
             JobsControls {
-                abort: [Some(AbortCriterion { threshold_hundredths: 0, ..abort }), None, None, None],
+                in_progress_timeout_minutes: Some(0),
+                ..e
+            },
+            "00 04",
+        ),
+        (
+            JobsControls {
+                in_progress_timeout_minutes: Some(10_081),
+                ..e
+            },
+            "192761",
+        ),
+        (
+            JobsControls {
+                abort: [
+                    Some(AbortCriterion {
+                        threshold_hundredths: 0,
+                        ..abort
+                    }),
+                    None,
+                    None,
+                    None,
+                ],
                 ..e
             },
             "00 14",
         ),
         (
             JobsControls {
-                abort: [Some(AbortCriterion { threshold_hundredths: 10_001, ..abort }), None, None, None],
+                abort: [
+                    Some(AbortCriterion {
+                        threshold_hundredths: 10_001,
+                        ..abort
+                    }),
+                    None,
+                    None,
+                    None,
+                ],
                 ..e
             },
             "192711",
         ),
         (
             JobsControls {
-                abort: [Some(AbortCriterion { min_executed: 0, ..abort }), None, None, None],
+                abort: [
+                    Some(AbortCriterion {
+                        min_executed: 0,
+                        ..abort
+                    }),
+                    None,
+                    None,
+                    None,
+                ],
                 ..e
             },
             "00 05",
@@ -292,7 +356,13 @@ fn values_outside_aws_bounds_are_refused_at_the_value() {
         ),
         (
             JobsControls {
-                retry: [Some(RetryCriterion { retries: 11, ..retry }), None],
+                retry: [
+                    Some(RetryCriterion {
+                        retries: 11,
+                        ..retry
+                    }),
+                    None,
+                ],
                 ..e
             },
             "0b",

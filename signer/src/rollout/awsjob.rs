@@ -70,7 +70,10 @@ fn aws_name(s: &str, max: usize) -> String {
         .take(max)
         .collect();
     let digest = Sha256::digest(s.as_bytes());
-    format!("{clean}-{}", hex::encode(digest.get(..4).unwrap_or_default()))
+    format!(
+        "{clean}-{}",
+        hex::encode(digest.get(..4).unwrap_or_default())
+    )
 }
 
 fn check_options(opts: &ExportOptions) -> Result<()> {
@@ -276,7 +279,11 @@ mod tests {
     #[test]
     fn names_are_valid_job_ids() {
         let n = aws_name("campaign-2026-11-2.4.1-canary", 55);
-        assert!(n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        assert!(
+            n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
         assert!(n.starts_with("campaign-2026-11-2_4_1-canary-"), "{n}");
         assert_ne!(aws_name("a.b", 55), aws_name("a_b", 55));
         assert!(aws_name(&"x".repeat(200), 55).len() <= 64);

@@ -24,8 +24,8 @@
 
 use cairn_verifier::rollout::jobs::{
     AbortCriterion, ExponentialRate, FailureType, INCREMENT_TENTHS, JobsControls, MAX_PER_MINUTE,
-    MAX_RETRIES, MAX_RETRY_CRITERIA, MAX_THINGS, MAX_TIMEOUT_MINUTES, RateIncrease,
-    RetryCriterion, THRESHOLD_HUNDREDTHS,
+    MAX_RETRIES, MAX_RETRY_CRITERIA, MAX_THINGS, MAX_TIMEOUT_MINUTES, RateIncrease, RetryCriterion,
+    THRESHOLD_HUNDREDTHS,
 };
 use serde::Deserialize;
 
@@ -139,7 +139,12 @@ impl JobsSpec {
     pub fn controls(&self, eligible: u64, max_attempts: u8) -> Result<JobsControls> {
         let mut c = JobsControls::default();
         if let Some(m) = self.maximum_per_minute {
-            let m = within("maximum_per_minute", m, 1..=MAX_PER_MINUTE, "maximumPerMinute")?;
+            let m = within(
+                "maximum_per_minute",
+                m,
+                1..=MAX_PER_MINUTE,
+                "maximumPerMinute",
+            )?;
             c.maximum_per_minute = Some(u16::try_from(m).unwrap_or(u16::MAX));
         }
         if let Some(e) = &self.exponential_rate {
@@ -157,7 +162,10 @@ impl JobsSpec {
         if self.abort.len() > 4 {
             return Err(refuse(
                 "abort",
-                format!("{} criteria: one per failure type, at most 4", self.abort.len()),
+                format!(
+                    "{} criteria: one per failure type, at most 4",
+                    self.abort.len()
+                ),
             ));
         }
         for (i, a) in self.abort.iter().enumerate() {
@@ -194,7 +202,9 @@ impl JobsSpec {
             if min > eligible {
                 return Err(refuse(
                     &min_field,
-                    format!("{min} is above the {eligible} eligible devices: the rule could never fire"),
+                    format!(
+                        "{min} is above the {eligible} eligible devices: the rule could never fire"
+                    ),
                 ));
             }
             *slot = Some(AbortCriterion {
@@ -234,7 +244,10 @@ impl JobsSpec {
         if !INCREMENT_TENTHS.contains(&tenths) {
             return Err(refuse(
                 field,
-                format!("{} is not 1.1 to 5 (AWS IncrementFactor)", e.increment_factor),
+                format!(
+                    "{} is not 1.1 to 5 (AWS IncrementFactor)",
+                    e.increment_factor
+                ),
             ));
         }
         let (name, things, increase): (_, _, fn(u32) -> RateIncrease) = match (
@@ -255,7 +268,9 @@ impl JobsSpec {
         if things > eligible {
             return Err(refuse(
                 &field,
-                format!("{things} is above the {eligible} eligible devices: the rate would never increase"),
+                format!(
+                    "{things} is above the {eligible} eligible devices: the rate would never increase"
+                ),
             ));
         }
         Ok(ExponentialRate {
@@ -293,7 +308,12 @@ impl JobsSpec {
                 ));
             }
             let n_field = format!("{field}.number_of_retries");
-            let n = within(&n_field, r.number_of_retries, 0..=MAX_RETRIES, "numberOfRetries")?;
+            let n = within(
+                &n_field,
+                r.number_of_retries,
+                0..=MAX_RETRIES,
+                "numberOfRetries",
+            )?;
             if n >= u64::from(max_attempts) {
                 return Err(refuse(
                     &n_field,
@@ -364,7 +384,10 @@ mod tests {
     #[test]
     fn invalid_rules_name_their_field() {
         let cases = [
-            ("maximum_per_minute = 1001", "jobs.maximum_per_minute: 1001 is not 1 to 1000"),
+            (
+                "maximum_per_minute = 1001",
+                "jobs.maximum_per_minute: 1001 is not 1 to 1000",
+            ),
             (
                 "[exponential_rate]\nbase_rate_per_minute = 10\nincrement_factor = 5.5\nnumber_of_notified_things = 10",
                 "jobs.exponential_rate.increment_factor: 5.5 is not 1.1 to 5",

@@ -28,7 +28,8 @@ pub(crate) fn export(
         let body = dir.join(format!("{}.json", job.job_id));
         let things = dir.join(format!("{}.things", job.job_id));
         let text = serde_json::to_string_pretty(&job.body).context("encoding the request")?;
-        std::fs::write(&body, text + "\n").with_context(|| format!("writing {}", body.display()))?;
+        std::fs::write(&body, text + "\n")
+            .with_context(|| format!("writing {}", body.display()))?;
         let mut list = job.things.join("\n");
         list.push('\n');
         std::fs::write(&things, list).with_context(|| format!("writing {}", things.display()))?;

@@ -84,9 +84,12 @@ impl PublishPace {
         let rate = u64::from(self.per_sec);
         let full = rate * 1_000_000;
         if let Some(last) = self.last {
-            let micros = u64::try_from(now.saturating_duration_since(last).as_micros())
-                .unwrap_or(u64::MAX);
-            self.tokens = self.tokens.saturating_add(micros.saturating_mul(rate)).min(full);
+            let micros =
+                u64::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u64::MAX);
+            self.tokens = self
+                .tokens
+                .saturating_add(micros.saturating_mul(rate))
+                .min(full);
         }
         self.last = Some(now);
         if self.tokens >= 1_000_000 {
@@ -131,7 +134,10 @@ mod tests {
         );
         // After the first burst, any one-second window holds at most 100 (+1 at its edge).
         for (i, t) in times.iter().enumerate().skip(100) {
-            let within = times[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+            let within = times[i..]
+                .iter()
+                .take_while(|u| **u - *t < Duration::from_secs(1))
+                .count();
             assert!(within <= 101, "{within} publishes in the second after #{i}");
         }
     }
@@ -159,7 +165,10 @@ mod tests {
         let parsed: BrokerLimits = toml::from_str("max_publishes_per_sec = 0\nmax_inflight = 20")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((parsed.max_publishes_per_sec, parsed.max_inflight), (0, 20));
-        assert!(toml::from_str::<BrokerLimits>("max_inflight = 0").is_ok(), "checked at load");
+        assert!(
+            toml::from_str::<BrokerLimits>("max_inflight = 0").is_ok(),
+            "checked at load"
+        );
         assert!(toml::from_str::<BrokerLimits>("max_inflight = 70000").is_err());
     }
 }

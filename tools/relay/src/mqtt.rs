@@ -143,7 +143,10 @@ pub async fn link(
     counters: &LinkCounters,
 ) {
     let limits = crate::limits::BrokerLimits::unlimited();
-    link_with_jobs(options, inputs, outgoing, acks, None, limits, stop, counters).await;
+    link_with_jobs(
+        options, inputs, outgoing, acks, None, limits, stop, counters,
+    )
+    .await;
 }
 
 /// The client options for `config` under the broker's `limits`: those of [`options`], at most

@@ -85,8 +85,7 @@ fn the_inflight_window_is_the_configured_one_and_iot_core_s_by_default() {
     let broker = Broker::start(&dir.path().join("broker")).unwrap();
     let defaults = config(dir.path(), &broker, "");
     assert_eq!(defaults.broker, BrokerLimits::default());
-    let options =
-        mqtt::options_with(defaults.mqtt.as_ref().unwrap(), &defaults.broker).unwrap();
+    let options = mqtt::options_with(defaults.mqtt.as_ref().unwrap(), &defaults.broker).unwrap();
     assert_eq!(options.inflight(), 100);
     let set = config(
         dir.path(),
@@ -105,7 +104,10 @@ fn the_inflight_window_is_the_configured_one_and_iot_core_s_by_default() {
         .replace("max_inflight = 20", "max_inflight = 0");
     std::fs::write(dir.path().join("relay.toml"), text).unwrap();
     let err = cairn_relay::Config::load(&dir.path().join("relay.toml")).unwrap_err();
-    assert!(err.to_string().contains("max_inflight must be 1 to 65535"), "{err}");
+    assert!(
+        err.to_string().contains("max_inflight must be 1 to 65535"),
+        "{err}"
+    );
 }
 
 #[test]

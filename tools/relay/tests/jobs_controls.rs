@@ -67,7 +67,10 @@ impl World {
     /// Returns the devices handed out.
     fn step(&mut self, t: u64, elapsed: Duration) -> Vec<String> {
         self.engine.tick(&self.signer.vault, t).unwrap();
-        let out = self.engine.commit(&self.signer.vault, elapsed, true).unwrap();
+        let out = self
+            .engine
+            .commit(&self.signer.vault, elapsed, true)
+            .unwrap();
         let handed = out.iter().map(|o| o.device.clone()).collect();
         self.engine.jobs_commit(&mut self.jobs, out, t);
         handed
@@ -75,7 +78,9 @@ impl World {
 
     /// A device's request on `jobs/<rest>`, recorded as the runner records it.
     fn send(&mut self, thing: &str, rest: &str, body: &serde_json::Value, t: u64) {
-        let h = self.jobs.handle(thing, rest, body.to_string().as_bytes(), t);
+        let h = self
+            .jobs
+            .handle(thing, rest, body.to_string().as_bytes(), t);
         assert_eq!(h.rejected, None, "{thing} {rest} {body}");
         if let Some(tr) = &h.transition {
             self.engine.job_transition(tr, t).unwrap();
@@ -84,7 +89,12 @@ impl World {
 
     fn update(&mut self, thing: &str, status: &str, t: u64) {
         let job = job_id(CAMPAIGN, RELEASE);
-        self.send(thing, &format!("{job}/update"), &json!({ "status": status }), t);
+        self.send(
+            thing,
+            &format!("{job}/update"),
+            &json!({ "status": status }),
+            t,
+        );
     }
 
     fn state(&self, d: &str) -> DeviceState {
@@ -156,7 +166,11 @@ fn the_rollout_rate_and_its_exponential_ramp_hold_to_the_plan() {
         assert_eq!(out.len(), want, "{why}");
         handed.extend(out);
     }
-    assert_eq!(w.campaign_causes("rate-increased").len(), 0, "no device notified yet");
+    assert_eq!(
+        w.campaign_causes("rate-increased").len(),
+        0,
+        "no device notified yet"
+    );
 
     // 10 devices start their execution (notified): the ramp steps up to 20 a minute.
     for d in &first {
@@ -229,7 +243,11 @@ fn the_in_progress_timeout_makes_a_silent_execution_timed_out() {
     let job = job_id(CAMPAIGN, RELEASE);
     let e = w.jobs.execution(&d1, &job).unwrap();
     assert_eq!((e.status, e.execution_number), (JobStatus::TimedOut, 1));
-    assert_eq!(w.state(&d2), DeviceState::Installed, "an answered device is not timed out");
+    assert_eq!(
+        w.state(&d2),
+        DeviceState::Installed,
+        "an answered device is not timed out"
+    );
     // No retry criteria: the plan's retries apply as before (execution 2 after the backoff).
     w.step(T0 + 160, Duration::from_secs(30));
     let e = w.jobs.execution(&d1, &job).unwrap();
@@ -265,21 +283,38 @@ fn retry_criteria_retry_each_failure_type_as_often_as_the_plan_allows() {
     w.step(T0 + 2, Duration::ZERO);
     w.step(T0 + 3, Duration::ZERO);
     // FAILED has one retry: execution 2.
-    assert_eq!(w.jobs.execution(&failing, &job).unwrap().execution_number, 2);
+    assert_eq!(
+        w.jobs.execution(&failing, &job).unwrap().execution_number,
+        2
+    );
     let (state, _, cause) = w.last_cause(&failing);
     assert_eq!(state, DeviceState::Pending);
-    assert!(cause.contains("retry criteria FAILED: retry 1 of 1"), "{cause}");
+    assert!(
+        cause.contains("retry criteria FAILED: retry 1 of 1"),
+        "{cause}"
+    );
     // REJECTED is never retried: the rollback target, at once.
     let (state, _, cause) = w.last_cause(&rejecting);
     assert_eq!(state, DeviceState::Pending);
-    assert!(cause.contains("retry criteria REJECTED: 1 failures, 0 retries allowed"), "{cause}");
-    assert!(w.engine.campaigns()[CAMPAIGN].device(&rejecting).unwrap().rolling_back());
+    assert!(
+        cause.contains("retry criteria REJECTED: 1 failures, 0 retries allowed"),
+        "{cause}"
+    );
+    assert!(
+        w.engine.campaigns()[CAMPAIGN]
+            .device(&rejecting)
+            .unwrap()
+            .rolling_back()
+    );
     // TIMED_OUT has no criterion and there is no ALL: no retry either.
     w.step(T0 + 62, Duration::ZERO);
     w.step(T0 + 63, Duration::ZERO);
     let (state, _, cause) = w.last_cause(&silent);
     assert_eq!(state, DeviceState::Pending);
-    assert!(cause.contains("retry criteria TIMED_OUT: 1 failures, 0 retries allowed"), "{cause}");
+    assert!(
+        cause.contains("retry criteria TIMED_OUT: 1 failures, 0 retries allowed"),
+        "{cause}"
+    );
     // The second FAILED spends the retry: rollback, though max_attempts (3) would allow one more.
     w.update(&failing, "FAILED", T0 + 70);
     w.step(T0 + 71, Duration::ZERO);
@@ -289,7 +324,9 @@ fn retry_criteria_retry_each_failure_type_as_often_as_the_plan_allows() {
     assert_eq!(d.attempt(), 1, "the rollback's first attempt");
     let rollbacks = w.campaign_causes("rollback-started");
     assert!(
-        rollbacks.iter().any(|c| c.contains("no retry left under the plan's retry criteria")),
+        rollbacks
+            .iter()
+            .any(|c| c.contains("no retry left under the plan's retry criteria")),
         "{rollbacks:?}"
     );
 }
@@ -356,7 +393,11 @@ fn each_abort_criterion_pauses_the_campaign_at_its_threshold_and_minimum() {
             fail(&mut w, &d6, T0 + 250);
             w.step(T0 + 400, Duration::ZERO);
             // 3 of 6: 50 %.
-            assert_eq!(w.status(), Status::Paused { by_rule: true }, "{t:?}: 3 of 6");
+            assert_eq!(
+                w.status(),
+                Status::Paused { by_rule: true },
+                "{t:?}: 3 of 6"
+            );
         }
         let paused = w.campaign_causes("paused");
         assert!(

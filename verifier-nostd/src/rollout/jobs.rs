@@ -248,8 +248,7 @@ impl JobsControls {
 
     /// The highest rate the ramp may reach: `maximumPerMinute`, else AWS's 1000.
     pub fn rate_cap(&self) -> u64 {
-        self.maximum_per_minute
-            .map_or(MAX_PER_MINUTE, u64::from)
+        self.maximum_per_minute.map_or(MAX_PER_MINUTE, u64::from)
     }
 
     /// Reads key 17's value (the key already read): a map of 1 to 5 members in key order, each
@@ -281,8 +280,7 @@ impl JobsControls {
                 2 => {
                     let (rate, base_offset) = Self::read_rate(r)?;
                     // The ramp starts under its cap (docs/jobs.md); key 1, if present, came first.
-                    if c
-                        .maximum_per_minute
+                    if c.maximum_per_minute
                         .is_some_and(|max| rate.base_per_minute > max)
                     {
                         return Err(CborError::OutOfRange {

@@ -131,7 +131,10 @@ impl Device {
     /// Whether the plan's retry criteria (if any) leave a retry for its latest failure: the
     /// failures of that type so far (the latest included) at most its `numberOfRetries`, or,
     /// without a criterion of its own, `ALL`'s over `FAILED` and `TIMED_OUT` failures.
-    pub(super) fn retry_left(&self, controls: Option<&JobsControls>) -> Option<(FailureType, u64, u8)> {
+    pub(super) fn retry_left(
+        &self,
+        controls: Option<&JobsControls>,
+    ) -> Option<(FailureType, u64, u8)> {
         let c = controls?;
         c.retry_criteria().next()?;
         let t = self.last_failure.unwrap_or(FailureType::Failed);
@@ -139,8 +142,15 @@ impl Device {
         let used = if own || !t.retryable() {
             self.failed_by.get(slot(t)).copied().unwrap_or(0)
         } else {
-            self.failed_by.get(slot(FailureType::Failed)).copied().unwrap_or(0)
-                + self.failed_by.get(slot(FailureType::TimedOut)).copied().unwrap_or(0)
+            self.failed_by
+                .get(slot(FailureType::Failed))
+                .copied()
+                .unwrap_or(0)
+                + self
+                    .failed_by
+                    .get(slot(FailureType::TimedOut))
+                    .copied()
+                    .unwrap_or(0)
         };
         Some((t, used, c.retries_for(t)))
     }

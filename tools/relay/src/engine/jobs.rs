@@ -111,8 +111,8 @@ impl Engine {
             .pending()
             .filter(|e| !self.awaits(&e.campaign, &e.thing, &e.release))
             .map(|e| {
-                let timed_out = e.status == JobStatus::InProgress
-                    && self.timed_out(&e.campaign, &e.thing);
+                let timed_out =
+                    e.status == JobStatus::InProgress && self.timed_out(&e.campaign, &e.thing);
                 (e.thing.clone(), e.job_id.clone(), timed_out)
             })
             .collect();

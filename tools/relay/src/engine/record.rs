@@ -172,9 +172,7 @@ impl Engine {
         if e.state == DeviceState::Installed && update {
             c.rollout.succeeded += 1;
         }
-        if update
-            && matches!(e.state, DeviceState::Installed | DeviceState::Failed)
-            && !d.executed
+        if update && matches!(e.state, DeviceState::Installed | DeviceState::Failed) && !d.executed
         {
             d.executed = true;
             c.executed.things += 1;
