@@ -132,6 +132,11 @@ fn the_relay_publishes_no_faster_than_the_configured_rate() {
     assert!(limited < Duration::from_secs(15), "{limited:?}");
     // The same link without the limit.
     let free = publish(&config, BrokerLimits::unlimited(), n);
+    eprintln!(
+        "{n} deliveries through Mosquitto: {limited:?} at max_publishes_per_sec = 20 ({:.1}/s), {free:?} without the limit ({:.0}/s)",
+        f64::from(u32::try_from(n).unwrap()) / limited.as_secs_f64(),
+        f64::from(u32::try_from(n).unwrap()) / free.as_secs_f64()
+    );
     assert!(
         free * 3 < limited,
         "unlimited {free:?} is not well under limited {limited:?}"

@@ -181,7 +181,8 @@ pub struct JobsControls {
     pub exponential_rate: Option<ExponentialRate>,
     /// `timeoutConfig.inProgressTimeoutInMinutes`, 1 to 10,080 (key 3).
     pub in_progress_timeout_minutes: Option<u32>,
-    /// `abortConfig.criteriaList`, one per failure type, in code order (key 4).
+    /// `abortConfig.criteriaList`: slot `code − 1` holds the criterion of the failure type of
+    /// that code, if any (key 4).
     pub abort: [Option<AbortCriterion>; 4],
     /// `jobExecutionsRetryConfig.criteriaList`, at most two, failure types in code order
     /// (key 5).
@@ -338,7 +339,7 @@ impl JobsControls {
         }
         let mut out = [None; 4];
         let mut last = 0;
-        for slot in out.iter_mut().take(usize::try_from(n).unwrap_or(0)) {
+        for _ in 0..n {
             r.array_of(3)?;
             let failure_type = Self::failure_type(r, last)?;
             last = failure_type.code();
@@ -346,11 +347,14 @@ impl JobsControls {
             let threshold = narrow(ranged(r, THRESHOLD_HUNDREDTHS)?, offset)?;
             let offset = r.position();
             let min = narrow(ranged(r, 1..=MAX_THINGS)?, offset)?;
-            *slot = Some(AbortCriterion {
-                failure_type,
-                threshold_hundredths: threshold,
-                min_executed: min,
-            });
+            // One slot per failure type, in code order (`abort`'s documentation).
+            if let Some(slot) = usize::try_from(last - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Some(AbortCriterion {
+                    failure_type,
+                    threshold_hundredths: threshold,
+                    min_executed: min,
+                });
+            }
         }
         Ok(out)
     }
