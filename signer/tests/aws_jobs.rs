@@ -157,8 +157,8 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                     "jobs.retry[0].number_of_retries: 5 retries need 6 attempts",
                 ),
                 (
-                    "failure_type = \"FAILED\"\nnumber_of_retries",
-                    "failure_type = \"REJECTED\"\nnumber_of_retries",
+                    "failure_type = \"FAILED\"               # FAILED, TIMED_OUT or ALL",
+                    "failure_type = \"REJECTED\"             # FAILED, TIMED_OUT or ALL",
                     "jobs.retry[0]: failure_type REJECTED cannot be retried",
                 ),
             ] {

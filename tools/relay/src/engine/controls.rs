@@ -64,15 +64,15 @@ impl Executed {
 
     /// The counts since `base` was taken.
     pub(super) fn since(&self, base: &Executed) -> Executed {
-        let mut d = Executed {
+        let mut since = Executed {
             things: self.things.saturating_sub(base.things),
             any: self.any.saturating_sub(base.any),
             failed: [0; 3],
         };
-        for ((d, now), then) in d.failed.iter_mut().zip(self.failed).zip(base.failed) {
-            *d = now.saturating_sub(then);
+        for ((out, now), then) in since.failed.iter_mut().zip(self.failed).zip(base.failed) {
+            *out = now.saturating_sub(then);
         }
-        d
+        since
     }
 }
 
