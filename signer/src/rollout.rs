@@ -22,8 +22,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::parallel;
+
+pub mod awsjob;
+mod jobs;
+
 use crate::registry::{Device, Lifecycle, Registry};
 use crate::session::Session;
+pub use jobs::{AbortSpec, ExponentialRateSpec, JobsSpec, RetrySpec};
 
 /// Which devices a release is for (besides the release's own product, family and hardware).
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +94,9 @@ pub struct PlanSpec {
     pub quarantine_after_failures: u8,
     /// Quarantine a device at once when it reports a verification failure.
     pub quarantine_on_verification_failure: bool,
+    /// AWS IoT Jobs rollout controls (`[jobs]`, docs/jobs.md), signed as plan key 17.
+    #[serde(default)]
+    pub jobs: Option<JobsSpec>,
 }
 
 impl PlanSpec {
@@ -575,6 +583,11 @@ impl Session<'_> {
             by_reason,
         } = decide_all(registry, &scope, &targets, now, progress)?;
         let counts = stage_counts(spec, eligible)?;
+        let jobs = spec
+            .jobs
+            .as_ref()
+            .map(|j| j.controls(eligible, spec.max_attempts))
+            .transpose()?;
 
         // The plan binds the decisions through their leaf hashes.
         let decisions_digest = decisions_digest(&decisions)?;
@@ -597,6 +610,7 @@ impl Session<'_> {
             decisions_digest,
             created_at: now,
             campaign_sequence: sequence,
+            jobs,
         };
         let plan_bytes = plan.to_cbor();
         // The encoder and the decoder agree on every rule before anything is signed.

@@ -114,6 +114,9 @@ coded_enum! {
         Quarantined = 8, "quarantined";
         /// Every stage is done (9).
         Completed = 9, "completed";
+        /// The plan's exponential rollout rate stepped up; `devices` holds the new rate, things
+        /// per minute (10).
+        RateIncreased = 10, "rate-increased";
     }
 }
 

@@ -11,6 +11,10 @@ use crate::entry::{EntryHeader, Kind};
 use crate::error::{CborError, Context, Error, Item};
 use crate::types::{Hash, Id, UnixTime};
 
+pub mod jobs;
+
+use jobs::JobsControls;
+
 /// Most reasons one rejection lists (one per check).
 pub const MAX_REASONS: u64 = 32;
 /// Most stages one plan has.
@@ -381,10 +385,14 @@ pub struct RolloutPlan<'a> {
     /// increasing from plan to plan; every manifest of the plan carries it (key 16, formats.md
     /// §5.1).
     pub campaign_sequence: u64,
+    /// The AWS IoT Jobs rollout controls (key 17, optional: a plan without them has 17 pairs).
+    pub jobs: Option<JobsControls>,
 }
 
 impl<'a> RolloutPlan<'a> {
     const FIELDS: u64 = 17;
+    /// Fields of a plan with its Jobs controls (key 17).
+    const FIELDS_WITH_JOBS: u64 = 18;
 
     /// Decodes a plan (a COSE_Sign1 payload).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
@@ -399,7 +407,8 @@ impl<'a> RolloutPlan<'a> {
                 .filter(|n| (1..=10).contains(n))
                 .ok_or(CborError::OutOfRange { offset })
         };
-        EntryHeader::expect(r, Kind::PLAN, Self::FIELDS)?;
+        let fields =
+            EntryHeader::expect_one_of(r, Kind::PLAN, Self::FIELDS, Self::FIELDS_WITH_JOBS)?;
         r.key(2)?;
         let campaign = Id::decode(r)?;
         r.key(3)?;
@@ -457,6 +466,12 @@ impl<'a> RolloutPlan<'a> {
         let created_at = UnixTime(r.u64()?);
         r.key(16)?;
         let campaign_sequence = r.u64()?;
+        let jobs = if fields == Self::FIELDS_WITH_JOBS {
+            r.key(17)?;
+            Some(JobsControls::read(r)?)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Self {
             campaign,
@@ -474,13 +489,20 @@ impl<'a> RolloutPlan<'a> {
             decisions_digest,
             created_at,
             campaign_sequence,
+            jobs,
         })
     }
 
     /// The deterministic CBOR encoding.
     #[cfg(feature = "alloc")]
     pub fn to_cbor(&self) -> alloc::vec::Vec<u8> {
-        let mut w = EntryHeader::writer(Kind::PLAN, Self::FIELDS);
+        let jobs = self.jobs.filter(|j| !j.is_empty());
+        let fields = if jobs.is_some() {
+            Self::FIELDS_WITH_JOBS
+        } else {
+            Self::FIELDS
+        };
+        let mut w = EntryHeader::writer(Kind::PLAN, fields);
         w.u64(2).text(self.campaign.as_str());
         w.u64(3).text(self.release_id.as_str());
         w.u64(4).bytes(&self.release_digest);
@@ -500,6 +522,10 @@ impl<'a> RolloutPlan<'a> {
         w.u64(14).bytes(&self.decisions_digest);
         w.u64(15).u64(self.created_at.0);
         w.u64(16).u64(self.campaign_sequence);
+        if let Some(jobs) = jobs {
+            w.u64(17);
+            jobs.encode(&mut w);
+        }
         w.into_bytes()
     }
 }

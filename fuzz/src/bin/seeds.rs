@@ -329,6 +329,9 @@ fn bundles(corpus: &mut Corpus) -> io::Result<()> {
 /// A rejection and a rollout plan (formats.md §4.8-4.9).
 fn rollout(corpus: &mut Corpus) -> io::Result<()> {
     use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
+    use cairn_verifier::rollout::jobs::{
+        AbortCriterion, ExponentialRate, FailureType, JobsControls, RateIncrease, RetryCriterion,
+    };
     use cairn_verifier::types::{Id, UnixTime};
     let id = |s| Id::new(s).expect("seed ids are valid");
     let mut reasons = Reasons::default();
@@ -377,8 +380,48 @@ fn rollout(corpus: &mut Corpus) -> io::Result<()> {
         decisions_digest: [3; 32],
         created_at: UnixTime(1_795_651_200),
         campaign_sequence: 1,
+        jobs: None,
     };
     corpus.put("rollout", "plan", &plan.to_cbor())?;
+    // The same plan with every AWS IoT Jobs rollout control (key 17).
+    let controls = JobsControls {
+        maximum_per_minute: Some(1000),
+        exponential_rate: Some(ExponentialRate {
+            base_per_minute: 50,
+            increment_tenths: 20,
+            increase: RateIncrease::Succeeded(100),
+        }),
+        in_progress_timeout_minutes: Some(60),
+        abort: [
+            Some(AbortCriterion {
+                failure_type: FailureType::Failed,
+                threshold_hundredths: 1000,
+                min_executed: 100,
+            }),
+            None,
+            None,
+            Some(AbortCriterion {
+                failure_type: FailureType::All,
+                threshold_hundredths: 2550,
+                min_executed: 50,
+            }),
+        ],
+        retry: [
+            Some(RetryCriterion {
+                failure_type: FailureType::Failed,
+                retries: 2,
+            }),
+            Some(RetryCriterion {
+                failure_type: FailureType::TimedOut,
+                retries: 1,
+            }),
+        ],
+    };
+    let plan = RolloutPlan {
+        jobs: Some(controls),
+        ..plan
+    };
+    corpus.put("rollout", "plan-jobs", &plan.to_cbor())?;
     Ok(())
 }
 

@@ -270,6 +270,13 @@ code{{font-size:12px;word-break:break-all}}
             esc(&p.rollback),
             s.retries
         );
+        if let Some(j) = &p.jobs_controls {
+            let _ = write!(
+                o,
+                "<p>AWS IoT Jobs controls, signed with the plan (rate, timeout, abort and retry criteria; the relay enforces them and records each firing): {}</p>",
+                esc(j)
+            );
+        }
     }
     o.push_str("<table><tr><th>stage</th><th>devices</th><th>installed</th><th>failures</th><th>installed on a retry</th><th>quarantined</th><th>rolled back</th><th>gate to the next</th></tr>");
     for st in &s.stages {

@@ -235,6 +235,8 @@ impl Summary {
                     e.stage,
                     if e.action == "approval-applied" {
                         format!(", signer log entry {}", e.devices)
+                    } else if e.action == "rate-increased" {
+                        format!(", now {} things a minute", e.devices)
                     } else if e.devices > 0 {
                         format!(", {} devices", e.devices)
                     } else {
@@ -523,6 +525,9 @@ impl Summary {
             );
             for (reason, n) in &self.rejected_by_reason {
                 let _ = writeln!(s, "  {reason:<28}{n:>8}");
+            }
+            if let Some(j) = &p.jobs_controls {
+                let _ = writeln!(s, "AWS IoT Jobs controls (signed with the plan): {j}");
             }
         }
         let _ = writeln!(s, "rollout: {} retries", self.retries);

@@ -88,6 +88,8 @@ pub struct PlanFacts {
     pub quarantine_after_failures: u8,
     /// A verification failure quarantines at once.
     pub quarantine_on_verification_failure: bool,
+    /// The AWS IoT Jobs rollout controls (plan key 17), in AWS's names; `None` without them.
+    pub jobs_controls: Option<String>,
     /// Eligible devices.
     pub eligible: u64,
     /// Rejected devices.

@@ -519,6 +519,7 @@ fn plan_facts(
         backoff_secs: plan.backoff_secs,
         quarantine_after_failures: plan.quarantine_after_failures,
         quarantine_on_verification_failure: plan.quarantine_on_verification_failure,
+        jobs_controls: plan.jobs.map(|j| j.to_string()),
         eligible: plan.eligible,
         rejected: plan.rejected,
         created_at: plan.created_at.0,

@@ -103,6 +103,31 @@ pub(crate) enum RolloutCommand {
         #[arg(long, value_name = "FILE")]
         relay_key: PathBuf,
     },
+    /// Write a campaign's signed plan as AWS IoT `CreateJob` request bodies, one job per stage
+    /// (`<job id>.json`, for `aws iot create-job --cli-input-json file://…`), each targeting one
+    /// thing group whose members are listed in `<job id>.things`; the plan's Jobs controls
+    /// become the jobs' rollout, abort, timeout and retry configurations (docs/jobs.md). Reads
+    /// the log only: no custodian, no HSM.
+    ExportAwsJobs {
+        /// The appliance's home directory.
+        #[arg(long, env = "CAIRN_HOME", value_name = "DIR")]
+        home: PathBuf,
+        /// The campaign.
+        #[arg(long)]
+        campaign: String,
+        /// The AWS Region of the thing groups (`eu-central-1`).
+        #[arg(long)]
+        region: String,
+        /// The AWS account id (12 digits).
+        #[arg(long)]
+        account: String,
+        /// Where a device fetches its own delivery: an https:// URL with `{thingName}` in it.
+        #[arg(long, value_name = "URL")]
+        delivery_url: String,
+        /// The directory to write the requests into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// A DER file, or the DER inside a PEM file whose label must be `label`.
@@ -267,6 +292,21 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
             bundle,
             relay_key,
         } => return record_state(&session, &bundle, &relay_key, out),
+        RolloutCommand::ExportAwsJobs {
+            home,
+            campaign,
+            region,
+            account,
+            delivery_url,
+            out: dir,
+        } => {
+            let opts = cairn_signer::rollout::awsjob::ExportOptions {
+                region,
+                account,
+                delivery_url,
+            };
+            return crate::awsjobs::export(&home, &campaign, &opts, &dir, out);
+        }
     };
     let text =
         std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;

@@ -5,6 +5,7 @@
 //! (bad arguments, unreadable files, storage errors).
 
 mod audit;
+mod awsjobs;
 mod bundle;
 mod custody;
 #[cfg(feature = "demo")]

@@ -62,6 +62,9 @@ pub enum Error {
         /// The configured address.
         listen: String,
     },
+    /// `[broker] max_inflight` 0: nothing could ever be published.
+    #[error("{0}: [broker] max_inflight must be 1 to 65535 (AWS IoT Core allows 100)")]
+    Inflight(PathBuf),
     /// A key file that is not a P-256 public key or certificate (PEM).
     #[error("{path}: {reason}")]
     Key {
@@ -92,6 +95,9 @@ pub struct Config {
     /// The HTTP server: body limits, TLS, which routes are public.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The broker's per-connection limits (AWS IoT Core's by default).
+    #[serde(default)]
+    pub broker: crate::limits::BrokerLimits,
 }
 
 /// Default `[http] max_bundle_bytes`: 256 MiB. The largest real bundle is a million-device
@@ -232,6 +238,9 @@ impl Config {
         }
         if config.http.tls_cert.is_some() != config.http.tls_key.is_some() {
             return Err(Error::TlsPair(path.to_owned()));
+        }
+        if config.broker.max_inflight == 0 {
+            return Err(Error::Inflight(path.to_owned()));
         }
         if config.http.tls().is_none() && !loopback_only(&config.listen) {
             return Err(Error::PlainHttp {

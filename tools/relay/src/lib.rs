@@ -23,6 +23,7 @@ pub mod config;
 pub mod dashboard;
 pub mod engine;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod mqtt;
 pub mod relay;

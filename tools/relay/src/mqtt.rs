@@ -142,16 +142,34 @@ pub async fn link(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     counters: &LinkCounters,
 ) {
-    link_with_jobs(options, inputs, outgoing, acks, None, stop, counters).await;
+    let limits = crate::limits::BrokerLimits::unlimited();
+    link_with_jobs(
+        options, inputs, outgoing, acks, None, limits, stop, counters,
+    )
+    .await;
+}
+
+/// The client options for `config` under the broker's `limits`: those of [`options`], at most
+/// `limits.max_inflight` QoS 1 publications awaiting their `PUBACK` (AWS IoT Core: 100).
+pub fn options_with(
+    config: &MqttConfig,
+    limits: &crate::limits::BrokerLimits,
+) -> Result<MqttOptions, Error> {
+    let mut options = options(config)?;
+    options.set_inflight(limits.max_inflight.max(1));
+    Ok(options)
 }
 
 /// `link`, and with `jobs` the AWS IoT Jobs device API (docs/jobs.md): it also subscribes to
 /// every thing's Jobs request topics (each explicitly: a first-level wildcard never matches
 /// `$aws/...`), hands each request to the engine as `Input::Jobs`, and publishes what `jobs`
-/// carries (the Jobs service's answers and notifications, QoS 1, not retained).
+/// carries (the Jobs service's answers and notifications, QoS 1, not retained). Every publish is
+/// paced to `limits.max_publishes_per_sec` (the in-flight window is the options', set by
+/// [`options_with`]).
 #[expect(
     clippy::too_many_lines,
-    reason = "one event loop, its cases side by side"
+    clippy::too_many_arguments,
+    reason = "one event loop, its cases side by side; what it links, under which limits"
 )]
 pub async fn link_with_jobs(
     mut options: MqttOptions,
@@ -159,13 +177,15 @@ pub async fn link_with_jobs(
     mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
     jobs: Option<tokio::sync::mpsc::UnboundedReceiver<crate::jobs::Publication>>,
+    limits: crate::limits::BrokerLimits,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     counters: &LinkCounters,
 ) {
     use std::collections::{HashMap, VecDeque};
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
-    options.set_inflight(100).set_manual_acks(true);
+    options.set_manual_acks(true);
+    let mut pace = crate::limits::PublishPace::new(limits.max_publishes_per_sec);
     let (client, mut events) = AsyncClient::new(options, 10_000);
     // Publications handed to the client, in order, until the event loop assigns them a packet
     // id: a delivery (acknowledged back to the engine) or a Jobs message (`None`).
@@ -188,6 +208,10 @@ pub async fn link_with_jobs(
                         (p.topic, p.payload, false, None)
                     }
                 };
+                let wait = pace.take(std::time::Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
                 waiting
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

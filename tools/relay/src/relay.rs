@@ -141,6 +141,8 @@ pub struct Relay {
     pub(crate) data_dir: PathBuf,
     refused: PathBuf,
     pub(crate) mqtt: Option<MqttConfig>,
+    /// The broker's per-connection limits (`[broker]`).
+    pub(crate) broker: crate::limits::BrokerLimits,
     /// The HTTP server's settings (the bundle body limit, public routes).
     pub(crate) http: HttpConfig,
     pub(crate) metrics: Metrics,
@@ -222,6 +224,7 @@ impl Relay {
             data_dir: config.data_dir.clone(),
             refused: config.data_dir.join("refused"),
             mqtt: config.mqtt.clone(),
+            broker: config.broker,
             http: config.http.clone(),
             metrics: Metrics::default(),
             sessions: Sessions::default(),

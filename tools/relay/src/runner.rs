@@ -77,7 +77,8 @@ impl Relay {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(publisher);
             let relay = Arc::clone(self);
             let stop = Arc::clone(&stop);
-            let options = mqtt::options(&config)?;
+            let limits = self.broker;
+            let options = mqtt::options_with(&config, &limits)?;
             let link = move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -95,6 +96,7 @@ impl Relay {
                     outgoing,
                     to_ack,
                     jobs,
+                    limits,
                     stop,
                     &relay.metrics.mqtt,
                 ));

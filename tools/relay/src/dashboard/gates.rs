@@ -63,7 +63,7 @@ pub(super) fn gates(page: &Page<'_>, c: &CampaignView) -> Vec<GateView> {
             ok: true,
             evidence: format!(
                 "plan at index {} signed by the release key: {}; {} attempts per device, backoff {} s, \
-                 quarantine after {} failures{}",
+                 quarantine after {} failures{}{}",
                 ev.plan_index,
                 stages.join(", "),
                 c.policy.max_attempts,
@@ -73,7 +73,14 @@ pub(super) fn gates(page: &Page<'_>, c: &CampaignView) -> Vec<GateView> {
                     " or one verification failure"
                 } else {
                     ""
-                }
+                },
+                c.policy.jobs.map_or_else(String::new, |j| format!(
+                    "; AWS IoT Jobs controls (docs/jobs.md): {j}{}",
+                    c.rate_per_minute.map_or_else(String::new, |r| format!(
+                        "; rate now {r} a minute after {} ramp steps",
+                        c.rate_increases
+                    ))
+                ))
             ),
         },
         GateView {

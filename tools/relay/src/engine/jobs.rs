@@ -87,6 +87,17 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether `device`'s latest failure is the relay's `TIMED_OUT` and it has not moved since.
+    fn timed_out(&self, campaign: &str, device: &str) -> bool {
+        self.campaigns
+            .get(campaign)
+            .and_then(|c| c.device(device))
+            .is_some_and(|d| {
+                d.state == DeviceState::Failed
+                    && d.last_failure == Some(cairn_verifier::rollout::jobs::FailureType::TimedOut)
+            })
+    }
+
     /// The Jobs side of a commit: executions of devices that no longer wait on them are
     /// `CANCELED` (quarantined, rolled back, moved to another release), then each delivery handed
     /// out becomes a `QUEUED` execution whose document carries it. Returns the notifications.
@@ -96,18 +107,33 @@ impl Engine {
         out: Vec<super::core::Outgoing>,
         now: u64,
     ) -> Vec<crate::jobs::Publication> {
-        let stale: Vec<(String, String)> = service
+        let stale: Vec<(String, String, bool)> = service
             .pending()
             .filter(|e| !self.awaits(&e.campaign, &e.thing, &e.release))
-            .map(|e| (e.thing.clone(), e.job_id.clone()))
+            .map(|e| {
+                let timed_out =
+                    e.status == JobStatus::InProgress && self.timed_out(&e.campaign, &e.thing);
+                (e.thing.clone(), e.job_id.clone(), timed_out)
+            })
             .collect();
         let mut publish = Vec::new();
         let why = crate::jobs::StatusDetails::from([(
             "cairn".to_owned(),
             "the relay no longer delivers this release to the device".to_owned(),
         )]);
-        for (thing, job) in stale {
-            if let Some((_, p)) = service.end(&thing, &job, JobStatus::Canceled, &why, now) {
+        let timeout = crate::jobs::StatusDetails::from([(
+            "cairn".to_owned(),
+            "the plan's in-progress timeout ran out".to_owned(),
+        )]);
+        for (thing, job, timed_out) in stale {
+            // The plan's in-progress timeout (controls.rs) ends the execution TIMED_OUT, as AWS
+            // does; anything else the device no longer waits on is CANCELED.
+            let (status, details) = if timed_out {
+                (JobStatus::TimedOut, &timeout)
+            } else {
+                (JobStatus::Canceled, &why)
+            };
+            if let Some((_, p)) = service.end(&thing, &job, status, details, now) {
                 publish.extend(p);
             }
         }

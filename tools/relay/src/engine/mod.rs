@@ -20,10 +20,12 @@
 //! | `schedule.rs` | scheduling: ticks, approvals, retries, thresholds, stage opening, delivery |
 //! | `operator.rs` | operator actions: pause, resume, quarantine, rollback |
 //! | `intake.rs` | device intake: status reports and broker acknowledgements |
+//! | `controls.rs` | the plan's AWS IoT Jobs rollout controls: rate and ramp, in-progress timeout, retry and abort criteria |
 //! | `jobs.rs` | the AWS IoT Jobs transport's transitions, mapped to device events |
 //! | `view.rs` | what the API and the dashboard read: campaign views, a device's history |
 //! | `error.rs` | `Error`, and `PlanError` for plans not taken up |
 
+mod controls;
 mod core;
 mod error;
 mod intake;
@@ -35,6 +37,7 @@ mod record;
 mod schedule;
 mod view;
 
+pub use controls::{Executed, Rollout};
 pub use core::{
     ACTOR_BROKER, ACTOR_CUSTODIANS, ACTOR_DEVICE, ACTOR_RULE, Engine, Input, Outgoing, now,
 };

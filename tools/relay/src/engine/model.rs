@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use cairn_verifier::campaign::DeviceState;
 use cairn_verifier::rollout::Gate;
+use cairn_verifier::rollout::jobs::{FailureType, JobsControls};
 use cairn_verifier::statement::Purpose;
 use cairn_verifier::types::Hash;
 
+use super::controls::{Executed, Rollout};
 use super::error::Error;
 
 /// How many recent events a campaign keeps for the dashboard.
@@ -172,6 +174,17 @@ pub struct Device {
     pub(super) update: Track,
     pub(super) rollback: Track,
     pub(super) last_sequence: Option<u64>,
+    /// When its latest delivery was acknowledged or its execution started (the in-progress
+    /// timeout counts from there).
+    pub(super) delivered_at: u64,
+    /// Its failures per type (`FAILED`, `REJECTED`, `TIMED_OUT`): the retry criteria's count.
+    pub(super) failed_by: [u64; 3],
+    /// The type of its latest failure.
+    pub(super) last_failure: Option<FailureType>,
+    /// Whether its update delivery reached an end at least once (an executed thing).
+    pub(super) executed: bool,
+    /// The failure types it had on its update delivery, bit `code` per type.
+    pub(super) failed_types: u8,
 }
 
 /// One of a device's two manifests: its index in the mirror and its delivery, once built.
@@ -200,6 +213,11 @@ impl Device {
                 delivery: None,
             },
             last_sequence: None,
+            delivered_at: 0,
+            failed_by: [0; 3],
+            last_failure: None,
+            executed: false,
+            failed_types: 0,
         }
     }
 
@@ -293,6 +311,8 @@ pub struct Policy {
     pub quarantine_after_failures: u64,
     /// Whether a verification failure quarantines at once.
     pub quarantine_on_verification_failure: bool,
+    /// The AWS IoT Jobs rollout controls (plan key 17), if the plan has them.
+    pub jobs: Option<JobsControls>,
 }
 
 /// A campaign the relay runs.
@@ -344,6 +364,12 @@ pub struct Campaign {
     pub(super) verification_failures: u64,
     /// Stage openings `(stage, time)`, for the dashboard.
     pub(super) stage_times: Vec<(usize, u64)>,
+    /// The rollout rate and its ramp (`controls.rs`).
+    pub(super) rollout: Rollout,
+    /// What the abort criteria count.
+    pub(super) executed: Executed,
+    /// `executed` when the campaign last resumed: the abort criteria count from there.
+    pub(super) executed_at_resume: Executed,
 }
 
 impl Campaign {
@@ -404,6 +430,16 @@ impl Campaign {
     /// Whether a stage met its success threshold after its soak.
     pub fn stage_succeeded(&self, stage: usize) -> bool {
         self.succeeded.get(stage).copied().unwrap_or(false)
+    }
+
+    /// The rollout rate and its ramp.
+    pub fn rollout(&self) -> &Rollout {
+        &self.rollout
+    }
+
+    /// Executed and failed things, as the abort criteria count them (since the last resume).
+    pub fn executed(&self) -> Executed {
+        self.executed.since(&self.executed_at_resume)
     }
 
     /// When each stage opened: `(stage, time)`.

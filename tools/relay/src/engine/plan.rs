@@ -175,6 +175,7 @@ impl Engine {
                 backoff_secs: plan.backoff_secs,
                 quarantine_after_failures: u64::from(plan.quarantine_after_failures),
                 quarantine_on_verification_failure: plan.quarantine_on_verification_failure,
+                jobs: plan.jobs,
             },
             rejected: plan.rejected,
             evidence: PlanEvidence {
@@ -202,6 +203,9 @@ impl Engine {
             reports: 0,
             verification_failures: 0,
             stage_times: Vec::new(),
+            rollout: super::controls::Rollout::new(plan.jobs.as_ref()),
+            executed: super::controls::Executed::default(),
+            executed_at_resume: super::controls::Executed::default(),
         })
     }
 }

@@ -141,9 +141,41 @@ impl Engine {
         d.state = e.state;
         d.attempt = e.attempt;
         d.purpose = purpose.unwrap_or(Purpose::Update);
+        let update = d.purpose == Purpose::Update;
         if e.state == DeviceState::Failed {
             d.failures += 1;
             d.failed_at = e.at.0;
+            let t = super::controls::failure_type(e.actor.as_str(), e.cause.as_str());
+            d.last_failure = Some(t);
+            if let Some(n) = d.failed_by.get_mut(super::controls::slot(t)) {
+                *n += 1;
+            }
+            if update {
+                let bit = 1u8 << t.code();
+                if d.failed_types & bit == 0 {
+                    if d.failed_types == 0 {
+                        c.executed.any += 1;
+                    }
+                    d.failed_types |= bit;
+                    if let Some(n) = c.executed.failed.get_mut(super::controls::slot(t)) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        if e.state == DeviceState::Delivered {
+            d.delivered_at = e.at.0;
+            if update {
+                c.rollout.notified += 1;
+            }
+        }
+        if e.state == DeviceState::Installed && update {
+            c.rollout.succeeded += 1;
+        }
+        if update && matches!(e.state, DeviceState::Installed | DeviceState::Failed) && !d.executed
+        {
+            d.executed = true;
+            c.executed.things += 1;
         }
         let troubled = d.troubled();
         if e.state == DeviceState::Failed {
@@ -202,12 +234,28 @@ impl Engine {
             }
             Action::Resumed => {
                 c.paused = None;
+                c.executed_at_resume = c.executed;
                 c.resumed_with = (c.stage, c.troubled.get(c.stage).copied().unwrap_or(0));
             }
             Action::ApprovalApplied => {
                 c.approvals_applied.insert(e.devices);
             }
             Action::Completed => c.completed = true,
+            Action::RateIncreased => {
+                c.rollout.rate = Some(e.devices);
+                c.rollout.increases += 1;
+                c.rollout.baseline = match c
+                    .policy
+                    .jobs
+                    .and_then(|j| j.exponential_rate)
+                    .map(|r| r.increase)
+                {
+                    Some(cairn_verifier::rollout::jobs::RateIncrease::Succeeded(_)) => {
+                        c.rollout.succeeded
+                    }
+                    _ => c.rollout.notified,
+                };
+            }
             Action::RollbackStarted | Action::Quarantined => {}
         }
         c.note(

@@ -47,13 +47,26 @@ impl Engine {
         // Retries (not while paused) and rollbacks by rule (always: they restore a signed state).
         let mut retries = Vec::new();
         let mut rollbacks = Vec::new();
+        // Devices the plan's retry criteria leave no retry (docs/jobs.md): `(device, why)`.
+        let mut spent = Vec::new();
         for &i in &c.failed {
             let Some(d) = c.devices.get(i) else { continue };
             if d.rolling_back() {
                 continue;
             }
+            let criteria = d.retry_left(c.policy.jobs.as_ref());
             if d.attempt >= c.policy.max_attempts {
                 rollbacks.push(i);
+            } else if let Some((t, used, allowed)) =
+                criteria.filter(|&(_, used, allowed)| used > u64::from(allowed))
+            {
+                spent.push((
+                    i,
+                    format!(
+                        "retry criteria {}: {used} failures, {allowed} retries allowed: rollback target",
+                        t.name()
+                    ),
+                ));
             } else if !matches!(status, Status::Paused { .. }) {
                 let delay = c
                     .policy
@@ -65,6 +78,7 @@ impl Engine {
             }
         }
         let (max, stage) = (c.policy.max_attempts, c.stage);
+        let jobs = c.policy.jobs;
         if !retries.is_empty() {
             self.deliver(
                 mirror,
@@ -72,9 +86,19 @@ impl Engine {
                 &retries,
                 Purpose::Update,
                 ACTOR_RULE,
-                &|d| format!("retry: attempt {} of {max} after backoff", d.attempt + 1),
+                &|d| match d.retry_left(jobs.as_ref()) {
+                    Some((t, used, allowed)) => format!(
+                        "retry: attempt {} of {max} after backoff (retry criteria {}: retry {used} of {allowed})",
+                        d.attempt + 1,
+                        t.name()
+                    ),
+                    None => format!("retry: attempt {} of {max} after backoff", d.attempt + 1),
+                },
                 now,
             )?;
+        }
+        if !spent.is_empty() {
+            self.roll_back_spent(mirror, campaign, spent, stage, now)?;
         }
         if !rollbacks.is_empty() {
             self.campaign_event(
@@ -99,6 +123,7 @@ impl Engine {
                 now,
             )?;
         }
+        self.controls(campaign, now)?;
         self.thresholds(mirror, campaign, now)
     }
 
@@ -449,12 +474,22 @@ impl Engine {
             }
             None => usize::MAX,
         };
+        // The plan's rollout rate (docs/jobs.md): each campaign's bucket fills with the time.
+        let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        for c in self.campaigns.values_mut() {
+            c.rollout.refill(millis);
+        }
         let mut out = Vec::new();
-        while out.len() < budget {
+        // Deliveries of campaigns whose rate allows none now keep their place in the queue.
+        let mut held = Vec::new();
+        let mut scanned = 0usize;
+        let queued = self.queue.len();
+        while out.len() < budget && scanned < queued {
             let Some((campaign, i)) = self.queue.pop_front() else {
                 break;
             };
-            let Some(c) = self.campaigns.get(&campaign) else {
+            scanned += 1;
+            let Some(c) = self.campaigns.get_mut(&campaign) else {
                 continue;
             };
             let Some(d) = c.devices.get(i) else { continue };
@@ -464,12 +499,29 @@ impl Engine {
             let Some(delivery) = d.track(d.purpose).delivery.clone() else {
                 continue;
             };
+            if !c.rollout.take() {
+                held.push((campaign, i));
+                if self.campaigns.values().all(|c| c.rollout.rate.is_some()) {
+                    // Every campaign is rate-limited: once all are empty, stop scanning.
+                    let empty = self
+                        .campaigns
+                        .values()
+                        .all(|c| c.rollout.tokens_milli < 1000);
+                    if empty {
+                        break;
+                    }
+                }
+                continue;
+            }
             out.push(Outgoing {
                 campaign: campaign.clone(),
                 device: d.id.clone(),
                 release: c.release(d.purpose).to_owned(),
                 delivery,
             });
+        }
+        for item in held.into_iter().rev() {
+            self.queue.push_front(item);
         }
         self.stats.handed += out.len() as u64;
         out

@@ -128,6 +128,12 @@ pub struct CampaignView {
     pub reports: u64,
     /// Verification failures reported.
     pub verification_failures: u64,
+    /// The plan's rollout rate now, things a minute (`None`: the plan sets none).
+    pub rate_per_minute: Option<u64>,
+    /// Times the plan's exponential ramp stepped up.
+    pub rate_increases: u64,
+    /// Executed and failed things as the abort criteria count them, since the last resume.
+    pub executed: crate::engine::Executed,
     /// `(time, devices per state)` after each change.
     pub history: Vec<(u64, StateCounts)>,
     /// The latest events, newest first: `(time, text)`.
@@ -178,6 +184,9 @@ impl CampaignView {
             evidence: c.evidence.clone(),
             reports: c.reports,
             verification_failures: c.verification_failures,
+            rate_per_minute: c.rollout().rate,
+            rate_increases: c.rollout().increases,
+            executed: c.executed(),
             history: c.history.clone(),
             recent: c.recent.iter().rev().cloned().collect(),
             devices,
@@ -230,6 +239,16 @@ impl CampaignView {
             "quarantine_on_verification_failure": self.policy.quarantine_on_verification_failure,
             "reports": self.reports,
             "verification_failures": self.verification_failures,
+            "jobs_controls": self.policy.jobs.map(|j| j.to_string()),
+            "rate_per_minute": self.rate_per_minute,
+            "rate_increases": self.rate_increases,
+            "executed_things": self.executed.things,
+            "failed_things": {
+                "FAILED": self.executed.failed[0],
+                "REJECTED": self.executed.failed[1],
+                "TIMED_OUT": self.executed.failed[2],
+                "ALL": self.executed.any,
+            },
             "evidence": {
                 "plan_index": ev.plan_index,
                 "release_index": ev.release_index,

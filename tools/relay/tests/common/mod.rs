@@ -98,6 +98,18 @@ pub fn signer_log(
     stages: &[StageSpec],
     policy: Policy,
 ) -> SignerLog {
+    signer_log_with_jobs(dir, eligible, rejected, stages, policy, None)
+}
+
+/// `signer_log` with the plan's AWS IoT Jobs rollout controls (formats.md §4.9 key 17).
+pub fn signer_log_with_jobs(
+    dir: &Path,
+    eligible: u64,
+    rejected: u64,
+    stages: &[StageSpec],
+    policy: Policy,
+    jobs: Option<cairn_verifier::rollout::jobs::JobsControls>,
+) -> SignerLog {
     let f = Fixture::new();
     let mut spec = f.spec();
     spec.release_id = ROLLBACK;
@@ -190,6 +202,7 @@ pub fn signer_log(
         decisions_digest: digest.finalize().into(),
         created_at: DECIDED,
         campaign_sequence: 1,
+        jobs,
     };
     let plan_cose = cairn_verifier::cose::write::sign(
         &plan.to_cbor(),
@@ -297,13 +310,14 @@ pub fn config(dir: &Path, extra: &str) -> Config {
     Config::load(&path).unwrap()
 }
 
-/// `config`, with the relay linked over MQTT/TLS to `broker` under its own client certificate.
+/// `config`, with the relay linked over MQTT/TLS to `broker` under its own client certificate,
+/// without AWS IoT Core's publish limit (the local Mosquitto has none; docs/relay.md).
 pub fn mqtt_config(dir: &Path, broker: &Broker, extra: &str) -> Config {
     let relay = broker.client(RELAY_CLIENT).unwrap();
     config(
         dir,
         &format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            "[broker]\nmax_publishes_per_sec = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
             broker.port(),
             broker.ca().display(),
             relay.cert.display(),
