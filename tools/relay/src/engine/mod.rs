@@ -21,6 +21,7 @@
 //! | `operator.rs` | operator actions: pause, resume, quarantine, rollback |
 //! | `intake.rs` | device intake: status reports and broker acknowledgements |
 //! | `jobs.rs` | the AWS IoT Jobs transport's transitions, mapped to device events |
+//! | `jobs_restore.rs` | IN_PROGRESS Jobs executions read back from the relay log after a restart |
 //! | `view.rs` | what the API and the dashboard read: campaign views, a device's history |
 //! | `error.rs` | `Error`, and `PlanError` for plans not taken up |
 
@@ -28,6 +29,7 @@ mod core;
 mod error;
 mod intake;
 mod jobs;
+mod jobs_restore;
 mod model;
 mod operator;
 mod plan;
