@@ -44,7 +44,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn round(n: u64, mode: Mode) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let extra = if mode == Mode::Jobs { "jobs = true\n" } else { "" };
+    let extra = if mode == Mode::Jobs {
+        "jobs = true\n"
+    } else {
+        ""
+    };
     let world = World::start(dir, extra);
     let signer = relay_common::signer_log(
         &dir.join("signer"),

@@ -231,7 +231,10 @@ impl Topics {
     }
 
     fn update(&self, job: &str) -> String {
-        format!("{}/{job}/update", self.notify_next.trim_end_matches("/notify-next"))
+        format!(
+            "{}/{job}/update",
+            self.notify_next.trim_end_matches("/notify-next")
+        )
     }
 
     fn is_update_answer(&self, topic: &str, answer: &str) -> bool {
@@ -308,7 +311,12 @@ pub(crate) async fn run_device(
                 session.asking = true;
                 let body = json!({ "clientToken": session.token("start") });
                 let _ = client
-                    .publish(&topics.start_next, QoS::AtLeastOnce, false, body.to_string())
+                    .publish(
+                        &topics.start_next,
+                        QoS::AtLeastOnce,
+                        false,
+                        body.to_string(),
+                    )
                     .await;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -406,14 +414,18 @@ async fn on_message(
         session.answered = Some((offer.job_id, offer.execution));
     } else if topic == topics.notify_next {
         let next = parse_execution(&publish.payload).ok().flatten();
-        let fresh = next.is_some_and(|o| {
-            session.answered.as_ref() != Some(&(o.job_id.clone(), o.execution))
-        });
+        let fresh = next
+            .is_some_and(|o| session.answered.as_ref() != Some(&(o.job_id.clone(), o.execution)));
         if fresh && !session.asking {
             session.asking = true;
             let body = json!({ "clientToken": session.token("start") });
             let _ = client
-                .publish(&topics.start_next, QoS::AtLeastOnce, false, body.to_string())
+                .publish(
+                    &topics.start_next,
+                    QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                )
                 .await;
         }
     } else if topics.is_update_answer(topic, "accepted") {
@@ -484,10 +496,7 @@ mod tests {
         let mut bad = doc.clone();
         bad["delivery"]["sha256"] = json!("00");
         let offer = parse_execution(&answer(&bad)).unwrap().unwrap();
-        assert_eq!(
-            offer.delivery,
-            Some(Err(MessageError::Delivery("sha256")))
-        );
+        assert_eq!(offer.delivery, Some(Err(MessageError::Delivery("sha256"))));
         let mut bad = doc.clone();
         bad["delivery"]["data"] = json!("%%%");
         assert_eq!(
@@ -545,9 +554,21 @@ mod tests {
             })
         );
         let topics = Topics::of("dev-000001");
-        assert_eq!(topics.update("job-1"), "$aws/things/dev-000001/jobs/job-1/update");
-        assert!(topics.is_update_answer("$aws/things/dev-000001/jobs/job-1/update/accepted", "accepted"));
-        assert!(!topics.is_update_answer("$aws/things/dev-000002/jobs/job-1/update/accepted", "accepted"));
-        assert!(!topics.is_update_answer("$aws/things/dev-000001/jobs/start-next/accepted", "accepted"));
+        assert_eq!(
+            topics.update("job-1"),
+            "$aws/things/dev-000001/jobs/job-1/update"
+        );
+        assert!(topics.is_update_answer(
+            "$aws/things/dev-000001/jobs/job-1/update/accepted",
+            "accepted"
+        ));
+        assert!(!topics.is_update_answer(
+            "$aws/things/dev-000002/jobs/job-1/update/accepted",
+            "accepted"
+        ));
+        assert!(!topics.is_update_answer(
+            "$aws/things/dev-000001/jobs/start-next/accepted",
+            "accepted"
+        ));
     }
 }

@@ -85,7 +85,10 @@ fn in_progress_executions_survive_a_relay_restart() {
     });
     drop(silent);
     let before = executions(&world.relay, &devices);
-    assert!(before.iter().all(|e| e.as_ref().unwrap().1 == 2), "{before:?}");
+    assert!(
+        before.iter().all(|e| e.as_ref().unwrap().1 == 2),
+        "{before:?}"
+    );
 
     // The relay stops; a second passes, so a rebuilt time taken from the clock would show.
     let World {

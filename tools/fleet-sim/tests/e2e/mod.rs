@@ -122,7 +122,11 @@ impl Drop for Sim {
 /// relay configured with `relay_extra` (`jobs = true` for AWS IoT Jobs) and the simulator with
 /// `sim_extra` (`--mode jobs`); returns its wall time, from the first transfer to the last
 /// device installed.
-pub fn reference_campaign(eligible: u64, relay_extra: &str, sim_extra: &[&str]) -> std::time::Duration {
+pub fn reference_campaign(
+    eligible: u64,
+    relay_extra: &str,
+    sim_extra: &[&str],
+) -> std::time::Duration {
     // One socket per device on each side; Mosquitto inherits the limit.
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
     assert!(
@@ -180,7 +184,9 @@ pub fn reference_campaign(eligible: u64, relay_extra: &str, sim_extra: &[&str]) 
         status(relay) == Status::Completed && count(relay, DeviceState::Installed) == eligible
     });
     let wall = started.elapsed();
-    eprintln!("reference campaign, {eligible} devices, {relay_extra:?} {sim_extra:?}, end to end: {wall:.1?}");
+    eprintln!(
+        "reference campaign, {eligible} devices, {relay_extra:?} {sim_extra:?}, end to end: {wall:.1?}"
+    );
     drop(sim);
 
     // Every device's final state is in the relay's log, and the log verifies as a bundle.

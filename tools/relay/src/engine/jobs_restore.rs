@@ -53,12 +53,14 @@ impl Engine {
                     (d.id.clone(), c.release(purpose).to_owned(), delivery)
                 };
                 let events = self.device_history(&campaign, &id)?.events;
-                let Some(at) = events.iter().rposition(|e| e.state == DeviceState::Delivered)
+                let Some(at) = events
+                    .iter()
+                    .rposition(|e| e.state == DeviceState::Delivered)
                 else {
                     continue;
                 };
-                let Some(transition) = parse_cause(&events[at].cause)
-                    .filter(|t| t.status == JobStatus::InProgress)
+                let Some(transition) =
+                    parse_cause(&events[at].cause).filter(|t| t.status == JobStatus::InProgress)
                 else {
                     continue; // delivered on the device's own topic
                 };

@@ -23,7 +23,10 @@ fn send(s: &mut Service, rest: &str, body: &serde_json::Value, now: u64) {
 #[test]
 fn an_execution_left_in_progress_times_out_once() {
     let mut s = service(30);
-    assert!(s.expire(10_000).0.is_empty(), "a QUEUED execution has no timer");
+    assert!(
+        s.expire(10_000).0.is_empty(),
+        "a QUEUED execution has no timer"
+    );
     send(&mut s, "start-next", &json!({}), 200);
     // A progress update does not reset it.
     send(
@@ -35,9 +38,15 @@ fn an_execution_left_in_progress_times_out_once() {
     assert!(s.expire(229).0.is_empty());
     let (t, notices) = s.expire(230);
     assert_eq!(t.len(), 1);
-    assert_eq!((t[0].from, t[0].to), (JobStatus::InProgress, JobStatus::TimedOut));
+    assert_eq!(
+        (t[0].from, t[0].to),
+        (JobStatus::InProgress, JobStatus::TimedOut)
+    );
     assert_eq!(t[0].details["cairn"], "the in-progress timeout ran out");
-    assert_eq!(t[0].details["step"], "download", "the device's words are kept");
+    assert_eq!(
+        t[0].details["step"], "download",
+        "the device's words are kept"
+    );
     assert_eq!(t[0].version, 4);
     assert!(notices.iter().any(|p| p.topic.ends_with("notify-next")));
     assert!(s.expire(10_000).0.is_empty(), "once");
@@ -47,12 +56,22 @@ fn an_execution_left_in_progress_times_out_once() {
 #[test]
 fn a_finished_execution_does_not_time_out_and_an_update_starts_the_timer() {
     let mut s = service(30);
-    send(&mut s, "job-1/update", &json!({"status": "IN_PROGRESS"}), 200);
+    send(
+        &mut s,
+        "job-1/update",
+        &json!({"status": "IN_PROGRESS"}),
+        200,
+    );
     send(&mut s, "job-1/update", &json!({"status": "SUCCEEDED"}), 229);
     assert!(s.expire(10_000).0.is_empty());
 
     let mut s = service(30);
-    send(&mut s, "job-1/update", &json!({"status": "IN_PROGRESS"}), 200);
+    send(
+        &mut s,
+        "job-1/update",
+        &json!({"status": "IN_PROGRESS"}),
+        200,
+    );
     assert_eq!(s.expire(230).0.len(), 1);
 
     // Without the setting, nothing times out but a device's own step timer.
@@ -74,9 +93,15 @@ fn the_setting_is_bounded() {
         ))
     };
     let e = config(0).unwrap_err().to_string();
-    assert!(e.contains("jobs_in_progress_timeout_secs 0 is not 1 to"), "{e}");
+    assert!(
+        e.contains("jobs_in_progress_timeout_secs 0 is not 1 to"),
+        "{e}"
+    );
     assert_eq!(
-        config(5).unwrap().jobs_in_progress_timeout_secs.map(InProgressTimeout::secs),
+        config(5)
+            .unwrap()
+            .jobs_in_progress_timeout_secs
+            .map(InProgressTimeout::secs),
         Some(5)
     );
 }
