@@ -7,7 +7,8 @@
     dead_code,
     unreachable_pub,
     clippy::unwrap_used,
-    reason = "shared by several test binaries, each using part of it; a panic is the failure report"
+    clippy::too_many_lines,
+    reason = "shared by several test binaries, each using part of it; a panic is the failure report; the reference campaign is one scenario"
 )]
 
 use std::collections::BTreeMap;
