@@ -10,7 +10,10 @@ SUCCEEDED when the check passes and the install works, REJECTED when the boot ch
 delivery, FAILED when the install fails (`--fail-first N`: the first N executions fail, so the
 relay's retry is seen). With `--probe` it then sends the bad requests of the issue's tests
 (invalid JSON, a wrong expectedVersion, a move out of a terminal state, another job's id, and an
-update on another thing's topic) and reports what came back.
+update on another thing's topic) and reports what came back. With `--never-answer` it starts its
+execution and then says nothing more, as a device that hung or lost power would: the relay's
+in-progress timeout makes the execution TIMED_OUT, and the device reports the notify-next that
+tells it so.
 
 Every event is one JSON line on stdout; the Rust test (tools/fleet-sim/tests/jobs_sdk.rs) reads
 them.
@@ -52,6 +55,8 @@ def main():
     p.add_argument("--tamper", action="store_true",
                    help="flip a byte of the delivery before the boot check")
     p.add_argument("--probe", action="store_true", help="send the bad requests afterwards")
+    p.add_argument("--never-answer", action="store_true",
+                   help="start the execution, then never update it (it must time out)")
     p.add_argument("--foreign-job", help="a job id this thing has no execution of")
     p.add_argument("--other-thing", help="another thing, whose topics the ACL must close")
     p.add_argument("--other-job", help="the other thing's job id")
@@ -138,6 +143,11 @@ def main():
             continue  # nothing pending yet: notify-next will say when
         handled += 1
         doc = execution.job_document
+        if args.never_answer:
+            never_answer(execution, response, next_event)
+            conn.disconnect().result(timeout=20)
+            say(event="done")
+            return
         say(event="started", job=execution.job_id, status=execution.status,
             version=execution.version_number, execution=execution.execution_number,
             token=response.client_token, queued_at=int(execution.queued_at.timestamp()),
@@ -190,6 +200,23 @@ def main():
         probe(args, conn, jobs, last, next_event)
     conn.disconnect().result(timeout=20)
     say(event="done")
+
+
+def never_answer(execution, response, next_event):
+    """Started, then silent: waits until notify-next says the execution is no longer the next one
+    (the relay timed it out: the next is none, or the retry's new executionNumber)."""
+    say(event="started", job=execution.job_id, status=execution.status,
+        version=execution.version_number, execution=execution.execution_number,
+        token=response.client_token)
+    while True:
+        _, notice = next_event({"notify-next"})
+        nxt = notice.execution
+        if nxt is None or nxt.job_id != execution.job_id or \
+                nxt.execution_number != execution.execution_number:
+            say(event="moved-on",
+                next_execution=None if nxt is None else nxt.execution_number,
+                next_status=None if nxt is None else nxt.status)
+            return
 
 
 def probe(args, conn, jobs, last, next_event):

@@ -4,7 +4,9 @@
 //! and 2.4.1 signed, the reference fleet decided (8,203 approved), the plan signed, the log carried
 //! to the relay in a transfer bundle; the relay (its engine, MQTT link and dashboard) and a local
 //! Mosquitto run in this process, the simulated fleet (`cairn-fleet-sim`, 8,400 devices each with
-//! its own certificate and the device boot check) in another. The canary waits for a gate
+//! its own certificate and the device boot check) in another; the rollout runs through the AWS IoT
+//! Jobs device API (the relay plays the Jobs service, each device is a Jobs client: docs/jobs.md).
+//! The canary waits for a gate
 //! approval the custodians sign; in wave-1 6 % of the devices fail their first install, the relay
 //! pauses on the failure threshold, the custodians sign a resume, the failed devices are retried.
 //! The relay's device-state log comes back across the air gap, the evidence pack is exported and
@@ -438,7 +440,7 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
             "listen = \"127.0.0.1:0\"\ndata_dir = \"relay\"\n\
              [operators]\noperator = \"{token_hash}\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"log.pem\"\nrelease_key = \"release.pem\"\n\
              [broker]\nmax_publishes_per_sec = 0\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\njobs = true\n\
              [http]\npublic = [\"dashboard\"]\n",
             broker.port(),
             broker.ca().display(),
@@ -497,7 +499,7 @@ fn roll_out(
     step(
         out,
         5,
-        "staged rollout to the simulated fleet (8,400 devices over MQTT/TLS)",
+        "staged rollout to the simulated fleet (8,400 devices over MQTT/TLS, through AWS IoT Jobs)",
     );
     let mut sim = start_simulator(dir, args, broker, images)?;
     let bar = out.progress("installed", eligible);
@@ -594,6 +596,8 @@ fn start_simulator(
         .args(["--image", &image_arg(&images[0])])
         .arg("--state")
         .arg(dir.join("fleet-state"))
+        // Every device takes its update through the AWS IoT Jobs device API (docs/jobs.md).
+        .args(["--mode", "jobs"])
         .args([
             "--install-failure",
             &format!("1={}%", args.wave_failure_percent),

@@ -5,10 +5,12 @@ pub mod device;
 pub mod error;
 pub mod faults;
 pub mod fleet;
+pub mod jobs;
 pub mod sim;
 pub mod state;
 
 pub use device::{Images, Trust, load_images};
 pub use error::{Error, Result};
 pub use faults::{DeviceFaults, Faults, Rate};
+pub use jobs::Mode;
 pub use sim::{Sim, SimConfig, SimDevice, Stats};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_fleet_sim::{Faults, Rate, Sim, SimConfig, Stats, Trust, load_images};
+use cairn_fleet_sim::{Faults, Mode, Rate, Sim, SimConfig, Stats, Trust, load_images};
 use clap::Parser;
 
 /// Simulated cairn devices: each connects over MQTT/TLS with its own client certificate, runs the
@@ -76,6 +76,11 @@ struct Args {
     /// TLS handshakes in progress at most.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// How devices take their deliveries: `topics` (cairn's own, `cairn/<device>/delivery` and
+    /// CBOR status reports) or `jobs` (the AWS IoT Jobs device API, docs/jobs.md; the relay needs
+    /// `jobs = true` in `[mqtt]`).
+    #[arg(long, value_name = "MODE", default_value = "topics")]
+    mode: Mode,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
@@ -133,6 +138,7 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
     );
     config.devices = args.devices;
     config.connect_concurrency = args.connect_concurrency;
+    config.mode = args.mode;
     config.faults = Faults {
         seed: args.seed,
         install_failure,
@@ -149,7 +155,7 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
 fn line(s: &Stats) -> String {
     format!(
         "{}/{} connected, {} deliveries: {} installed, {} rolled back, {} install failed, \
-         {} verification failed, {} duplicate, {} malformed; {} reports acknowledged",
+         {} verification failed, {} duplicate, {} malformed; {} reports acknowledged{}",
         s.connected,
         s.devices - s.offline,
         s.deliveries,
@@ -160,6 +166,14 @@ fn line(s: &Stats) -> String {
         s.duplicates,
         s.malformed,
         s.reports_acked,
+        if s.jobs_started > 0 || s.jobs_rejected > 0 {
+            format!(
+                "; {} job executions started, {} Jobs requests rejected",
+                s.jobs_started, s.jobs_rejected
+            )
+        } else {
+            String::new()
+        },
     )
 }
 

@@ -29,6 +29,7 @@ use crate::device::{Handled, Images, Trust, handle};
 use crate::error::{Error, Result, io};
 use crate::faults::{DeviceFaults, Faults};
 use crate::fleet::{DeviceRow, Fleet, Skipped};
+use crate::jobs::Mode;
 use crate::state::DeviceState;
 
 /// Everything a simulation needs.
@@ -62,6 +63,8 @@ pub struct SimConfig {
     /// Runtime worker threads, certificate threads and concurrent boot checks (default: the
     /// number of cores).
     pub threads: usize,
+    /// cairn's own topics (default) or the AWS IoT Jobs device API (`crate::jobs`).
+    pub mode: Mode,
 }
 
 impl SimConfig {
@@ -94,6 +97,7 @@ impl SimConfig {
             connect_concurrency: 64,
             keep_alive: Duration::from_secs(60),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
+            mode: Mode::Topics,
         }
     }
 }
@@ -107,8 +111,8 @@ macro_rules! counters {
         }
 
         #[derive(Debug, Default)]
-        struct Counters {
-            $($name: AtomicU64,)+
+        pub(crate) struct Counters {
+            $(pub(crate) $name: AtomicU64,)+
         }
 
         impl Counters {
@@ -155,15 +159,19 @@ counters! {
     install_failed,
     /// Deliveries the boot check refused.
     verification_failed,
-    /// Status reports handed to the MQTT client.
+    /// Status reports handed to the MQTT client (Jobs mode: execution updates).
     reports_sent,
-    /// Status reports the broker acknowledged.
+    /// Status reports the broker acknowledged (Jobs mode: updates the Jobs service accepted).
     reports_acked,
+    /// Jobs mode: executions the device started (start-next answered with an execution).
+    jobs_started,
+    /// Jobs mode: requests the Jobs service rejected.
+    jobs_rejected,
     /// Device states that could not be written (the delivery is left unacknowledged).
     state_errors,
 }
 
-fn add(counter: &AtomicU64, n: u64) {
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
@@ -177,13 +185,13 @@ pub struct SimDevice {
 }
 
 /// What the device tasks share.
-struct Shared {
+pub(crate) struct Shared {
     trust: Trust,
     images: Images,
-    faults: Faults,
+    pub(crate) faults: Faults,
     state: std::path::PathBuf,
-    stats: Counters,
-    connect: Semaphore,
+    pub(crate) stats: Counters,
+    pub(crate) connect: Semaphore,
     verify: Semaphore,
 }
 
@@ -271,13 +279,16 @@ impl Sim {
         let tasks = prepared
             .into_iter()
             .map(|(device, state, options)| {
-                runtime.spawn(run_device(
-                    Arc::clone(&shared),
-                    device,
-                    state,
-                    options,
-                    watch.clone(),
-                ))
+                let shared = Arc::clone(&shared);
+                let watch = watch.clone();
+                match config.mode {
+                    Mode::Topics => {
+                        runtime.spawn(run_device(shared, device, state, options, watch))
+                    }
+                    Mode::Jobs => runtime.spawn(crate::jobs::run_device(
+                        shared, device, state, options, watch,
+                    )),
+                }
             })
             .collect();
         Ok(Self {
@@ -455,7 +466,7 @@ fn prepare(
 
 /// Backoff after `failures` consecutive connection failures: 100 ms doubling up to 30 s, plus
 /// up to half of it again as jitter (from the device id, so devices spread out).
-fn backoff(failures: u32, jitter_seed: u64) -> Duration {
+pub(crate) fn backoff(failures: u32, jitter_seed: u64) -> Duration {
     let base = (100u64 << failures.min(9)).min(30_000);
     Duration::from_millis(base + jitter_seed % (base / 2 + 1))
 }
@@ -463,7 +474,7 @@ fn backoff(failures: u32, jitter_seed: u64) -> Duration {
 /// Requests the device may queue without polling: a subscription, then per delivery a report and
 /// an acknowledgement; the broker sends at most 20 unacknowledged deliveries (Mosquitto's
 /// `max_inflight_messages`).
-const REQUESTS: usize = 64;
+pub(crate) const REQUESTS: usize = 64;
 
 async fn run_device(
     shared: Arc<Shared>,
@@ -501,13 +512,9 @@ async fn run_device(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected = true;
                 failures = 0;
-                add(&counters.connections, 1);
-                let now = counters.connected.fetch_add(1, Ordering::Relaxed) + 1;
-                counters.max_connected.fetch_max(now, Ordering::Relaxed);
+                self::connected(counters, ack.session_present);
                 // A resumed session keeps its subscription (and its queued deliveries).
-                if ack.session_present {
-                    add(&counters.sessions_resumed, 1);
-                } else {
+                if !ack.session_present {
                     let _ = client.subscribe(&delivery, QoS::AtLeastOnce).await;
                 }
             }
@@ -542,8 +549,18 @@ async fn run_device(
     }
 }
 
+/// Counts a connection (CONNACK), and whether the broker resumed the device's session.
+pub(crate) fn connected(counters: &Counters, session_present: bool) {
+    add(&counters.connections, 1);
+    let now = counters.connected.fetch_add(1, Ordering::Relaxed) + 1;
+    counters.max_connected.fetch_max(now, Ordering::Relaxed);
+    if session_present {
+        add(&counters.sessions_resumed, 1);
+    }
+}
+
 /// Sends DISCONNECT and waits (briefly) until it is written.
-async fn disconnect(client: &AsyncClient, events: &mut EventLoop) {
+pub(crate) async fn disconnect(client: &AsyncClient, events: &mut EventLoop) {
     if client.try_disconnect().is_err() {
         return;
     }
@@ -569,15 +586,44 @@ async fn on_delivery(
 ) -> bool {
     let counters = &shared.stats;
     add(&counters.deliveries, 1);
-    // The boot check is CPU work: on a blocking thread, one per core at a time.
-    let Ok(_permit) = shared.verify.acquire().await else {
+    let Some(handled) = check_delivery(shared, device, state, publish.payload.clone()).await else {
         return false;
     };
+    count(counters, &handled);
+    if let Handled::Done {
+        report,
+        state: next,
+        ..
+    } = handled
+    {
+        *state = *next;
+        if let Some(report) = report
+            && client
+                .publish(status, QoS::AtLeastOnce, false, report)
+                .await
+                .is_ok()
+        {
+            add(&counters.reports_sent, 1);
+        }
+    }
+    true
+}
+
+/// Runs the boot check on `bytes` on a blocking thread (at most one per core at a time) and
+/// persists the device's new state; `None` if it could not be persisted (the message is then left
+/// unacknowledged).
+pub(crate) async fn check_delivery(
+    shared: &Arc<Shared>,
+    device: &SimDevice,
+    state: &DeviceState,
+    bytes: impl AsRef<[u8]> + Send + 'static,
+) -> Option<Handled> {
+    let counters = &shared.stats;
+    let _permit = shared.verify.acquire().await.ok()?;
     let job = {
         let shared = Arc::clone(shared);
         let device = device.clone();
         let current = state.clone();
-        let payload = publish.payload.clone();
         move || {
             let handled = handle(
                 &shared.trust,
@@ -586,7 +632,7 @@ async fn on_delivery(
                 &device.row,
                 device.faults,
                 &current,
-                &payload,
+                bytes.as_ref(),
             );
             let stored = match &handled {
                 Handled::Done { state, .. } => state.store(&shared.state, &device.row.id),
@@ -597,40 +643,29 @@ async fn on_delivery(
     };
     let Ok((handled, stored)) = tokio::task::spawn_blocking(job).await else {
         add(&counters.state_errors, 1);
-        return false;
+        return None;
     };
     if let Err(e) = stored {
         eprintln!("{}: {e}", device.row.id);
         add(&counters.state_errors, 1);
-        return false;
+        return None;
     }
-    match handled {
-        Handled::Duplicate => add(&counters.duplicates, 1),
-        Handled::Malformed(_) => add(&counters.malformed, 1),
+    Some(handled)
+}
+
+/// Counts what the device made of a delivery.
+pub(crate) fn count(counters: &Counters, handled: &Handled) {
+    let counter = match handled {
+        Handled::Duplicate => &counters.duplicates,
+        Handled::Malformed(_) => &counters.malformed,
         Handled::Done {
-            outcome,
-            purpose,
-            report,
-            state: next,
-            ..
-        } => {
-            let counter = match (outcome, purpose) {
-                (Outcome::Installed, Purpose::Update) => &counters.installed,
-                (Outcome::Installed, Purpose::Rollback) => &counters.rolled_back,
-                (Outcome::InstallFailed, _) => &counters.install_failed,
-                (Outcome::VerificationFailed, _) => &counters.verification_failed,
-            };
-            add(counter, 1);
-            *state = *next;
-            if let Some(report) = report
-                && client
-                    .publish(status, QoS::AtLeastOnce, false, report)
-                    .await
-                    .is_ok()
-            {
-                add(&counters.reports_sent, 1);
-            }
-        }
-    }
-    true
+            outcome, purpose, ..
+        } => match (outcome, purpose) {
+            (Outcome::Installed, Purpose::Update) => &counters.installed,
+            (Outcome::Installed, Purpose::Rollback) => &counters.rolled_back,
+            (Outcome::InstallFailed, _) => &counters.install_failed,
+            (Outcome::VerificationFailed, _) => &counters.verification_failed,
+        },
+    };
+    add(counter, 1);
 }

@@ -10,6 +10,9 @@
 //! - device 2 reports FAILED, the relay retries (executionNumber 2), it then SUCCEEDS;
 //! - device 3's delivery is tampered: the boot check refuses it, it REJECTS the job, and the plan
 //!   quarantines it;
+//! - device 5 starts its execution and never answers: the relay's in-progress timeout (here 8 s,
+//!   `jobs_in_progress_timeout_secs`) makes it TIMED_OUT, recorded as a failure by the relay's
+//!   rule, and the device hears of it on notify-next (the retry is the next execution);
 //! - every transition is a device event in the relay log with the device's own words.
 
 #![allow(
@@ -27,6 +30,7 @@ mod e2e;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use cairn_relay::jobs::JobStatus;
 use cairn_relay::jobs::topics::job_id;
 use cairn_verifier::campaign::DeviceState;
 use e2e::{World, count, transfer, wait_for};
@@ -117,21 +121,25 @@ fn history(world: &World, d: &str) -> Vec<(DeviceState, String, String)> {
 #[test]
 fn sdk_devices_take_their_update_through_aws_iot_jobs() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::start(dir.path(), "jobs = true\n");
+    // Long enough for devices 1 to 3 to check their delivery and answer on a busy machine.
+    let world = World::start(
+        dir.path(),
+        "jobs = true\njobs_in_progress_timeout_secs = 8\n",
+    );
     let signer = relay_common::signer_log(
         &dir.path().join("signer"),
-        4,
+        5,
         0,
-        &[("all", 4, 0, 1000, 1000, false)],
+        &[("all", 5, 0, 1000, 1000, false)],
         relay_common::Policy::default(),
     );
     transfer(&world.relay, &signer.vault);
     world.fleet_files(dir.path(), &signer);
     let job = job_id(CAMPAIGN, RELEASE);
-    let (d1, d2, d3, d4) = (device(1), device(2), device(3), device(4));
-    wait_for("the four executions queued", 30, || {
+    let (d1, d2, d3, d4, d5) = (device(1), device(2), device(3), device(4), device(5));
+    wait_for("the five executions queued", 30, || {
         let jobs = world.relay.jobs_snapshot();
-        [&d1, &d2, &d3, &d4]
+        [&d1, &d2, &d3, &d4, &d5]
             .iter()
             .all(|d| jobs.as_ref().and_then(|s| s.execution(d, &job)).is_some())
     });
@@ -155,7 +163,8 @@ fn sdk_devices_take_their_update_through_aws_iot_jobs() {
         &["--executions", "2", "--fail-first", "1"].map(String::from),
     );
     let three = sdk_device(&world, dir.path(), &d3, &["--tamper".to_owned()]);
-    let (one, two, three) = (events(one), events(two), events(three));
+    let five = sdk_device(&world, dir.path(), &d5, &["--never-answer".to_owned()]);
+    let (one, two, three, five) = (events(one), events(two), events(three), events(five));
 
     // Device 1: QUEUED (v1) -> IN_PROGRESS (v2) by start-next, then SUCCEEDED (v3).
     let started = of(&one, "started");
@@ -263,6 +272,46 @@ fn sdk_devices_take_their_update_through_aws_iot_jobs() {
     assert!(failed.2.contains("job REJECTED"), "{h3:?}");
     assert!(failed.2.contains("boot-check="), "{h3:?}");
     assert_eq!(h3.last().unwrap().0, DeviceState::Quarantined);
+
+    // Device 5: started, never answered, TIMED_OUT by the relay's rule; the retry is queued as
+    // execution 2.
+    let started = of(&five, "started");
+    assert_eq!(
+        (&started[0]["status"], &started[0]["execution"]),
+        (&Value::from("IN_PROGRESS"), &Value::from(1)),
+        "{five:?}"
+    );
+    assert!(of(&five, "updated").is_empty(), "{five:?}");
+    // notify-next: execution 1 is no longer the next one (none, or already the retry).
+    assert_eq!(of(&five, "moved-on").len(), 1, "{five:?}");
+    let h5 = history(&world, &d5);
+    let states: Vec<DeviceState> = h5.iter().map(|e| e.0).collect();
+    assert_eq!(
+        states,
+        [
+            DeviceState::Eligible,
+            DeviceState::Pending,
+            DeviceState::Delivered,
+            DeviceState::Failed,
+            DeviceState::Pending
+        ],
+        "{h5:?}"
+    );
+    assert_eq!(h5[3].1, "rule", "{h5:?}");
+    assert!(h5[3].2.contains("job TIMED_OUT v3 #1"), "{h5:?}");
+    assert!(
+        h5[3].2.contains("cairn=the in-progress timeout ran out"),
+        "{h5:?}"
+    );
+    assert_eq!(
+        world
+            .relay
+            .jobs_snapshot()
+            .unwrap()
+            .execution(&d5, &job)
+            .map(|e| (e.status, e.execution_number)),
+        Some((JobStatus::Queued, 2))
+    );
 
     // Device 4: device 1's update on its topic was dropped; it still waits, then installs.
     let h4: Vec<DeviceState> = history(&world, &d4).iter().map(|e| e.0).collect();

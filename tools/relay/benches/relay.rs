@@ -197,6 +197,7 @@ fn main() {
         key: files.key,
         client_id: RELAY_CLIENT.into(),
         jobs: false,
+        jobs_in_progress_timeout_secs: None,
     };
     let batch = deliveries(n);
     let mut link = Vec::new();

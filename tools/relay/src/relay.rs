@@ -203,6 +203,18 @@ impl Relay {
             .unwrap_or_else(|| format!("{}/relay", config.log.origin));
         let mut engine = Engine::open(&config.data_dir, &state_origin, release_key, &vault)?;
         engine.set_rate(config.rollout.max_deliveries_per_sec);
+        // The Jobs service, with the executions the relay log shows IN_PROGRESS (a restart).
+        let jobs = match config.mqtt.as_ref().filter(|m| m.jobs) {
+            Some(m) => {
+                let mut service =
+                    crate::jobs::Service::with_in_progress_timeout(m.jobs_in_progress_timeout_secs);
+                for r in engine.jobs_in_progress(&vault)? {
+                    service.restore(&r);
+                }
+                Some(service)
+            }
+            None => None,
+        };
         Ok(Self {
             vault,
             origin: config.log.origin.clone(),
@@ -210,13 +222,7 @@ impl Relay {
             tokens,
             engine: Mutex::new(engine),
             publisher: Mutex::new(None),
-            jobs: Mutex::new(
-                config
-                    .mqtt
-                    .as_ref()
-                    .filter(|m| m.jobs)
-                    .map(|_| crate::jobs::Service::new()),
-            ),
+            jobs: Mutex::new(jobs),
             jobs_out: Mutex::new(None),
             rollout: config.rollout.clone(),
             tiles: config.data_dir.join("tiles"),
@@ -287,7 +293,7 @@ impl Relay {
         elapsed: std::time::Duration,
     ) -> Result<(), engine::Error> {
         let mut jobs = self.jobs();
-        self.commit_with(engine, jobs.as_mut(), elapsed, Vec::new())
+        self.commit_with(engine, jobs.as_mut(), elapsed, Vec::new(), engine::now())
     }
 
     /// A copy of the Jobs service's executions (`None` without `[mqtt] jobs = true`), for tests
@@ -306,12 +312,15 @@ impl Relay {
 
     /// `commit`; with the Jobs service, the deliveries become job executions, and `replies` (the
     /// answers to the step's Jobs requests) go out once the step's events are in the relay log.
+    /// `now` is the step's time: new executions are queued at the time their `pending` event
+    /// records, which is what a restart reads back (`jobs::restore`).
     pub(crate) fn commit_with(
         &self,
         engine: &mut Engine,
         jobs: Option<&mut crate::jobs::Service>,
         elapsed: std::time::Duration,
         mut replies: Vec<crate::jobs::Publication>,
+        now: u64,
     ) -> Result<(), engine::Error> {
         if let Some(service) = jobs {
             let jobs_out = self
@@ -320,7 +329,7 @@ impl Relay {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let out = engine.commit(&self.vault, elapsed, jobs_out.is_some())?;
-            replies.extend(engine.jobs_commit(service, out, engine::now()));
+            replies.extend(engine.jobs_commit(service, out, now));
             if let Some(p) = jobs_out {
                 for r in replies {
                     if p.send(r).is_err() {

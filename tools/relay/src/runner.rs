@@ -235,6 +235,7 @@ impl Relay {
                 jobs.as_mut(),
                 elapsed,
                 std::mem::take(&mut replies),
+                now,
             )
         })();
         if let Err(e) = stepped {

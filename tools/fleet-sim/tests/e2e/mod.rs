@@ -7,7 +7,8 @@
     dead_code,
     unreachable_pub,
     clippy::unwrap_used,
-    reason = "shared by several test binaries, each using part of it; a panic is the failure report"
+    clippy::too_many_lines,
+    reason = "shared by several test binaries, each using part of it; a panic is the failure report; the reference campaign is one scenario"
 )]
 
 use std::collections::BTreeMap;
@@ -15,10 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use cairn_relay::Relay;
 use cairn_relay::broker::Broker;
 use cairn_relay::engine::Status;
-use cairn_verifier::campaign::DeviceState;
+use cairn_vault::Query;
+use cairn_verifier::campaign::{ApprovalAction, DeviceState};
+use cairn_verifier::statement::Statement;
 
 use crate::relay_common::{CAMPAIGN, ORIGIN, RELEASE, ROLLBACK, SignerLog};
 pub use crate::relay_common::{transfer, wait_for};
@@ -112,4 +117,111 @@ impl Drop for Sim {
             .status();
         let _ = self.0.wait();
     }
+}
+
+/// The reference campaign's scenario (tests/reference_campaign.rs) for `eligible` devices, the
+/// relay configured with `relay_extra` (`jobs = true` for AWS IoT Jobs) and the simulator with
+/// `sim_extra` (`--mode jobs`); returns its wall time, from the first transfer to the last
+/// device installed.
+pub fn reference_campaign(
+    eligible: u64,
+    relay_extra: &str,
+    sim_extra: &[&str],
+) -> std::time::Duration {
+    // One socket per device on each side; Mosquitto inherits the limit.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit > eligible + 200,
+        "open-files limit {limit} is too low"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wave = eligible / 4;
+    let signer = crate::relay_common::signer_log(
+        &dir.path().join("signer"),
+        eligible,
+        197,
+        &[
+            ("canary", 50, 0, 980, 20, true),
+            ("wave-1", wave, 0, 950, 30, false),
+            ("fleet", eligible, 0, 950, 50, false),
+        ],
+        crate::relay_common::Policy {
+            max_attempts: 3,
+            backoff_secs: 5,
+            quarantine_after_failures: 3,
+            quarantine_on_verification_failure: true,
+        },
+    );
+    let world = World::start(dir.path(), relay_extra);
+    let relay = &world.relay;
+
+    let started = Instant::now();
+    transfer(relay, &signer.vault);
+    world.fleet_files(dir.path(), &signer);
+    let mut args = vec!["--install-failure", "1=6%", "--transient", "--seed", "7"];
+    args.extend_from_slice(sim_extra);
+    let sim = world.simulate(dir.path(), &args);
+
+    // The canary installs; the approval gate holds wave-1 until the custodians approve it.
+    wait_for("the canary to succeed and all 50 to install", 300, || {
+        status(relay) == Status::WaitingApproval && count(relay, DeviceState::Installed) == 50
+    });
+    eprintln!("canary done: {:.1?}", started.elapsed());
+    signer.approve(1, ApprovalAction::OpenStage);
+    transfer(relay, &signer.vault);
+
+    // wave-1: 6 % fail their first install, over the 30‰ threshold: paused by the rule.
+    wait_for("the failure threshold to pause wave-1", 300, || {
+        status(relay) == Status::Paused { by_rule: true }
+    });
+    eprintln!("wave-1 paused: {:.1?}", started.elapsed());
+    assert_eq!(relay.engine().campaigns()[CAMPAIGN].stage(), 1);
+    // The custodians record the relay's log (the pause in it), then sign the resume.
+    signer.record_relay(relay.engine().log());
+    signer.approve(1, ApprovalAction::Resume);
+    transfer(relay, &signer.vault);
+
+    wait_for("the campaign to complete", 600, || {
+        status(relay) == Status::Completed && count(relay, DeviceState::Installed) == eligible
+    });
+    let wall = started.elapsed();
+    eprintln!(
+        "reference campaign, {eligible} devices, {relay_extra:?} {sim_extra:?}, end to end: {wall:.1?}"
+    );
+    drop(sim);
+
+    // Every device's final state is in the relay's log, and the log verifies as a bundle.
+    let engine = relay.engine();
+    let log = engine.log().vault();
+    let mut retried = 0;
+    for d in engine.campaigns()[CAMPAIGN].devices() {
+        let (device, state) = (d.id(), d.state());
+        assert_eq!(state, DeviceState::Installed, "{device}");
+        let events = log.query_indices(Query::Device(device)).unwrap();
+        let last = log.entry(*events.last().unwrap()).unwrap();
+        let Statement::DeviceEvent(e) = Statement::decode(&last).unwrap() else {
+            panic!("{device}: the last entry is not a device event");
+        };
+        assert_eq!(
+            (e.state, e.actor.as_str()),
+            (DeviceState::Installed, "device")
+        );
+        if e.attempt > 1 {
+            retried += 1;
+        }
+    }
+    // Over wave-1's failure threshold (30‰ of its devices), which is what paused it.
+    assert!(
+        retried * 1000 > (wave - 50) * 30,
+        "{retried} devices retried in a wave of {}",
+        wave - 50
+    );
+    let bundle = log.export_bundle(0).unwrap();
+    let key = engine.log().log_key().unwrap();
+    bundle.verify(&key, None).unwrap();
+    eprintln!(
+        "relay log: {} entries; {retried} devices installed on a retry",
+        log.size()
+    );
+    wall
 }

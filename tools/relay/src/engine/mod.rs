@@ -22,6 +22,7 @@
 //! | `intake.rs` | device intake: status reports and broker acknowledgements |
 //! | `controls.rs` | the plan's AWS IoT Jobs rollout controls: rate and ramp, in-progress timeout, retry and abort criteria |
 //! | `jobs.rs` | the AWS IoT Jobs transport's transitions, mapped to device events |
+//! | `jobs_restore.rs` | IN_PROGRESS Jobs executions read back from the relay log after a restart |
 //! | `view.rs` | what the API and the dashboard read: campaign views, a device's history |
 //! | `error.rs` | `Error`, and `PlanError` for plans not taken up |
 
@@ -30,6 +31,7 @@ mod core;
 mod error;
 mod intake;
 mod jobs;
+mod jobs_restore;
 mod model;
 mod operator;
 mod plan;

@@ -385,7 +385,7 @@ impl Engine {
 
     /// Builds the deliveries the listed devices lack, from the verified mirror against its latest
     /// checkpoint (formats.md §5): the one place deliveries come from.
-    fn prepare(
+    pub(super) fn prepare(
         &mut self,
         mirror: &Vault,
         campaign: &str,

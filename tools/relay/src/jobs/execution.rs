@@ -119,6 +119,11 @@ pub struct Execution {
     /// When the step timer the device set (`stepTimeoutInMinutes`) runs out: the execution is
     /// then `TIMED_OUT` unless it reached a terminal status.
     pub step_deadline: Option<u64>,
+    /// When the relay's in-progress timeout runs out (`[mqtt] jobs_in_progress_timeout_secs`,
+    /// started when the execution becomes IN_PROGRESS, never reset: AWS's
+    /// `timeoutConfig.inProgressTimeoutInMinutes`): the execution is then `TIMED_OUT` unless it
+    /// reached a terminal status.
+    pub in_progress_deadline: Option<u64>,
 }
 
 impl Execution {

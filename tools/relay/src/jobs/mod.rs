@@ -10,13 +10,17 @@
 //! | `topics.rs` | the topics: request parsing, answer and notification topics, job ids |
 //! | `messages.rs` | the requests' JSON, AWS's error codes, the rejection payload |
 //! | `execution.rs` | an execution, its statuses and the moves a device may make |
+//! | `restore.rs` | IN_PROGRESS executions rebuilt from the relay log after a restart |
 
 pub mod execution;
 pub mod messages;
+pub mod restore;
 pub mod topics;
 
 #[cfg(test)]
 mod service_tests;
+#[cfg(test)]
+mod timeout_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,16 +86,58 @@ pub struct Handled {
     pub rejected: Option<ErrorCode>,
 }
 
+/// The relay's in-progress timeout (`[mqtt] jobs_in_progress_timeout_secs`): how long an
+/// execution may stay IN_PROGRESS before the relay makes it `TIMED_OUT`, as AWS IoT Jobs'
+/// `timeoutConfig.inProgressTimeoutInMinutes` does (1 minute to 7 days there; here in seconds,
+/// 1 s to 7 days, so tests and demos can use a short one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "u64")]
+pub struct InProgressTimeout(u64);
+
+impl InProgressTimeout {
+    /// The longest: 10,080 minutes (AWS's limit).
+    pub const MAX_SECS: u64 = 10_080 * 60;
+
+    /// Its length in seconds.
+    pub fn secs(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for InProgressTimeout {
+    type Error = String;
+
+    fn try_from(secs: u64) -> Result<Self, String> {
+        if (1..=Self::MAX_SECS).contains(&secs) {
+            Ok(Self(secs))
+        } else {
+            Err(format!(
+                "jobs_in_progress_timeout_secs {secs} is not 1 to {} (7 days)",
+                Self::MAX_SECS
+            ))
+        }
+    }
+}
+
 /// The Jobs service's state: every thing's executions, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct Service {
     things: HashMap<String, Vec<Execution>>,
+    in_progress_timeout: Option<InProgressTimeout>,
 }
 
 impl Service {
     /// An empty service.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty service whose executions time out `timeout` after they became IN_PROGRESS.
+    pub fn with_in_progress_timeout(timeout: Option<InProgressTimeout>) -> Self {
+        Self {
+            in_progress_timeout: timeout,
+            ..Self::default()
+        }
     }
 
     /// The execution of `job_id` on `thing`.
@@ -187,6 +233,7 @@ impl Service {
                     execution_number,
                     document,
                     step_deadline: None,
+                    in_progress_deadline: None,
                 });
             }
         }
@@ -216,17 +263,25 @@ impl Service {
         Some((t, self.notices(thing, before.as_ref(), now)))
     }
 
-    /// Every pending execution whose step timer ran out by `now` becomes `TIMED_OUT`: the
-    /// transitions (to record, actor `rule`) and the notifications.
+    /// Every pending execution whose step timer or in-progress timeout ran out by `now` becomes
+    /// `TIMED_OUT`: the transitions (to record, actor `rule`) and the notifications.
     pub fn expire(&mut self, now: u64) -> (Vec<Transition>, Vec<Publication>) {
-        let due: Vec<(String, String)> = self
+        let due: Vec<(String, String, &'static str)> = self
             .pending()
-            .filter(|e| e.step_deadline.is_some_and(|d| d <= now))
-            .map(|e| (e.thing.clone(), e.job_id.clone()))
+            .filter_map(|e| {
+                let why = if e.step_deadline.is_some_and(|d| d <= now) {
+                    "the step timer ran out"
+                } else if e.in_progress_deadline.is_some_and(|d| d <= now) {
+                    "the in-progress timeout ran out"
+                } else {
+                    return None;
+                };
+                Some((e.thing.clone(), e.job_id.clone(), why))
+            })
             .collect();
         let (mut transitions, mut publish) = (Vec::new(), Vec::new());
-        let why = StatusDetails::from([("cairn".to_owned(), "the step timer ran out".to_owned())]);
-        for (thing, job) in due {
+        for (thing, job, why) in due {
+            let why = StatusDetails::from([("cairn".to_owned(), why.to_owned())]);
             if let Some((t, p)) = self.end(&thing, &job, JobStatus::TimedOut, &why, now) {
                 transitions.push(t);
                 publish.extend(p);
@@ -305,6 +360,7 @@ impl Service {
     fn start_next(&mut self, thing: &str, fields: &Fields, now: u64) -> Answer {
         let details = fields.status_details()?;
         let step = step_timeout(fields)?;
+        let in_progress = self.in_progress_timeout.map(|t| now + t.secs());
         let Some(list) = self.things.get_mut(thing) else {
             return Ok((json!({}), None));
         };
@@ -315,6 +371,7 @@ impl Service {
         let mut t = None;
         if e.status == JobStatus::Queued {
             e.change(JobStatus::InProgress, &details, now);
+            e.in_progress_deadline = in_progress;
             t = Some(transition(e, JobStatus::Queued));
         }
         if let Some(secs) = step {
@@ -355,6 +412,7 @@ impl Service {
         let with_state = fields.flag("includeJobExecutionState")?;
         let with_document = fields.flag("includeJobDocument")?;
         let step = step_timeout(fields)?;
+        let in_progress = self.in_progress_timeout.map(|t| now + t.secs());
         let (job_id, number) = {
             let e = self.find(thing, job, fields)?;
             (e.job_id.clone(), e.execution_number)
@@ -388,6 +446,9 @@ impl Service {
         }
         let from = e.status;
         e.change(status, &details, now);
+        if from == JobStatus::Queued && status == JobStatus::InProgress {
+            e.in_progress_deadline = in_progress;
+        }
         if let Some(secs) = step {
             e.step_deadline = Some(now + secs);
         }
