@@ -188,6 +188,19 @@ pub enum Error {
     /// The device registry refused an import or failed; the text names the row or item.
     #[error("device registry: {0}")]
     Registry(String),
+    /// An earlier write to the device registry through this handle failed, so it refuses every
+    /// write until the registry is reopened (after a failed `fsync` the kernel may have dropped
+    /// what it could not write: reopening recovers from what is durable; docs/log.md, "Faults").
+    #[error(
+        "device registry {path}: an earlier write failed ({cause}); it refuses writes until it is \
+         reopened (run the command again)"
+    )]
+    RegistryPoisoned {
+        /// The registry's directory.
+        path: std::path::PathBuf,
+        /// The failed write's error.
+        cause: String,
+    },
     /// Eligibility or a rollout plan was refused before anything was signed.
     #[error("rollout plan refused: {0}")]
     Plan(String),

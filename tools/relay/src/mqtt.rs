@@ -62,32 +62,7 @@ pub struct LinkCounters {
     pub dropped: std::sync::atomic::AtomicU64,
 }
 
-/// `[mqtt]` in the relay's configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// Broker host (`127.0.0.1`, or the IoT Core endpoint).
-    pub host: String,
-    /// Broker port (8883 for IoT Core).
-    pub port: u16,
-    /// CA certificate (PEM) the broker's certificate chains to.
-    pub ca: PathBuf,
-    /// The relay's client certificate (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM, PKCS#8).
-    pub key: PathBuf,
-    /// MQTT client id.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// Deliver through the AWS IoT Jobs device API (docs/jobs.md) instead of the devices' own
-    /// delivery topics.
-    #[serde(default)]
-    pub jobs: bool,
-}
-
-fn default_client_id() -> String {
-    crate::broker::RELAY_CLIENT.into()
-}
+pub use crate::config::MqttConfig;
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {
