@@ -84,6 +84,24 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An earlier `ceremony init` in this home was interrupted (killed, or the machine lost
+    /// power): its journal is there and `signer.json` is not (docs/ceremony.md, "An interrupted
+    /// ceremony"). Nothing it made can be used: the token's secret died with it.
+    #[error(
+        "signer home {home}: an earlier ceremony init (ceremony {ceremony}) was interrupted and \
+         left {left}. Nothing it made can be used (the token's secret was only in the \
+         interrupted process). To start again: {todo}; then run ceremony init again"
+    )]
+    CeremonyInterrupted {
+        /// The home.
+        home: PathBuf,
+        /// The interrupted ceremony's id (hex).
+        ceremony: String,
+        /// What it left: the token, the log's record, share files, certificates.
+        left: String,
+        /// What the operator does, in order.
+        todo: String,
+    },
     /// A `pkcs11:` URI that does not parse (RFC 7512), or asks for something cairn refuses.
     #[error("bad pkcs11 URI: {0}")]
     Uri(String),
