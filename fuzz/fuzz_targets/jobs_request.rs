@@ -12,20 +12,28 @@ use libfuzzer_sys::fuzz_target;
 #[global_allocator]
 static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
 
-/// The relay's modules, from its source files (the relay crate itself links RocksDB, which the
-/// sanitizer build does not need).
-#[expect(dead_code, reason = "the fuzz target uses the parsers, not the whole service")]
-mod jobs {
-    #[path = "../../../tools/relay/src/jobs/execution.rs"]
-    pub mod execution;
-    #[path = "../../../tools/relay/src/jobs/messages.rs"]
-    pub mod messages;
-    #[path = "../../../tools/relay/src/jobs/topics.rs"]
-    pub mod topics;
-}
+// The relay's modules, from its source files (the relay crate itself links RocksDB, which the
+// sanitizer build does not need); `messages` names its sibling as `super::execution`.
+#[expect(
+    dead_code,
+    reason = "the fuzz target uses the parsers, not the whole service"
+)]
+#[path = "../../tools/relay/src/jobs/execution.rs"]
+mod execution;
+#[expect(
+    dead_code,
+    reason = "the fuzz target uses the parsers, not the whole service"
+)]
+#[path = "../../tools/relay/src/jobs/messages.rs"]
+mod messages;
+#[expect(
+    dead_code,
+    reason = "the fuzz target uses the parsers, not the whole service"
+)]
+#[path = "../../tools/relay/src/jobs/topics.rs"]
+mod topics;
 
-use jobs::messages::{ErrorCode, Fields};
-use jobs::topics;
+use messages::{ErrorCode, Fields};
 
 fuzz_target!(|data: &[u8]| {
     cairn_fuzz::bounded(data.len(), || {
@@ -71,9 +79,11 @@ fuzz_target!(|data: &[u8]| {
                     for (k, v) in &details {
                         assert!((1..=128).contains(&k.len()) && v.len() <= 1024);
                     }
-                    let _ = jobs::messages::words(&details);
+                    let _ = messages::words(&details);
                 }
-                let _ = fields.check_client_token().map_err(|r| r.to_json(fields.client_token(), 0));
+                let _ = fields
+                    .check_client_token()
+                    .map_err(|r| r.to_json(fields.client_token(), 0));
             }
             Err(r) => assert_eq!(r.code, ErrorCode::InvalidJson),
         }

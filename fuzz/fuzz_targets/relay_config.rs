@@ -19,7 +19,10 @@ static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
 #[expect(dead_code, reason = "the fuzz target uses the parser, not the broker")]
 #[path = "../../tools/relay/src/broker.rs"]
 mod broker;
-#[expect(dead_code, reason = "the fuzz target uses the parser, not the key reader")]
+#[expect(
+    dead_code,
+    reason = "the fuzz target uses the parser, not the key reader"
+)]
 #[path = "../../tools/relay/src/config.rs"]
 mod config;
 

@@ -13,7 +13,10 @@ static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
 
 /// The relay's topic helpers, from its source file (the relay crate links RocksDB, which the
 /// sanitizer build does not need).
-#[expect(dead_code, reason = "the fuzz target uses the topic functions, not the broker")]
+#[expect(
+    dead_code,
+    reason = "the fuzz target uses the topic functions, not the broker"
+)]
 #[path = "../../tools/relay/src/broker.rs"]
 mod broker;
 
@@ -30,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(broker::status_topic(device), topic);
         }
         if let Ok(report) = StatusReport::decode(payload) {
-            assert_eq!(report.to_cbor(), payload, "status report re-encodes differently");
+            assert_eq!(
+                report.to_cbor(),
+                payload,
+                "status report re-encodes differently"
+            );
         }
     });
 });

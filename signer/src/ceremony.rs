@@ -199,7 +199,11 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
             ceremony: hex::encode(ceremony),
             token: opts.token.clone(),
             adopted: matches!(opts.source, TokenSource::Existing { .. }),
-            shares: opts.custodians.iter().map(|c| c.share_path.clone()).collect(),
+            shares: opts
+                .custodians
+                .iter()
+                .map(|c| c.share_path.clone())
+                .collect(),
         },
     )?;
     let vault = Vault::create(home.join("log"), &opts.origin)?;

@@ -215,7 +215,7 @@ pub enum Error {
     )]
     RegistryPoisoned {
         /// The registry's directory.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The failed write's error.
         cause: String,
     },

@@ -36,14 +36,7 @@ pub(crate) struct Journal {
 }
 
 /// The step boundaries of `ceremony init`, in order (what a test can stop the process at).
-pub const STEPS: [&str; 6] = [
-    "token",
-    "keys",
-    "certificates",
-    "record",
-    "shares",
-    "state",
-];
+pub const STEPS: [&str; 6] = ["token", "keys", "certificates", "record", "shares", "state"];
 
 /// Writes the journal (synced, and the home's directory entry with it) before the ceremony
 /// changes anything.
@@ -108,7 +101,10 @@ pub(crate) fn refuse_if_interrupted(module: &Module, home: &Path) -> Result<()> 
                 log.display()
             )),
             Ok(_) => left.push(format!("an empty log at {}", log.display())),
-            Err(e) => left.push(format!("a log at {} that does not open ({e})", log.display())),
+            Err(e) => left.push(format!(
+                "a log at {} that does not open ({e})",
+                log.display()
+            )),
         }
     }
     let shares: Vec<String> = journal
@@ -129,7 +125,10 @@ pub(crate) fn refuse_if_interrupted(module: &Module, home: &Path) -> Result<()> 
         .map(|d| d.filter_map(std::result::Result::ok).count())
         .unwrap_or(0);
     if certs > 0 {
-        left.push(format!("{certs} certificate files in {}", home.join("certs").display()));
+        left.push(format!(
+            "{certs} certificate files in {}",
+            home.join("certs").display()
+        ));
     }
     if left.is_empty() {
         left.push("nothing beyond its journal".into());

@@ -30,8 +30,8 @@ use cairn_signer::ceremony::{self, TokenSource};
 use cairn_signer::hsm::Module;
 use cairn_signer::interrupted::{JOURNAL_FILE, STEPS};
 use cairn_vault::Vault;
-use cairn_verifier::custody::{CeremonyRecord, SignedEntry};
 use cairn_verifier::cose::CoseSign1;
+use cairn_verifier::custody::{CeremonyRecord, SignedEntry};
 use cairn_verifier::statement::Kind;
 
 /// Set in the child: the directory of the token store, the home and the share files.
@@ -92,7 +92,7 @@ fn child(dir: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String)
 
 fn result(text: &str) -> &str {
     text.lines()
-        .find_map(|l| l.strip_prefix("ceremony-result: "))
+        .find_map(|l| l.split_once("ceremony-result: ").map(|(_, r)| r))
         .unwrap_or_else(|| panic!("the child said nothing: {text}"))
 }
 

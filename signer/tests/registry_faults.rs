@@ -151,7 +151,10 @@ fn run_case(fault: Fault) -> Outcome {
             );
             saw = format!("import {rest}");
         } else if let Some(e) = line.strip_prefix("refused: ") {
-            assert!(e.contains("refuses writes until it is reopened"), "{ctx}: {e}");
+            assert!(
+                e.contains("refuses writes until it is reopened"),
+                "{ctx}: {e}"
+            );
             saw.push_str("; next import refused (poisoned)");
         } else if line.starts_with("continued") {
             panic!("{ctx}: after a failed import the same handle went on: {line}");

@@ -246,7 +246,10 @@ impl Relay {
     /// relay does that by restarting: `cairn-relay` exits (status [`EXIT_POISONED`]) as soon as
     /// this is `Some`, and its service manager starts it again (docs/relay.md, "Storage faults").
     pub fn poisoned(&self) -> Option<String> {
-        let mirror = self.vault.poisoned().map(|cause| (self.vault.path().to_owned(), cause));
+        let mirror = self
+            .vault
+            .poisoned()
+            .map(|cause| (self.vault.path().to_owned(), cause));
         mirror
             .or_else(|| {
                 let engine = self.engine();

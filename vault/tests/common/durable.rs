@@ -367,7 +367,6 @@ pub fn check(vault: &Vault, acked: &Acked, ctx: &str) -> bool {
     in_flight_durable
 }
 
-
 /// A new log with `n` entries and a checkpoint over them, closed.
 pub fn seeded_log(dir: &std::path::Path, n: u64) -> Acked {
     let (sk, key) = log_key();
