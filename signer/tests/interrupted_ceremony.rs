@@ -47,8 +47,9 @@ fn interrupted_ceremony_child() {
         return;
     };
     let dir = Path::new(&dir);
-    let module = Module::from_env().unwrap();
     let opts = common::options(dir, TOKEN, TokenSource::Fresh);
+    // The operator's steps come before the module is loaded (a loaded module does not see a
+    // token deleted under it by the vendor's tool).
     if std::env::var(CHILD_MODE).as_deref() == Ok("recover") {
         if common::token_listed(TOKEN) {
             common::reset_token(TOKEN);
@@ -58,6 +59,7 @@ fn interrupted_ceremony_child() {
         }
         std::fs::remove_dir_all(&opts.home).unwrap();
     }
+    let module = Module::from_env().unwrap();
     match ceremony::init(&module, &opts) {
         Ok(r) => {
             println!("ceremony-result: done {}", hex::encode(r.ceremony));

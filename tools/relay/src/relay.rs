@@ -180,7 +180,12 @@ impl Relay {
             .ok_or_else(|| OpenError::Origin(config.log.origin.clone()))?;
         let mirror = config.data_dir.join("mirror");
         let vault = if mirror.exists() {
-            Vault::open_origin(&mirror, &config.log.origin)
+            // A create that was interrupted (a failed sync, a kill) left a directory with no log
+            // in it: `create` resumes it (and refuses a directory that holds anything else).
+            match Vault::open_origin(&mirror, &config.log.origin) {
+                Err(cairn_vault::Error::NotALog(_)) => Vault::create(&mirror, &config.log.origin),
+                other => other,
+            }
         } else {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::DataDir {
                 path: config.data_dir.clone(),
