@@ -18,6 +18,7 @@ use crate::appliance::{
 use crate::certs;
 use crate::error::{Error, Result, io, random};
 use crate::hsm::{HsmKey, Module, Token};
+use crate::interrupted;
 use crate::shares::{self, KdfParams, Master, Passphrase, ShareFile};
 
 /// One custodian at the ceremony.
@@ -186,13 +187,28 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
             why: "already holds a ceremony (signer.json exists)".into(),
         });
     }
+    // A journal without signer.json: an earlier run was killed part way (interrupted.rs).
+    interrupted::refuse_if_interrupted(module, home)?;
     std::fs::create_dir_all(home.join("certs")).map_err(io("creating", home.join("certs")))?;
-    let vault = Vault::create(home.join("log"), &opts.origin)?;
     let (software, software_digest) = software()?;
-
-    // 2. Secret and token.
     let mut ceremony: CeremonyId = [0; 16];
     random(&mut ceremony)?;
+    interrupted::begin(
+        home,
+        &interrupted::Journal {
+            ceremony: hex::encode(ceremony),
+            token: opts.token.clone(),
+            adopted: matches!(opts.source, TokenSource::Existing { .. }),
+            shares: opts
+                .custodians
+                .iter()
+                .map(|c| c.share_path.clone())
+                .collect(),
+        },
+    )?;
+    let vault = Vault::create(home.join("log"), &opts.origin)?;
+
+    // 2. Secret and token.
     let master = Master::generate()?;
     let (token, setup) = match &opts.source {
         TokenSource::Fresh => {
@@ -223,6 +239,7 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
         }
     };
     // From here on the token is changed: a failure names it and says how to reset it.
+    interrupted::reached("token");
     let started = Started {
         vault: &vault,
         ceremony,
@@ -286,6 +303,7 @@ fn keys_record_shares(
     let root = token.generate_key(KeyRole::Root, 0)?;
     let release = token.generate_key(KeyRole::Release, 0)?;
     let log = token.generate_key(KeyRole::Log, 0)?;
+    interrupted::reached("keys");
     let root_cert = certs::root_certificate(&root, &opts.organization, opts.now)?;
     let issue = |key: &HsmKey<'_>, role| {
         certs::key_certificate(&root, &root_cert, key, role, &opts.organization, opts.now)
@@ -301,6 +319,7 @@ fn keys_record_shares(
         certs::to_der(&release_cert)?,
         certs::to_der(&log_cert)?,
     ];
+    interrupted::reached("certificates");
 
     // 4. The record, signed by the root, logged under a log-key checkpoint.
     let names: Vec<&str> = opts.custodians.iter().map(|c| c.name.as_str()).collect();
@@ -326,9 +345,11 @@ fn keys_record_shares(
     .to_cbor();
     let log_key = log_key_of(&opts.origin, &log)?;
     let (_, checkpoint) = vault.append_signed(&[entry], &log_key, &log)?;
+    interrupted::reached("record");
 
     // 5. Shares, certificates, state.
     let share_files = write_shares(opts, &ceremony, master, n)?;
+    interrupted::reached("shares");
     let state = State {
         format: STATE_FORMAT.into(),
         ceremony: hex::encode(ceremony),
@@ -352,6 +373,8 @@ fn keys_record_shares(
         write_new(&home.join(&ks.certificate), certs::to_pem(cert)?.as_bytes())?;
     }
     write_state(home, &state)?;
+    interrupted::reached("state");
+    interrupted::finish(home)?;
     Ok(CeremonyReport {
         ceremony,
         checkpoint,

@@ -84,6 +84,24 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// An earlier `ceremony init` in this home was interrupted (killed, or the machine lost
+    /// power): its journal is there and `signer.json` is not (docs/ceremony.md, "An interrupted
+    /// ceremony"). Nothing it made can be used: the token's secret died with it.
+    #[error(
+        "signer home {home}: an earlier ceremony init (ceremony {ceremony}) was interrupted and \
+         left {left}. Nothing it made can be used (the token's secret was only in the \
+         interrupted process). To start again: {todo}; then run ceremony init again"
+    )]
+    CeremonyInterrupted {
+        /// The home.
+        home: PathBuf,
+        /// The interrupted ceremony's id (hex).
+        ceremony: String,
+        /// What it left: the token, the log's record, share files, certificates.
+        left: String,
+        /// What the operator does, in order.
+        todo: String,
+    },
     /// A `pkcs11:` URI that does not parse (RFC 7512), or asks for something cairn refuses.
     #[error("bad pkcs11 URI: {0}")]
     Uri(String),
@@ -188,6 +206,19 @@ pub enum Error {
     /// The device registry refused an import or failed; the text names the row or item.
     #[error("device registry: {0}")]
     Registry(String),
+    /// An earlier write to the device registry through this handle failed, so it refuses every
+    /// write until the registry is reopened (after a failed `fsync` the kernel may have dropped
+    /// what it could not write: reopening recovers from what is durable; docs/log.md, "Faults").
+    #[error(
+        "device registry {path}: an earlier write failed ({cause}); it refuses writes until it is \
+         reopened (run the command again)"
+    )]
+    RegistryPoisoned {
+        /// The registry's directory.
+        path: PathBuf,
+        /// The failed write's error.
+        cause: String,
+    },
     /// Eligibility or a rollout plan was refused before anything was signed.
     #[error("rollout plan refused: {0}")]
     Plan(String),

@@ -20,6 +20,7 @@ pub mod ceremony;
 pub mod certs;
 mod error;
 pub mod hsm;
+pub mod interrupted;
 pub mod mcuboot;
 mod parallel;
 pub mod registry;

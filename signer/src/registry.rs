@@ -135,6 +135,8 @@ pub struct ImportReport {
 pub struct Registry {
     db: DB,
     path: PathBuf,
+    /// The failed write's error, if one failed: later writes are refused.
+    poisoned: std::sync::Mutex<Option<String>>,
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
@@ -401,7 +403,11 @@ impl Registry {
         opts.create_missing_column_families(true);
         let cfs = CFS.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(storage)?;
-        Ok(Self { db, path })
+        Ok(Self {
+            db,
+            path,
+            poisoned: std::sync::Mutex::new(None),
+        })
     }
 
     /// Where it is.
@@ -415,10 +421,33 @@ impl Registry {
             .ok_or_else(|| Error::Registry(format!("column family {name} missing")))
     }
 
+    /// Writes `batch` with the WAL synced, unless an earlier write failed: a failed write poisons
+    /// this handle, as it does the vault's (only a reopen recovers from what is durable).
     fn synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut poisoned = self
+            .poisoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cause) = poisoned.as_ref() {
+            return Err(Error::RegistryPoisoned {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            });
+        }
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db.write_opt(batch, &w).map_err(storage)
+        self.db.write_opt(batch, &w).map_err(|e| {
+            *poisoned = Some(e.to_string());
+            Error::Registry(format!("{}: writing: {e}", self.path.display()))
+        })
+    }
+
+    /// The error of the write that poisoned this handle, if one failed.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The trusted manufacturer CAs.

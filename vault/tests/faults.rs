@@ -31,14 +31,17 @@
 mod common;
 #[path = "common/durable.rs"]
 mod durable;
+#[path = "common/strace.rs"]
+mod strace;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use cairn_vault::Vault;
 use common::log_key;
 use durable::{Acked, Event, Rng, check, entry, seeded_log};
+use strace::Fault;
 
 /// Set in the child: the log directory.
 const CHILD_DIR: &str = "CAIRN_FAULT_DIR";
@@ -95,38 +98,21 @@ fn fault_writer_child() {
     }
 }
 
-/// One fault: the `when`-th call of `syscall` (in each thread) fails with `errno`.
-#[derive(Debug, Clone, Copy)]
-struct Fault {
-    syscall: &'static str,
-    errno: &'static str,
-    when: u32,
-}
-
 /// The cases: early calls (in `open`: MANIFEST, OPTIONS, `CURRENT`, directory), then calls
 /// spread over the appends, checkpoints and flushes.
 fn faults() -> Vec<Fault> {
-    let mut all = Vec::new();
-    let mut add = |syscall, errno, whens: &[u32]| {
-        for &when in whens {
-            all.push(Fault {
-                syscall,
-                errno,
-                when,
-            });
-        }
-    };
-    add(
-        "fdatasync",
-        "EIO",
-        &[1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 16, 20, 25, 30, 40, 50],
-    );
-    add("fdatasync", "ENOSPC", &[2, 6, 11, 15, 20, 35]);
-    add("fsync", "EIO", &[1, 2, 3, 4, 6, 9, 12]);
-    add("fsync", "ENOSPC", &[2, 9]);
-    add("write", "EIO", &[3, 6, 12, 25, 50, 70, 100, 150, 200]);
-    add("write", "ENOSPC", &[4, 20, 60, 90, 130]);
-    all
+    Fault::list(&[
+        (
+            "fdatasync",
+            "EIO",
+            &[1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 16, 20, 25, 30, 40, 50],
+        ),
+        ("fdatasync", "ENOSPC", &[2, 6, 11, 15, 20, 35]),
+        ("fsync", "EIO", &[1, 2, 3, 4, 6, 9, 12]),
+        ("fsync", "ENOSPC", &[2, 9]),
+        ("write", "EIO", &[3, 6, 12, 25, 50, 70, 100, 150, 200]),
+        ("write", "ENOSPC", &[4, 20, 60, 90, 130]),
+    ])
 }
 
 /// What one case showed, for the table.
@@ -140,24 +126,13 @@ struct Outcome {
     recovered: String,
 }
 
-/// The kind of file a traced call touched, from strace's `-y` annotation.
-fn file_kind(line: &str, dir: &Path) -> String {
-    let path = line
-        .split_once('<')
-        .and_then(|(_, rest)| rest.split_once('>'))
-        .map_or("?", |(p, _)| p);
-    let Some(name) = Path::new(path)
-        .strip_prefix(dir)
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-    else {
-        return format!("outside the logs ({path})");
-    };
-    match name.split_once('/') {
-        Some(("mirror", file)) => format!("mirror's {}", durable::file_kind(file)),
-        Some((_, file)) => durable::file_kind(file).into(),
-        None if name == "mirror" => "mirror's directory".into(),
-        None => "directory".into(),
+/// The kind of file a traced call touched: the log's, or the mirror's.
+fn file_kind(path: &Path, dir: &Path) -> String {
+    let kind = strace::store_file(path, dir);
+    match kind.split_once(' ') {
+        Some(("mirror", file)) => format!("mirror's {file}"),
+        Some(("log", file)) => file.to_owned(),
+        _ => kind,
     }
 }
 
@@ -167,15 +142,8 @@ fn run_case(fault: Fault, seed: u64) -> Outcome {
     drop(Vault::create(dir.path().join("mirror"), common::ORIGIN).unwrap());
     let mut mirrored = Acked::default();
     let trace = dir.path().with_extension("trace");
-    let inject = format!(
-        "inject={}:error={}:when={}",
-        fault.syscall, fault.errno, fault.when
-    );
-    let output = Command::new("strace")
-        .args(["-f", "-qq", "-y", "--seccomp-bpf", "-o"])
-        .arg(&trace)
-        .args(["-e", &format!("trace={}", fault.syscall), "-e", &inject])
-        .arg(std::env::current_exe().unwrap())
+    let output = fault
+        .command(std::env::current_exe().unwrap(), &trace)
         .args([
             "fault_writer_child",
             "--exact",
@@ -191,12 +159,9 @@ fn run_case(fault: Fault, seed: u64) -> Outcome {
     let ctx = format!("{fault:?} (seed {seed})");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let events: Vec<Event> = stdout.lines().filter_map(Event::parse).collect();
-    let traced = std::fs::read_to_string(&trace).unwrap_or_default();
-    std::fs::remove_file(&trace).ok();
-    let hit: Vec<String> = traced
-        .lines()
-        .filter(|l| l.contains("(INJECTED)"))
-        .map(|l| file_kind(l, dir.path()))
+    let hit: Vec<String> = strace::injected(&trace)
+        .iter()
+        .map(|p| file_kind(p, dir.path()))
         .collect();
 
     // What the writer acknowledged, and how it failed.
@@ -230,10 +195,7 @@ fn run_case(fault: Fault, seed: u64) -> Outcome {
         .any(|k| !k.starts_with("outside") && !k.ends_with("info log"));
     match &failed {
         Some(e) => {
-            let text = match fault.errno {
-                "EIO" => "Input/output error",
-                _ => "No space left on device",
-            };
+            let text = fault.errno_text();
             assert!(
                 e.contains(text),
                 "{ctx}: the error does not say {text:?}: {e}"

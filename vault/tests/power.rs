@@ -26,6 +26,8 @@
 mod common;
 #[path = "common/durable.rs"]
 mod durable;
+#[path = "common/strace.rs"]
+mod strace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -213,7 +215,7 @@ fn power_cuts_lose_nothing_acknowledged() {
         next = cut;
         let syncing = match records.get(cut) {
             Some(Record::Sync { ino, .. }) => {
-                durable::file_kind(names.get(ino).copied().unwrap_or("?")).to_owned()
+                strace::file_kind(names.get(ino).copied().unwrap_or("?")).to_owned()
             }
             Some(Record::Dir(_)) => "directory".into(),
             _ => "end".into(),

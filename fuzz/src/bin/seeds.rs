@@ -127,6 +127,7 @@ fn main() -> io::Result<()> {
     rollout(&mut corpus)?;
     pack(&mut corpus)?;
     mcuboot(&mut corpus, &fixture)?;
+    relay_inputs(&mut corpus)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -503,4 +504,74 @@ fn mcuboot(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
         "padded",
         &mcuboot_image_with(&[7; 100], &padded, v, Some(3), key),
     )
+}
+
+/// What the relay parses from the network and its operator: MQTT status reports with their
+/// topics, AWS IoT Jobs requests (topic tail, NUL, payload) and a configuration file.
+fn relay_inputs(corpus: &mut Corpus) -> io::Result<()> {
+    use cairn_verifier::campaign::{Outcome, StatusReport};
+    use cairn_verifier::types::Id;
+    let id = |s| Id::new(s).expect("seed ids are valid");
+    for (name, outcome, detail) in [
+        ("installed", Outcome::Installed, "ok"),
+        ("refused", Outcome::VerificationFailed, "image-digest"),
+    ] {
+        let report = StatusReport {
+            campaign: id("campaign-2026-11-2.4.1"),
+            release_id: id("controller-fw-2.4.1"),
+            outcome,
+            detail: id(detail),
+            sequence: 3,
+        };
+        let mut message = b"cairn/sc-0000001/status\0".to_vec();
+        message.extend_from_slice(&report.to_cbor());
+        corpus.put("status_report", name, &message)?;
+    }
+    for (name, request) in [
+        ("get", &b"get\0"[..]),
+        ("start-next", b"start-next\0{\"clientToken\":\"t-1\",\"stepTimeoutInMinutes\":5}"),
+        (
+            "describe",
+            b"$next/get\0{\"includeJobDocument\":true,\"executionNumber\":1}",
+        ),
+        (
+            "update",
+            b"campaign-1_fw-2-0a1b2c3d/update\0{\"status\":\"IN_PROGRESS\",\"expectedVersion\":2,\
+              \"statusDetails\":{\"step\":\"download\",\"progress\":\"40\"},\"clientToken\":\"x\"}",
+        ),
+        (
+            "update-failed",
+            b"job-7/update\0{\"status\":\"FAILED\",\"statusDetails\":{\"reason\":\"image-digest\"}}",
+        ),
+    ] {
+        corpus.put("jobs_request", name, request)?;
+    }
+    let token = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    corpus.put(
+        "relay_config",
+        "plain",
+        format!(
+            "listen = \"127.0.0.1:8080\"\ndata_dir = \"data\"\n\
+             [log]\norigin = \"oem.example/cairn/log\"\nkey = \"log.pub.pem\"\n\
+             release_key = \"release.pub.pem\"\n[operators]\nalice = \"{token}\"\n"
+        )
+        .as_bytes(),
+    )?;
+    corpus.put(
+        "relay_config",
+        "full",
+        format!(
+            "listen = \"[::1]:8443\"\ndata_dir = \"/srv/relay\"\n\
+             [log]\norigin = \"oem.example/cairn/log\"\nkey = \"log.pem\"\n\
+             release_key = \"/etc/release.pem\"\n\
+             [operators]\nalice = \"{token}\"\nbob.ops = \"{token}\"\n\
+             [mqtt]\nhost = \"a1.iot.eu-west-1.amazonaws.com\"\nport = 8883\nca = \"ca.pem\"\n\
+             cert = \"relay.pem\"\nkey = \"relay.key\"\njobs = true\n\
+             [rollout]\nmax_deliveries_per_sec = 100\ntick_millis = 50\n\
+             [http]\ntls_cert = \"tls.pem\"\ntls_key = \"tls.key\"\npublic = [\"state\", \"metrics\"]\n\
+             max_bundle_bytes = 1048576\nmax_auth_failures = 5\n"
+        )
+        .as_bytes(),
+    )?;
+    Ok(())
 }

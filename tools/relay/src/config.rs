@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use cairn_verifier::crypto::PublicKey;
 use serde::Deserialize;
 
-use crate::mqtt::MqttConfig;
-
 /// Why a configuration or a key file was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -194,6 +192,38 @@ pub struct RolloutConfig {
     pub tick_millis: Option<u64>,
 }
 
+/// `[mqtt]` in the relay's configuration (the link itself: `crate::mqtt`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host (`127.0.0.1`, or the IoT Core endpoint).
+    pub host: String,
+    /// Broker port (8883 for IoT Core).
+    pub port: u16,
+    /// CA certificate (PEM) the broker's certificate chains to.
+    pub ca: PathBuf,
+    /// The relay's client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// MQTT client id.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Deliver through the AWS IoT Jobs device API (docs/jobs.md) instead of the devices' own
+    /// delivery topics.
+    #[serde(default)]
+    pub jobs: bool,
+    /// With `jobs`: how long an execution may stay IN_PROGRESS before the relay makes it
+    /// `TIMED_OUT` (seconds, 1 to 7 days; AWS's `inProgressTimeoutInMinutes`); none when absent
+    /// (a device's own `stepTimeoutInMinutes` still applies).
+    #[serde(default)]
+    pub jobs_in_progress_timeout_secs: Option<crate::jobs::InProgressTimeout>,
+}
+
+fn default_client_id() -> String {
+    crate::broker::RELAY_CLIENT.into()
+}
+
 /// The log the relay mirrors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,7 +247,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config: Config = toml::from_str(&text).map_err(|source| Error::Toml {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks the text of the configuration file at `path` (which names it in errors
+    /// and is what relative paths are relative to); reads nothing (`fuzz/fuzz_targets/relay_config.rs`).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let mut config: Config = toml::from_str(text).map_err(|source| Error::Toml {
             path: path.to_owned(),
             source,
         })?;

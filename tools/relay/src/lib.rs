@@ -36,5 +36,5 @@ pub mod tls;
 pub use api::routes;
 pub use config::{Config, HttpConfig, LogConfig, Operators, PublicRoute, RolloutConfig, read_key};
 pub use engine::Input;
-pub use relay::{ImportError, OpenError, OperatorAction, Relay};
+pub use relay::{EXIT_POISONED, ImportError, OpenError, OperatorAction, Relay};
 pub use runner::Runner;

@@ -22,6 +22,21 @@ async fn main() -> anyhow::Result<()> {
     let relay = std::sync::Arc::new(Relay::open(&config)?);
     // The rollout engine and the MQTT link run until the server stops.
     let _runner = relay.start()?;
+    // A store that failed a write refuses every write after it; the process stops, so that its
+    // restart reopens the store and recovers from what is durable (Relay::poisoned).
+    let watched = std::sync::Arc::clone(&relay);
+    std::thread::Builder::new()
+        .name("store-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if let Some(why) = watched.poisoned() {
+                    eprintln!("cairn-relay: stopping: {why}");
+                    std::process::exit(cairn_relay::EXIT_POISONED);
+                }
+            }
+        })
+        .context("starting the store watch")?;
     let relay = web::Data::from(relay);
     let size = relay.vault().size();
     let server = HttpServer::new(move || App::new().app_data(relay.clone()).configure(routes));

@@ -62,37 +62,7 @@ pub struct LinkCounters {
     pub dropped: std::sync::atomic::AtomicU64,
 }
 
-/// `[mqtt]` in the relay's configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// Broker host (`127.0.0.1`, or the IoT Core endpoint).
-    pub host: String,
-    /// Broker port (8883 for IoT Core).
-    pub port: u16,
-    /// CA certificate (PEM) the broker's certificate chains to.
-    pub ca: PathBuf,
-    /// The relay's client certificate (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM, PKCS#8).
-    pub key: PathBuf,
-    /// MQTT client id.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// Deliver through the AWS IoT Jobs device API (docs/jobs.md) instead of the devices' own
-    /// delivery topics.
-    #[serde(default)]
-    pub jobs: bool,
-    /// With `jobs`: how long an execution may stay IN_PROGRESS before the relay makes it
-    /// `TIMED_OUT` (seconds, 1 to 7 days; AWS's `inProgressTimeoutInMinutes`); none when absent
-    /// (a device's own `stepTimeoutInMinutes` still applies).
-    #[serde(default)]
-    pub jobs_in_progress_timeout_secs: Option<crate::jobs::InProgressTimeout>,
-}
-
-fn default_client_id() -> String {
-    crate::broker::RELAY_CLIENT.into()
-}
+pub use crate::config::MqttConfig;
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Read {

@@ -21,6 +21,10 @@ use crate::mqtt::MqttConfig;
 use crate::session::Sessions;
 use crate::throttle::Throttle;
 
+/// The exit status of `cairn-relay` when a store failed a write (`Relay::poisoned`): 75,
+/// `EX_TEMPFAIL` of sysexits.h, "try again later": a restart reopens the store and recovers.
+pub const EXIT_POISONED: i32 = 75;
+
 /// Why the relay could not open its state.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -178,7 +182,12 @@ impl Relay {
             .ok_or_else(|| OpenError::Origin(config.log.origin.clone()))?;
         let mirror = config.data_dir.join("mirror");
         let vault = if mirror.exists() {
-            Vault::open_origin(&mirror, &config.log.origin)
+            // A create that was interrupted (a failed sync, a kill) left a directory with no log
+            // in it: `create` resumes it (and refuses a directory that holds anything else).
+            match Vault::open_origin(&mirror, &config.log.origin) {
+                Err(cairn_vault::Error::NotALog(_)) => Vault::create(&mirror, &config.log.origin),
+                other => other,
+            }
         } else {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::DataDir {
                 path: config.data_dir.clone(),
@@ -242,6 +251,32 @@ impl Relay {
     /// The mirror.
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// Why the relay must stop, if a write to one of its stores failed: the mirror's or the
+    /// state log's handle refuses every write after a failed one (`cairn_vault::Error::Poisoned`:
+    /// after a failed `fsync` the kernel may have dropped the pages it could not write), and the
+    /// only safe continuation is to reopen the store, which recovers from what is durable. The
+    /// relay does that by restarting: `cairn-relay` exits (status [`EXIT_POISONED`]) as soon as
+    /// this is `Some`, and its service manager starts it again (docs/relay.md, "Storage faults").
+    pub fn poisoned(&self) -> Option<String> {
+        let mirror = self
+            .vault
+            .poisoned()
+            .map(|cause| (self.vault.path().to_owned(), cause));
+        mirror
+            .or_else(|| {
+                let engine = self.engine();
+                let log = engine.log().vault();
+                log.poisoned().map(|cause| (log.path().to_owned(), cause))
+            })
+            .map(|(path, cause)| {
+                format!(
+                    "a write to {} failed ({cause}); it refuses writes until it is reopened: \
+                     restart the relay, which recovers from what is durable",
+                    path.display()
+                )
+            })
     }
 
     /// The relay's counters (what `/metrics` shows).

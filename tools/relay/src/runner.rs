@@ -165,6 +165,13 @@ impl Relay {
                     }
                 }
                 Err(e) => {
+                    if let Some(why) = self.poisoned() {
+                        // A store that failed a write is not written again by this process:
+                        // nothing more is acknowledged; `cairn-relay` exits and restarts.
+                        eprintln!("cairn-relay: rollout engine stopped: {why}");
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
                     eprintln!(
                         "cairn-relay: rollout engine step failed (state rebuilt from the relay log; \
                          its {} status reports are taken again): {e}",

@@ -121,7 +121,11 @@ impl StateLog {
             .ok_or_else(|| Error::Origin(origin.into()))?;
         let path = dir.join("state");
         let vault = if path.exists() {
-            Vault::open_origin(&path, origin)
+            // An interrupted create left no log: `create` resumes it (it refuses anything else).
+            match Vault::open_origin(&path, origin) {
+                Err(cairn_vault::Error::NotALog(_)) => Vault::create(&path, origin),
+                other => other,
+            }
         } else {
             Vault::create(&path, origin)
         }?;

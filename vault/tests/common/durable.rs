@@ -367,25 +367,6 @@ pub fn check(vault: &Vault, acked: &Acked, ctx: &str) -> bool {
     in_flight_durable
 }
 
-/// What a file of a RocksDB directory is, by its name.
-pub fn file_kind(name: &str) -> &'static str {
-    let ext = std::path::Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("");
-    match (name, ext) {
-        ("", _) => "directory",
-        ("LOG", _) => "info log",
-        ("CURRENT", _) => "CURRENT",
-        (_, "log") => "WAL",
-        (_, "sst") => "table file",
-        (_, "dbtmp") => "CURRENT or OPTIONS (temporary)",
-        (n, _) if n.starts_with("MANIFEST") => "MANIFEST",
-        (n, _) if n.starts_with("OPTIONS") => "OPTIONS",
-        _ => "other",
-    }
-}
-
 /// A new log with `n` entries and a checkpoint over them, closed.
 pub fn seeded_log(dir: &std::path::Path, n: u64) -> Acked {
     let (sk, key) = log_key();

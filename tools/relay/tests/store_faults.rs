@@ -1,0 +1,392 @@
+//! Failed syncs and writes in the relay's stores, injected by `strace --inject` into the running
+//! `cairn-relay` (Debian's `strace`, installed by `tools/setup`): `fdatasync`, `fsync` and `write`
+//! fail with `EIO` or `ENOSPC` at chosen calls while bundles are imported over HTTP. Each import
+//! writes the mirror (the signer's log) and then the relay's own state log (the campaign's events).
+//! After each fault:
+//!
+//! - the import that hit it answers 500 with an error naming the errno, and nothing is answered
+//!   200 that is not durable in both stores;
+//! - the relay does not go on on the poisoned store: it exits with status 75
+//!   (`cairn_relay::EXIT_POISONED`) and a message naming the store's path and saying to restart;
+//! - a restart without faults reopens both stores with every acknowledged entry (all or nothing of
+//!   the import in flight), `fsck` passes on both, and the remaining bundles import.
+//!
+//! The table the test prints is the one in docs/log.md ("Faults in the relay's stores").
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+#[path = "../../../vault/tests/common/strace.rs"]
+mod strace;
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_vault::Vault;
+use cairn_verifier::campaign::ApprovalAction;
+use common::{SignerLog, TOKEN};
+use strace::Fault;
+
+/// The relay under test, its standard error kept.
+struct Running {
+    child: Child,
+    port: Option<u16>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// Starts `cairn-relay` with the `relay.toml` in `dir`, under `strace` injecting `inject`
+    /// (`None`: without strace). `port` is `None` if the relay exited before it listened.
+    fn start(dir: &Path, inject: Option<(&Fault, &Path)>) -> Self {
+        let relay = env!("CARGO_BIN_EXE_cairn-relay");
+        let mut cmd = match inject {
+            Some((fault, trace)) => fault.command(relay, trace),
+            None => Command::new(relay),
+        };
+        let mut child = cmd
+            .arg("--config")
+            .arg(dir.join("relay.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting the relay (strace: tools/setup installs it): {e}")
+            });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(port) = line
+                    .split_once("listening on 127.0.0.1:")
+                    .and_then(|(_, p)| p.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+                let mut s = kept.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(60)).ok();
+        if let Some(port) = port {
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(started.elapsed().as_secs() < 30, "the relay did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Self {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a raw HTTP/1.1 request (`Connection: close`); the response, or `None` if the relay
+    /// is gone.
+    fn send(&self, request: &[u8]) -> Option<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port?)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        s.write_all(request).ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).ok()?;
+        (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Posts a bundle; the status code (0 if the relay is gone) and the response.
+    fn import(&self, bundle: &[u8]) -> (u16, String) {
+        let mut request = format!(
+            "POST /api/v1/bundles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            bundle.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(bundle);
+        let Some(reply) = self.send(&request) else {
+            return (0, String::new());
+        };
+        let code = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, reply)
+    }
+
+    /// The state log's size, from `/metrics` (`None` if the relay is gone).
+    fn state_log_size(&self) -> Option<u64> {
+        let reply = self.send(
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )?;
+        let size = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("cairn_relay_state_log_size "))
+            .and_then(|n| n.trim().parse().ok());
+        assert!(size.is_some(), "no state log size in /metrics: {reply}");
+        size
+    }
+
+    /// Waits (at most `secs`) for the process to exit; its status code.
+    fn exit_code(&mut self, secs: u64) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(secs) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn faults() -> Vec<Fault> {
+    Fault::list(&[
+        ("fdatasync", "EIO", &[1, 2, 3, 4, 5, 6, 8, 10, 12]),
+        ("fdatasync", "ENOSPC", &[3, 7]),
+        ("fsync", "EIO", &[1, 3, 5, 8]),
+        ("write", "EIO", &[5, 40, 120]),
+        ("write", "ENOSPC", &[20, 80]),
+    ])
+}
+
+/// The signer's log and the bundles that carry it to the relay: the whole log, then one gate
+/// approval per bundle.
+fn bundles(dir: &Path) -> (SignerLog, Vec<Vec<u8>>) {
+    let signer = common::signer_log(
+        &dir.join("signer"),
+        6,
+        0,
+        &[
+            ("canary", 2, 0, 1000, 500, true),
+            ("fleet", 6, 0, 900, 500, false),
+        ],
+        common::Policy::default(),
+    );
+    let mut out = vec![signer.vault.export_bundle(0).unwrap().to_cbor()];
+    for _ in 0..3 {
+        let from = signer.vault.size();
+        signer.approve(1, ApprovalAction::OpenStage);
+        out.push(signer.vault.export_bundle(from).unwrap().to_cbor());
+    }
+    (signer, out)
+}
+
+struct Outcome {
+    fault: Fault,
+    landed: Vec<String>,
+    saw: String,
+    recovered: String,
+}
+
+fn run_case(fault: Fault) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, bundles) = bundles(dir.path());
+    common::config(dir.path(), "");
+    let data = dir.path().join("data");
+    let trace = dir.path().join("trace");
+    let ctx = format!("{fault:?}");
+
+    let mut relay = Running::start(dir.path(), Some((&fault, &trace)));
+    // Acknowledged: the mirror's size in the last 200, and the state log's size after it.
+    let (mut mirror_acked, mut state_acked) = (0u64, 0u64);
+    let mut in_flight = None;
+    let mut saw = String::new();
+    if relay.port.is_none() {
+        let code = relay.exit_code(30);
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{ctx}: the relay neither listened nor failed: {}",
+            relay.stderr()
+        );
+        saw = format!("start refused: {}", relay.stderr().trim());
+    } else {
+        for (i, bundle) in bundles.iter().enumerate() {
+            let (code, reply) = relay.import(bundle);
+            if code == 200 {
+                let body = &reply[reply.find('{').unwrap()..];
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                mirror_acked = v["size"].as_u64().unwrap();
+                if let Some(n) = relay.state_log_size() {
+                    state_acked = n;
+                    continue;
+                }
+            }
+            in_flight = Some(i);
+            // A store's failed write: 500 naming the errno (or, when the engine's own step hit
+            // it, the relay is already gone); then the relay stops.
+            if code != 0 && code != 200 {
+                assert_eq!(code, 500, "{ctx}: import {i}: {reply}");
+                let errno = fault.errno_text();
+                assert!(
+                    reply.contains(errno),
+                    "{ctx}: the 500 does not say {errno:?}: {reply}"
+                );
+            }
+            let http = if code == 0 {
+                "no answer".to_owned()
+            } else {
+                code.to_string()
+            };
+            let exit = relay.exit_code(10);
+            let stderr = relay.stderr();
+            match exit {
+                Some(cairn_relay::EXIT_POISONED) => {
+                    let line = stderr
+                        .lines()
+                        .find(|l| l.starts_with("cairn-relay: stopping:"))
+                        .unwrap_or_else(|| panic!("{ctx}: no stopping message: {stderr}"));
+                    assert!(
+                        line.contains(&data.display().to_string()) && line.contains("restart"),
+                        "{ctx}: the message does not name the store and what to do: {line}"
+                    );
+                    saw = format!(
+                        "import {i}: {http}, exit 75: {}",
+                        line.trim_start_matches("cairn-relay: stopping: ")
+                    );
+                }
+                // Goes on: the fault was outside the stores (checked below).
+                None => saw = format!("import {i}: {http}, the relay goes on"),
+                Some(other) => panic!("{ctx}: the relay exited {other}: {stderr}"),
+            }
+            break;
+        }
+        if in_flight.is_none() {
+            saw = "no error".into();
+        }
+    }
+    drop(relay);
+    let mut landed: Vec<String> = strace::injected(&trace)
+        .iter()
+        .map(|p| strace::store_file(p, &data))
+        .collect();
+    landed.dedup();
+    if !saw.contains("exit 75") && !saw.starts_with("start refused") {
+        let swallowed: Vec<&String> = landed
+            .iter()
+            .filter(|k| {
+                (k.starts_with("mirror") || k.starts_with("state")) && !k.ends_with("info log")
+            })
+            .collect();
+        assert!(
+            swallowed.is_empty(),
+            "{ctx}: the fault landed in {swallowed:?} and the relay did not stop: {saw}"
+        );
+    }
+
+    // Reopened without faults: everything acknowledged, fsck clean on both stores.
+    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
+        let path = data.join(store);
+        if !path.exists() {
+            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
+            continue;
+        }
+        let v = match Vault::open(&path) {
+            Ok(v) => v,
+            // A create the fault interrupted: nothing was acknowledged; the restart resumes it.
+            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
+            Err(e) => panic!("{ctx}: reopening {store}: {e}"),
+        };
+        assert!(
+            v.size() >= acked,
+            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
+            v.size()
+        );
+        let report = v
+            .fsck(&mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
+        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
+    }
+    let mut relay = Running::start(dir.path(), None);
+    assert!(
+        relay.port.is_some(),
+        "{ctx}: the relay does not restart: {:?} {}",
+        relay.exit_code(5),
+        relay.stderr()
+    );
+    // The whole log again: what the mirror holds is taken as held, the rest appended.
+    let (code, from) = relay.import(&signer.vault.export_bundle(0).unwrap().to_cbor());
+    assert_eq!(
+        code, 200,
+        "{ctx}: importing the whole log after restart: {from}"
+    );
+    assert!(
+        from.contains(&format!("\"size\":{}", signer.vault.size())),
+        "{ctx}: after restart the mirror is not at the signer's size: {from}"
+    );
+    assert!(
+        relay.state_log_size().unwrap() >= state_acked,
+        "{ctx}: the state log went back"
+    );
+    Outcome {
+        fault,
+        landed,
+        saw,
+        recovered: format!(
+            "mirror {mirror_acked} acked; state log {state_acked} acked{}",
+            in_flight.map_or(String::new(), |i| format!(", import {i} in flight"))
+        ),
+    }
+}
+
+#[test]
+fn failed_syncs_and_writes_in_the_relay_stores_stop_the_relay_and_lose_nothing_acknowledged() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is missing (tools/setup installs it)");
+    }
+    let mut outcomes = Vec::new();
+    for fault in faults() {
+        outcomes.push(run_case(fault));
+    }
+    println!("| fault | landed in | the relay | acknowledged before |");
+    println!("|---|---|---|---|");
+    for o in &outcomes {
+        println!(
+            "| `{}` {} (call {}) | {} | {} | {} |",
+            o.fault.syscall,
+            o.fault.errno,
+            o.fault.when,
+            if o.landed.is_empty() {
+                "not reached".into()
+            } else {
+                o.landed.join(", ")
+            },
+            o.saw,
+            o.recovered
+        );
+    }
+    let stopped = outcomes
+        .iter()
+        .filter(|o| o.saw.contains("exit 75"))
+        .count();
+    assert!(
+        stopped >= outcomes.len() / 3,
+        "only {stopped} of {} faults stopped the relay: the injection is not working",
+        outcomes.len()
+    );
+}

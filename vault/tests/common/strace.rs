@@ -1,0 +1,121 @@
+//! Failed syscalls injected by `strace --inject` (Debian's `strace`, installed by `tools/setup`),
+//! shared by every fault test of the workspace: the vault's (`vault/tests/faults.rs`), the
+//! relay's stores (`tools/relay/tests/store_faults.rs`) and the signer's device registry
+//! (`signer/tests/registry_faults.rs`), which include this file with `#[path]`.
+//!
+//! A [`Fault`] makes the `when`-th call of one syscall fail with one errno; strace counts `when`
+//! per thread, so one case can fault a writer thread and a background thread alike. The trace
+//! (`-y`) tells which files the injected calls were on ([`injected`]).
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    reason = "test helpers shared by several test files, each using a subset; a panic is a failed test"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One fault: the `when`-th call of `syscall` (in each thread) fails with `errno`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// `fsync`, `fdatasync`, `write`, `pwrite64`, ...
+    pub syscall: &'static str,
+    /// `EIO` or `ENOSPC`.
+    pub errno: &'static str,
+    /// The call that fails, counted per thread from 1.
+    pub when: u32,
+}
+
+impl Fault {
+    /// Every `(syscall, errno, whens)` of `cases`, one fault per `when`.
+    pub fn list(cases: &[(&'static str, &'static str, &[u32])]) -> Vec<Self> {
+        cases
+            .iter()
+            .flat_map(|&(syscall, errno, whens)| {
+                whens.iter().map(move |&when| Self {
+                    syscall,
+                    errno,
+                    when,
+                })
+            })
+            .collect()
+    }
+
+    /// `program` run under strace with this fault, tracing only its syscall (every thread and
+    /// child, `-f`) into `trace`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, trace: &Path) -> Command {
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-y", "--seccomp-bpf", "-o"])
+            .arg(trace)
+            .args(["-e", &format!("trace={}", self.syscall)])
+            .args([
+                "-e",
+                &format!(
+                    "inject={}:error={}:when={}",
+                    self.syscall, self.errno, self.when
+                ),
+            ])
+            .arg(program);
+        c
+    }
+
+    /// What `strerror` says for the errno: an error that reports the fault contains it.
+    pub fn errno_text(&self) -> &'static str {
+        match self.errno {
+            "EIO" => "Input/output error",
+            "ENOSPC" => "No space left on device",
+            other => panic!("no text for {other}"),
+        }
+    }
+}
+
+/// The paths of the calls in `trace` that got the injected error, in order (the trace file is
+/// removed). A call on something that is not a file (a pipe, a socket) gives its `-y` text.
+pub fn injected(trace: &Path) -> Vec<PathBuf> {
+    let traced = std::fs::read_to_string(trace).unwrap_or_default();
+    std::fs::remove_file(trace).ok();
+    traced
+        .lines()
+        .filter(|l| l.contains("(INJECTED)"))
+        .map(|l| PathBuf::from(traced_path(l)))
+        .collect()
+}
+
+/// The path strace's `-y` annotation gives for the call's descriptor: `fdatasync(12</d/x.log>)`.
+pub fn traced_path(line: &str) -> &str {
+    line.split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or("?", |(p, _)| p)
+}
+
+/// What kind of RocksDB file `name` (a file name in a store's directory; empty: the directory
+/// itself) is.
+pub fn file_kind(name: &str) -> &'static str {
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    match (name, ext) {
+        ("", _) => "directory",
+        ("LOG", _) => "info log",
+        ("CURRENT", _) => "CURRENT",
+        (_, "log") => "WAL",
+        (_, "sst") => "table file",
+        (_, "dbtmp") => "CURRENT or OPTIONS (temporary)",
+        (n, _) if n.starts_with("MANIFEST") => "MANIFEST",
+        (n, _) if n.starts_with("OPTIONS") => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Where `path` is, for a table: `<store> <kind>` for a file of one of the stores under `root`
+/// (`<store>` the first component below `root`), `outside the stores (<path>)` otherwise.
+pub fn store_file(path: &Path, root: &Path) -> String {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return format!("outside the stores ({})", path.display());
+    };
+    let rel = rel.to_string_lossy();
+    let (store, file) = rel.split_once('/').unwrap_or((&rel, ""));
+    format!("{store} {}", file_kind(file))
+}
