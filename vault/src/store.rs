@@ -271,7 +271,11 @@ impl Vault {
         let mut prepared = self.build(&writer, entries, &[], &cuts)?;
         let mut counted = start;
         for (&cut, root) in cuts.iter().zip(&prepared.cut_roots) {
-            add_counts(&mut counts, counted, &entries[pos(counted - start)..pos(cut - start)]);
+            add_counts(
+                &mut counts,
+                counted,
+                &entries[pos(counted - start)..pos(cut - start)],
+            );
             counted = cut;
             let note = self.signed_note(key, signer, cut, root, &counts)?;
             self.put_checkpoint(&mut prepared.batch, cut, &note, pin.as_deref())?;

@@ -69,7 +69,9 @@ fn a_large_append_signs_a_checkpoint_at_every_span_it_crosses() {
     // intermediate checkpoint.
     assert!(CHECKPOINT_SPAN.is_power_of_two() && CHECKPOINT_SPAN >= 1 << 20);
     let (sk, key) = log_key();
-    let entries: Vec<Vec<u8>> = (301..400).map(|i| manifest(i, "campaign-b", 2000)).collect();
+    let entries: Vec<Vec<u8>> = (301..400)
+        .map(|i| manifest(i, "campaign-b", 2000))
+        .collect();
     source.append_signed(&entries, &key, &sk).unwrap();
     assert_eq!(
         source.checkpoint_sizes().unwrap(),
@@ -115,7 +117,10 @@ fn the_log_is_cut_at_its_checkpoints_and_the_bundles_imported_in_order() {
     assert_eq!((report.appended, report.manifests), (0..128, 127));
     // Skipping one is a gap too.
     let err = mirror.import_bundle(&bundles[2], &key).unwrap_err();
-    assert!(err.to_string().contains("an earlier bundle is missing"), "{err}");
+    assert!(
+        err.to_string().contains("an earlier bundle is missing"),
+        "{err}"
+    );
     // A bundle starting inside what the mirror holds, not at its checkpoint, overlaps.
     let overlapping = source.export_bundle_to(64, 192).unwrap();
     let err = mirror.import_bundle(&overlapping, &key).unwrap_err();
@@ -163,7 +168,10 @@ fn a_log_that_cannot_be_cut_and_bad_ranges_are_refused_naming_the_sizes() {
         "{err}"
     );
     let err = source.export_bundle_to(128, 64).unwrap_err();
-    assert!(err.to_string().contains("must not end before it starts"), "{err}");
+    assert!(
+        err.to_string().contains("must not end before it starts"),
+        "{err}"
+    );
     let err = source.export_bundle_to(0, 500).unwrap_err();
     assert!(err.to_string().contains("beyond the log"), "{err}");
 }

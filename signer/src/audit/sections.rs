@@ -110,15 +110,14 @@ pub(super) fn check_section<'p>(
             .enumerate()
             .map(|(c, part)| s.spawn(move || hash_and_decode(c * chunk, part)))
             .collect();
-        workers.into_iter().fold(
-            (Vec::new(), Vec::new()),
-            |(mut bad, mut undecoded), w| {
+        workers
+            .into_iter()
+            .fold((Vec::new(), Vec::new()), |(mut bad, mut undecoded), w| {
                 let (b, u) = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
                 bad.extend(b);
                 undecoded.extend(u);
                 (bad, undecoded)
-            },
-        )
+            })
     });
     for i in bad {
         v.fail(

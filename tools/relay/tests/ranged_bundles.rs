@@ -4,7 +4,10 @@
 //! the previous one left; one out of order, or one that overlaps without starting at the
 //! mirror's checkpoint, is refused naming the sizes and changes nothing.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -78,14 +81,18 @@ fn the_relay_imports_ranged_bundles_in_order_and_refuses_a_gap_or_an_overlap() {
     assert_eq!(relay.vault().size(), 0);
 
     let body = relay.import_bundle_bytes(&bundles[0]).unwrap();
-    assert_eq!((appended(&body), body["size"].as_u64()), ((0, 128), Some(128)));
+    assert_eq!(
+        (appended(&body), body["size"].as_u64()),
+        ((0, 128), Some(128))
+    );
 
     // Overlapping what the mirror holds without starting at its checkpoint: refused.
     let overlap = signer.export_bundle_to(64, 256).unwrap().to_cbor();
     let err = relay.import_bundle_bytes(&overlap).unwrap_err();
     assert!(matches!(err, ImportError::Refused(_)), "{err:?}");
     assert!(
-        err.to_string().contains("starts at 64, inside the 128 entries"),
+        err.to_string()
+            .contains("starts at 64, inside the 128 entries"),
         "{err}"
     );
     assert_eq!(relay.vault().size(), 128);
@@ -114,7 +121,10 @@ fn a_plan_whose_batch_continues_in_the_next_bundle_is_taken_up_once_it_arrives()
         &dir.path().join("built"),
         200,
         10,
-        &[("canary", 50, 3600, 980, 20, true), ("fleet", 200, 0, 950, 50, false)],
+        &[
+            ("canary", 50, 3600, 980, 20, true),
+            ("fleet", 200, 0, 950, 50, false),
+        ],
         common::Policy::default(),
     );
     // The same entries in one signed append with a checkpoint every 64, so that the plan and the
@@ -124,7 +134,12 @@ fn a_plan_whose_batch_continues_in_the_next_bundle_is_taken_up_once_it_arrives()
         .collect();
     let signer = Vault::create(dir.path().join("signer"), ORIGIN).unwrap();
     signer
-        .append_signed_every(&entries, &common::log_key(), &test_key(Fixture::LOG_KEY), 64)
+        .append_signed_every(
+            &entries,
+            &common::log_key(),
+            &test_key(Fixture::LOG_KEY),
+            64,
+        )
         .unwrap();
     let relay = Relay::open(&common::config(dir.path(), "")).unwrap();
     let ranges = signer.bundle_ranges(0, 130).unwrap();
@@ -152,7 +167,9 @@ fn a_plan_whose_batch_continues_in_the_next_bundle_is_taken_up_once_it_arrives()
     let started_at = started_at.expect("the campaign was taken up");
     assert!(started_at >= plan + 1 + 410, "{started_at} {plan}");
     assert!(
-        ranges.iter().any(|r| r.end > plan + 1 && r.end < plan + 411),
+        ranges
+            .iter()
+            .any(|r| r.end > plan + 1 && r.end < plan + 411),
         "a cut inside the plan's batch: {ranges:?}, plan at {plan}"
     );
     let engine = relay.engine();
