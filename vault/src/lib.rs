@@ -31,6 +31,6 @@ pub use fsck::FsckReport;
 pub use index::Query;
 pub use proofs::{ConsistencyProof, InclusionProof, TreeAt};
 pub use retention::{DOCUMENTATION_RETENTION_SECS, Retention};
-pub use store::MAX_ENTRY_LEN;
+pub use store::{CHECKPOINT_SPAN, MAX_ENTRY_LEN};
 pub use transfer::{ImportReport, TransferBundle};
 pub use vault::Vault;

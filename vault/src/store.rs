@@ -26,6 +26,12 @@ use crate::vault::{Vault, Writer, lock};
 /// Largest entry: C2SP tlog-tiles entry bundles prefix each entry with a 16-bit length.
 pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
 
+/// Entries between the intermediate checkpoints [`Vault::append_signed`] signs inside one large
+/// append: every multiple of this size the append crosses gets a checkpoint of its own, so the log
+/// can be cut there into transfer bundles of at most `MAX_BUNDLE_ENTRIES` (formats.md §6,
+/// "Ranged bundles"). A power of two, so the cuts fall on tile boundaries.
+pub const CHECKPOINT_SPAN: u64 = 1 << 20;
+
 /// One batch, ready to be written.
 struct Prepared {
     batch: WriteBatch,
@@ -34,6 +40,8 @@ struct Prepared {
     range: Range<u64>,
     /// Release ids it adds.
     releases: Vec<String>,
+    /// The roots of the tree at the sizes `build` was asked to cut at, in order.
+    cut_roots: Vec<Hash>,
 }
 
 impl Vault {
@@ -44,7 +52,7 @@ impl Vault {
     /// larger than [`MAX_ENTRY_LEN`]; release ids must be new. Returns the indices assigned.
     pub fn append<E: AsRef<[u8]> + Sync>(&self, entries: &[E]) -> Result<Range<u64>> {
         let mut writer = lock(&self.writer);
-        let prepared = self.build(&writer, entries, &[])?;
+        let prepared = self.build(&writer, entries, &[], &[])?;
         self.write_synced(prepared.batch)?;
         *writer = prepared.next;
         self.size.store(prepared.range.end, Ordering::Release);
@@ -81,7 +89,7 @@ impl Vault {
                 let mut state = state;
                 let mut in_flight: Vec<String> = Vec::new();
                 for batch in batches {
-                    let prepared = self.build(&state, batch.as_ref(), &in_flight);
+                    let prepared = self.build(&state, batch.as_ref(), &in_flight, &[]);
                     let stop = prepared.is_err();
                     if let Ok(p) = &prepared {
                         state = p.next.clone();
@@ -104,12 +112,14 @@ impl Vault {
     }
 
     /// Everything one batch writes, built from the writer state `state` without touching it.
-    /// `in_flight`: release ids of batches prepared but not yet written.
+    /// `in_flight`: release ids of batches prepared but not yet written. `cuts`: tree sizes
+    /// strictly inside the batch, ascending, whose roots are returned in `cut_roots`.
     fn build<E: AsRef<[u8]> + Sync>(
         &self,
         state: &Writer,
         entries: &[E],
         in_flight: &[String],
+        cuts: &[u64],
     ) -> Result<Prepared> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
@@ -118,7 +128,25 @@ impl Vault {
         let start = state.frontier.size();
         let end = start + entries.len() as u64;
         let mut next = state.clone();
-        let tiles = next.frontier.append(&hashes);
+        let mut tiles = Vec::new();
+        let mut cut_roots = Vec::with_capacity(cuts.len());
+        let mut done = 0usize;
+        for &cut in cuts {
+            let at = usize::try_from(cut.saturating_sub(start))
+                .unwrap_or(usize::MAX)
+                .clamp(done, hashes.len());
+            tiles.extend(next.frontier.append(&hashes[done..at]));
+            cut_roots.push(next.frontier.root());
+            done = at;
+        }
+        tiles.extend(next.frontier.append(&hashes[done..]));
+        if !cuts.is_empty() {
+            // A tile rewritten after a cut: only its last blob counts.
+            let mut seen = std::collections::HashSet::new();
+            tiles.reverse();
+            tiles.retain(|(id, _)| seen.insert(*id));
+            tiles.reverse();
+        }
 
         let bytes: usize = entries.iter().map(|e| e.as_ref().len() + 2).sum();
         let mut batch =
@@ -150,6 +178,7 @@ impl Vault {
             next,
             range: start..end,
             releases,
+            cut_roots,
         })
     }
 
@@ -200,8 +229,12 @@ impl Vault {
     /// over the tree as it will be once the entries are in, *before* anything is written, so a
     /// signer that fails (an HSM error, a wrong key) leaves the log exactly as it was.
     ///
+    /// An append that crosses multiples of [`CHECKPOINT_SPAN`] also gets a checkpoint at each
+    /// of them, in the same write, so the log can be cut there into transfer bundles
+    /// ([`Vault::bundle_ranges`]).
+    ///
     /// The same checks as [`Vault::append`] and [`Vault::sign_checkpoint`] apply. Returns the
-    /// indices assigned and the signed note.
+    /// indices assigned and the signed note of the whole append.
     pub fn append_signed<E, S>(
         &self,
         entries: &[E],
@@ -212,11 +245,46 @@ impl Vault {
         E: AsRef<[u8]> + Sync,
         S: signature::Signer<p256::ecdsa::Signature>,
     {
+        self.append_signed_every(entries, key, signer, CHECKPOINT_SPAN)
+    }
+
+    /// [`Vault::append_signed`] with intermediate checkpoints at every multiple of `span` the
+    /// append crosses (`u64::MAX`: none).
+    pub fn append_signed_every<E, S>(
+        &self,
+        entries: &[E],
+        key: &LogKey<'_>,
+        signer: &S,
+        span: u64,
+    ) -> Result<(Range<u64>, String)>
+    where
+        E: AsRef<[u8]> + Sync,
+        S: signature::Signer<p256::ecdsa::Signature>,
+    {
         let pin = self.check_log_key(key)?;
         let mut writer = lock(&self.writer);
-        let counts = self.kind_counts(writer.frontier.size(), entries)?;
-        let mut prepared = self.build(&writer, entries, &[])?;
-        let floors = self.campaign_floors(writer.frontier.size(), entries)?;
+        let start = writer.frontier.size();
+        let end = start.saturating_add(entries.len() as u64);
+        let span = span.max(1);
+        let cuts: Vec<u64> = (start / span + 1..)
+            .map_while(|k| k.checked_mul(span).filter(|&c| c < end))
+            .collect();
+        let mut counts = self.kind_counts::<&[u8]>(start, &[])?;
+        let mut prepared = self.build(&writer, entries, &[], &cuts)?;
+        let mut counted = start;
+        for (&cut, root) in cuts.iter().zip(&prepared.cut_roots) {
+            add_counts(
+                &mut counts,
+                counted,
+                &entries[pos(counted - start)..pos(cut - start)],
+            );
+            counted = cut;
+            let floors = self.campaign_floors(start, &entries[..pos(cut - start)])?;
+            let note = self.signed_note(key, signer, cut, root, &counts, &floors)?;
+            self.put_checkpoint(&mut prepared.batch, cut, &note, pin.as_deref())?;
+        }
+        add_counts(&mut counts, counted, &entries[pos(counted - start)..]);
+        let floors = self.campaign_floors(start, entries)?;
         let size = prepared.next.frontier.size();
         let root = prepared.next.frontier.root();
         let note = self.signed_note(key, signer, size, &root, &counts, &floors)?;
@@ -244,7 +312,7 @@ impl Vault {
             .verify(key, &Software)
             .map_err(Error::Checkpoint)?;
         let mut writer = lock(&self.writer);
-        let mut prepared = self.build(&writer, entries, &[])?;
+        let mut prepared = self.build(&writer, entries, &[], &[])?;
         let size = prepared.next.frontier.size();
         if checkpoint.size.0 != size || checkpoint.root != prepared.next.frontier.root() {
             return Err(Error::BadBundle(format!(
@@ -291,16 +359,7 @@ impl Vault {
                 }
             }
         }
-        for (index, entry) in (durable..).zip(pending) {
-            let Ok(header) = EntryHeader::peek(entry.as_ref()) else {
-                continue; // refused by `build` before anything is signed
-            };
-            for (kind, count) in COUNTED.iter().zip(&mut counts) {
-                if header.kind == *kind {
-                    count.add(index);
-                }
-            }
-        }
+        add_counts(&mut counts, durable, pending);
         Ok(counts)
     }
 
@@ -543,4 +602,23 @@ fn prepare<E: AsRef<[u8]> + Sync>(entries: &[E]) -> Result<(Vec<Statement<'_>>, 
         }
     }
     Ok((statements, hashes))
+}
+
+/// Adds the counted kinds among `entries` (the first at index `first`) to `counts`.
+fn add_counts<E: AsRef<[u8]>>(counts: &mut KindCounts, first: u64, entries: &[E]) {
+    for (index, entry) in (first..).zip(entries) {
+        let Ok(header) = EntryHeader::peek(entry.as_ref()) else {
+            continue; // refused by `build` before anything is signed
+        };
+        for (kind, count) in COUNTED.iter().zip(counts.iter_mut()) {
+            if header.kind == *kind {
+                count.add(index);
+            }
+        }
+    }
+}
+
+/// A position in a batch (its length fits in memory, so in `usize`).
+fn pos(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }

@@ -203,6 +203,21 @@ fn bad(what: impl Into<String>) -> Error {
     Error::BadBundle(what.into())
 }
 
+/// A bundle starts at 0 or at a checkpoint of the log, within it.
+fn check_from(sizes: &[u64], from: u64) -> Result<()> {
+    let latest = sizes.last().copied().unwrap_or(0);
+    if from > latest {
+        return Err(Error::SizeBeyondLog {
+            size: from,
+            log_size: latest,
+        });
+    }
+    if from > 0 && !sizes.contains(&from) {
+        return Err(Error::NoCheckpoint { size: from });
+    }
+    Ok(())
+}
+
 impl From<BundleError> for Error {
     fn from(e: BundleError) -> Self {
         Error::BadBundle(e.0)
@@ -212,19 +227,69 @@ impl From<BundleError> for Error {
 impl Vault {
     /// A bundle of everything after `from` up to the latest signed checkpoint.
     pub fn export_bundle(&self, from: u64) -> Result<TransferBundle> {
-        let sizes = self.checkpoint_sizes()?;
-        let to = sizes
+        let to = self
+            .checkpoint_sizes()?
             .last()
             .copied()
             .ok_or(Error::NoCheckpoint { size: 0 })?;
-        if from > to {
+        self.export_bundle_to(from, to)
+    }
+
+    /// The ranges `from..to` of the bundles that carry everything after `from` up to the latest
+    /// signed checkpoint, in import order, each of at most `max_entries` entries (formats.md §6,
+    /// "Ranged bundles"): each ends at a signed checkpoint, each starts where the previous one
+    /// ended, so a receiver imports them one after the other. The cuts are the largest
+    /// checkpoint sizes that fit; a stretch of the log longer than `max_entries` with no
+    /// checkpoint inside it is an error naming it.
+    pub fn bundle_ranges(&self, from: u64, max_entries: u64) -> Result<Vec<Range<u64>>> {
+        let sizes = self.checkpoint_sizes()?;
+        let latest = sizes
+            .last()
+            .copied()
+            .ok_or(Error::NoCheckpoint { size: 0 })?;
+        check_from(&sizes, from)?;
+        let max = max_entries.max(1);
+        let mut ranges = Vec::new();
+        let mut at = from;
+        while at < latest {
+            let limit = at.saturating_add(max);
+            let end = sizes
+                .iter()
+                .copied()
+                .filter(|&s| s > at && s <= limit)
+                .max()
+                .ok_or_else(|| {
+                    let next = sizes.iter().copied().find(|&s| s > at).unwrap_or(latest);
+                    bad(format!(
+                        "the log has no checkpoint between sizes {at} and {limit}: entries \
+                         {at}..{next} cannot be cut into bundles of at most {max} entries"
+                    ))
+                })?;
+            ranges.push(at..end);
+            at = end;
+        }
+        Ok(ranges)
+    }
+
+    /// A bundle of the entries `from..to`: both ends must be checkpoint sizes of this log (`from`
+    /// may be 0), `to` the size of the checkpoint the bundle carries.
+    pub fn export_bundle_to(&self, from: u64, to: u64) -> Result<TransferBundle> {
+        let sizes = self.checkpoint_sizes()?;
+        let latest = sizes.last().copied().unwrap_or(0);
+        if to > latest {
             return Err(Error::SizeBeyondLog {
-                size: from,
-                log_size: to,
+                size: to,
+                log_size: latest,
             });
         }
-        if from > 0 && !sizes.contains(&from) {
-            return Err(Error::NoCheckpoint { size: from });
+        if from > to {
+            return Err(bad(format!(
+                "a bundle from size {from} to size {to}: it must not end before it starts"
+            )));
+        }
+        check_from(&sizes, from)?;
+        if !sizes.contains(&to) {
+            return Err(Error::NoCheckpoint { size: to });
         }
         let (checkpoint, memory) = self.signed_tree(to)?;
         let left_edge = edge_sizes(from)
@@ -390,10 +455,17 @@ impl Vault {
         let old = if bundle.from == 0 {
             None
         } else {
-            Some(
-                self.checkpoint(bundle.from)?
-                    .ok_or(Error::NoCheckpoint { size: bundle.from })?,
-            )
+            Some(self.checkpoint(bundle.from)?.ok_or_else(|| {
+                if bundle.from == held {
+                    return Error::NoCheckpoint { size: held };
+                }
+                bad(format!(
+                    "the bundle starts at {}, inside the {held} entries this log holds but at none \
+                     of its checkpoints: it overlaps the bundles imported so far (export the next \
+                     bundle from this log's last checkpoint)",
+                    bundle.from
+                ))
+            })?)
         };
         let leaves = bundle.verify(key, old.as_deref())?;
         // Entries held already: the same leaf hashes, or this log has forked from the bundle's.

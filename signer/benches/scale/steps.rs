@@ -239,15 +239,27 @@ fn deliveries(dir: &Path) -> serde_json::Value {
     json!({ "envelopes": count, "envelope_bytes": bytes })
 }
 
-/// `cairn bundle export`: the transfer bundle of the whole log, written to a file; and the relay's
-/// configuration naming the log and release keys (not timed).
+/// `cairn bundle export`: the transfer bundles of the whole log, cut at its checkpoints into
+/// bundles of at most `MAX_BUNDLE_ENTRIES` (`bundle-1.cbor`, `bundle-2.cbor`, … in import order),
+/// written to files; and the relay's configuration naming the log and release keys (not timed).
 fn bundle(dir: &Path) -> serde_json::Value {
     let appliance = Appliance::open(dir.join("home")).unwrap();
     let t = Instant::now();
-    let bytes = appliance.vault().export_bundle(0).unwrap().to_cbor();
-    let mut file = std::fs::File::create(dir.join("bundle.cbor")).unwrap();
-    file.write_all(&bytes).unwrap();
-    file.sync_all().unwrap();
+    let vault = appliance.vault();
+    let ranges = vault
+        .bundle_ranges(0, cairn_verifier::transfer::MAX_BUNDLE_ENTRIES)
+        .unwrap();
+    let mut sizes = Vec::new();
+    for (k, range) in ranges.iter().enumerate() {
+        let bytes = vault
+            .export_bundle_to(range.start, range.end)
+            .unwrap()
+            .to_cbor();
+        let mut file = std::fs::File::create(dir.join(format!("bundle-{}.cbor", k + 1))).unwrap();
+        file.write_all(&bytes).unwrap();
+        file.sync_all().unwrap();
+        sizes.push(bytes.len());
+    }
     let secs = t.elapsed().as_secs_f64();
     let relay = dir.join("relay");
     std::fs::create_dir_all(&relay).unwrap();
@@ -269,7 +281,11 @@ fn bundle(dir: &Path) -> serde_json::Value {
         ),
     )
     .unwrap();
-    json!({ "export_secs": secs, "bundle_bytes": bytes.len() })
+    json!({
+        "export_secs": secs,
+        "bundle_bytes": sizes.iter().sum::<usize>(),
+        "bundles": ranges.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
+    })
 }
 
 /// The campaign's relay device-state log (every device delivered and installed, one in 33 failing

@@ -166,6 +166,11 @@ pub fn export_logs(
         .collect();
     let mut generation = 0;
     for (_, entry) in &signer_entries {
+        // Only key statements matter here: the header says which, without decoding the millions
+        // of manifests around them.
+        if EntryHeader::peek(entry)?.kind != Kind::KEY {
+            continue;
+        }
         if let Statement::Key { statement, .. } = Statement::decode(entry)?
             && statement.action == KeyAction::Rotate
             && statement.role == KeyRole::Release

@@ -12,19 +12,39 @@ use cairn_verifier::types::Hash;
 use super::pack::Section;
 use super::verified::Verified;
 
+/// One entry of a section: `(index, leaf hash, entry, statement)`; a statement that did not
+/// decode is a finding and `None` here.
+pub(super) type Entry<'p> = (u64, Hash, &'p [u8], Option<Statement<'p>>);
+
 /// A log section with every entry's statement decoded.
 pub(super) struct Decoded<'p> {
-    /// `(index, leaf hash, entry, statement)` in log order; a statement that did not decode is a
-    /// finding and `None` here.
-    pub(super) entries: Vec<(u64, Hash, &'p [u8], Option<Statement<'p>>)>,
+    /// The entries in the pack's order (log order unless a finding says otherwise).
+    pub(super) entries: Vec<Entry<'p>>,
+    /// Whether the indices are strictly increasing (what [`Decoded::range`] needs).
+    ordered: bool,
 }
 
 impl<'p> Decoded<'p> {
-    pub(super) fn find(&self, index: u64) -> Option<&(u64, Hash, &'p [u8], Option<Statement<'p>>)> {
+    pub(super) fn find(&self, index: u64) -> Option<&Entry<'p>> {
         self.entries
             .binary_search_by_key(&index, |e| e.0)
             .ok()
             .map(|i| &self.entries[i])
+    }
+
+    /// The entries whose indices are in `want`, in index order, each at most once: a walk from the
+    /// first (one search, not one per index) when the indices are strictly increasing, else
+    /// [`Decoded::find`] per index.
+    pub(super) fn range(&self, want: std::ops::Range<u64>) -> Vec<&Entry<'p>> {
+        if self.ordered {
+            let from = self.entries.partition_point(|e| e.0 < want.start);
+            self.entries[from..]
+                .iter()
+                .take_while(|e| e.0 < want.end)
+                .collect()
+        } else {
+            want.filter_map(|i| self.find(i)).collect()
+        }
     }
 }
 
@@ -32,43 +52,48 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
-/// Every entry's statement, decoded on every core (the table the later steps read: the largest
-/// part of a large pack's verification when it was decoded on one core, docs/scale.md).
-fn decode_all<'p>(entries: &[&'p [u8]]) -> Vec<Result<Statement<'p>, cairn_verifier::Error>> {
-    let chunk = entries.len().div_ceil(threads()).max(1);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = entries
-            .chunks(chunk)
-            .map(|es| s.spawn(move || es.iter().map(|e| Statement::decode(e)).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+/// What one pass over a part of the table found: positions (in the table) of entries whose
+/// bytes do not hash to their leaf hash, and of entries that do not decode, with the error.
+type PassFindings = (Vec<usize>, Vec<(usize, cairn_verifier::Error)>);
+
+/// Each entry of `part` (at table position `first`) hashed against its leaf hash and decoded into
+/// its slot, in one pass: the entry is read once while it is in the cache.
+fn hash_and_decode(first: usize, part: &mut [Entry<'_>]) -> PassFindings {
+    let (mut bad, mut undecoded) = (Vec::new(), Vec::new());
+    for (i, slot) in part.iter_mut().enumerate() {
+        if leaf_hash(&Software, slot.2) != slot.1 {
+            bad.push(first + i);
+        }
+        match Statement::decode(slot.2) {
+            Ok(st) => slot.3 = Some(st),
+            Err(e) => undecoded.push((first + i, e)),
+        }
+    }
+    (bad, undecoded)
 }
 
 /// Checks a section's runs, leaf hashes and proof against its checkpoint root (the checkpoint's
 /// signature is checked by the caller), and decodes every entry.
+///
+/// The table is built once, in place: each entry is hashed and decoded on every core straight
+/// into its slot (docs/scale.md: before, the statements were decoded into a table of their own
+/// and then copied beside the indices, hashes and entries, two tables of every entry alive at
+/// once). The findings are the same, in the same order: runs, leaf hashes, proof, decoding.
 pub(super) fn check_section<'p>(
     v: &mut Verified,
     log: &str,
     section: &Section<'p>,
     root: Option<(u64, Hash)>,
 ) -> Decoded<'p> {
-    let mut indices = Vec::with_capacity(section.len());
-    let mut hashes = Vec::with_capacity(section.len());
-    let mut entries = Vec::with_capacity(section.len());
+    let mut table: Vec<Entry<'p>> = Vec::with_capacity(section.len());
     let mut ordered = true;
     for run in &section.runs {
         for (i, (hash, entry)) in run.entries.iter().enumerate() {
             let index = run.start.saturating_add(i as u64);
-            if indices.last().is_some_and(|&l| l >= index) {
+            if table.last().is_some_and(|l| l.0 >= index) {
                 ordered = false;
             }
-            indices.push(index);
-            hashes.push(*hash);
-            entries.push(*entry);
+            table.push((index, *hash, *entry, None));
         }
     }
     if !ordered {
@@ -77,38 +102,32 @@ pub(super) fn check_section<'p>(
             "the runs are not in strictly increasing index order",
         );
     }
-    // Leaf hashes, on every core.
-    let bad: Vec<usize> = {
-        let chunk = entries.len().div_ceil(threads()).max(1);
-        std::thread::scope(|s| {
-            let workers: Vec<_> = entries
-                .chunks(chunk)
-                .zip(hashes.chunks(chunk))
-                .enumerate()
-                .map(|(c, (es, hs))| {
-                    s.spawn(move || {
-                        es.iter()
-                            .zip(hs)
-                            .enumerate()
-                            .filter(|(_, (e, h))| leaf_hash(&Software, e) != **h)
-                            .map(|(i, _)| c * chunk + i)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+    // Leaf hashes and statements, on every core, each part of the table by one thread.
+    let chunk = table.len().div_ceil(threads()).max(1);
+    let (bad, undecoded): PassFindings = std::thread::scope(|s| {
+        let workers: Vec<_> = table
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(c, part)| s.spawn(move || hash_and_decode(c * chunk, part)))
+            .collect();
+        workers
+            .into_iter()
+            .fold((Vec::new(), Vec::new()), |(mut bad, mut undecoded), w| {
+                let (b, u) = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                bad.extend(b);
+                undecoded.extend(u);
+                (bad, undecoded)
+            })
+    });
     for i in bad {
         v.fail(
-            format!("{log} entry {}", indices[i]),
+            format!("{log} entry {}", table[i].0),
             "its bytes do not hash to the leaf hash recorded with it (the entry or the hash was altered)",
         );
     }
     if let Some((size, expected)) = root {
+        let indices: Vec<u64> = table.iter().map(|e| e.0).collect();
+        let hashes: Vec<Hash> = table.iter().map(|e| e.1).collect();
         match multi_root(&indices, &hashes, size, &section.proof, threads()) {
             Ok(got) if got == expected => {}
             Ok(got) => v.fail(
@@ -129,24 +148,16 @@ pub(super) fn check_section<'p>(
             Err(e) => v.fail(format!("{log} proof"), e.to_string()),
         }
     }
-    let statements = decode_all(&entries);
-    let mut decoded = Vec::with_capacity(entries.len());
-    for (((index, hash), entry), statement) in
-        indices.into_iter().zip(hashes).zip(entries).zip(statements)
-    {
-        let statement = match statement {
-            Ok(s) => Some(s),
-            Err(e) => {
-                v.fail(
-                    format!("{log} entry {index}"),
-                    format!("does not decode: {e}"),
-                );
-                None
-            }
-        };
-        decoded.push((index, hash, entry, statement));
+    for (i, e) in undecoded {
+        v.fail(
+            format!("{log} entry {}", table[i].0),
+            format!("does not decode: {e}"),
+        );
     }
-    Decoded { entries: decoded }
+    Decoded {
+        entries: table,
+        ordered,
+    }
 }
 
 /// Ranges of `want` not in `have` (whose entries are in index order), as `a..b` text: one walk

@@ -436,11 +436,9 @@ fn check_decisions<'a>(
     }
     let mut digest = Sha256::new();
     let (mut updates, mut rollbacks, mut rejections) = (0u64, 0u64, 0u64);
-    for i in want.clone() {
-        let Some((_, hash, _, s)) = signer.find(i) else {
-            continue;
-        };
-        digest.update(hash);
+    for e in signer.range(want.clone()) {
+        let (i, s) = (e.0, &e.3);
+        digest.update(e.1);
         match s {
             Some(Statement::Manifest(m)) if m.campaign.as_str() == pack.campaign => {
                 if m.purpose == Purpose::Update {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use cairn_vault::{TransferBundle, Vault};
 use cairn_verifier::note::Checkpoint;
+use cairn_verifier::transfer::MAX_BUNDLE_ENTRIES;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -28,9 +29,14 @@ pub(crate) enum BundleCommand {
         /// Or the size of the receiver's last checkpoint.
         #[arg(long, value_name = "SIZE")]
         since: Option<u64>,
-        /// The bundle file to write (never overwritten).
+        /// The bundle file to write (never overwritten). When the entries need more than one
+        /// bundle, `FILE.1`, `FILE.2`, … instead, to be imported in that order.
         #[arg(long, short, value_name = "FILE")]
         out: PathBuf,
+        /// Most entries one bundle carries: a longer range is cut at the log's checkpoints.
+        #[arg(long, value_name = "N", default_value_t = MAX_BUNDLE_ENTRIES,
+              value_parser = clap::value_parser!(u64).range(1..=MAX_BUNDLE_ENTRIES))]
+        max_entries: u64,
     },
     /// Verify a bundle offline: checkpoint signature, entries against the signed root,
     /// consistency with the receiver's checkpoint, every entry a known statement.
@@ -94,6 +100,38 @@ fn export_from(
     Ok(from)
 }
 
+/// A bundle written to its file.
+struct Written {
+    file: PathBuf,
+    origin: String,
+    from: u64,
+    to: u64,
+    manifests: u64,
+    bytes: usize,
+}
+
+/// Writes `bundle` to `file`, which must not exist yet, synced.
+fn write_bundle(bundle: &TransferBundle, file: PathBuf) -> anyhow::Result<Written> {
+    let bytes = bundle.to_cbor();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()
+        })
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(Written {
+        file,
+        origin: bundle.origin.clone(),
+        from: bundle.from,
+        to: bundle.to(),
+        manifests: bundle.manifests(),
+        bytes: bytes.len(),
+    })
+}
+
 pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
     match cmd {
         BundleCommand::Export {
@@ -101,32 +139,63 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
             receiver_checkpoint,
             since,
             out: file,
+            max_entries,
         } => {
             let vault =
                 Vault::open(&db).with_context(|| format!("opening the log at {}", db.display()))?;
             let from = export_from(&vault, receiver_checkpoint, since)?;
-            let bundle = vault.export_bundle(from)?;
-            let bytes = bundle.to_cbor();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&file)
-                .and_then(|mut f| {
-                    std::io::Write::write_all(&mut f, &bytes)?;
-                    f.sync_all()
+            let ranges = vault.bundle_ranges(from, max_entries)?;
+            let mut written = Vec::new();
+            if ranges.len() <= 1 {
+                written.push(write_bundle(&vault.export_bundle(from)?, file)?);
+            } else {
+                for (k, range) in ranges.iter().enumerate() {
+                    let mut name = file.clone().into_os_string();
+                    name.push(format!(".{}", k + 1));
+                    let bundle = vault.export_bundle_to(range.start, range.end)?;
+                    written.push(write_bundle(&bundle, name.into())?);
+                }
+            }
+            let text: Vec<String> = written
+                .iter()
+                .map(|w| {
+                    format!(
+                        "bundle {}: entries {}..{} of {}, {} manifests, {} bytes",
+                        w.file.display(),
+                        w.from,
+                        w.to,
+                        w.origin,
+                        w.manifests,
+                        w.bytes
+                    )
                 })
-                .with_context(|| format!("writing {}", file.display()))?;
+                .collect();
+            let files: Vec<serde_json::Value> = written
+                .iter()
+                .map(|w| json!({ "file": w.file, "from": w.from, "to": w.to, "manifests": w.manifests, "bytes": w.bytes }))
+                .collect();
+            let first = &written[0];
+            let last = &written[written.len() - 1];
             out.emit(
-                &format!(
-                    "bundle {}: entries {}..{} of {}, {} manifests, {} bytes",
-                    file.display(),
-                    bundle.from,
-                    bundle.to(),
-                    bundle.origin,
-                    bundle.manifests(),
-                    bytes.len()
-                ),
-                &json!({ "ok": true, "file": file, "origin": bundle.origin, "from": bundle.from, "to": bundle.to(), "manifests": bundle.manifests(), "bytes": bytes.len() }),
+                &if written.len() > 1 {
+                    format!(
+                        "{} bundles, to be imported in this order:\n{}",
+                        written.len(),
+                        text.join("\n")
+                    )
+                } else {
+                    text.join("\n")
+                },
+                &json!({
+                    "ok": true,
+                    "file": first.file,
+                    "origin": first.origin,
+                    "from": first.from,
+                    "to": last.to,
+                    "manifests": written.iter().map(|w| w.manifests).sum::<u64>(),
+                    "bytes": written.iter().map(|w| w.bytes).sum::<usize>(),
+                    "bundles": files,
+                }),
             );
             Ok(())
         }

@@ -14,8 +14,8 @@
 //!
 //! With `CAIRN_RELAY_SCALE_STEP` (`import` or `stage`) and `CAIRN_RELAY_SCALE_DIR` set, it is
 //! instead one step of the signer's scale benchmark (`tools/scale`, signer/benches/scale.rs), run
-//! in its own process: the relay configured by `<dir>/relay/relay.toml` imports `<dir>/bundle.cbor`
-//! (decode, verify, write to the mirror), or takes up its mirror and prepares the first stage.
+//! in its own process: the relay configured by `<dir>/relay/relay.toml` imports `<dir>/bundle-1.cbor`,
+//! `bundle-2.cbor`, … in order (decode, verify, write to the mirror), or takes up its mirror and prepares the first stage.
 //! The signer never links the relay, so the relay's side of that path runs here.
 
 #![allow(
@@ -46,8 +46,6 @@ fn scale_step(step: &str, dir: &std::path::Path) {
     let relay = Relay::open(&config).unwrap();
     let extra = match step {
         "import" => {
-            let bytes = std::fs::read(dir.join("bundle.cbor")).unwrap();
-            let bundle = TransferBundle::decode(&bytes).unwrap();
             let key = cairn_verifier::note::LogKey::new(
                 &config.log.origin,
                 &config.log.origin,
@@ -55,8 +53,19 @@ fn scale_step(step: &str, dir: &std::path::Path) {
                 &cairn_verifier::crypto::Software,
             )
             .unwrap();
-            let report = relay.vault().import_bundle(&bundle, &key).unwrap();
-            serde_json::json!({ "size": report.size, "manifests": report.manifests })
+            // The bundles in order (`bundle-1.cbor`, `bundle-2.cbor`, …), each decoded, verified
+            // against the mirror's last checkpoint and written before the next is read.
+            let (mut size, mut manifests, mut bundles) = (0, 0, 0);
+            while let Ok(bytes) = std::fs::read(dir.join(format!("bundle-{}.cbor", bundles + 1))) {
+                let bundle = TransferBundle::decode(&bytes).unwrap();
+                drop(bytes);
+                let report = relay.vault().import_bundle(&bundle, &key).unwrap();
+                size = report.size;
+                manifests += report.manifests;
+                bundles += 1;
+            }
+            assert!(bundles > 0, "no bundle-1.cbor in {}", dir.display());
+            serde_json::json!({ "size": size, "manifests": manifests, "bundles": bundles })
         }
         "stage" => {
             let mut engine = relay.engine();

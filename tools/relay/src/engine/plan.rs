@@ -45,6 +45,12 @@ impl Engine {
                         continue;
                     }
                     Err(PlanError::Mirror(e)) => return Err(Error::Mirror(e)),
+                    // Its batch continues in a bundle not imported yet (a log cut into ranged
+                    // bundles, formats.md §6.1): read again from the plan once it is.
+                    Err(PlanError::DecisionsBeyondMirror { .. }) => {
+                        self.mirror_seen = index;
+                        return Ok(());
+                    }
                     Err(e) => self
                         .problems
                         .push(format!("plan at mirror index {index} not taken up: {e}")),
