@@ -8,7 +8,6 @@ use std::time::Duration;
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
-use serde::Deserialize;
 
 use crate::broker::{delivery_topic, status_device};
 use crate::engine::{Input, Outgoing as Delivery};

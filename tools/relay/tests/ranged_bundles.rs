@@ -46,6 +46,7 @@ fn signer(dir: &std::path::Path) -> Vault {
             campaign: Id::new("campaign-2026-11").unwrap(),
             purpose: Purpose::Update,
             decided_at: UnixTime(1_795_651_200),
+            campaign_sequence: 1,
         }
         .to_cbor()
     }));
