@@ -242,9 +242,12 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
 }
 
 /// Step 8' (formats.md §5.1): raises the stored floor to the checkpoint's `cairn-campaign-floor`
-/// line for the device's class, then accepts an update of a campaign at or above the floor, and a
-/// rollback only of the campaign the installed image came from (also at or above the floor).
-/// Returns the floor to store once the image is installed.
+/// line for the device's class, then accepts an update or a rollback target of a campaign at or
+/// above the floor: a live campaign's decision. A rollback target also reaches devices whose
+/// update failed (the relay sends it once their attempts run out, docs/relay.md), so it is not
+/// tied to the campaign the installed image came from. Returns the floor to store once the image
+/// is installed: the campaign's sequence after an update, one above it after a rollback (neither
+/// that campaign's update nor its rollback can be replayed afterwards).
 fn live_decision(
     checkpoint: &Checkpoint<'_>,
     manifest: &Manifest<'_>,
@@ -255,14 +258,7 @@ fn live_decision(
         .map_err(Error::MalformedCheckpoint)?;
     let floor = state.campaign_floor.max(announced.unwrap_or(0));
     let sequence = manifest.campaign_sequence;
-    let live = sequence >= floor
-        && match manifest.purpose {
-            Purpose::Update => true,
-            Purpose::Rollback => state
-                .installed
-                .is_some_and(|i| i.campaign_sequence == sequence),
-        };
-    if !live {
+    if sequence < floor {
         return Err(Error::StaleDecision {
             floor,
             campaign_sequence: sequence,

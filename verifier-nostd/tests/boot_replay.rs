@@ -97,25 +97,27 @@ fn replayed_rollback_after_close_is_stale() {
 }
 
 #[test]
-fn rollback_of_another_campaign_than_the_installed_one_is_stale() {
+fn rollback_of_an_older_campaign_than_the_installed_one_is_stale() {
     let f = Fixture::new();
-    // Installed from campaign SEQ - 1; campaign SEQ's rollback is not its rollback.
-    let installed = f.installed_state(SEQ - 1, SEQ - 1);
+    // Installed from campaign SEQ + 1 (floor SEQ + 1): campaign SEQ's rollback is stale.
+    let installed = f.installed_state(SEQ + 1, SEQ + 1);
     assert_eq!(
         check(&f, &f.rollback_spec(), &on_241(), &installed),
         Err(Error::StaleDecision {
-            floor: SEQ - 1,
+            floor: SEQ + 1,
             campaign_sequence: SEQ,
         })
     );
-    // Nothing installed through a campaign: no rollback at all.
-    assert_eq!(
-        check(&f, &f.rollback_spec(), &on_241(), &StoredState::default()),
-        Err(Error::StaleDecision {
-            floor: 0,
-            campaign_sequence: SEQ,
-        })
-    );
+}
+
+#[test]
+fn a_device_whose_update_failed_accepts_the_live_rollback_target() {
+    let f = Fixture::new();
+    // Installed from an earlier campaign, or through no campaign at all: the relay sends the live
+    // campaign's rollback target to devices whose update attempts ran out (docs/relay.md).
+    for installed in [f.installed_state(SEQ - 1, SEQ - 1), StoredState::default()] {
+        assert!(check(&f, &f.rollback_spec(), &on_241(), &installed).is_ok());
+    }
 }
 
 #[test]

@@ -127,8 +127,9 @@ fn in_progress_executions_survive_a_relay_restart() {
             .events;
         let last = events.last().unwrap();
         assert_eq!(last.state, DeviceState::Installed);
+        // The report's words, as the engine records an `installed` report.
         assert_eq!(
-            last.cause, "job SUCCEEDED v3 #1: boot-check=already-installed",
+            last.cause, "reported installed (job SUCCEEDED v3 #1: boot-check=already-installed)",
             "{d}"
         );
     }
