@@ -74,13 +74,7 @@ impl<'a> AddCheckpoint<'a> {
     /// Parses a request body.
     pub fn parse(body: &'a [u8]) -> Result<Self, RequestError> {
         let mut rest = body;
-        let mut next_line = || -> Option<&'a [u8]> {
-            let end = rest.iter().position(|b| *b == b'\n')?;
-            let (line, tail) = rest.split_at(end);
-            rest = tail.get(1..).unwrap_or_default();
-            Some(line)
-        };
-        let old = next_line()
+        let old = split_line(&mut rest)
             .and_then(|l| l.strip_prefix(b"old "))
             .and_then(|l| core::str::from_utf8(l).ok())
             .and_then(parse_size)
@@ -88,7 +82,7 @@ impl<'a> AddCheckpoint<'a> {
         let proof_start = body.len().saturating_sub(rest.len());
         let mut proof_len = 0usize;
         loop {
-            let line = next_line().ok_or(RequestError::NoCheckpoint)?;
+            let line = split_line(&mut rest).ok_or(RequestError::NoCheckpoint)?;
             if line.is_empty() {
                 break;
             }
@@ -158,6 +152,14 @@ impl Iterator for ProofLines<'_> {
 }
 
 impl ExactSizeIterator for ProofLines<'_> {}
+
+/// The next line of `rest` without its newline; `rest` moves past it. `None` if no newline is left.
+fn split_line<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    let (line, tail) = rest.split_at(end);
+    *rest = tail.get(1..).unwrap_or_default();
+    Some(line)
+}
 
 fn decode_hash(line: &[u8]) -> Option<Hash> {
     let s = core::str::from_utf8(line).ok()?;

@@ -38,7 +38,7 @@ pub const COSIGNATURE_BASE64_LEN: usize = 104;
 /// The header line of the signed message (domain separation).
 pub const COSIGNATURE_HEADER: &str = "cosignature/v1\n";
 /// Largest timestamp a cosignature may carry (C2SP tlog-cosignature: at most 2^63 - 1).
-pub const MAX_TIMESTAMP: u64 = i64::MAX as u64;
+pub const MAX_TIMESTAMP: u64 = u64::MAX >> 1;
 
 /// A witness a device pins: its name (the key name on signature lines) and Ed25519 public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

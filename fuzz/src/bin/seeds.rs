@@ -193,7 +193,18 @@ fn checkpoints(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
         "one",
         cosign(&plain, 1, 1_795_000_500).as_bytes(),
     )?;
-    corpus.put("cosignature", "log-only", plain.as_bytes())
+    corpus.put("cosignature", "log-only", plain.as_bytes())?;
+    let proof = [[0x11u8; 32], [0x22; 32]];
+    corpus.put(
+        "witness_request",
+        "grow",
+        cairn_verifier::tlog_witness::write::add_checkpoint(5, &proof, &two).as_bytes(),
+    )?;
+    corpus.put(
+        "witness_request",
+        "first",
+        cairn_verifier::tlog_witness::write::add_checkpoint(0, &[], &plain).as_bytes(),
+    )
 }
 
 /// DER signatures at the edges: smallest scalars, both needing the sign pad, leading zero bytes.

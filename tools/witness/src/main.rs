@@ -68,7 +68,7 @@ fn witness(a: &Args) -> Result<Witness> {
     for (origin, pem) in &a.logs {
         let text = std::fs::read_to_string(pem)
             .with_context(|| format!("reading the key of log {origin:?} from {}", pem.display()))?;
-        let key = p256::PublicKey::from_public_key_pem(&text)
+        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&text)
             .with_context(|| format!("{} is not a P-256 public key (PEM)", pem.display()))?;
         let point = key.to_sec1_point(false);
         let public = PublicKey::from_sec1_uncompressed(point.as_bytes())

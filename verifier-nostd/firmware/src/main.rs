@@ -193,7 +193,7 @@ fn run(
             device,
             state,
             witnessed,
-        } => if *witnessed {
+        } => (if *witnessed {
             verify_delivery(
                 delivery,
                 witnessed_anchors,
@@ -211,7 +211,7 @@ fn run(
                 &mut MemoryImage(image),
                 &Backend,
             )
-        }
+        })
         .map(|_| ()),
         Check::Installed { image, state } => {
             verify_installed(state, &mut MemoryImage(image), &Backend).map(|_| ())
