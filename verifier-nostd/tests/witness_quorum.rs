@@ -14,9 +14,7 @@ use cairn_verifier::boot::{MemoryImage, StoredState, verify_delivery};
 use cairn_verifier::crypto::{Crypto, Software};
 use cairn_verifier::error::PolicyError;
 use cairn_verifier::note::Checkpoint;
-use cairn_verifier::test_support::{
-    Fixture, WITNESSES, cosign, device, witness, witness_key,
-};
+use cairn_verifier::test_support::{Fixture, WITNESSES, cosign, device, witness, witness_key};
 use cairn_verifier::witness::{
     self, Cosignature, CosignatureError, MAX_TIMESTAMP, Quorum, WitnessKey, WitnessPolicy,
     verify_quorum,

@@ -63,7 +63,10 @@ fn need<T>(v: Option<T>, flag: &str) -> Result<T> {
 }
 
 fn witness(a: &Args) -> Result<Witness> {
-    let secret = WitnessSecret::load(&need(a.key.clone(), "--key")?, &need(a.name.clone(), "--name")?)?;
+    let secret = WitnessSecret::load(
+        &need(a.key.clone(), "--key")?,
+        &need(a.name.clone(), "--name")?,
+    )?;
     let mut logs = Vec::new();
     for (origin, pem) in &a.logs {
         let text = std::fs::read_to_string(pem)
@@ -102,7 +105,8 @@ fn main() -> Result<()> {
         "cosign" => {
             let w = witness(&a)?;
             let path = need(a.request.clone(), "--request")?;
-            let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let body =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let cosigned = w
                 .add_checkpoint(&body, now())
                 .with_context(|| format!("{} not cosigned", path.display()))?;

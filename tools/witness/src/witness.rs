@@ -154,11 +154,9 @@ impl Witness {
         let stored = match &stored {
             Some(note) => Some((
                 note.as_str(),
-                Checkpoint::parse(note.as_bytes()).map_err(|e| {
-                    StoreError::Corrupt {
-                        path: log.origin.clone().into(),
-                        reason: e.to_string(),
-                    }
+                Checkpoint::parse(note.as_bytes()).map_err(|e| StoreError::Corrupt {
+                    path: log.origin.clone().into(),
+                    reason: e.to_string(),
                 })?,
             )),
             None => None,

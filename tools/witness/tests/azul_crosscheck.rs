@@ -101,7 +101,11 @@ fn azul_verifies_the_witness_cosignatures() {
     assert_eq!(verified[0].name(), NAME);
     assert_eq!(verified[0].id().to_be_bytes(), w.secret().pinned().key_id);
     assert_eq!(&verified[0].signature()[..8], &(T + 7).to_be_bytes());
-    assert_eq!(unverified.len(), 1, "the log's own ECDSA line is an unknown key to azul");
+    assert_eq!(
+        unverified.len(),
+        1,
+        "the log's own ECDSA line is an unknown key to azul"
+    );
 
     let cp = tlog_tiles::Checkpoint::from_bytes(note.text()).unwrap();
     let ours = Checkpoint::parse(cosigned.note.as_bytes()).unwrap();
@@ -170,7 +174,11 @@ fn consistency_proofs_agree_with_azul_both_ways() {
     let mut at = 0u64;
     for to in [1u64, 2, 3, 7, 8, 13, 16, 17, 31, 32, 37] {
         let root = tlog_tiles::tree_hash(to, &storage).unwrap();
-        assert_eq!(root.0, mth(&history.leaves[..to as usize]), "tree hash of {to}");
+        assert_eq!(
+            root.0,
+            mth(&history.leaves[..to as usize]),
+            "tree hash of {to}"
+        );
         let proof: Vec<[u8; 32]> = if at == 0 {
             Vec::new()
         } else {
@@ -181,7 +189,11 @@ fn consistency_proofs_agree_with_azul_both_ways() {
                 .collect()
         };
         // The witness accepts azul's proof...
-        let body = cairn_verifier::tlog_witness::write::add_checkpoint(at, &proof, &signed(to as usize, &root.0));
+        let body = cairn_verifier::tlog_witness::write::add_checkpoint(
+            at,
+            &proof,
+            &signed(to as usize, &root.0),
+        );
         w.add_checkpoint(body.as_bytes(), T).unwrap();
         // ...and azul accepts cairn's.
         if at > 0 {

@@ -112,8 +112,13 @@ fn sigkill_never_lets_the_witness_roll_back_or_cosign_a_fork() {
         // Grow A in a thread; kill the witness after `round % 7 + 1` answers, mid-stream.
         let addr = w.addr.clone();
         let from = size(&w, &a);
-        assert!(from >= acknowledged, "round {round}: size {from} < acknowledged {acknowledged}");
-        let a2 = History { leaves: a.leaves.clone() };
+        assert!(
+            from >= acknowledged,
+            "round {round}: size {from} < acknowledged {acknowledged}"
+        );
+        let a2 = History {
+            leaves: a.leaves.clone(),
+        };
         let stop_after = round % 7 + 1;
         let (tx, rx) = std::sync::mpsc::channel();
         let grower = std::thread::spawn(move || {
@@ -149,7 +154,10 @@ fn sigkill_never_lets_the_witness_roll_back_or_cosign_a_fork() {
 
         w = start(dir.path());
         let now = size(&w, &a);
-        assert!(now >= acknowledged, "round {round}: restarted at {now} < acknowledged {acknowledged}");
+        assert!(
+            now >= acknowledged,
+            "round {round}: restarted at {now} < acknowledged {acknowledged}"
+        );
         // The fork B, at the witness's size and beyond: never cosigned.
         let (status, _) = post(&w.addr, &b.request(now, now)).unwrap();
         assert_eq!(status, 409, "round {round}: fork of equal size");

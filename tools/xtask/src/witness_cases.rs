@@ -30,7 +30,9 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     let older = f.build(&older).checkpoint;
 
     let last_line = |note: &str| -> Result<String> {
-        let body = note.strip_suffix('\n').context("note without final newline")?;
+        let body = note
+            .strip_suffix('\n')
+            .context("note without final newline")?;
         let (_, line) = body.rsplit_once('\n').context("note with one line")?;
         Ok(format!("{line}\n"))
     };
@@ -44,10 +46,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     );
     let altered = {
         let line = last_line(&one)?;
-        let (prefix, b64) = line
-            .trim_end()
-            .rsplit_once(' ')
-            .context("signature line")?;
+        let (prefix, b64) = line.trim_end().rsplit_once(' ').context("signature line")?;
         let mut raw = Base64::decode_vec(b64).map_err(anyhow::Error::msg)?;
         raw.get_mut(4..12)
             .context("short cosignature")?
@@ -101,10 +100,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
         .context("signature line")?
         .1;
     let raw = Base64::decode_vec(b64).map_err(anyhow::Error::msg)?;
-    let signature: [u8; 64] = raw
-        .get(12..)
-        .context("short cosignature")?
-        .try_into()?;
+    let signature: [u8; 64] = raw.get(12..).context("short cosignature")?.try_into()?;
     let key = witness(WITNESSES[0], 0).public;
     anyhow::ensure!(
         Software.verify_ed25519(&key, &[&message], &signature),
@@ -137,7 +133,13 @@ pub(crate) fn report(runs: &[crate::m33::Run], json: &mut [serde_json::Value]) -
     writeln!(
         table,
         "{:<24} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}",
-        "backend", "boot 0 cosig", "boot 2 cosig", "boot 3 cosig", "per cosig", "one Ed25519", "flash B"
+        "backend",
+        "boot 0 cosig",
+        "boot 2 cosig",
+        "boot 3 cosig",
+        "per cosig",
+        "one Ed25519",
+        "flash B"
     )?;
     for (run, out) in runs.iter().zip(json.iter_mut()) {
         let get = |case: &str| {

@@ -17,19 +17,19 @@ use cairn_verifier::types::{Hash, TreeSize};
 use cairn_witness::{Store, TrustedLog, Witness, WitnessSecret};
 
 /// The test witness's name.
-pub const NAME: &str = "witness.test/notified-body";
+pub(crate) const NAME: &str = "witness.test/notified-body";
 /// Its seed (a test key, never used outside tests).
-pub const SEED: [u8; 32] = [7; 32];
+pub(crate) const SEED: [u8; 32] = [7; 32];
 
 /// One history of the test log: the entries `"<label> <i>"`.
-pub struct History {
-    pub leaves: Vec<Hash>,
+pub(crate) struct History {
+    pub(crate) leaves: Vec<Hash>,
 }
 
 impl History {
     /// `n` entries labelled `label`; two labels give two histories that differ from entry 0, or
     /// from entry `shared` with [`History::fork`].
-    pub fn new(label: &str, n: usize) -> Self {
+    pub(crate) fn new(label: &str, n: usize) -> Self {
         Self {
             leaves: (0..n)
                 .map(|i| leaf_hash(&Software, format!("{label} {i}").as_bytes()))
@@ -38,7 +38,7 @@ impl History {
     }
 
     /// A history with the first `shared` entries of `self`, then entries of its own.
-    pub fn fork(&self, shared: usize, label: &str) -> Self {
+    pub(crate) fn fork(&self, shared: usize, label: &str) -> Self {
         let mut leaves = self.leaves[..shared].to_vec();
         leaves.extend(
             (shared..self.leaves.len())
@@ -47,17 +47,17 @@ impl History {
         Self { leaves }
     }
 
-    pub fn root(&self, size: usize) -> Hash {
+    pub(crate) fn root(&self, size: usize) -> Hash {
         mth(&self.leaves[..size])
     }
 
     /// The checkpoint of the first `size` entries, signed by the log key.
-    pub fn checkpoint(&self, size: usize) -> String {
+    pub(crate) fn checkpoint(&self, size: usize) -> String {
         signed(size, &self.root(size))
     }
 
     /// The consistency proof from `from` to `to` entries.
-    pub fn proof(&self, from: usize, to: usize) -> Vec<Hash> {
+    pub(crate) fn proof(&self, from: usize, to: usize) -> Vec<Hash> {
         if from == 0 || from == to {
             return Vec::new();
         }
@@ -65,20 +65,24 @@ impl History {
     }
 
     /// The add-checkpoint body taking a witness at `from` to `to`.
-    pub fn request(&self, from: usize, to: usize) -> String {
-        tlog_witness::write::add_checkpoint(from as u64, &self.proof(from, to), &self.checkpoint(to))
+    pub(crate) fn request(&self, from: usize, to: usize) -> String {
+        tlog_witness::write::add_checkpoint(
+            from as u64,
+            &self.proof(from, to),
+            &self.checkpoint(to),
+        )
     }
 }
 
 /// A checkpoint of `size` and `root` signed by the test log key.
-pub fn signed(size: usize, root: &Hash) -> String {
+pub(crate) fn signed(size: usize, root: &Hash) -> String {
     let key = test_key(Fixture::LOG_KEY);
     let pinned = log_key();
     let body = note::write::body(ORIGIN, TreeSize(size as u64), root, &[]);
     note::write::sign(&body, &pinned, &key).unwrap()
 }
 
-pub fn log_key() -> LogKey<'static> {
+pub(crate) fn log_key() -> LogKey<'static> {
     LogKey::new(
         ORIGIN,
         ORIGIN,
@@ -88,7 +92,7 @@ pub fn log_key() -> LogKey<'static> {
     .unwrap()
 }
 
-pub fn trusted_log() -> TrustedLog {
+pub(crate) fn trusted_log() -> TrustedLog {
     TrustedLog {
         origin: ORIGIN.to_owned(),
         name: ORIGIN.to_owned(),
@@ -97,7 +101,7 @@ pub fn trusted_log() -> TrustedLog {
 }
 
 /// The test witness on the state directory `dir`.
-pub fn witness(dir: &Path) -> Witness {
+pub(crate) fn witness(dir: &Path) -> Witness {
     Witness::new(
         WitnessSecret::from_seed(&SEED, NAME).unwrap(),
         vec![trusted_log()],
@@ -106,7 +110,7 @@ pub fn witness(dir: &Path) -> Witness {
 }
 
 /// The log key as a PEM file (for the binary's --log ORIGIN=PEM).
-pub fn log_key_pem(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn log_key_pem(dir: &Path) -> std::path::PathBuf {
     use p256::pkcs8::EncodePublicKey;
     let path = dir.join("log.pem");
     let pem = test_key(Fixture::LOG_KEY)
