@@ -304,3 +304,27 @@ fn policies_that_could_count_one_witness_twice_are_refused() {
     assert!(WitnessPolicy::new([a, b], 2).is_ok());
     assert!(WitnessKey::new("has space", [0; 32], &Software).is_none());
 }
+
+#[test]
+fn a_cosignature_adds_its_name_plus_110_bytes_to_a_delivery() {
+    // "— " (em dash: 3 bytes, and a space), the name, a space, 104 base64 characters, a newline;
+    // the delivery's CBOR byte-string header may grow by a byte or two as the checkpoint grows.
+    let f = Fixture::new();
+    let mut parts = f.build(&f.spec());
+    let plain = parts.checkpoint.clone();
+    let base = parts.encode().len();
+    let mut note = plain.clone();
+    let mut sizes = vec![base];
+    for (n, name) in WITNESSES.iter().enumerate() {
+        note = cosign(&note, n, T);
+        parts.checkpoint.clone_from(&note);
+        let size = parts.encode().len();
+        let added = size - sizes.last().unwrap();
+        assert!(
+            (name.len() + 110..=name.len() + 112).contains(&added),
+            "{name}: {added} bytes"
+        );
+        sizes.push(size);
+    }
+    println!("delivery bytes with 0, 1, 2, 3 cosignatures: {sizes:?}");
+}

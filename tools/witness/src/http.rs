@@ -38,12 +38,11 @@ fn error_response(e: &AddError) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(e.status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     match e {
-        AddError::Conflict { size, .. } => HttpResponse::build(status)
-            .content_type("text/x.tlog.size")
-            .body(format!("{size}\n")),
-        AddError::Fork { size, .. } => HttpResponse::build(status)
-            .content_type("text/x.tlog.size")
-            .body(format!("{size}\n")),
+        AddError::Conflict { size, .. } | AddError::Fork { size, .. } => {
+            HttpResponse::build(status)
+                .content_type("text/x.tlog.size")
+                .body(format!("{size}\n"))
+        }
         AddError::Storage(_) => {
             eprintln!("cairn-witness: {e}");
             HttpResponse::build(status).body("witness storage failure\n")

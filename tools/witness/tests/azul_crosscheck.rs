@@ -154,7 +154,10 @@ struct Storage(Vec<AzulHash>);
 
 impl HashReader for Storage {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<AzulHash>, tlog_tiles::Error> {
-        Ok(indexes.iter().map(|i| self.0[*i as usize]).collect())
+        Ok(indexes
+            .iter()
+            .map(|i| self.0[usize::try_from(*i).unwrap()])
+            .collect())
     }
 }
 
@@ -172,13 +175,10 @@ fn consistency_proofs_agree_with_azul_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let w = witness(dir.path());
     let mut at = 0u64;
-    for to in [1u64, 2, 3, 7, 8, 13, 16, 17, 31, 32, 37] {
+    for to_n in [1usize, 2, 3, 7, 8, 13, 16, 17, 31, 32, 37] {
+        let to = to_n as u64;
         let root = tlog_tiles::tree_hash(to, &storage).unwrap();
-        assert_eq!(
-            root.0,
-            mth(&history.leaves[..to as usize]),
-            "tree hash of {to}"
-        );
+        assert_eq!(root.0, mth(&history.leaves[..to_n]), "tree hash of {to}");
         let proof: Vec<[u8; 32]> = if at == 0 {
             Vec::new()
         } else {
@@ -189,16 +189,13 @@ fn consistency_proofs_agree_with_azul_both_ways() {
                 .collect()
         };
         // The witness accepts azul's proof...
-        let body = cairn_verifier::tlog_witness::write::add_checkpoint(
-            at,
-            &proof,
-            &signed(to as usize, &root.0),
-        );
+        let body =
+            cairn_verifier::tlog_witness::write::add_checkpoint(at, &proof, &signed(to_n, &root.0));
         w.add_checkpoint(body.as_bytes(), T).unwrap();
         // ...and azul accepts cairn's.
         if at > 0 {
             let ours: Vec<AzulHash> = history
-                .proof(at as usize, to as usize)
+                .proof(usize::try_from(at).unwrap(), to_n)
                 .into_iter()
                 .map(AzulHash)
                 .collect();
