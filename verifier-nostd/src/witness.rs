@@ -210,10 +210,7 @@ impl Cosignature {
 /// `n` in ASCII decimal without leading zeros, written at the end of `buf`.
 fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut start = buf.len();
-    loop {
-        let Some(i) = start.checked_sub(1) else {
-            break;
-        };
+    while let Some(i) = start.checked_sub(1) {
         start = i;
         if let Some(d) = buf.get_mut(i) {
             // n % 10 < 10: the cast cannot truncate.
