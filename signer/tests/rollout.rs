@@ -248,6 +248,7 @@ fn the_reference_fleet_gives_8203_eligible_and_every_delivery_boots_on_its_devic
                     certs::verifier_key(&release_cert, "release").unwrap(),
                     &Software,
                 ),
+                witnesses: cairn_verifier::witness::WitnessPolicy::unwitnessed(),
             };
             let registry_devices = registry.devices().unwrap();
             for d in &deliveries {

@@ -1,6 +1,7 @@
 //! The device boot check (design.md "Device boot check"), in order:
 //!
-//! 1. the checkpoint is signed by the pinned log key (and names the pinned log);
+//! 1. the checkpoint is signed by the pinned log key (and names the pinned log), and cosigned by
+//!    the quorum of pinned witnesses the device's witness policy needs (docs/witness.md);
 //! 2. the checkpoint is not older than the newest one the device stored;
 //! 3. the manifest is included in that checkpoint's tree;
 //! 4. the release is signed by the pinned release key;
@@ -27,14 +28,20 @@ use crate::merkle::{ct_eq, leaf_hash, verify_inclusion_with};
 use crate::note::{Checkpoint, LogKey};
 use crate::statement::{Manifest, Purpose, ReleaseStatement};
 use crate::types::{Hash, Id, SecurityEpoch, TreeSize, Version};
+use crate::witness::{WitnessPolicy, verify_quorum};
 
 /// What the device trusts: keys pinned at manufacturing (in protected flash or OTP).
+///
+/// `W` is the number of pinned witnesses; the default, 0, goes with
+/// [`WitnessPolicy::unwitnessed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustAnchors<'a> {
+pub struct TrustAnchors<'a, const W: usize = 0> {
     /// The log's checkpoint key and origin.
     pub log: LogKey<'a>,
     /// The release-signing key.
     pub release: ReleaseKey,
+    /// The witnesses that must have cosigned a checkpoint, and how many of them.
+    pub witnesses: WitnessPolicy<'a, W>,
 }
 
 /// Who the device is and what it runs.
@@ -129,9 +136,9 @@ pub struct Verdict<'a> {
 }
 
 /// Runs the whole boot check over one delivery (module documentation lists the steps).
-pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
+pub fn verify_delivery<'a, C: Crypto, I: ImageReader, const W: usize>(
     delivery: &'a [u8],
-    anchors: &TrustAnchors<'_>,
+    anchors: &TrustAnchors<'_, W>,
     device: &DeviceIdentity<'_>,
     state: &StoredState,
     image: &mut I,
@@ -142,6 +149,7 @@ pub fn verify_delivery<'a, C: Crypto, I: ImageReader>(
     // 1. checkpoint signature
     let checkpoint = Checkpoint::parse(d.checkpoint).map_err(Error::MalformedCheckpoint)?;
     checkpoint.verify(&anchors.log, crypto)?;
+    verify_quorum(&checkpoint, &anchors.log, &anchors.witnesses, crypto)?;
 
     // 2. freshness
     if checkpoint.size < state.checkpoint_size {

@@ -86,6 +86,12 @@ pub trait Crypto {
     /// for `r` or `s` outside `1..n`.
     fn verify_p256(&self, key: &PublicKey, digest: &Hash, signature: &Signature) -> bool;
 
+    /// Whether `signature` is a valid Ed25519 signature (RFC 8032 §5.1.7) by `key` over the
+    /// concatenation of `message` (witness cosignatures, C2SP tlog-cosignature). The message is
+    /// given in parts so a backend can stream it into SHA-512 without a buffer. Must return `false`
+    /// (never panic) for a key that is not a valid point encoding and for a non-canonical `S`.
+    fn verify_ed25519(&self, key: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool;
+
     /// SHA-256 of the concatenation of `parts`.
     fn sha256_of(&self, parts: &[&[u8]]) -> Hash {
         let mut h = self.sha256();
@@ -132,6 +138,21 @@ impl Crypto for Software {
             return false;
         };
         vk.verify_prehash(digest, &sig).is_ok()
+    }
+
+    fn verify_ed25519(&self, key: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool {
+        let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(key) else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(signature);
+        // `verify_stream` rejects a non-canonical S (>= l) when it is built.
+        let Ok(mut stream) = vk.verify_stream(&sig) else {
+            return false;
+        };
+        for part in message {
+            stream.update(part);
+        }
+        stream.finalize_and_verify().is_ok()
     }
 }
 

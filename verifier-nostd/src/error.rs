@@ -120,6 +120,26 @@ pub enum NoteError {
     BadFloorLine,
 }
 
+/// Why a witness policy cannot be pinned (docs/witness.md "Policy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A policy with no witness: use `WitnessPolicy::unwitnessed`, which says what it gives up.
+    #[error("a witness policy needs at least one witness")]
+    NoWitnesses,
+    /// The threshold is zero or above the number of witnesses.
+    #[error("threshold {threshold} is not within 1..={witnesses}")]
+    Threshold {
+        /// The threshold asked for.
+        threshold: usize,
+        /// The number of pinned witnesses.
+        witnesses: usize,
+    },
+    /// Two pinned witnesses share a name or a public key, so one witness could count twice.
+    #[error("two pinned witnesses share a name or a public key")]
+    DuplicateWitness,
+}
+
 /// Why an inclusion or consistency proof was rejected (RFC 9162 §2.1.3.2, §2.1.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -183,6 +203,27 @@ pub enum Error {
     /// The pinned log key's signature on the checkpoint does not verify.
     #[error("checkpoint signature does not verify")]
     CheckpointSignature,
+    /// A cosignature line from a pinned witness (its name and key id) is malformed or does not
+    /// verify over this checkpoint (C2SP tlog-cosignature): a forged, altered or replayed line.
+    #[error("cosignature of pinned witness {witness} does not verify over this checkpoint")]
+    BadCosignature {
+        /// Index of the witness in the device's witness policy.
+        witness: usize,
+    },
+    /// Fewer pinned witnesses than the policy's threshold cosigned the checkpoint.
+    #[error(
+        "checkpoint cosigned by {have} of the pinned witnesses, the policy needs {need} \
+         ({unknown} signature lines from keys not pinned were ignored)"
+    )]
+    NoQuorum {
+        /// Distinct pinned witnesses whose cosignature verified.
+        have: usize,
+        /// The policy's threshold.
+        need: usize,
+        /// Signature lines from neither the log key nor a pinned witness (ignored, as C2SP
+        /// signed-note requires; counted so the error can say a witness key may have rotated).
+        unknown: usize,
+    },
     /// The checkpoint is older than the newest one this device has already accepted.
     #[error("checkpoint size {received} is older than stored size {stored}")]
     CheckpointStale {
@@ -310,6 +351,8 @@ impl Error {
             Error::CheckpointOrigin => "checkpoint-origin",
             Error::CheckpointKeyMissing => "checkpoint-key-missing",
             Error::CheckpointSignature => "checkpoint-signature",
+            Error::BadCosignature { .. } => "bad-cosignature",
+            Error::NoQuorum { .. } => "no-quorum",
             Error::CheckpointStale { .. } => "checkpoint-stale",
             Error::NotIncluded { .. } => "not-included",
             Error::ReleaseAlgorithm => "release-algorithm",

@@ -9,6 +9,8 @@
 //! |---|---|---|
 //! | [`merkle`] | leaf/node hashes, inclusion and consistency proofs | RFC 9162 §2.1 |
 //! | [`note`] | checkpoint in a signed note, ECDSA P-256 signature line | C2SP tlog-checkpoint, signed-note |
+//! | [`witness`] | witness cosignatures, the k-of-n witness policy | C2SP tlog-cosignature, signed-note |
+//! | [`tlog_witness`] | the witness's `add-checkpoint` request body | C2SP tlog-witness |
 //! | [`cose`] | COSE_Sign1 with ES256 | RFC 9052 §4.2, §4.4; RFC 9053 §2.1 |
 //! | [`entry`] | the header of every log entry: format version and kind | RFC 8949 §4.2.1 |
 //! | [`statement`] | log entries: release statement, per-device manifest | RFC 8949 §4.2.1 (deterministic CBOR) |
@@ -75,9 +77,11 @@ pub mod note;
 pub mod pack;
 pub mod rollout;
 pub mod statement;
+pub mod tlog_witness;
 #[cfg(feature = "alloc")]
 pub mod transfer;
 pub mod types;
+pub mod witness;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -69,7 +69,7 @@ fn valid_origin(origin: &str) -> bool {
 }
 
 /// C2SP signed-note: a key name is non-empty and contains no Unicode spaces and no plus sign.
-fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()

@@ -39,6 +39,51 @@ pub const CAMPAIGN_SEQUENCE: u64 = 4;
 /// Advisories of the test release.
 pub const ADVISORIES: &[&str] = &["CVE-2026-10001", "CAIRN-SA-2026-07"];
 
+/// Names of the three test witnesses (the example: a notified body, the OEM's auditor, the
+/// OEM's second site).
+pub const WITNESSES: [&str; 3] = [
+    "witness.test/notified-body",
+    "witness.test/auditor",
+    "witness.test/oem-site-2",
+];
+
+/// A fixed Ed25519 test witness key (never use outside tests). `n` selects one of several.
+pub fn witness_key(n: u8) -> ed25519_dalek::SigningKey {
+    let mut seed = [0x57u8; 32];
+    seed[31] = n;
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// The pinned form of test witness `n`, named `name`.
+pub fn witness(name: &'static str, n: u8) -> crate::witness::WitnessKey<'static> {
+    crate::witness::WitnessKey::new(name, witness_key(n).verifying_key().to_bytes(), &Software)
+        .unwrap_or_else(unreachable_witness)
+}
+
+#[expect(clippy::panic, reason = "test fixture: fixed valid names")]
+fn unreachable_witness() -> crate::witness::WitnessKey<'static> {
+    panic!("fixture witness name rejected")
+}
+
+/// `note` with a cosignature by test witness `n` (index into [`WITNESSES`]) at `timestamp` appended.
+pub fn cosign(note: &str, n: usize, timestamp: u64) -> String {
+    let name = WITNESSES.get(n).copied().unwrap_or(WITNESSES[0]);
+    let key = witness_key(u8::try_from(n).unwrap_or(0));
+    let text = note
+        .find("\n\n")
+        .and_then(|i| note.get(..=i))
+        .unwrap_or(note);
+    let line = crate::witness::write::cosign(
+        text,
+        &witness(name, u8::try_from(n).unwrap_or(0)),
+        &key,
+        timestamp,
+    );
+    let mut out = String::from(note);
+    out.push_str(&line);
+    out
+}
+
 /// The device of the fixture's default delivery ([`DEVICE`], on 2.3.0).
 pub fn device() -> crate::boot::DeviceIdentity<'static> {
     crate::boot::DeviceIdentity {
@@ -344,6 +389,23 @@ impl Fixture {
         TrustAnchors {
             log,
             release: ReleaseKey::new(public_key(&self.release_key), &Software),
+            witnesses: crate::witness::WitnessPolicy::unwitnessed(),
+        }
+    }
+
+    /// The trust anchors of a device that needs 2 of the 3 [`WITNESSES`] to have cosigned.
+    pub fn witnessed_anchors(&self) -> TrustAnchors<'static, 3> {
+        let plain = self.anchors();
+        let witnesses = [
+            witness(WITNESSES[0], 0),
+            witness(WITNESSES[1], 1),
+            witness(WITNESSES[2], 2),
+        ];
+        TrustAnchors {
+            log: plain.log,
+            release: plain.release,
+            witnesses: crate::witness::WitnessPolicy::new(witnesses, 2)
+                .unwrap_or_else(|_| unreachable_policy()),
         }
     }
 
@@ -480,6 +542,11 @@ impl Fixture {
             }),
         }
     }
+}
+
+#[expect(clippy::panic, reason = "test fixture: a fixed valid policy")]
+fn unreachable_policy() -> crate::witness::WitnessPolicy<'static, 3> {
+    panic!("fixture witness policy rejected")
 }
 
 #[expect(clippy::panic, reason = "test fixture: fixed valid origin")]

@@ -16,7 +16,7 @@ use cairn_verifier::note::LogKey;
 use cairn_verifier::note::write::{body, sign};
 use cairn_verifier::statement::ReleaseEntry;
 use cairn_verifier::test_support::{
-    DEVICE, Fixture, HARDWARE, ORIGIN, Parts, Spec, filler_leaf, public_key, root_and_path,
+    DEVICE, Fixture, HARDWARE, ORIGIN, Parts, Spec, cosign, filler_leaf, public_key, root_and_path,
 };
 use cairn_verifier::types::{TreeSize, Version};
 
@@ -184,6 +184,27 @@ fn checkpoints(corpus: &mut Corpus, fixture: &Fixture) -> io::Result<()> {
         "checkpoint",
         "witnessed",
         format!("{note}{witness_line}").as_bytes(),
+    )?;
+    // Cosigned by witnesses 0 and 2 of the fixture's 2-of-3 policy (a quorum), and by 1 only.
+    let plain = fixture.build(&fixture.spec()).checkpoint;
+    let two = cosign(&cosign(&plain, 0, 1_795_000_500), 2, 1_795_000_501);
+    corpus.put("cosignature", "quorum", two.as_bytes())?;
+    corpus.put(
+        "cosignature",
+        "one",
+        cosign(&plain, 1, 1_795_000_500).as_bytes(),
+    )?;
+    corpus.put("cosignature", "log-only", plain.as_bytes())?;
+    let proof = [[0x11u8; 32], [0x22; 32]];
+    corpus.put(
+        "witness_request",
+        "grow",
+        cairn_verifier::tlog_witness::write::add_checkpoint(5, &proof, &two).as_bytes(),
+    )?;
+    corpus.put(
+        "witness_request",
+        "first",
+        cairn_verifier::tlog_witness::write::add_checkpoint(0, &[], &plain).as_bytes(),
     )
 }
 

@@ -39,6 +39,7 @@ use cairn_verifier::delivery::Delivery;
 use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::{Manifest, Purpose};
 use cairn_verifier::types::{Hash, Id};
+use cairn_verifier::witness::WitnessPolicy;
 use sha2::{Digest, Sha256};
 
 use crate::faults::{DeviceFaults, FLASH_WRITE, Faults};
@@ -216,6 +217,7 @@ fn run_check<'a, I: ImageReader>(
     let anchors = TrustAnchors {
         log,
         release: ReleaseKey::new(trust.release_key, &Software),
+        witnesses: WitnessPolicy::unwitnessed(),
     };
     let identity = DeviceIdentity {
         device_id: &device.id,

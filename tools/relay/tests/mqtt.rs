@@ -94,6 +94,7 @@ fn deliveries_and_status_reports_go_through_the_broker_and_survive_its_restart()
     let anchors = TrustAnchors {
         log: common::log_key(),
         release: ReleaseKey::new(public_key(&test_key(Fixture::RELEASE_KEY)), &Software),
+        witnesses: cairn_verifier::witness::WitnessPolicy::unwitnessed(),
     };
     let mut files = Vec::new();
     for device in &signer.devices {

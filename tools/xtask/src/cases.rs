@@ -38,12 +38,20 @@ pub(crate) enum Check {
         image: Vec<u8>,
         device: Device,
         state: StoredState,
+        /// Checked by a device with the fixture's 2-of-3 witness policy.
+        witnessed: bool,
     },
     /// `verify_installed`.
     Installed { image: Vec<u8>, state: StoredState },
     /// A SHA-256-only pass over an image in `CHUNK`s (`boot::check_image`): the floor the
     /// boot check of an image that size is measured against.
     Sha256 { image: Vec<u8>, digest: Hash },
+    /// One `Crypto::verify_ed25519` call on the backend.
+    Ed25519 {
+        key: [u8; 32],
+        message: Vec<u8>,
+        signature: [u8; 64],
+    },
     /// One `Crypto::verify_p256` call on the backend.
     Verify {
         key: [u8; 64],
@@ -106,6 +114,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
                 image: image.to_vec(),
                 device,
                 state,
+                witnessed: false,
             };
             cases.push(Case {
                 name,
@@ -340,6 +349,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
         image: image.clone(),
         device: default_device(),
         state,
+        witnessed: false,
     };
     cases.push(Case {
         name: "malformed-delivery",
@@ -372,6 +382,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     );
 
     cases.extend(conformance(f)?);
+    cases.extend(crate::witness_cases::all(f)?);
     Ok(cases)
 }
 
@@ -583,6 +594,16 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
         "const RELEASE_KEY: [u8; 64] = {:?};",
         public_key(&f.release_key).0
     )?;
+    let witnesses = f.witnessed_anchors().witnesses;
+    let names: Vec<&str> = witnesses.witnesses().iter().map(|w| w.name).collect();
+    let keys: Vec<[u8; 32]> = witnesses.witnesses().iter().map(|w| w.public).collect();
+    writeln!(rs, "const WITNESS_NAMES: [&str; 3] = {names:?};")?;
+    writeln!(rs, "const WITNESS_KEYS: [[u8; 32]; 3] = {keys:?};")?;
+    writeln!(
+        rs,
+        "const WITNESS_THRESHOLD: usize = {};",
+        witnesses.threshold()
+    )?;
     let mut images: Vec<Vec<u8>> = Vec::new();
     for case in cases {
         if let Check::Delivery { image, .. }
@@ -610,6 +631,7 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                 image,
                 device: d,
                 state,
+                witnessed,
             } => {
                 let path = dir.join(format!("case-{n:02}-{}.cbor", case.name));
                 std::fs::write(&path, delivery)?;
@@ -618,7 +640,7 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                     "Check::Delivery {{ delivery: include_bytes!({:?}), image: IMAGE_{},\n        \
                      device: DeviceIdentity {{ device_id: {:?}, product: {:?}, family: {:?}, \
                      hardware_revision: {:?}, current_version: Version::new({}, {}, {}) }},\n        \
-                     state: {} }}",
+                     state: {}, witnessed: {witnessed} }}",
                     path.display().to_string(),
                     image_index(&images, image),
                     d.device_id,
@@ -640,6 +662,18 @@ pub(crate) fn write(dir: &Path, f: &Fixture, cases: &[Case]) -> Result<std::path
                 "Check::Sha256 {{ image: IMAGE_{}, digest: {digest:?} }}",
                 image_index(&images, image),
             ),
+            Check::Ed25519 {
+                key,
+                message,
+                signature,
+            } => {
+                let path = dir.join(format!("case-{n:02}-{}.msg", case.name));
+                std::fs::write(&path, message)?;
+                format!(
+                    "Check::Ed25519 {{ key: {key:?}, message: include_bytes!({:?}), signature: {signature:?} }}",
+                    path.display().to_string()
+                )
+            }
             Check::Verify {
                 key,
                 digest,

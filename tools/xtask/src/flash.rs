@@ -15,6 +15,17 @@ pub(crate) const FLASH: std::ops::Range<u64> = 0x1000_0000..0x1040_0000;
 /// Groups, first match wins: (label, substrings of the mangled symbol name).
 const GROUPS: &[(&str, &[&str])] = &[
     (
+        "witness cosignatures, Ed25519, SHA-512 (witness, ed25519-dalek, curve25519-dalek, salty)",
+        &[
+            "7witness",
+            "ed25519",
+            "curve25519",
+            "salty",
+            "sha512",
+            "compress512",
+        ],
+    ),
+    (
         "ECDSA P-256 (p256, primeorder, crypto-bigint, ecdsa)",
         &[
             "p256",
@@ -86,6 +97,13 @@ fn groups(elf: &Path) -> Result<BTreeMap<&'static str, u64>> {
         *out.entry(group).or_default() += sym.size();
     }
     Ok(out)
+}
+
+/// Bytes of the witness group (cosignature parsing, Ed25519, SHA-512) in `elf`: the baseline
+/// links none of it.
+pub(crate) fn witness_bytes(elf: &Path) -> Result<u64> {
+    let label = GROUPS.first().map_or("", |(label, _)| label);
+    Ok(groups(elf)?.get(label).copied().unwrap_or(0))
 }
 
 /// The table of what the boot check adds per group: `elf` minus `baseline`.

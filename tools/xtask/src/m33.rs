@@ -27,13 +27,17 @@ const TWO_P256_CM4_VERIFIES: u64 = 2 * 1_225_746;
 
 /// The crypto backend the firmware links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     /// RustCrypto p256 0.14 (the verifier's own `Software`).
     Software,
     /// RustCrypto p256 0.13, for comparison.
     P256v013,
     /// p256-cm4 0.4.0 assembly, adapted to Armv8-M at build time.
     P256Cm4,
+    /// p256-cm4, and salty for Ed25519 (witness cosignatures).
+    P256Cm4Salty,
+    /// p256-cm4, and ed25519-dalek with curve25519-dalek's precomputed tables.
+    P256Cm4DalekFast,
 }
 
 impl Backend {
@@ -42,35 +46,54 @@ impl Backend {
             Backend::Software => "software",
             Backend::P256v013 => "p256-013",
             Backend::P256Cm4 => "p256-cm4",
+            Backend::P256Cm4Salty => "p256-cm4+salty",
+            Backend::P256Cm4DalekFast => "p256-cm4+dalek-fast",
         }
     }
 
     fn parse(s: &str) -> Result<Self> {
-        [Backend::Software, Backend::P256v013, Backend::P256Cm4]
-            .into_iter()
-            .find(|b| b.name() == s)
-            .with_context(|| format!("unknown backend {s:?} (software, p256-013, p256-cm4)"))
+        [
+            Backend::Software,
+            Backend::P256v013,
+            Backend::P256Cm4,
+            Backend::P256Cm4Salty,
+            Backend::P256Cm4DalekFast,
+        ]
+        .into_iter()
+        .find(|b| b.name() == s)
+        .with_context(|| {
+            format!(
+                "unknown backend {s:?} (software, p256-013, p256-cm4, p256-cm4+salty, \
+                 p256-cm4+dalek-fast)"
+            )
+        })
     }
 
-    fn feature(self) -> Option<&'static str> {
+    fn features(self) -> &'static [&'static str] {
         match self {
-            Backend::Software => None,
-            Backend::P256v013 => Some("p256-013"),
-            Backend::P256Cm4 => Some("p256-cm4"),
+            Backend::Software => &[],
+            Backend::P256v013 => &["p256-013"],
+            Backend::P256Cm4 => &["p256-cm4"],
+            Backend::P256Cm4Salty => &["p256-cm4", "ed25519-salty"],
+            Backend::P256Cm4DalekFast => &["p256-cm4", "ed25519-fast"],
         }
+    }
+
+    fn uses_p256_cm4(self) -> bool {
+        self.features().contains(&"p256-cm4")
     }
 }
 
 /// One firmware build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Variant {
+pub(crate) struct Variant {
     backend: Backend,
     /// sha2's compact (rolled) SHA-256 instead of the unrolled default: smaller, slower.
     compact_sha2: bool,
 }
 
 impl Variant {
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         format!(
             "{}{}",
             self.backend.name(),
@@ -103,15 +126,15 @@ struct Outcome {
 }
 
 /// One variant's run.
-struct Run {
-    variant: Variant,
+pub(crate) struct Run {
+    pub(crate) variant: Variant,
     calibration: u64,
     outcomes: BTreeMap<String, Outcome>,
-    elf: PathBuf,
+    pub(crate) elf: PathBuf,
 }
 
 impl Run {
-    fn instructions(&self, case: &str) -> Option<u64> {
+    pub(crate) fn instructions(&self, case: &str) -> Option<u64> {
         let o = self.outcomes.get(case)?;
         Some(o.ticks * 2_000_000 / self.calibration)
     }
@@ -269,7 +292,7 @@ fn check_verdicts(run: &Run, all: &[cases::Case]) -> Result<()> {
 fn build(work: &Path, cases_rs: &Path, variant: Variant, baseline: bool) -> Result<PathBuf> {
     let firmware = root().join("verifier-nostd/firmware");
     let target_dir = work.join("firmware-target");
-    let mut features: Vec<&str> = variant.backend.feature().into_iter().collect();
+    let mut features: Vec<&str> = variant.backend.features().to_vec();
     if baseline {
         features.push("baseline");
     }
@@ -303,7 +326,7 @@ fn build(work: &Path, cases_rs: &Path, variant: Variant, baseline: bool) -> Resu
     // p256-cm4 is patched for this build only: keep the committed lock file as it is.
     let lock = firmware.join("Cargo.lock");
     let saved_lock = std::fs::read(&lock).ok();
-    if variant.backend == Backend::P256Cm4 {
+    if variant.backend.uses_p256_cm4() {
         let patched = crate::p256_cm4::p256_cm4_for_v8m(work, &firmware)?;
         cmd.arg("--config").arg(format!(
             "patch.crates-io.p256-cm4.path={:?}",
@@ -552,6 +575,7 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
         )?;
         json.push(serde_json::json!({
             "backend": run.variant.label(),
+            "witness": {},
             "flash_boot_check_bytes": boot_flash,
             "flash_text_bytes": full.text,
             "flash_rodata_bytes": full.rodata,
@@ -596,6 +620,13 @@ fn report(work: &Path, cases_rs: &Path, runs: &[Run]) -> Result<()> {
     );
     println!("  image digest only; heap: no allocator is linked.");
     print!("{table}");
+    println!();
+    println!(
+        "Witness cosignatures (C2SP tlog-cosignature, Ed25519), instructions: the whole boot check \
+         with 0 (no policy), 2 and 3 cosignatures checked (2-of-3 policy), one Ed25519 \
+         verification alone, and the flash of cosignature parsing + Ed25519 + SHA-512:"
+    );
+    print!("{}", crate::witness_cases::report(runs, &mut json)?);
     println!();
     println!(
         "MCUboot releases: the whole boot check (checkpoint, inclusion, release and MCUboot \

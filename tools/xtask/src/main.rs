@@ -12,6 +12,7 @@ mod mcuboot_cases;
 mod p256_cm4;
 mod toolchain;
 mod wycheproof_cases;
+mod witness_cases;
 
 use anyhow::{Result, bail};
 
@@ -40,7 +41,9 @@ cairn development tasks
       peak stack, heap, instructions per boot check (also written to target/m33/report.json).
       Default: every backend, with and without --compact-sha2.
 
-Backends: software (RustCrypto p256 0.14 + sha2 0.11), p256-cm4 (p256-cm4 0.4.0 assembly,
+Backends: software (RustCrypto p256 0.14 + sha2 0.11; Ed25519 by ed25519-dalek without tables),
+p256-cm4+salty and p256-cm4+dalek-fast (Ed25519 by salty, or by ed25519-dalek with its
+precomputed tables), p256-cm4 (p256-cm4 0.4.0 assembly,
 adapted to Armv8-M at build time), p256-013 (RustCrypto p256 0.13, for comparison).
 --compact-sha2 builds sha2 with its rolled (smaller, slower) SHA-256.
 ";

@@ -42,6 +42,7 @@ fn delivery(
             image: image.to_vec(),
             device: default_device(),
             state: StoredState::default(),
+            witnessed: false,
         },
         expect,
     }
