@@ -11,8 +11,8 @@ mod m33;
 mod mcuboot_cases;
 mod p256_cm4;
 mod toolchain;
-mod wycheproof_cases;
 mod witness_cases;
+mod wycheproof_cases;
 
 use anyhow::{Result, bail};
 
