@@ -178,8 +178,8 @@ fn validate(opts: &CeremonyOptions) -> Result<u8> {
 /// Everything is checked before the token is touched; share files and `signer.json` are written
 /// only once the log holds the record.
 pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
-    // 1. Parameters.
-    let n = validate(opts)?;
+    // 1. The home first: a finished or an interrupted ceremony is named before anything it left
+    // (its share files above all) can make the parameters look wrong. Then the parameters.
     let home = &opts.home;
     if home.join(STATE_FILE).exists() {
         return Err(Error::Home {
@@ -189,6 +189,7 @@ pub fn init(module: &Module, opts: &CeremonyOptions) -> Result<CeremonyReport> {
     }
     // A journal without signer.json: an earlier run was killed part way (interrupted.rs).
     interrupted::refuse_if_interrupted(module, home)?;
+    let n = validate(opts)?;
     std::fs::create_dir_all(home.join("certs")).map_err(io("creating", home.join("certs")))?;
     let (software, software_digest) = software()?;
     let mut ceremony: CeremonyId = [0; 16];

@@ -10,7 +10,7 @@ use cairn_verifier::cose::CoseSign1;
 use cairn_verifier::custody::SignedEntry;
 use cairn_verifier::floor;
 use cairn_verifier::rollout::RolloutPlan;
-use cairn_verifier::statement::{EntryHeader, Kind, ReleaseStatement};
+use cairn_verifier::statement::{EntryHeader, Kind, ReleaseEntry, ReleaseStatement};
 
 use crate::error::{Error, Result};
 use crate::index::Query;
@@ -21,9 +21,9 @@ pub type Floors = BTreeMap<String, u64>;
 
 impl Vault {
     /// The campaign floors of the tree made of the first `durable` entries (all indexed) and
-    /// `pending` (about to be appended after them). A plan whose release is not in the durable log
-    /// is an error (the signer logs a release before any plan for it); a pruned plan (retention
-    /// ended) no longer counts.
+    /// `pending` (about to be appended after them). A plan whose release is neither in the durable
+    /// log nor in `pending` is an error (the signer logs a release before any plan for it); a
+    /// pruned plan (retention ended) no longer counts.
     pub fn campaign_floors<E: AsRef<[u8]>>(&self, durable: u64, pending: &[E]) -> Result<Floors> {
         let mut floors = Floors::new();
         for index in self.query_indices(Query::Kind(Kind::PLAN))? {
@@ -34,16 +34,23 @@ impl Vault {
                 what: format!("plan entry {index} does not decode: {cause}"),
             };
             match self.entry(index) {
-                Ok(entry) => self.add_plan(&mut floors, &entry, &corrupt)?,
+                Ok(entry) => self.add_plan(&mut floors, &entry, &[], &corrupt)?,
                 Err(Error::Pruned { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
+        // Releases logged in the same append as a plan for them (a whole campaign replayed into
+        // a new log, as the ranged-bundle tests do).
+        let pending_releases: Vec<&[u8]> = pending
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|e| EntryHeader::peek(e).is_ok_and(|h| h.kind == Kind::RELEASE))
+            .collect();
         for (position, entry) in pending.iter().enumerate() {
             let entry = entry.as_ref();
             if EntryHeader::peek(entry).is_ok_and(|h| h.kind == Kind::PLAN) {
                 let bad = |cause| Error::BadEntry { position, cause };
-                self.add_plan(&mut floors, entry, &bad)?;
+                self.add_plan(&mut floors, entry, &pending_releases, &bad)?;
             }
         }
         Ok(floors)
@@ -61,12 +68,24 @@ impl Vault {
         &self,
         floors: &mut Floors,
         entry: &[u8],
+        pending_releases: &[&[u8]],
         bad: &dyn Fn(cairn_verifier::Error) -> Error,
     ) -> Result<()> {
         let signed = SignedEntry::decode(entry, Kind::PLAN).map_err(bad)?;
         let cose = CoseSign1::decode(signed.cose_sign1).map_err(bad)?;
         let plan = RolloutPlan::decode(cose.payload).map_err(bad)?;
-        let (_, release) = self.release_entry(plan.release_id.as_str())?;
+        let id = plan.release_id.as_str();
+        let pending = pending_releases.iter().find_map(|e| {
+            let release = ReleaseEntry::decode(e).ok()?;
+            let statement =
+                ReleaseStatement::decode(CoseSign1::decode(release.cose_sign1).ok()?.payload)
+                    .ok()?;
+            (statement.release_id.as_str() == id).then(|| release.cose_sign1.to_vec())
+        });
+        let release = match pending {
+            Some(release) => release,
+            None => self.release_entry(id)?.1,
+        };
         let release_cose = CoseSign1::decode(&release).map_err(bad)?;
         let statement = ReleaseStatement::decode(release_cose.payload).map_err(bad)?;
         let slot = floors

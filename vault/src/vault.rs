@@ -117,13 +117,7 @@ impl Vault {
             });
         }
         let resuming = path.join("CURRENT").exists();
-        if !resuming
-            && path.exists()
-            && std::fs::read_dir(&path)
-                .map_err(io(&path))?
-                .next()
-                .is_some()
-        {
+        if !resuming && path.exists() && !only_create_leftovers(&path)? {
             return Err(Error::NotEmpty(path));
         }
         let db = Self::open_db(&path, true)?;
@@ -304,4 +298,29 @@ impl Vault {
     pub(crate) fn db(&self) -> &DB {
         &self.db
     }
+}
+
+/// Whether `path` (a directory with no RocksDB `CURRENT` file) holds nothing, or only what a
+/// RocksDB create that failed before writing `CURRENT` leaves (a failed sync, a kill): its lock,
+/// info log, identity, manifest, options and WAL files. Such a directory holds no log (RocksDB
+/// reads nothing without `CURRENT`), so `create` may start it again; anything else is someone's
+/// data and is refused.
+fn only_create_leftovers(path: &Path) -> Result<bool> {
+    for entry in std::fs::read_dir(path).map_err(io(path))? {
+        let entry = entry.map_err(io(path))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let leftover = entry.file_type().map_err(io(path))?.is_file()
+            && (name == "LOCK"
+                || name == "IDENTITY"
+                || name.starts_with("LOG")
+                || name.starts_with("MANIFEST-")
+                || name.starts_with("OPTIONS-")
+                || name.ends_with(".log")
+                || name.ends_with(".dbtmp"));
+        if !leftover {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
