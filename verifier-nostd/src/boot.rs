@@ -9,9 +9,11 @@
 //! 6. device identity, class and hardware revision match;
 //! 7. the current firmware version is in the manifest's allowed range;
 //! 8. the release's security epoch is not below the stored one (anti-rollback);
-//! 8'. the decision is live (formats.md §5.1): the device's campaign floor, raised to the
+//!
+//!    8'. the decision is live (formats.md §5.1): the device's campaign floor, raised to the
 //!    checkpoint's `cairn-campaign-floor` line for its class, is at most the manifest's campaign
-//!    sequence, and a rollback is the rollback of the campaign the installed image came from;
+//!    sequence (for an update and a rollback target alike);
+//!
 //! 9. the image read from flash has the release's size and SHA-256 digest; for a release in
 //!    MCUboot format, also its header version, security counter, SHA256 TLV, key and signature
 //!    ([`crate::mcuboot::check`]).

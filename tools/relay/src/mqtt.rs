@@ -145,6 +145,7 @@ pub fn options_with(
     clippy::too_many_arguments,
     reason = "one event loop, its cases side by side; what it links, under which limits"
 )]
+#[expect(clippy::similar_names, reason = "`acked` beside `ack`: to rename")]
 pub async fn link_with_jobs(
     mut options: MqttOptions,
     inputs: std::sync::mpsc::SyncSender<LinkInput>,

@@ -121,6 +121,10 @@ impl Engine {
 
     // ---- events: every change goes through one of these two, live and on replay ----
 
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "merge of issue 16 and 21 work: to rename"
+    )]
     pub(super) fn apply_device(&mut self, e: &DeviceEvent<'_>) {
         let Some(c) = self.campaigns.get_mut(e.campaign.as_str()) else {
             return;
