@@ -122,8 +122,7 @@ pub(crate) fn refuse_if_interrupted(module: &Module, home: &Path) -> Result<()> 
         ));
     }
     let certs = std::fs::read_dir(home.join("certs"))
-        .map(|d| d.filter_map(std::result::Result::ok).count())
-        .unwrap_or(0);
+        .map_or(0, |d| d.filter_map(std::result::Result::ok).count());
     if certs > 0 {
         left.push(format!(
             "{certs} certificate files in {}",
