@@ -384,6 +384,10 @@ async fn on_message(
         }
         add(&counters.jobs_started, 1);
         add(&counters.deliveries, 1);
+        #[expect(
+            clippy::single_match_else,
+            reason = "the refusal path reads better as an arm"
+        )]
         let handled = match &offer.delivery {
             Some(Ok(bytes)) => match check_delivery(shared, device, state, bytes.clone()).await {
                 Some(h) => h,
