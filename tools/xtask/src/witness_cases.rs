@@ -16,6 +16,7 @@ use crate::cases::{Case, Check, default_device};
 const T: u64 = 1_795_000_500;
 
 /// The witness cases.
+#[expect(clippy::too_many_lines, reason = "one list of cases: to split")]
 pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
     let spec = f.spec();
     let valid = f.build(&spec);
