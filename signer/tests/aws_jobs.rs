@@ -35,6 +35,9 @@ const PLAN: &str = include_str!("../../docs/examples/plan-2.4.1.toml");
 const JOBS: &str = include_str!("../../docs/examples/jobs-controls.toml");
 const DEVICES: u64 = 300;
 
+/// A CreateJob request broken one way: its name, the break, what the checker must say.
+type Broken = (&'static str, fn(&mut serde_json::Value), &'static str);
+
 fn release(id: &str, version: Version) -> ReleaseInput {
     ReleaseInput {
         release_id: id.into(),
@@ -269,12 +272,12 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
 
             // The checker is no rubber stamp: each broken request is refused, naming its member.
             let good = jobs[0].body.clone();
-            let broken: [(&str, fn(&mut serde_json::Value), &str); 7] = [
+            let broken: [Broken; 7] = [
                 (
                     "factor",
                     |b| {
                         b["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"] =
-                            5.5.into()
+                            5.5.into();
                     },
                     "incrementFactor: 5.5 is above 5",
                 ),
@@ -287,7 +290,7 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                     "retries",
                     |b| {
                         b["jobExecutionsRetryConfig"]["criteriaList"][0]["numberOfRetries"] =
-                            11.into()
+                            11.into();
                     },
                     "numberOfRetries: 11 is above 10",
                 ),

@@ -92,20 +92,75 @@ struct Outcome {
     reopened: String,
 }
 
-fn run_case(fault: Fault) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = format!("{fault:?}");
+/// A trusted registry in `dir/registry` and the import files: import `k` holds devices 1 to
+/// `devices_after(k)`.
+fn prepare(dir: &Path) {
     let fleet = testfleet::synthetic(devices_after(IMPORTS - 1), NOW).unwrap();
     {
-        let registry = Registry::open(dir.path().join("registry")).unwrap();
+        let registry = Registry::open(dir.join("registry")).unwrap();
         registry.trust(&fleet.ca.der).unwrap();
     }
     let lines: Vec<&str> = fleet.csv.lines().collect();
     for k in 0..IMPORTS {
         let rows = usize::try_from(devices_after(k)).unwrap();
-        let csv: String = lines[..=rows].iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(dir.path().join(format!("import-{k}.csv")), csv).unwrap();
+        let mut csv = lines[..=rows].join("\n");
+        csv.push('\n');
+        std::fs::write(dir.join(format!("import-{k}.csv")), csv).unwrap();
     }
+}
+
+/// What the importer said, checked line by line.
+struct Protocol {
+    /// Imports acknowledged.
+    acked: u64,
+    /// The import started and neither acknowledged nor failed.
+    in_flight: Option<u64>,
+    /// The error the importer saw, for the table.
+    saw: String,
+}
+
+fn read_protocol(said: &[&str], fault: Fault, dir: &Path) -> Protocol {
+    let ctx = format!("{fault:?}");
+    let mut acked = 0; // imports acknowledged
+    let mut in_flight = None;
+    let mut saw = "no error".to_owned();
+    for line in said {
+        if let Some(k) = line.strip_prefix("importing ") {
+            in_flight = Some(k.parse::<u64>().unwrap());
+        } else if line.starts_with("ack ") {
+            acked += 1;
+            in_flight = None;
+        } else if let Some(e) = line.strip_prefix("failed open: ") {
+            assert!(e.contains(fault.errno_text()), "{ctx}: {e}");
+            saw = format!("open: {e}");
+        } else if let Some(rest) = line.strip_prefix("failed ") {
+            let registry = dir.join("registry").display().to_string();
+            assert!(
+                rest.contains(fault.errno_text()) && rest.contains(&registry),
+                "{ctx}: the error does not name the errno and the registry: {rest}"
+            );
+            saw = format!("import {rest}");
+        } else if let Some(e) = line.strip_prefix("refused: ") {
+            assert!(
+                e.contains("refuses writes until it is reopened"),
+                "{ctx}: {e}"
+            );
+            saw.push_str("; next import refused (poisoned)");
+        } else if line.starts_with("continued") {
+            panic!("{ctx}: after a failed import the same handle went on: {line}");
+        }
+    }
+    Protocol {
+        acked,
+        in_flight,
+        saw,
+    }
+}
+
+fn run_case(fault: Fault) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = format!("{fault:?}");
+    prepare(dir.path());
     let trace = dir.path().with_extension("trace");
     let output = fault
         .command(std::env::current_exe().unwrap(), &trace)
@@ -131,35 +186,11 @@ fn run_case(fault: Fault) -> Outcome {
         .collect();
     landed.dedup();
 
-    let mut acked = 0; // imports acknowledged
-    let mut in_flight = None;
-    let mut saw = "no error".to_owned();
-    for line in &said {
-        if let Some(k) = line.strip_prefix("importing ") {
-            in_flight = Some(k.parse::<u64>().unwrap());
-        } else if line.starts_with("ack ") {
-            acked += 1;
-            in_flight = None;
-        } else if let Some(e) = line.strip_prefix("failed open: ") {
-            assert!(e.contains(fault.errno_text()), "{ctx}: {e}");
-            saw = format!("open: {e}");
-        } else if let Some(rest) = line.strip_prefix("failed ") {
-            let registry = dir.path().join("registry").display().to_string();
-            assert!(
-                rest.contains(fault.errno_text()) && rest.contains(&registry),
-                "{ctx}: the error does not name the errno and the registry: {rest}"
-            );
-            saw = format!("import {rest}");
-        } else if let Some(e) = line.strip_prefix("refused: ") {
-            assert!(
-                e.contains("refuses writes until it is reopened"),
-                "{ctx}: {e}"
-            );
-            saw.push_str("; next import refused (poisoned)");
-        } else if line.starts_with("continued") {
-            panic!("{ctx}: after a failed import the same handle went on: {line}");
-        }
-    }
+    let Protocol {
+        acked,
+        in_flight,
+        saw,
+    } = read_protocol(&said, fault, dir.path());
     if saw == "no error" {
         let swallowed: Vec<&String> = landed
             .iter()

@@ -187,6 +187,10 @@ fn the_example_has_the_documented_bytes_and_round_trips() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table: a case per bound of AWS's CreateJob model, read top to bottom"
+)]
 fn values_outside_aws_bounds_are_refused_at_the_value() {
     let e = example();
     let rate = e.exponential_rate.unwrap();

@@ -27,6 +27,10 @@ impl RelayLog<'_> {
     /// and resume. Also returns where the events after the pause start: the custodians record the
     /// log up to there before they sign the resume, and nothing before it depends on the resume's
     /// index.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the relay's events of one campaign in the order they happen: a script read top to bottom"
+    )]
     pub(crate) fn entries(&self, devices: &[String], approvals: [u64; 2]) -> (Vec<Vec<u8>>, usize) {
         let mut after_pause = 0;
         let campaign_id = Id::new(self.campaign).unwrap();

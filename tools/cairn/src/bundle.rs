@@ -3,7 +3,7 @@
 //! imported into a mirror on the signer. Every bundle is verified in full before anything is
 //! written.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use cairn_vault::{TransferBundle, Vault};
@@ -132,6 +132,76 @@ fn write_bundle(bundle: &TransferBundle, file: PathBuf) -> anyhow::Result<Writte
     })
 }
 
+/// `cairn bundle export`: one bundle, or several ranged ones named `<out>.1`, `<out>.2`, ...
+fn export(
+    db: &Path,
+    receiver_checkpoint: Option<PathBuf>,
+    since: Option<u64>,
+    file: PathBuf,
+    max_entries: u64,
+) -> CliResult<Vec<Written>> {
+    let vault = Vault::open(db).with_context(|| format!("opening the log at {}", db.display()))?;
+    let from = export_from(&vault, receiver_checkpoint, since)?;
+    let ranges = vault.bundle_ranges(from, max_entries)?;
+    let mut written = Vec::new();
+    if ranges.len() <= 1 {
+        written.push(write_bundle(&vault.export_bundle(from)?, file)?);
+    } else {
+        for (k, range) in ranges.iter().enumerate() {
+            let mut name = file.clone().into_os_string();
+            name.push(format!(".{}", k + 1));
+            let bundle = vault.export_bundle_to(range.start, range.end)?;
+            written.push(write_bundle(&bundle, name.into())?);
+        }
+    }
+    Ok(written)
+}
+
+/// Reports the bundles `export` wrote, in import order.
+fn report_written(written: &[Written], out: Output) {
+    let text: Vec<String> = written
+        .iter()
+        .map(|w| {
+            format!(
+                "bundle {}: entries {}..{} of {}, {} manifests, {} bytes",
+                w.file.display(),
+                w.from,
+                w.to,
+                w.origin,
+                w.manifests,
+                w.bytes
+            )
+        })
+        .collect();
+    let files: Vec<serde_json::Value> = written
+        .iter()
+        .map(|w| json!({ "file": w.file, "from": w.from, "to": w.to, "manifests": w.manifests, "bytes": w.bytes }))
+        .collect();
+    let first = &written[0];
+    let last = &written[written.len() - 1];
+    out.emit(
+        &if written.len() > 1 {
+            format!(
+                "{} bundles, to be imported in this order:\n{}",
+                written.len(),
+                text.join("\n")
+            )
+        } else {
+            text.join("\n")
+        },
+        &json!({
+            "ok": true,
+            "file": first.file,
+            "origin": first.origin,
+            "from": first.from,
+            "to": last.to,
+            "manifests": written.iter().map(|w| w.manifests).sum::<u64>(),
+            "bytes": written.iter().map(|w| w.bytes).sum::<usize>(),
+            "bundles": files,
+        }),
+    );
+}
+
 pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
     match cmd {
         BundleCommand::Export {
@@ -141,62 +211,8 @@ pub(crate) fn run(cmd: BundleCommand, out: Output) -> CliResult {
             out: file,
             max_entries,
         } => {
-            let vault =
-                Vault::open(&db).with_context(|| format!("opening the log at {}", db.display()))?;
-            let from = export_from(&vault, receiver_checkpoint, since)?;
-            let ranges = vault.bundle_ranges(from, max_entries)?;
-            let mut written = Vec::new();
-            if ranges.len() <= 1 {
-                written.push(write_bundle(&vault.export_bundle(from)?, file)?);
-            } else {
-                for (k, range) in ranges.iter().enumerate() {
-                    let mut name = file.clone().into_os_string();
-                    name.push(format!(".{}", k + 1));
-                    let bundle = vault.export_bundle_to(range.start, range.end)?;
-                    written.push(write_bundle(&bundle, name.into())?);
-                }
-            }
-            let text: Vec<String> = written
-                .iter()
-                .map(|w| {
-                    format!(
-                        "bundle {}: entries {}..{} of {}, {} manifests, {} bytes",
-                        w.file.display(),
-                        w.from,
-                        w.to,
-                        w.origin,
-                        w.manifests,
-                        w.bytes
-                    )
-                })
-                .collect();
-            let files: Vec<serde_json::Value> = written
-                .iter()
-                .map(|w| json!({ "file": w.file, "from": w.from, "to": w.to, "manifests": w.manifests, "bytes": w.bytes }))
-                .collect();
-            let first = &written[0];
-            let last = &written[written.len() - 1];
-            out.emit(
-                &if written.len() > 1 {
-                    format!(
-                        "{} bundles, to be imported in this order:\n{}",
-                        written.len(),
-                        text.join("\n")
-                    )
-                } else {
-                    text.join("\n")
-                },
-                &json!({
-                    "ok": true,
-                    "file": first.file,
-                    "origin": first.origin,
-                    "from": first.from,
-                    "to": last.to,
-                    "manifests": written.iter().map(|w| w.manifests).sum::<u64>(),
-                    "bytes": written.iter().map(|w| w.bytes).sum::<usize>(),
-                    "bundles": files,
-                }),
-            );
+            let written = export(&db, receiver_checkpoint, since, file, max_entries)?;
+            report_written(&written, out);
             Ok(())
         }
         BundleCommand::Verify {

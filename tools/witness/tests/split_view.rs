@@ -126,7 +126,8 @@ fn unknown_logs_unsigned_and_malformed_requests_get_their_status() {
     // Signed by another key (the release key) under the log's name.
     let wrong = {
         use cairn_verifier::test_support::{Fixture, test_key};
-        let body = &a.checkpoint(4)[..a.checkpoint(4).find("\n\n").unwrap() + 1];
+        let full = a.checkpoint(4);
+        let body = &full[..=full.find("\n\n").unwrap()];
         let note =
             cairn_verifier::note::write::sign(body, &log_key(), &test_key(Fixture::RELEASE_KEY))
                 .unwrap();
