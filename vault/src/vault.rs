@@ -74,10 +74,12 @@ fn options() -> Options {
     opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     // What a power cut needs (docs/log.md, "Power loss"; vault/tests/power.rs checks the OPTIONS
     // file): every write goes through the WAL, a synced write reaches the WAL file and is synced
-    // before it returns (no buffering in RocksDB until a manual `FlushWAL`), and since the WAL
-    // holds every column family's writes, flushes need not be atomic across column families.
+    // before it returns (no buffering in RocksDB until a manual `FlushWAL`). Flushes are atomic
+    // across column families: a batch whose sync failed stays in the WAL, and RocksDB's recovery
+    // from ENOSPC flushes memtables; flushing some column families only would let the next open
+    // replay that batch into the others alone (an entry bundle or a checkpoint without its size).
     opts.set_manual_wal_flush(false);
-    opts.set_atomic_flush(false);
+    opts.set_atomic_flush(true);
     opts.set_max_background_jobs(2);
     opts.set_write_buffer_size(128 << 20);
     opts.set_max_write_buffer_number(4);

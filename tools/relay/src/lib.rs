@@ -17,6 +17,21 @@
 //! | `jobs` | the AWS IoT Jobs device API, played on the broker (pure protocol, below the engine) |
 //! | `statelog` | the relay's own device-state log |
 
+/// Writes a line to standard error in one `write`, tried twice, and ignores a failed write: a
+/// message must never stop the relay on its way (`eprintln!` panics when standard error fails,
+/// e.g. on a full disk), least of all on its way out after a store failed.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("{}\n", format_args!($($arg)*));
+        let mut err = std::io::stderr().lock();
+        if err.write_all(line.as_bytes()).is_err() {
+            let _ = err.write_all(line.as_bytes());
+        }
+    }};
+}
+
 pub mod api;
 pub mod broker;
 pub mod config;

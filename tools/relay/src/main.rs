@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 if let Some(why) = watched.poisoned() {
-                    eprintln!("cairn-relay: stopping: {why}");
+                    cairn_relay::say!("cairn-relay: stopping: {why}");
                     std::process::exit(cairn_relay::EXIT_POISONED);
                 }
             }
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     .with_context(|| format!("listening on {}", config.listen))?;
     // The bound address, not the configured one: with port 0 the system chose it.
     let addrs: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
-    eprintln!(
+    cairn_relay::say!(
         "cairn-relay: mirror of {} at {size} entries, listening on {} ({scheme})",
         config.log.origin,
         addrs.join(", ")

@@ -288,7 +288,7 @@ pub async fn link_with_jobs(
                 }
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
-                    eprintln!("cairn-relay: MQTT connection: {e}; reconnecting");
+                    crate::say!("cairn-relay: MQTT connection: {e}; reconnecting");
                 }
                 tokio::time::sleep(Duration::from_millis(100 << failures.min(5))).await;
             }

@@ -86,7 +86,7 @@ impl Relay {
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("cairn-relay: MQTT runtime: {e}");
+                        crate::say!("cairn-relay: MQTT runtime: {e}");
                         return;
                     }
                 };
@@ -168,11 +168,11 @@ impl Relay {
                     if let Some(why) = self.poisoned() {
                         // A store that failed a write is not written again by this process:
                         // nothing more is acknowledged; `cairn-relay` exits and restarts.
-                        eprintln!("cairn-relay: rollout engine stopped: {why}");
+                        crate::say!("cairn-relay: rollout engine stopped: {why}");
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
-                    eprintln!(
+                    crate::say!(
                         "cairn-relay: rollout engine step failed (state rebuilt from the relay log; \
                          its {} status reports are taken again): {e}",
                         batch.len()
@@ -250,7 +250,7 @@ impl Relay {
                 *jobs = before;
             }
             if let Err(again) = engine.recover(&self.vault) {
-                eprintln!("cairn-relay: rebuilding from the relay log failed too: {again}");
+                crate::say!("cairn-relay: rebuilding from the relay log failed too: {again}");
             }
             return Err(e);
         }

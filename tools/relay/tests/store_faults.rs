@@ -33,28 +33,52 @@ use cairn_verifier::campaign::ApprovalAction;
 use common::{SignerLog, TOKEN};
 use strace::Fault;
 
+/// When a case's fault is armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// From the relay's start: the fault lands in creating or opening the stores.
+    Start,
+    /// strace attaches once the relay listens: the fault lands in the imports.
+    Imports,
+}
+
 /// The relay under test, its standard error kept.
 struct Running {
+    /// The relay, or strace running it (`Phase::Start`).
     child: Child,
+    /// strace attached to the relay (`Phase::Imports`).
+    tracer: Option<Child>,
     port: Option<u16>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // When the child is strace, the relay it runs must go too (kill_traced).
+        strace::kill_traced(&mut self.child);
+        if let Some(tracer) = &mut self.tracer {
+            // An attached strace exits with its tracee.
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5)
+                && matches!(tracer.try_wait(), Ok(None))
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+        }
     }
 }
 
 impl Running {
     /// Starts `cairn-relay` with the `relay.toml` in `dir`, under `strace` injecting `inject`
-    /// (`None`: without strace). `port` is `None` if the relay exited before it listened.
-    fn start(dir: &Path, inject: Option<(&Fault, &Path)>) -> Self {
+    /// from its start or once it listens (`None`: without strace). `port` is `None` if the relay
+    /// exited before it listened.
+    fn start(dir: &Path, inject: Option<(&Fault, &Path, Phase)>) -> Self {
         let relay = env!("CARGO_BIN_EXE_cairn-relay");
         let mut cmd = match inject {
-            Some((fault, trace)) => fault.command(relay, trace),
-            None => Command::new(relay),
+            Some((fault, trace, Phase::Start)) => fault.command(relay, trace),
+            _ => Command::new(relay),
         };
         let mut child = cmd
             .arg("--config")
@@ -92,11 +116,30 @@ impl Running {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Self {
+        let mut running = Self {
             child,
+            tracer: None,
             port,
             stderr,
+        };
+        if let (Some((fault, trace, Phase::Imports)), Some(_)) = (inject, port) {
+            let pid = running.child.id();
+            running.tracer = Some(
+                fault
+                    .attach(pid, trace)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let started = Instant::now();
+            while !strace::traced(pid) {
+                assert!(started.elapsed().as_secs() < 10, "strace did not attach");
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+        running
     }
 
     fn stderr(&self) -> String {
@@ -165,14 +208,25 @@ impl Running {
     }
 }
 
-fn faults() -> Vec<Fault> {
-    Fault::list(&[
-        ("fdatasync", "EIO", &[1, 2, 3, 4, 5, 6, 8, 10, 12]),
-        ("fdatasync", "ENOSPC", &[3, 7]),
-        ("fsync", "EIO", &[1, 3, 5, 8]),
-        ("write", "EIO", &[5, 40, 120]),
-        ("write", "ENOSPC", &[20, 80]),
-    ])
+/// The cases: a few faults in the stores' creation, the rest in the imports.
+fn faults() -> Vec<(Fault, Phase)> {
+    let start = Fault::list(&[
+        ("fdatasync", "EIO", &[1, 2]),
+        ("fsync", "EIO", &[1, 8]),
+        ("write", "EIO", &[40]),
+    ]);
+    let imports = Fault::list(&[
+        ("fdatasync", "EIO", &[1, 2, 3, 4, 5, 6, 8, 10]),
+        ("fdatasync", "ENOSPC", &[2, 5]),
+        ("fsync", "EIO", &[1, 2, 3]),
+        ("write", "EIO", &[2, 10, 40]),
+        ("write", "ENOSPC", &[5, 20]),
+    ]);
+    start
+        .into_iter()
+        .map(|f| (f, Phase::Start))
+        .chain(imports.into_iter().map(|f| (f, Phase::Imports)))
+        .collect()
 }
 
 /// The signer's log and the bundles that carry it to the relay: the whole log, then one gate
@@ -199,6 +253,7 @@ fn bundles(dir: &Path) -> (SignerLog, Vec<Vec<u8>>) {
 
 struct Outcome {
     fault: Fault,
+    phase: Phase,
     landed: Vec<String>,
     saw: String,
     recovered: String,
@@ -208,15 +263,15 @@ struct Outcome {
     clippy::too_many_lines,
     reason = "one fault's whole story: run, stop, restart, compare with what was acknowledged"
 )]
-fn run_case(fault: Fault) -> Outcome {
+fn run_case((fault, phase): (Fault, Phase)) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let (signer, bundles) = bundles(dir.path());
     common::config(dir.path(), "");
     let data = dir.path().join("data");
     let trace = dir.path().join("trace");
-    let ctx = format!("{fault:?}");
+    let ctx = format!("{fault:?} {phase:?}");
 
-    let mut relay = Running::start(dir.path(), Some((&fault, &trace)));
+    let mut relay = Running::start(dir.path(), Some((&fault, &trace, phase)));
     // Acknowledged: the mirror's size in the last 200, and the state log's size after it.
     let (mut mirror_acked, mut state_acked) = (0u64, 0u64);
     let mut in_flight = None;
@@ -228,7 +283,11 @@ fn run_case(fault: Fault) -> Outcome {
             "{ctx}: the relay neither listened nor failed: {}",
             relay.stderr()
         );
-        saw = format!("start refused: {}", relay.stderr().trim());
+        let stderr = relay.stderr();
+        saw = format!(
+            "start refused: {}",
+            stderr.lines().next().unwrap_or("").trim()
+        );
     } else {
         for (i, bundle) in bundles.iter().enumerate() {
             let (code, reply) = relay.import(bundle);
@@ -284,6 +343,7 @@ fn run_case(fault: Fault) -> Outcome {
             saw = "no error".into();
         }
     }
+    let relay_stderr = relay.stderr();
     drop(relay);
     let mut landed: Vec<String> = strace::injected(&trace)
         .iter()
@@ -299,7 +359,8 @@ fn run_case(fault: Fault) -> Outcome {
             .collect();
         assert!(
             swallowed.is_empty(),
-            "{ctx}: the fault landed in {swallowed:?} and the relay did not stop: {saw}"
+            "{ctx}: the fault landed in {swallowed:?} and the relay did not stop: {saw}\n\
+             its standard error:\n{relay_stderr}"
         );
     }
 
@@ -314,7 +375,10 @@ fn run_case(fault: Fault) -> Outcome {
             Ok(v) => v,
             // A create the fault interrupted: nothing was acknowledged; the restart resumes it.
             Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
-            Err(e) => panic!("{ctx}: reopening {store}: {e}"),
+            Err(e) => panic!(
+                "{ctx}: reopening {store}: {e} ({saw}); processes: {}",
+                String::from_utf8_lossy(&Command::new("ps").arg("-ef").output().unwrap().stdout)
+            ),
         };
         assert!(
             v.size() >= acked,
@@ -349,6 +413,7 @@ fn run_case(fault: Fault) -> Outcome {
     );
     Outcome {
         fault,
+        phase,
         landed,
         saw,
         recovered: format!(
@@ -359,8 +424,6 @@ fn run_case(fault: Fault) -> Outcome {
 }
 
 #[test]
-#[ignore = "issue 21, open: with `write` EIO at call 120 the relay does not stop and keeps the \
-            mirror's RocksDB lock (the restart finds LOCK held); run with --ignored"]
 fn failed_syncs_and_writes_in_the_relay_stores_stop_the_relay_and_lose_nothing_acknowledged() {
     assert!(
         Command::new("strace").arg("-V").output().is_ok(),
@@ -370,14 +433,18 @@ fn failed_syncs_and_writes_in_the_relay_stores_stop_the_relay_and_lose_nothing_a
     for fault in faults() {
         outcomes.push(run_case(fault));
     }
-    println!("| fault | landed in | the relay | acknowledged before |");
-    println!("|---|---|---|---|");
+    println!("| fault | armed | landed in | the relay | acknowledged before |");
+    println!("|---|---|---|---|---|");
     for o in &outcomes {
         println!(
-            "| `{}` {} (call {}) | {} | {} | {} |",
+            "| `{}` {} (call {}) | {} | {} | {} | {} |",
             o.fault.syscall,
             o.fault.errno,
             o.fault.when,
+            match o.phase {
+                Phase::Start => "at start",
+                Phase::Imports => "in imports",
+            },
             if o.landed.is_empty() {
                 "not reached".into()
             } else {

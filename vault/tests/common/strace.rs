@@ -60,6 +60,26 @@ impl Fault {
         c
     }
 
+    /// strace attached to the running process `pid` (every thread, and those it starts) with this
+    /// fault, tracing only its syscall into `trace`: calls are counted from the attach on, so a
+    /// fault lands in what the process does next rather than in its start. Wait for
+    /// [`traced`] before driving the process.
+    pub fn attach(&self, pid: u32, trace: &Path) -> Command {
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-y", "-o"])
+            .arg(trace)
+            .args(["-e", &format!("trace={}", self.syscall)])
+            .args([
+                "-e",
+                &format!(
+                    "inject={}:error={}:when={}",
+                    self.syscall, self.errno, self.when
+                ),
+            ])
+            .args(["-p", &pid.to_string()]);
+        c
+    }
+
     /// What `strerror` says for the errno: an error that reports the fault contains it.
     pub fn errno_text(&self) -> &'static str {
         match self.errno {
@@ -118,4 +138,62 @@ pub fn store_file(path: &Path, root: &Path) -> String {
     let rel = rel.to_string_lossy();
     let (store, file) = rel.split_once('/').unwrap_or((&rel, ""));
     format!("{store} {}", file_kind(file))
+}
+
+/// Stops a program started by [`Fault::command`]: kills the traced program and its children first
+/// (`SIGKILL`), then strace, and reaps strace. Killing strace alone would detach the program and
+/// leave it running, holding its stores' locks (and any file descriptor it inherited).
+pub fn kill_traced(strace: &mut std::process::Child) {
+    let mut pids = Vec::new();
+    let mut todo = vec![strace.id()];
+    while let Some(pid) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                pids.push(child);
+                todo.push(child);
+            }
+        }
+    }
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .status();
+    }
+    // strace exits once every traced thread is gone, and with them the program's files (and its
+    // stores' locks); a zombie leader alone does not say its other threads are gone.
+    let started = std::time::Instant::now();
+    while !pids.is_empty()
+        && started.elapsed() < std::time::Duration::from_secs(10)
+        && matches!(strace.try_wait(), Ok(None))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = strace.kill();
+    let _ = strace.wait();
+}
+
+/// Whether every thread of `pid` is traced (after [`Fault::attach`]).
+pub fn traced(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("TracerPid:"))
+                    .map(|p| p.trim() != "0")
+            })
+            .unwrap_or(false)
+    })
 }

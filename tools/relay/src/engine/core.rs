@@ -33,6 +33,8 @@ pub struct Outgoing {
     pub release: String,
     /// The envelope (formats.md §5).
     pub delivery: Arc<[u8]>,
+    /// When the delivery was queued (the device's `pending` event).
+    pub queued_at: u64,
 }
 
 /// What a transport hands the engine thread. `A` is the transport's handle for acknowledging a

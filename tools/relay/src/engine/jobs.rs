@@ -140,7 +140,17 @@ impl Engine {
         for o in out {
             let document = crate::jobs::document(&o.campaign, &o.release, &o.delivery);
             let job = crate::jobs::topics::job_id(&o.campaign, &o.release);
-            publish.extend(service.queue(&o.device, &job, &o.campaign, &o.release, document, now));
+            // `queuedAt` is the time of the device's `pending` event, which a restart rebuilds
+            // (jobs_restore.rs); never later than now.
+            let queued_at = o.queued_at.min(now);
+            publish.extend(service.queue(
+                &o.device,
+                &job,
+                &o.campaign,
+                &o.release,
+                document,
+                queued_at,
+            ));
         }
         publish
     }

@@ -177,6 +177,9 @@ pub struct Device {
     /// When its latest delivery was acknowledged or its execution started (the in-progress
     /// timeout counts from there).
     pub(super) delivered_at: u64,
+    /// When its latest delivery was queued (its latest `pending` event): an AWS IoT Jobs
+    /// execution's `queuedAt`, the same before and after a restart.
+    pub(super) pending_at: u64,
     /// Its failures per type (`FAILED`, `REJECTED`, `TIMED_OUT`): the retry criteria's count.
     pub(super) failed_by: [u64; 3],
     /// The type of its latest failure.
@@ -214,6 +217,7 @@ impl Device {
             },
             last_sequence: None,
             delivered_at: 0,
+            pending_at: 0,
             failed_by: [0; 3],
             last_failure: None,
             executed: false,

@@ -167,6 +167,9 @@ impl Engine {
                 }
             }
         }
+        if e.state == DeviceState::Pending {
+            d.pending_at = e.at.0;
+        }
         if e.state == DeviceState::Delivered {
             d.delivered_at = e.at.0;
             if update {

@@ -518,6 +518,7 @@ impl Engine {
                 device: d.id.clone(),
                 release: c.release(d.purpose).to_owned(),
                 delivery,
+                queued_at: d.pending_at,
             });
         }
         for item in held.into_iter().rev() {
