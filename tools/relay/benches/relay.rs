@@ -99,6 +99,7 @@ fn deliveries(n: u64) -> Vec<Outgoing> {
             device: common::device(i),
             release: "bench".into(),
             delivery: Arc::clone(&payload),
+            queued_at: 0,
         })
         .collect()
 }

@@ -64,6 +64,7 @@ fn publish(config: &cairn_relay::Config, limits: BrokerLimits, n: u64) -> Durati
                 device: common::device(i),
                 release: "limits".into(),
                 delivery: Arc::clone(&payload),
+                queued_at: 0,
             })
             .unwrap();
         }
