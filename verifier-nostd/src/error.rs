@@ -279,9 +279,9 @@ pub enum Error {
         /// The release's epoch.
         release: SecurityEpoch,
     },
-    /// The manifest's decision is stale (formats.md §5.1): an update of a campaign below the
-    /// device's campaign floor, or a rollback that is not the rollback of the campaign the device
-    /// installed from (or that campaign was closed since).
+    /// The manifest's decision is stale (formats.md §5.1): an update or a rollback of a campaign
+    /// below the device's campaign floor (a later plan of its class closed it, the device
+    /// installed a later campaign, or it already applied that campaign's rollback).
     #[error("stale decision: campaign sequence {campaign_sequence}, device floor {floor}")]
     StaleDecision {
         /// The device's campaign floor, raised by the checkpoint's `cairn-campaign-floor` line.
