@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(manifest) = Manifest::decode(data) {
             let h = header.expect("a decoded manifest has a header");
-            assert_eq!((h.kind, h.fields), (Kind::MANIFEST, 11));
+            assert_eq!((h.kind, h.fields), (Kind::MANIFEST, 12));
             assert_eq!(manifest.to_cbor(), data, "manifest re-encodes differently");
         }
         if let Ok(statement) = Statement::decode(data) {

@@ -15,7 +15,8 @@ use libfuzzer_sys::fuzz_target;
 static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
 
 /// The relay's modules, from its source files (the relay crate links RocksDB, which the
-/// sanitizer build does not need); `config` names `crate::broker::RELAY_CLIENT`.
+/// sanitizer build does not need); `config` names `crate::broker::RELAY_CLIENT` and the
+/// limits of `crate::limits`.
 #[expect(dead_code, reason = "the fuzz target uses the parser, not the broker")]
 #[path = "../../tools/relay/src/broker.rs"]
 mod broker;
@@ -25,6 +26,9 @@ mod broker;
 )]
 #[path = "../../tools/relay/src/config.rs"]
 mod config;
+#[expect(dead_code, reason = "the fuzz target uses the limits' parsers, not the pacing")]
+#[path = "../../tools/relay/src/limits.rs"]
+mod limits;
 
 const FILE: &str = "/etc/cairn/relay.toml";
 

@@ -217,7 +217,7 @@ pub struct MqttConfig {
     /// `TIMED_OUT` (seconds, 1 to 7 days; AWS's `inProgressTimeoutInMinutes`); none when absent
     /// (a device's own `stepTimeoutInMinutes` still applies).
     #[serde(default)]
-    pub jobs_in_progress_timeout_secs: Option<crate::jobs::InProgressTimeout>,
+    pub jobs_in_progress_timeout_secs: Option<crate::limits::InProgressTimeout>,
 }
 
 fn default_client_id() -> String {

@@ -105,6 +105,39 @@ impl PublishPace {
     }
 }
 
+/// The relay's in-progress timeout (`[mqtt] jobs_in_progress_timeout_secs`): how long an
+/// execution may stay IN_PROGRESS before the relay makes it `TIMED_OUT`, as AWS IoT Jobs'
+/// `timeoutConfig.inProgressTimeoutInMinutes` does (1 minute to 7 days there; here in seconds,
+/// 1 s to 7 days, so tests and demos can use a short one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct InProgressTimeout(u64);
+
+impl InProgressTimeout {
+    /// The longest: 10,080 minutes (AWS's limit).
+    pub const MAX_SECS: u64 = 10_080 * 60;
+
+    /// Its length in seconds.
+    pub fn secs(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for InProgressTimeout {
+    type Error = String;
+
+    fn try_from(secs: u64) -> Result<Self, String> {
+        if (1..=Self::MAX_SECS).contains(&secs) {
+            Ok(Self(secs))
+        } else {
+            Err(format!(
+                "jobs_in_progress_timeout_secs {secs} is not 1 to {} (7 days)",
+                Self::MAX_SECS
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,11 +42,13 @@ impl Fault {
             .collect()
     }
 
-    /// `program` run under strace with this fault, tracing only its syscall (every thread and
-    /// child, `-f`) into `trace`.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, trace: &Path) -> Command {
+    /// strace with this fault, tracing only its syscall (every thread and child, `-f`) into
+    /// `trace`; `more` are its options before the program or `-p`.
+    fn strace(&self, trace: &Path, more: &[&str]) -> Command {
         let mut c = Command::new("strace");
-        c.args(["-f", "-qq", "-y", "--seccomp-bpf", "-o"])
+        c.args(["-f", "-qq", "-y"])
+            .args(more)
+            .arg("-o")
             .arg(trace)
             .args(["-e", &format!("trace={}", self.syscall)])
             .args([
@@ -55,28 +57,26 @@ impl Fault {
                     "inject={}:error={}:when={}",
                     self.syscall, self.errno, self.when
                 ),
-            ])
-            .arg(program);
+            ]);
+        c
+    }
+
+    /// `program` run under strace with this fault, tracing only its syscall (every thread and
+    /// child, `-f`) into `trace`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, trace: &Path) -> Command {
+        let mut c = self.strace(trace, &["--seccomp-bpf"]);
+        c.arg(program);
         c
     }
 
     /// strace attached to the running process `pid` (every thread, and those it starts) with this
     /// fault, tracing only its syscall into `trace`: calls are counted from the attach on, so a
     /// fault lands in what the process does next rather than in its start. Wait for
-    /// [`traced`] before driving the process.
+    /// [`traced`] before driving the process. (`--seccomp-bpf` needs strace to start the
+    /// program, so an attached strace stops at every call of the traced syscall.)
     pub fn attach(&self, pid: u32, trace: &Path) -> Command {
-        let mut c = Command::new("strace");
-        c.args(["-f", "-qq", "-y", "-o"])
-            .arg(trace)
-            .args(["-e", &format!("trace={}", self.syscall)])
-            .args([
-                "-e",
-                &format!(
-                    "inject={}:error={}:when={}",
-                    self.syscall, self.errno, self.when
-                ),
-            ])
-            .args(["-p", &pid.to_string()]);
+        let mut c = self.strace(trace, &[]);
+        c.args(["-p", &pid.to_string()]);
         c
     }
 
