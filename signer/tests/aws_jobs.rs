@@ -244,7 +244,18 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
             let jobs =
                 create_job_requests(appliance.vault(), "campaign-2026-11-2.4.1", &opts).unwrap();
             let sizes: Vec<usize> = jobs.iter().map(|j| j.things.len()).collect();
-            assert_eq!(sizes, [50, 25, 225]);
+            assert_eq!(sizes, [50, 25, 225, 0]);
+            // The rollback job: the plan's rollback target, continuous, no abort criteria.
+            let rollback = &jobs[3];
+            assert!(rollback.continuous && jobs[..3].iter().all(|j| !j.continuous));
+            assert_eq!(rollback.body["targetSelection"], "CONTINUOUS");
+            let document: serde_json::Value =
+                serde_json::from_str(rollback.body["document"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                (&document["operation"], &document["release"]),
+                (&"cairn.rollback".into(), &"controller-fw-2.4.0".into())
+            );
+            assert!(rollback.body.get("abortConfig").is_none());
             let mut all: Vec<&String> = jobs.iter().flat_map(|j| &j.things).collect();
             all.sort_unstable();
             all.dedup();
@@ -257,10 +268,12 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
                     j.body["jobExecutionsRolloutConfig"]["exponentialRate"]["incrementFactor"],
                     2.0
                 );
-                assert_eq!(
-                    j.body["abortConfig"]["criteriaList"][1]["thresholdPercentage"],
-                    25.5
-                );
+                if !j.continuous {
+                    assert_eq!(
+                        j.body["abortConfig"]["criteriaList"][1]["thresholdPercentage"],
+                        25.5
+                    );
+                }
                 assert_eq!(j.body["timeoutConfig"]["inProgressTimeoutInMinutes"], 60);
                 let path = out.join(format!("{}.json", j.job_id));
                 std::fs::write(&path, serde_json::to_vec_pretty(&j.body).unwrap()).unwrap();
@@ -268,7 +281,7 @@ fn jobs_controls_are_validated_signed_and_exported_as_aws_accepts_them() {
             }
             let (ok, text) = check(&files);
             assert!(ok, "AWS's model refused the export:\n{text}");
-            assert_eq!(text.matches(": ok (CreateJobRequest").count(), 3, "{text}");
+            assert_eq!(text.matches(": ok (CreateJobRequest").count(), 4, "{text}");
 
             // The checker is no rubber stamp: each broken request is refused, naming its member.
             let good = jobs[0].body.clone();

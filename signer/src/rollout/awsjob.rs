@@ -11,6 +11,13 @@
 //! The document is the same for every device of the stage: the release, the campaign and where
 //! the device fetches its own delivery (`{thingName}` in the URL, which the device fills in);
 //! nothing in it is trusted until the device's boot check has verified the delivery.
+//!
+//! And one rollback job: the plan's pre-signed rollback target for the devices whose update
+//! failed, which only the campaign's course decides. It is a continuous job (`targetSelection`
+//! `CONTINUOUS`, AWS IoT developer guide, "Continuous jobs") on a thing group that starts empty:
+//! adding a device to the group (as the relay's rule would roll it back: attempts or retries run
+//! out) queues the rollback for it. It carries the plan's rate, timeout and retry controls, not
+//! its abort criteria: a rollback aborted by its own failures would strand the devices it is for.
 
 use cairn_vault::{Query, Vault};
 use cairn_verifier::campaign::stage_order_key;
@@ -48,8 +55,11 @@ pub struct JobRequest {
     pub stage: String,
     /// The thing group the job targets.
     pub thing_group: String,
-    /// The stage's devices (thing names), in stage order.
+    /// The stage's devices (thing names), in stage order; empty for the rollback job, whose
+    /// thing group is filled as devices need it.
     pub things: Vec<String>,
+    /// A continuous job (the rollback): devices added to its thing group later get it too.
+    pub continuous: bool,
     /// The request body (`aws iot create-job --cli-input-json`).
     pub body: Value,
 }
@@ -240,10 +250,75 @@ pub fn create_job_requests(
             stage: stage.name.as_str().to_owned(),
             thing_group,
             things: members,
+            continuous: false,
             body: body.into(),
         });
     }
+    out.push(rollback_job(campaign, &plan, plan_index, opts)?);
     Ok(out)
+}
+
+/// The rollback job: the plan's pre-signed rollback target, continuous, on an empty thing group.
+fn rollback_job(
+    campaign: &str,
+    plan: &RolloutPlan<'_>,
+    plan_index: u64,
+    opts: &ExportOptions,
+) -> Result<JobRequest> {
+    let label = format!("{campaign}-rollback");
+    let job_id = aws_name(&label, 55);
+    let thing_group = aws_name(&label, 119);
+    let document = json!({
+        "operation": "cairn.rollback",
+        "campaign": campaign,
+        "release": plan.rollback_release_id.as_str(),
+        "releaseDigest": hex::encode(plan.rollback_digest),
+        "planLogIndex": plan_index,
+        "delivery": {
+            "format": "cairn-delivery-v1",
+            "url": opts.delivery_url,
+        },
+    })
+    .to_string();
+    if document.len() > MAX_DOCUMENT {
+        return Err(Error::Plan(format!(
+            "the rollback job's document is {} bytes, above AWS's {MAX_DOCUMENT}",
+            document.len()
+        )));
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("jobId".into(), job_id.clone().into());
+    body.insert(
+        "targets".into(),
+        json!([format!(
+            "arn:aws:iot:{}:{}:thinggroup/{thing_group}",
+            opts.region, opts.account
+        )]),
+    );
+    body.insert("document".into(), document.into());
+    body.insert(
+        "description".into(),
+        format!(
+            "cairn campaign {campaign}, rollback to {} (pre-signed in the plan at log index \
+             {plan_index}): add a device to the thing group when its update attempts run out",
+            plan.rollback_release_id
+        )
+        .into(),
+    );
+    body.insert("targetSelection".into(), "CONTINUOUS".into());
+    if let Some(c) = &plan.jobs {
+        let mut controls = controls_json(c);
+        controls.remove("abortConfig");
+        body.extend(controls);
+    }
+    Ok(JobRequest {
+        job_id,
+        stage: "rollback".into(),
+        thing_group,
+        things: Vec::new(),
+        continuous: true,
+        body: body.into(),
+    })
 }
 
 /// The plan's eligible devices in stage order (formats.md §4.9, "Stage membership"), from its

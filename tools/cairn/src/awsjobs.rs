@@ -11,7 +11,8 @@ use crate::custody::open;
 use crate::output::{CliResult, Output};
 
 /// Writes `<job id>.json` (the request body) and `<job id>.things` (the thing group's members,
-/// one a line) per stage into `dir`.
+/// one a line) per stage into `dir`, and the rollback job's request (its thing group starts
+/// empty: no `.things` file).
 pub(crate) fn export(
     home: &Path,
     campaign: &str,
@@ -30,6 +31,20 @@ pub(crate) fn export(
         let text = serde_json::to_string_pretty(&job.body).context("encoding the request")?;
         std::fs::write(&body, text + "\n")
             .with_context(|| format!("writing {}", body.display()))?;
+        if job.continuous {
+            lines.push(format!(
+                "  {:<12}continuous  job {}  thing group {} (add a device when its update attempts run out)",
+                job.stage, job.job_id, job.thing_group
+            ));
+            written.push(json!({
+                "stage": job.stage,
+                "job_id": job.job_id,
+                "thing_group": job.thing_group,
+                "continuous": true,
+                "request": body,
+            }));
+            continue;
+        }
         let mut list = job.things.join("\n");
         list.push('\n');
         std::fs::write(&things, list).with_context(|| format!("writing {}", things.display()))?;
@@ -65,7 +80,7 @@ pub(crate) fn export(
         .unwrap_or_default();
     out.emit(
         &format!(
-            "campaign {campaign}: {} CreateJob requests written to {} (one job per stage; create each when its stage opens):\n{}\ncontrols from the signed plan: {}",
+            "campaign {campaign}: {} CreateJob requests written to {} (one job per stage, create each when its stage opens; and the rollback job):\n{}\ncontrols from the signed plan: {}",
             jobs.len(),
             dir.display(),
             lines.join("\n"),
