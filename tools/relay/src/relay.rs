@@ -220,6 +220,11 @@ impl Relay {
                 for r in engine.jobs_in_progress(&vault)? {
                     service.restore(&r);
                 }
+                // And the last execution of each device waiting for a retry, so the retry is
+                // the next execution number.
+                for e in engine.jobs_ended()? {
+                    service.restore_ended(&e);
+                }
                 Some(service)
             }
             None => None,

@@ -61,11 +61,11 @@ fn causes(engine: &Engine, d: &str) -> Vec<(DeviceState, String, String)> {
         .collect()
 }
 
-#[test]
-fn executions_drive_the_campaign_as_the_plan_says() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three devices in one stage, three attempts 30 s apart: the signer's log and the relay's
+/// engine on it (in `dir/relay`).
+fn setup(dir: &std::path::Path) -> (common::SignerLog, Engine) {
     let signer = signer_log(
-        &dir.path().join("signer"),
+        &dir.join("signer"),
         3,
         0,
         &[("all", 3, 0, 1000, 1000, false)],
@@ -76,13 +76,92 @@ fn executions_drive_the_campaign_as_the_plan_says() {
             quarantine_on_verification_failure: true,
         },
     );
-    let mut engine = Engine::open(
-        &dir.path().join("relay"),
+    let engine = open(dir, &signer);
+    (signer, engine)
+}
+
+fn open(dir: &std::path::Path, signer: &common::SignerLog) -> Engine {
+    Engine::open(
+        &dir.join("relay"),
         "oem.example/cairn/relay",
         ReleaseKey::new(public_key(&test_key(Fixture::RELEASE_KEY)), &Software),
         &signer.vault,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_retry_after_a_restart_is_the_next_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, mut engine) = setup(dir.path());
+    let mut jobs = Service::new();
+    let mirror = &signer.vault;
+    let job = job_id(CAMPAIGN, RELEASE);
+    let d1 = device(1);
+    let t0 = 1_900_000_000;
+    step(&mut engine, &mut jobs, mirror, t0);
+    send(
+        &mut engine,
+        &mut jobs,
+        &d1,
+        "start-next",
+        &json!({}),
+        t0 + 1,
+    );
+    let h = send(
+        &mut engine,
+        &mut jobs,
+        &d1,
+        &format!("{job}/update"),
+        &json!({"status": "FAILED", "expectedVersion": 2, "statusDetails": {"flash": "erase"}}),
+        t0 + 2,
+    );
+    assert_eq!(h.rejected, None);
+    step(&mut engine, &mut jobs, mirror, t0 + 2);
+    assert_eq!(state(&engine, &d1), DeviceState::Failed);
+
+    // The relay restarts before the retry: the engine from its log, the Jobs service from what
+    // the log says (as `Relay::open` does).
+    drop(engine);
+    let mut engine = open(dir.path(), &signer);
+    let mut jobs = Service::new();
+    for r in engine.jobs_in_progress(mirror).unwrap() {
+        jobs.restore(&r);
+    }
+    let ended = engine.jobs_ended().unwrap();
+    assert!(ended.is_empty(), "not yet waiting for the retry: {ended:?}");
+    step(&mut engine, &mut jobs, mirror, t0 + 10);
+    assert_eq!(state(&engine, &d1), DeviceState::Failed, "backoff");
+
+    // And again once it waits: its ended execution comes back, the retry is execution 2.
+    step(&mut engine, &mut jobs, mirror, t0 + 32);
+    drop(engine);
+    let mut engine = open(dir.path(), &signer);
+    let mut jobs = Service::new();
+    let ended = engine.jobs_ended().unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(
+        (
+            ended[0].transition.status,
+            ended[0].transition.execution_number
+        ),
+        (JobStatus::Failed, 1)
+    );
+    for e in &ended {
+        jobs.restore_ended(e);
+    }
+    step(&mut engine, &mut jobs, mirror, t0 + 33);
+    let e = jobs.execution(&d1, &job).unwrap();
+    assert_eq!(
+        (e.status, e.execution_number, e.version_number),
+        (JobStatus::Queued, 2, 1)
+    );
+}
+
+#[test]
+fn executions_drive_the_campaign_as_the_plan_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, mut engine) = setup(dir.path());
     let mut jobs = Service::new();
     let mirror = &signer.vault;
     let job = job_id(CAMPAIGN, RELEASE);

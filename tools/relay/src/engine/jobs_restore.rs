@@ -10,7 +10,7 @@ use cairn_verifier::campaign::DeviceState;
 use super::core::Engine;
 use super::error::Result;
 use crate::jobs::JobStatus;
-use crate::jobs::restore::{Recorded, parse_cause};
+use crate::jobs::restore::{Ended, Recorded, parse_cause};
 
 impl Engine {
     /// Every execution the relay log shows IN_PROGRESS: each device `delivered` whose last
@@ -77,6 +77,45 @@ impl Engine {
                     queued_at,
                     started_at: events[at].at,
                     delivery,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last ended execution of every device waiting for a retry of the same release: each
+    /// device `pending` after a failure whose last Jobs transition in the relay log is a terminal
+    /// one (`job FAILED v3 #1`, `job TIMED_OUT v3 #1`) of the release it waits for.
+    pub fn jobs_ended(&self) -> Result<Vec<Ended>> {
+        let waiting: Vec<(String, String, String)> = self
+            .campaigns
+            .values()
+            .flat_map(|c| {
+                c.devices
+                    .iter()
+                    .filter(|d| d.state == DeviceState::Pending && d.failures > 0)
+                    .map(|d| (c.id.clone(), d.id.clone(), c.release(d.purpose).to_owned()))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (campaign, thing, release) in waiting {
+            let events = self.device_history(&campaign, &thing)?.events;
+            // A failure's cause starts with its outcome (`install-failed: job FAILED v3 #1`).
+            let last = events.iter().rev().find_map(|e| {
+                let at = e.cause.find("job ")?;
+                parse_cause(&e.cause[at..])
+                    .filter(|t| t.status.is_terminal())
+                    .map(|t| (t, e))
+            });
+            if let Some((transition, e)) = last
+                && e.release == release
+            {
+                out.push(Ended {
+                    campaign: campaign.clone(),
+                    thing,
+                    release,
+                    transition,
+                    at: e.at,
                 });
             }
         }

@@ -4,7 +4,9 @@
 //! `job <STATUS> v<versionNumber> #<executionNumber>[: k=v, k=v ...]` (the device's
 //! `statusDetails`, the cause cut at 128 bytes) at the time of the transition. An IN_PROGRESS
 //! execution is rebuilt from its `delivered` event (versionNumber, executionNumber,
-//! statusDetails, startedAt and lastUpdatedAt) and the `pending` event before it (queuedAt).
+//! statusDetails, startedAt and lastUpdatedAt) and the `pending` event before it (queuedAt). A
+//! device waiting for a retry gets its last execution back as it ended (FAILED, TIMED_OUT), so
+//! that the retry is the next execution number, as before the restart.
 
 use std::sync::Arc;
 
@@ -72,7 +74,55 @@ pub struct Recorded {
     pub delivery: Arc<[u8]>,
 }
 
+/// A device's last execution of a job as it ended, recorded in the relay log: what the retry's
+/// execution number follows.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The campaign.
+    pub campaign: String,
+    /// The thing (device).
+    pub thing: String,
+    /// The release the job delivered.
+    pub release: String,
+    /// The terminal transition recorded.
+    pub transition: RecordedTransition,
+    /// When it ended: the time of that event.
+    pub at: u64,
+}
+
 impl Service {
+    /// Puts back a job's last execution on a thing as it ended (after a restart), unless the
+    /// thing already has an execution of that job: the next execution queued for the job gets
+    /// the number after it. Its job document is not kept (`null`): nothing reads an ended
+    /// execution's document but `DescribeJobExecution`, and the retry carries its own.
+    pub fn restore_ended(&mut self, e: &Ended) {
+        if !e.transition.status.is_terminal() {
+            return;
+        }
+        let job_id = super::topics::job_id(&e.campaign, &e.release);
+        let list = self.things.entry(e.thing.clone()).or_default();
+        if list.iter().any(|x| x.job_id == job_id) {
+            return;
+        }
+        let t = &e.transition;
+        list.push(Execution {
+            job_id,
+            thing: e.thing.clone(),
+            campaign: e.campaign.clone(),
+            release: e.release.clone(),
+            status: t.status,
+            status_details: t.details.clone(),
+            queued_at: e.at,
+            started_at: None,
+            last_updated_at: e.at,
+            version_number: t.version,
+            execution_number: t.execution_number,
+            document: Arc::new(serde_json::Value::Null),
+            step_deadline: None,
+            in_progress_deadline: None,
+        });
+    }
+
     /// Puts back an IN_PROGRESS execution the relay log records (after a restart), replacing
     /// any execution of the same job on the thing. Its in-progress timeout, if the service has
     /// one, runs from when it started, as before the restart; a device's own step timer is not
