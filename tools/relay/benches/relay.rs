@@ -128,8 +128,8 @@ fn relay_link(options: rumqttc::MqttOptions, batch: &[Outgoing]) -> f64 {
         }
         let mut acked = 0;
         while acked < batch.len() {
-            if let Input::Acked(_) = acks.recv_timeout(Duration::from_secs(60)).unwrap() {
-                acked += 1;
+            if let Input::Acked(burst) = acks.recv_timeout(Duration::from_secs(60)).unwrap() {
+                acked += burst.len();
             }
         }
         // Timed at the last acknowledgement, as the baseline is, not after the link has stopped.

@@ -223,10 +223,11 @@ pub async fn link_with_jobs(
         tokio::spawn(async move {
             let mut burst = Vec::with_capacity(ACK_BURST);
             while to_forward.recv_many(&mut burst, ACK_BURST).await > 0 {
-                for d in burst.drain(..) {
-                    if inputs.send(Input::Acked(d)).is_err() {
-                        return;
-                    }
+                if inputs
+                    .send(Input::Acked(std::mem::take(&mut burst)))
+                    .is_err()
+                {
+                    return;
                 }
             }
         })

@@ -207,9 +207,11 @@ impl Relay {
                     Input::Status {
                         device, payload, ..
                     } => engine.report(device, payload, now)?,
-                    Input::Acked(o) => {
-                        Metrics::count(&self.metrics.deliveries_published);
-                        engine.acked(&o.campaign, &o.device, &o.release, now)?;
+                    Input::Acked(acked) => {
+                        for o in acked {
+                            Metrics::count(&self.metrics.deliveries_published);
+                            engine.acked(&o.campaign, &o.device, &o.release, now)?;
+                        }
                     }
                     Input::Jobs {
                         thing,

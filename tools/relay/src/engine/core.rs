@@ -50,8 +50,9 @@ pub enum Input<A> {
         /// Acknowledged to the transport once the report is recorded (or refused).
         ack: Option<A>,
     },
-    /// The transport acknowledged a delivery.
-    Acked(Outgoing),
+    /// The transport acknowledged deliveries: a burst of them, in the order acknowledged (one
+    /// hand-over, and one wake-up of the engine thread, per burst).
+    Acked(Vec<Outgoing>),
     /// A request to the AWS IoT Jobs device API (`$aws/things/<thing>/jobs/<rest>`).
     Jobs {
         /// The thing (authenticated by the transport: its topic, which the broker's ACL binds to
