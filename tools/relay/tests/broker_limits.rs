@@ -71,7 +71,7 @@ fn publish(config: &cairn_relay::Config, limits: BrokerLimits, n: u64) -> Durati
         let mut acked = 0;
         while acked < n {
             if let Input::Acked(burst) = acks.recv_timeout(Duration::from_secs(30)).unwrap() {
-                acked += burst.len();
+                acked += burst.len() as u64;
             }
         }
         elapsed = started.elapsed();
