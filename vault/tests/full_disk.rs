@@ -19,61 +19,15 @@
 mod common;
 #[path = "common/durable.rs"]
 mod durable;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use cairn_vault::{Error, Vault};
 use common::log_key;
 use durable::{Event, check, entry, seeded_log};
-
-/// A tmpfs of `size` mounted on a new directory, unmounted on drop.
-struct Tmpfs {
-    mount: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// `None` where this process may not mount (not root).
-    fn mount(size: &str) -> Option<Self> {
-        let mount = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(mount.path())
-            .output()
-            .unwrap();
-        out.status.success().then_some(Self { mount })
-    }
-
-    fn path(&self) -> &Path {
-        self.mount.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.mount.path()).status();
-    }
-}
-
-/// Writes `n` bytes to `path` (to fill the file system).
-fn fill(path: &Path, n: usize) {
-    std::fs::write(path, vec![0x5a; n]).unwrap();
-}
-
-fn free_bytes(path: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
+use tmpfs::{Tmpfs, fill_to};
 
 /// What one run saw.
 struct Outcome {
@@ -83,7 +37,7 @@ struct Outcome {
     reopened_full: String,
 }
 
-fn run(headroom: usize) -> Option<Outcome> {
+fn run(headroom: u64) -> Option<Outcome> {
     let fs = Tmpfs::mount("8m")?;
     let dir: PathBuf = fs.path().join("log");
     let mut acked = seeded_log(&dir, 100);
@@ -91,9 +45,7 @@ fn run(headroom: usize) -> Option<Outcome> {
     let (sk, key) = log_key();
     // Opened first: the open replays the WAL into a table file, which needs room too.
     let vault = Vault::open(&dir).unwrap();
-    let filler = fs.path().join("filler");
-    let free = usize::try_from(free_bytes(fs.path())).unwrap();
-    fill(&filler, free.saturating_sub(headroom));
+    let filler = fill_to(fs.path(), headroom);
     let mut failed_in = "";
     let mut error = String::new();
     for round in 0u64..100_000 {
