@@ -59,6 +59,8 @@ fn bundles(dir: &Path) -> (SignerLog, Vec<Vec<u8>>) {
 enum When {
     BeforeStart,
     OnceListening,
+    /// After the whole log's bundle was acknowledged: the approvals' bundles hit the full disk.
+    AfterFirstImport,
 }
 
 /// Runs one case; what the relay did, for the summary.
@@ -82,13 +84,21 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
             code.is_some_and(|c| c != 0) && stderr.contains(DISK_FULL),
             "{ctx}: the relay neither listened nor said the disk is full ({code:?}): {stderr}"
         );
-        saw = format!("start refused: {}", stderr.lines().next().unwrap_or("").trim());
+        saw = format!(
+            "start refused: {}",
+            stderr.lines().next().unwrap_or("").trim()
+        );
     } else {
-        if filler.is_none() {
-            filler = Some(fill_to(dir, headroom));
-        }
         let mut failed = None;
         for (i, bundle) in bundles.iter().enumerate() {
+            let fill_now = match when {
+                When::BeforeStart => false,
+                When::OnceListening => i == 0,
+                When::AfterFirstImport => i == 1,
+            };
+            if fill_now {
+                filler = Some(fill_to(dir, headroom));
+            }
             let (code, reply) = relay.import(bundle);
             if code == 200 {
                 let body = &reply[reply.find('{').unwrap()..];
@@ -106,10 +116,10 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
                     "{ctx}: import {i}: the 500 does not say the disk is full: {reply}"
                 );
             }
-            failed = Some((i, code));
+            failed = Some((i, code, reply));
             break;
         }
-        let (i, code) =
+        let (i, code, reply) =
             failed.unwrap_or_else(|| panic!("{ctx}: every import fitted: headroom too large"));
         let exit = relay.exit_code(10);
         let stderr = relay.stderr();
@@ -131,7 +141,10 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
                 )
             }
             // Outside the stores (the tiles): the relay goes on, its stores unpoisoned.
-            None => format!("import {i}: {code}, the relay goes on"),
+            None => {
+                let (_, body) = reply.split_once("\r\n\r\n").unwrap_or(("", &reply));
+                format!("import {i}: {code} ({}), the relay goes on", body.trim())
+            }
             Some(other) => panic!("{ctx}: the relay exited {other}: {stderr}"),
         };
     }
@@ -168,7 +181,10 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
         relay.stderr()
     );
     let (code, reply) = relay.import(&signer.vault.export_bundle(0).unwrap().to_cbor());
-    assert_eq!(code, 200, "{ctx}: the whole log after freeing space: {reply}");
+    assert_eq!(
+        code, 200,
+        "{ctx}: the whole log after freeing space: {reply}"
+    );
     assert!(
         reply.contains(&format!("\"size\":{}", signer.vault.size())),
         "{ctx}: after restart the mirror is not at the signer's size: {reply}"
@@ -191,6 +207,8 @@ fn a_full_disk_stops_the_relay_loses_nothing_acknowledged_and_it_goes_on_once_sp
         (When::OnceListening, 0),
         (When::OnceListening, 128 << 10),
         (When::OnceListening, 1 << 20),
+        (When::AfterFirstImport, 0),
+        (When::AfterFirstImport, 4 << 10),
     ];
     for (when, headroom) in cases {
         let Some(saw) = run(&signer, &bundles, when, headroom) else {

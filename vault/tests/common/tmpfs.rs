@@ -2,7 +2,11 @@
 //! registry's include this file with `#[path]`): mounted by the test, which needs root (CI runs as
 //! root; elsewhere `Tmpfs::mount` answers `None` and the test says it was skipped).
 
-#![allow(dead_code, reason = "each test uses the part it needs")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "test helpers shared by several test files, each using a subset"
+)]
 
 use std::path::Path;
 use std::process::Command;

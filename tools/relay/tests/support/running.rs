@@ -2,7 +2,11 @@
 //! the `relay.toml` of a directory, optionally under strace, its standard error kept, driven over
 //! raw HTTP.
 
-#![allow(dead_code, reason = "each test uses the part it needs")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "test helpers shared by several test files, each using a subset"
+)]
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -187,4 +191,3 @@ impl Running {
         None
     }
 }
-
