@@ -121,59 +121,13 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
         }
         let (i, code, reply) =
             failed.unwrap_or_else(|| panic!("{ctx}: every import fitted: headroom too large"));
-        let exit = relay.exit_code(10);
-        let stderr = relay.stderr();
-        saw = match exit {
-            Some(cairn_relay::EXIT_POISONED) => {
-                let line = stderr
-                    .lines()
-                    .find(|l| l.starts_with("cairn-relay: stopping:"))
-                    .unwrap_or_else(|| panic!("{ctx}: no stopping message: {stderr}"));
-                assert!(
-                    line.contains(&data.display().to_string())
-                        && line.contains(DISK_FULL)
-                        && line.contains("restart"),
-                    "{ctx}: the message does not name the store, the fault and what to do: {line}"
-                );
-                format!(
-                    "import {i}: {code}, exit 75: {}",
-                    line.trim_start_matches("cairn-relay: stopping: ")
-                )
-            }
-            // Outside the stores (the tiles): the relay goes on, its stores unpoisoned.
-            None => {
-                let (_, body) = reply.split_once("\r\n\r\n").unwrap_or(("", &reply));
-                format!("import {i}: {code} ({}), the relay goes on", body.trim())
-            }
-            Some(other) => panic!("{ctx}: the relay exited {other}: {stderr}"),
-        };
+        saw = verdict(&mut relay, (i, code, &reply), &data, &ctx);
     }
     drop(relay);
 
     // Space freed: both stores reopen with everything acknowledged, fsck clean.
     std::fs::remove_file(filler.unwrap()).unwrap();
-    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
-        let path = data.join(store);
-        if !path.exists() {
-            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
-            continue;
-        }
-        let v = match Vault::open(&path) {
-            Ok(v) => v,
-            // A create the full disk interrupted: nothing acknowledged; the restart resumes it.
-            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
-            Err(e) => panic!("{ctx}: reopening {store}: {e} ({saw})"),
-        };
-        assert!(
-            v.size() >= acked,
-            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
-            v.size()
-        );
-        let report = v
-            .fsck(&mut |_, _| {})
-            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
-        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
-    }
+    check_stores(&data, mirror_acked, state_acked, &ctx, &saw);
     let relay = Running::start(dir, None);
     assert!(
         relay.port.is_some(),
@@ -196,6 +150,68 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
     Some(format!(
         "{saw}; acknowledged before: mirror {mirror_acked}, state log {state_acked}"
     ))
+}
+
+/// After import `i` failed with `code` and `reply`: the relay stopped as a poisoned store asks
+/// (exit 75, naming the store, the fault and the restart), or went on (a fault outside the stores).
+fn verdict(
+    relay: &mut Running,
+    (i, code, reply): (usize, u16, &str),
+    data: &Path,
+    ctx: &str,
+) -> String {
+    let exit = relay.exit_code(10);
+    let stderr = relay.stderr();
+    match exit {
+        Some(cairn_relay::EXIT_POISONED) => {
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with("cairn-relay: stopping:"))
+                .unwrap_or_else(|| panic!("{ctx}: no stopping message: {stderr}"));
+            assert!(
+                line.contains(&data.display().to_string())
+                    && line.contains(DISK_FULL)
+                    && line.contains("restart"),
+                "{ctx}: the message does not name the store, the fault and what to do: {line}"
+            );
+            format!(
+                "import {i}: {code}, exit 75: {}",
+                line.trim_start_matches("cairn-relay: stopping: ")
+            )
+        }
+        // Outside the stores (the tiles): the relay goes on, its stores unpoisoned.
+        None => {
+            let (_, body) = reply.split_once("\r\n\r\n").unwrap_or(("", reply));
+            format!("import {i}: {code} ({}), the relay goes on", body.trim())
+        }
+        Some(other) => panic!("{ctx}: the relay exited {other}: {stderr}"),
+    }
+}
+
+/// Both stores reopen at or above what was acknowledged, and `fsck` passes on each.
+fn check_stores(data: &Path, mirror_acked: u64, state_acked: u64, ctx: &str, saw: &str) {
+    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
+        let path = data.join(store);
+        if !path.exists() {
+            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
+            continue;
+        }
+        let v = match Vault::open(&path) {
+            Ok(v) => v,
+            // A create the full disk interrupted: nothing acknowledged; the restart resumes it.
+            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
+            Err(e) => panic!("{ctx}: reopening {store}: {e} ({saw})"),
+        };
+        assert!(
+            v.size() >= acked,
+            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
+            v.size()
+        );
+        let report = v
+            .fsck(&mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
+        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
+    }
 }
 
 #[test]
