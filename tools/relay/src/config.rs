@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use cairn_verifier::crypto::PublicKey;
 use serde::Deserialize;
 
+/// The largest configuration file the relay reads: a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
+
 /// Why a configuration or a key file was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -18,6 +21,16 @@ pub enum Error {
         path: PathBuf,
         /// The error.
         source: std::io::Error,
+    },
+    /// The file is larger than any configuration ([`MAX_CONFIG_BYTES`]).
+    #[error(
+        "{path}: {size} bytes, larger than any relay configuration (at most {MAX_CONFIG_BYTES})"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, or at least how much of it was read.
+        size: u64,
     },
     /// The file is not the configuration's TOML.
     #[error("{path}: {source}")]
@@ -243,16 +256,31 @@ pub type Operators = BTreeMap<String, String>;
 impl Config {
     /// Reads and checks a configuration file; relative paths are relative to it.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        use std::io::Read as _;
+        let read = |source| Error::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read)?
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read)?;
         Self::parse(&text, path)
     }
 
     /// Parses and checks the text of the configuration file at `path` (which names it in errors
     /// and is what relative paths are relative to); reads nothing (`fuzz/fuzz_targets/relay_config.rs`).
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        // The TOML parser keeps every error it recovers from: about 300 heap bytes per byte of a
+        // malformed file (fuzz/fuzz_targets/relay_config.rs), so the size is bounded first.
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+                size: text.len() as u64,
+            });
+        }
         let mut config: Config = toml::from_str(text).map_err(|source| Error::Toml {
             path: path.to_owned(),
             source,
@@ -334,4 +362,46 @@ pub fn read_key(path: &Path) -> Result<PublicKey, Error> {
         }
     };
     PublicKey::from_spki_der(&spki).ok_or_else(|| key("not an ECDSA P-256 public key".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `relay_config` in the long fuzz run (issue 21): a malformed file of 477 bytes
+    /// made the TOML parser's error recovery hold 351 KB. It is refused, naming the file.
+    #[test]
+    fn the_fuzz_found_malformed_file_is_refused_naming_it() {
+        let input: &[u8] = b"liste\x1a .......ivr0...................ivr0....................CCCCCCCCCCCCCCCCCCC\
+              \x00\x00\x00\x00CCCCCCCCCCCCCCCCCCCCCCCCC........el={ n.....................ivr0............\
+              ................1:80lisCCCC........el={ n....te8.................ivr0...........\
+              .............CCCCCCCCCCCCCCCCCCC\x00\x00\x00\x00CCCCCCCCCCCCCCCCCCCCCCCCC........el={ n.....\
+              ................ivr0............................1:80lisCCCC........el={ n....te8\
+              .................ivr0...................................................\"\"\"iw";
+        assert_eq!(input.len(), 477, "the fuzzer's input, byte for byte");
+        let text = std::str::from_utf8(input).expect("UTF-8");
+        let path = Path::new("/etc/cairn/relay.toml");
+        match Config::parse(text, path) {
+            Err(e @ Error::Toml { .. }) => {
+                assert!(e.to_string().starts_with("/etc/cairn/relay.toml:"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_larger_than_any_configuration_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+        let mut text = "# padding\n".repeat(7_000);
+        text.push_str("listen = \"127.0.0.1:0\"\n");
+        std::fs::write(&path, &text).expect("write");
+        match Config::load(&path) {
+            Err(e @ Error::TooLarge { size, .. }) => {
+                assert_eq!(size, MAX_CONFIG_BYTES + 1);
+                assert!(e.to_string().contains("relay.toml"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
