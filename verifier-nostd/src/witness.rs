@@ -306,7 +306,7 @@ enum Line<'p, 'w> {
 }
 
 /// Sorts one signature line: the one rule the device ([`verify_quorum`]) and the host
-/// ([`report`]) share.
+/// (`report::report`) share.
 fn classify<'p, 'w>(
     line: &crate::note::NoteSignature<'_>,
     log: &LogKey<'_>,

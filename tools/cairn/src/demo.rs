@@ -475,12 +475,7 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
 /// Phase 4, continued: the first transfer bundle across the air gap, and the stage of every
 /// device for the simulator.
 fn first_transfer(scene: &Scene<'_>, relay: &Relay, bundles: &mut u32) -> anyhow::Result<()> {
-    let Scene {
-        dir,
-        out,
-        appliance,
-        ..
-    } = *scene;
+    let Scene { dir, out, .. } = *scene;
     let witnessed = transfer(scene, relay, bundles)?;
     say(out, &witnessed);
     say(

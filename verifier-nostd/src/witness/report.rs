@@ -45,9 +45,9 @@ impl Vkey {
     /// Parses and checks a C2SP verifier key of type 0x04 (what `cairn-witness vkey` prints).
     pub fn parse(vkey: &str, crypto: &impl Crypto) -> Result<Self, VkeyError> {
         let syntax = || VkeyError::Syntax(vkey.to_string());
-        let mut fields = vkey.trim().split('+');
-        let (Some(name), Some(id), Some(key), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
+        // The base64 key may hold `+`; the name and the hex key id cannot.
+    let mut fields = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (fields.next(), fields.next(), fields.next())
         else {
             return Err(syntax());
         };

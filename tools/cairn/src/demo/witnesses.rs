@@ -180,8 +180,11 @@ fn serve(
         .spawn()
         .context("starting cairn-witness serve")?;
     let stderr = child.stderr.take().context("witness stderr")?;
+    let mut reader = BufReader::new(stderr);
     let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line)?;
+    reader.read_line(&mut line)?;
+    // The rest of its standard error (a storage failure, say) is drained, never a broken pipe.
+    std::thread::spawn(move || reader.lines().for_each(drop));
     let addr = line
         .trim()
         .rsplit_once(" listening on ")
