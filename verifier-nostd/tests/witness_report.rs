@@ -154,3 +154,39 @@ fn verifier_keys_are_checked_before_they_pin_a_witness() {
         Err(VkeyError::Syntax(_))
     ));
 }
+
+/// The group order L of Ed25519, little-endian (RFC 8032 §5.1).
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// `note`'s last cosignature with `s + L` in place of `s`: the same point, a malleated encoding.
+fn malleate_last(note: &str) -> String {
+    let body = note.strip_suffix('\n').unwrap();
+    let (head, line) = body.rsplit_once('\n').unwrap();
+    let (prefix, b64) = line.rsplit_once(' ').unwrap();
+    let mut raw = Base64::decode_vec(b64).unwrap();
+    let s = &mut raw[4 + 8 + 32..];
+    let mut carry = 0u16;
+    for (b, l) in s.iter_mut().zip(L) {
+        let sum = u16::from(*b) + u16::from(l) + carry;
+        *b = u8::try_from(sum & 0xff).unwrap();
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    format!("{head}\n{prefix} {}\n", Base64::encode_string(&raw))
+}
+
+/// RFC 8032 §5.1.7: "if S is not in the range [0, L), reject" — on the host and on the device
+/// (the QEMU case `witness-s-not-canonical` runs the same on every firmware backend).
+#[test]
+fn a_cosignature_with_s_not_below_the_group_order_is_bad() {
+    let valid = cosign(&cosign(&plain(), 0, T), 2, T + 1);
+    assert!(both(&valid).0.met());
+    let malleated = malleate_last(&valid);
+    assert_ne!(malleated, valid);
+    let (r, device) = both(&malleated);
+    assert!(!r.met() && !device);
+    assert_eq!(r.bad, [WITNESSES[2]]);
+}
