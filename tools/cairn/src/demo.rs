@@ -599,7 +599,7 @@ fn start_simulator(
     let mut sim = Command::new(sim_bin);
     // Every device pins the three witnesses and needs two of them (docs/witness.md).
     for vkey in &witnesses.vkeys {
-        sim.args(["--witness", vkey]);
+        sim.arg("--witness").arg(vkey);
     }
     sim.args(["--witness-threshold", &witnesses::THRESHOLD.to_string()]);
     Ok(Sim(sim

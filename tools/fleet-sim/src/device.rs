@@ -332,14 +332,14 @@ impl<'a> Check<'a, '_> {
         w: &Witnesses,
         image: &mut I,
     ) -> Result<cairn_verifier::boot::Verdict<'a>, cairn_verifier::Error> {
-        let no_quorum = |_| cairn_verifier::Error::NoQuorum {
+        let no_quorum = || cairn_verifier::Error::NoQuorum {
             have: 0,
             need: w.threshold,
             unknown: 0,
         };
         let keys: Vec<WitnessKey<'_>> = w.keys.iter().filter_map(|k| k.key(&Software)).collect();
-        let keys = <[WitnessKey<'_>; N]>::try_from(keys.as_slice()).map_err(no_quorum)?;
-        let policy = WitnessPolicy::new(keys, w.threshold).map_err(no_quorum)?;
+        let keys = <[WitnessKey<'_>; N]>::try_from(keys.as_slice()).map_err(|_| no_quorum())?;
+        let policy = WitnessPolicy::new(keys, w.threshold).map_err(|_| no_quorum())?;
         self.run(policy, image)
     }
 }

@@ -123,7 +123,7 @@ impl Witnesses {
             if response.0 == 409 {
                 // The witness's size is not the one assumed (tlog-witness): its own, in the body.
                 let size: u64 = response.1.trim().parse().context("409 without a size")?;
-                request = witness::requests(vault, &policy, Some((name, size)))?
+                request = witness::requests(vault, &policy, Some((name.as_str(), size)))?
                     .into_iter()
                     .find(|r| r.witness == *name)
                     .context("a running witness is not in the policy")?;
