@@ -8,6 +8,7 @@
 
 #![expect(clippy::unwrap_used, reason = "a panic is a failed test")]
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use cairn_signer::witness::{self, Policy};
@@ -56,7 +57,7 @@ fn witness(n: u8, dir: &Path) -> Witness {
 fn policy(witnesses: &[Witness]) -> Policy {
     let mut toml = String::from("threshold = 2\n");
     for w in witnesses {
-        toml.push_str(&format!("[[witness]]\nvkey = \"{}\"\n", w.secret().vkey()));
+        let _ = write!(toml, "[[witness]]\nvkey = \"{}\"\n", w.secret().vkey());
     }
     Policy::from_toml(&toml, Path::new("witnesses.toml")).unwrap()
 }

@@ -5,6 +5,7 @@
 //! No custodian session is needed: cosignatures are added to a checkpoint the log key already
 //! signed, and only lines that verify against the pinned witness keys are kept.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
@@ -94,13 +95,14 @@ fn request(home: &Path, dir: &Path, old: Option<&str>, out: Output) -> CliResult
     for r in &requests {
         let file = dir.join(format!("{}.request", file_name(&r.witness)));
         std::fs::write(&file, &r.body).with_context(|| format!("writing {}", file.display()))?;
-        human.push_str(&format!(
-            "{}: {} (from size {} to {})\n",
+        let _ = writeln!(
+            human,
+            "{}: {} (from size {} to {})",
             r.witness,
             file.display(),
             r.old,
             r.size
-        ));
+        );
         written.push(json!({"witness": r.witness, "file": file, "old": r.old, "size": r.size}));
     }
     out.emit(&human, &json!({"ok": true, "requests": written}));

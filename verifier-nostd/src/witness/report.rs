@@ -8,6 +8,7 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::fmt::Write as _;
 
 use base64ct::{Base64, Encoding};
 
@@ -139,10 +140,7 @@ impl QuorumReport {
             s.push_str(&self.bad.join(", "));
         }
         if self.unknown > 0 {
-            s.push_str(&alloc::format!(
-                "; {} lines from keys not pinned ignored",
-                self.unknown
-            ));
+            let _ = write!(s, "; {} lines from keys not pinned ignored", self.unknown);
         }
         s
     }
