@@ -163,7 +163,9 @@ pub fn log_key<'a>(vault: &'a Vault) -> Result<LogKey<'a>> {
 pub fn requests(vault: &Vault, policy: &Policy, old: Option<(&str, u64)>) -> Result<Vec<Request>> {
     let log = log_key(vault)?;
     let sizes = vault.checkpoint_sizes()?;
-    let size = *sizes.last().ok_or(cairn_vault::Error::NoCheckpoint { size: 0 })?;
+    let size = *sizes
+        .last()
+        .ok_or(cairn_vault::Error::NoCheckpoint { size: 0 })?;
     let latest = vault
         .checkpoint(size)?
         .ok_or(cairn_vault::Error::NoCheckpoint { size })?;
@@ -251,7 +253,11 @@ pub fn attach(vault: &Vault, policy: &Policy, cosigned: &str, from: &str) -> Res
         .map_err(|e| Error::Format(cairn_verifier::Error::MalformedCheckpoint(e)))?;
     // Only the verified lines of pinned witnesses are kept.
     let mut kept = format!("{}\n", cp.text);
-    for (raw, line) in cp.signatures.split_inclusive('\n').zip(cp.signature_lines()) {
+    for (raw, line) in cp
+        .signatures
+        .split_inclusive('\n')
+        .zip(cp.signature_lines())
+    {
         let Ok(line) = line else { continue };
         if line.name == log.name || theirs.cosigned.iter().any(|c| c.name == line.name) {
             kept.push_str(raw);

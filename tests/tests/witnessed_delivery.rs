@@ -51,7 +51,11 @@ fn witness(n: u8, dir: &Path) -> Witness {
         name: ORIGIN.into(),
         public: public_key(&Fixture::new().log_key),
     };
-    Witness::new(secret, vec![log], Store::open(&dir.join(n.to_string())).unwrap())
+    Witness::new(
+        secret,
+        vec![log],
+        Store::open(&dir.join(n.to_string())).unwrap(),
+    )
 }
 
 fn policy(witnesses: &[Witness]) -> Policy {
@@ -69,7 +73,9 @@ fn cosign(signer: &Vault, policy: &Policy, witnesses: &[Witness], n: usize) -> w
         .into_iter()
         .find(|r| r.witness == WITNESSES[n])
         .unwrap();
-    let cosigned = witnesses[n].add_checkpoint(request.body.as_bytes(), T).unwrap();
+    let cosigned = witnesses[n]
+        .add_checkpoint(request.body.as_bytes(), T)
+        .unwrap();
     witness::attach(signer, policy, &cosigned.note, WITNESSES[n]).unwrap()
 }
 
@@ -120,7 +126,11 @@ fn two_witnesses_cosign_the_signers_checkpoint_and_the_device_accepts_it() {
     // it has, carried again with more cosignatures).
     let carry = || {
         let latest = *signer.checkpoint_sizes().unwrap().last().unwrap();
-        let from = if mirror.size() < latest { mirror.size() } else { 0 };
+        let from = if mirror.size() < latest {
+            mirror.size()
+        } else {
+            0
+        };
         mirror
             .import_bundle(&signer.export_bundle(from).unwrap(), &log_key)
             .unwrap();
@@ -178,9 +188,7 @@ fn a_cosignature_that_does_not_verify_is_not_attached() {
     let log_key = LogKey::new(ORIGIN, ORIGIN, public_key(&f.log_key), &Software).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let signer = Vault::create(dir.path().join("signer"), ORIGIN).unwrap();
-    signer
-        .append(&[manifest(1, b"release")])
-        .unwrap();
+    signer.append(&[manifest(1, b"release")]).unwrap();
     let plain = signer.sign_checkpoint(&log_key, &f.log_key).unwrap();
     let witnesses: Vec<Witness> = (0..3).map(|n| witness(n, dir.path())).collect();
     let policy = policy(&witnesses);

@@ -21,8 +21,7 @@ impl Vault {
     /// is. `cosigned` must be a note over exactly the stored checkpoint's text (the one the log
     /// signed); adding nothing is not an error.
     pub fn add_cosignatures(&self, cosigned: &str) -> Result<String> {
-        let malformed =
-            |e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e));
+        let malformed = |e| Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e));
         let theirs = Checkpoint::parse(cosigned.as_bytes()).map_err(malformed)?;
         let size = theirs.size.0;
         // One writer: no checkpoint is stored between the read and the write.

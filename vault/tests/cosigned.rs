@@ -52,7 +52,10 @@ fn cosignatures_are_kept_and_travel_to_the_mirror_and_into_deliveries() {
         assert!(again.starts_with(&merged), "lines are only appended");
         again
     };
-    assert_eq!(signature_names(&merged), [ORIGIN, WITNESSES[0], WITNESSES[2]]);
+    assert_eq!(
+        signature_names(&merged),
+        [ORIGIN, WITNESSES[0], WITNESSES[2]]
+    );
     assert_eq!(source.latest_checkpoint().unwrap().unwrap(), merged);
     // The same witness again (another timestamp, a replay) adds nothing.
     assert_eq!(source.add_cosignatures(&cosign(&plain, 0)).unwrap(), merged);

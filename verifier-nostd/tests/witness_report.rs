@@ -143,11 +143,7 @@ fn verifier_keys_are_checked_before_they_pin_a_witness() {
         Vkey::parse(&typed, &Software),
         Err(VkeyError::NotCosignatureV1(_))
     ));
-    let short = format!(
-        "{}+{id}+{}",
-        w.name,
-        Base64::encode_string(&material[..20])
-    );
+    let short = format!("{}+{id}+{}", w.name, Base64::encode_string(&material[..20]));
     assert!(Vkey::parse(&short, &Software).is_err());
     assert!(matches!(
         Vkey::parse(w.name, &Software),

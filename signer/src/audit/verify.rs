@@ -26,11 +26,11 @@ use super::complete::check_counted_kinds;
 use super::pack::Pack;
 use super::relay_log::check_relay_log;
 use super::sections::{Decoded, check_section, checkpoint_root, gaps};
-use super::witnessed::check_witnesses;
 pub use super::verified::{
     ApprovalFacts, CampaignEventFacts, DeviceEventFacts, Finding, PlanFacts, ReleaseFacts,
     StageFacts, Verified,
 };
+use super::witnessed::check_witnesses;
 use crate::ceremony::verify_ceremony_entry;
 use crate::certs;
 use crate::witness::Policy;

@@ -47,7 +47,10 @@ pub(super) fn check_witnesses(v: &mut Verified, pack: &Pack<'_>, policy: &Policy
         })
         .and_then(|k| LogKey::new(origin, origin, k, &Software));
     let Some(log) = log else {
-        v.fail(ITEM, "no log key to tell the log's line from the witnesses'");
+        v.fail(
+            ITEM,
+            "no log key to tell the log's line from the witnesses'",
+        );
         return;
     };
     let Ok(cp) = Checkpoint::parse(pack.signer.checkpoint) else {

@@ -75,7 +75,13 @@ fn policy(home: &Path) -> anyhow::Result<Policy> {
 pub(crate) fn file_name(witness: &str) -> String {
     witness
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -116,8 +122,13 @@ fn attach(home: &Path, files: &[PathBuf], out: Output) -> CliResult {
     for file in files {
         let note =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let attached = witness::attach(appliance.vault(), &policy, &note, &file.display().to_string())
-            .map_err(|e| verification(anyhow!(e)))?;
+        let attached = witness::attach(
+            appliance.vault(),
+            &policy,
+            &note,
+            &file.display().to_string(),
+        )
+        .map_err(|e| verification(anyhow!(e)))?;
         last = Some(attached);
     }
     let attached = last.context("no cosigned checkpoint given")?;

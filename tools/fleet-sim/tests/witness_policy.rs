@@ -14,7 +14,9 @@ use cairn_fleet_sim::state::DeviceState;
 use cairn_fleet_sim::{DeviceFaults, Faults, Images, Trust, Witnesses};
 use cairn_verifier::campaign::Outcome;
 use cairn_verifier::crypto::Software;
-use cairn_verifier::test_support::{DEVICE, Fixture, ORIGIN, WITNESSES, cosign, public_key, witness};
+use cairn_verifier::test_support::{
+    DEVICE, Fixture, ORIGIN, WITNESSES, cosign, public_key, witness,
+};
 use cairn_verifier::types::Version;
 use cairn_verifier::witness::{COSIGNATURE_V1_ALG, key_id};
 
@@ -77,10 +79,7 @@ fn two_of_three_pinned_devices_need_two_cosignatures() {
     let t = trust(policy);
     assert_eq!(check(&t, &[0, 2]), (Outcome::Installed, "ok"));
     assert_eq!(check(&t, &[0, 1, 2]), (Outcome::Installed, "ok"));
-    assert_eq!(
-        check(&t, &[1]),
-        (Outcome::VerificationFailed, "no-quorum")
-    );
+    assert_eq!(check(&t, &[1]), (Outcome::VerificationFailed, "no-quorum"));
     assert_eq!(check(&t, &[]), (Outcome::VerificationFailed, "no-quorum"));
     // One witness cosigning twice is one witness.
     assert_eq!(

@@ -47,7 +47,7 @@ impl Vkey {
     pub fn parse(vkey: &str, crypto: &impl Crypto) -> Result<Self, VkeyError> {
         let syntax = || VkeyError::Syntax(vkey.to_string());
         // The base64 key may hold `+`; the name and the hex key id cannot.
-    let mut fields = vkey.trim().splitn(3, '+');
+        let mut fields = vkey.trim().splitn(3, '+');
         let (Some(name), Some(id), Some(key)) = (fields.next(), fields.next(), fields.next())
         else {
             return Err(syntax());

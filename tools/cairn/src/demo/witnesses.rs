@@ -56,8 +56,9 @@ impl Witnesses {
             .vault()
             .log_key()?
             .context("the signer's log has no key yet")?;
-        let pem = der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &public.spki_der())
-            .map_err(|e| anyhow!("encoding the log key: {e}"))?;
+        let pem =
+            der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &public.spki_der())
+                .map_err(|e| anyhow!("encoding the log key: {e}"))?;
         std::fs::write(&log_pem, pem)?;
 
         let mut vkeys = Vec::new();
