@@ -145,7 +145,7 @@ pub struct Request {
 }
 
 /// The log's pinned key, as the vault has it.
-pub fn log_key<'a>(vault: &'a Vault) -> Result<LogKey<'a>> {
+pub fn log_key(vault: &Vault) -> Result<LogKey<'_>> {
     let public = vault
         .log_key()?
         .ok_or(cairn_vault::Error::NoCheckpoint { size: 0 })?;

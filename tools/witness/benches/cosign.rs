@@ -114,14 +114,14 @@ fn report(what: &str, times: &[Duration]) {
     let mut sorted = times.to_vec();
     sorted.sort();
     let total: Duration = times.iter().sum();
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    let at = |percent: usize| sorted[(sorted.len() - 1) * percent / 100];
     println!(
         "  {what}: {:.0}/s ({} in {:.2} s); median {:.3} ms, p99 {:.3} ms",
         times.len() as f64 / total.as_secs_f64(),
         times.len(),
         total.as_secs_f64(),
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
+        at(50).as_secs_f64() * 1e3,
+        at(99).as_secs_f64() * 1e3,
     );
 }
 
