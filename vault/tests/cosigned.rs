@@ -1,6 +1,6 @@
 //! Property: witnesses' cosignatures added to a stored checkpoint travel with the log (deliveries,
-//! transfer bundles, the mirror), the signed note text and the log's own line never change, and a
-//! note over another text is refused.
+//! transfer bundles, the mirror, the tiles' `checkpoint`), the signed note text and the log's own
+//! line never change, and a note over another text is refused.
 
 #![expect(clippy::unwrap_used, reason = "helpers panic to fail the test")]
 
@@ -45,6 +45,10 @@ fn cosignatures_are_kept_and_travel_to_the_mirror_and_into_deliveries() {
     source.append(&entries).unwrap();
     let plain = source.sign_checkpoint(&key, &sk).unwrap();
 
+    // The tiles exported before any witness cosigned.
+    let tiles = dir.path().join("tiles");
+    source.export(&tiles, &mut |_, _| {}).unwrap();
+
     // Two witnesses return their notes separately (each over the plain note).
     let merged = source.add_cosignatures(&cosign(&plain, 0)).unwrap();
     let merged = {
@@ -59,6 +63,13 @@ fn cosignatures_are_kept_and_travel_to_the_mirror_and_into_deliveries() {
     assert_eq!(source.latest_checkpoint().unwrap().unwrap(), merged);
     // The same witness again (another timestamp, a replay) adds nothing.
     assert_eq!(source.add_cosignatures(&cosign(&plain, 0)).unwrap(), merged);
+
+    // The tiles' `checkpoint` is brought up to the cosigned note (same size, same text).
+    source.export(&tiles, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tiles.join("checkpoint")).unwrap(),
+        merged
+    );
 
     // Deliveries built afterwards carry the cosigned checkpoint.
     let deliveries = source.deliveries(&[1]).unwrap();

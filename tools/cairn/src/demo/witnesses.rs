@@ -191,14 +191,12 @@ fn serve(
         .rsplit_once(" listening on ")
         .and_then(|(_, a)| a.split(", ").next())
         .and_then(|a| a.parse().ok());
-    match addr {
-        Some(addr) => Ok((addr, child)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("cairn-witness {name} did not start: {}", line.trim())
-        }
+    if let Some(addr) = addr {
+        return Ok((addr, child));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!("cairn-witness {name} did not start: {}", line.trim())
 }
 
 /// `POST /add-checkpoint` over HTTP/1.1 (the demo's witnesses listen on 127.0.0.1): the status
