@@ -251,6 +251,23 @@ pub enum Error {
     /// The MCUboot layout options (header size, slot size, alignment, padding) cannot hold the image.
     #[error("MCUboot layout: {0}")]
     McubootLayout(#[from] cairn_verifier::mcuboot::write::LayoutError),
+    /// The witness policy (`witnesses.toml` in the signer's home) cannot be used.
+    #[error("witness policy {path}: {why}")]
+    WitnessPolicy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A checkpoint brought back from a witness is refused: not over a checkpoint this log
+    /// signed, or a pinned witness's cosignature on it does not verify. Nothing was stored.
+    #[error("cosigned checkpoint from {from}: {why}")]
+    Cosignature {
+        /// Where it came from (a file, a witness's name).
+        from: String,
+        /// Why it is refused.
+        why: String,
+    },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),

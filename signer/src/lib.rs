@@ -10,6 +10,7 @@
 //!   under log-key checkpoints.
 //! - [`mcuboot`]: releases in MCUboot format, the image the STM32H5's own secure boot checks.
 //! - [`uri`]: RFC 7512 `pkcs11:` URIs.
+//! - [`witness`]: the witness policy, requests to witnesses and their cosignatures brought back.
 //!
 //! The procedure custodians follow is docs/ceremony.md; what the signer defends against is
 //! docs/threat-model.md.
@@ -32,5 +33,6 @@ pub mod shares;
 pub mod testfleet;
 pub mod testtoken;
 pub mod uri;
+pub mod witness;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@
 //! Storage layout, durability protocol and the append state machine: `docs/log.md`.
 
 mod bundle;
+mod cosigned;
 mod error;
 pub mod export;
 pub mod floors;

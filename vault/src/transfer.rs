@@ -497,6 +497,16 @@ impl Vault {
                     "the bundle's checkpoint conflicts with the one this log holds".into(),
                 ));
             }
+            // The same checkpoint, carried again with witnesses' cosignatures added since: they
+            // are kept (devices check them; the relay cannot forge one).
+            if let Some(ours) = self.checkpoint(bundle.to())?
+                && Checkpoint::parse(ours.as_bytes()).map(|c| c.text).ok()
+                    == Checkpoint::parse(bundle.checkpoint.as_bytes())
+                        .map(|c| c.text)
+                        .ok()
+            {
+                self.add_cosignatures(&bundle.checkpoint)?;
+            }
             return Ok(ImportReport {
                 appended: held..held,
                 already_held: bundle.entries.len() as u64,

@@ -87,22 +87,7 @@ impl<'a, const N: usize> WitnessPolicy<'a, N> {
     /// witnesses with the same name or the same public key (one witness must never count twice:
     /// the Ed25519 cosignature does not commit to the witness name, C2SP tlog-cosignature).
     pub fn new(witnesses: [WitnessKey<'a>; N], threshold: usize) -> Result<Self, PolicyError> {
-        if N == 0 {
-            return Err(PolicyError::NoWitnesses);
-        }
-        if threshold == 0 || threshold > N {
-            return Err(PolicyError::Threshold {
-                threshold,
-                witnesses: N,
-            });
-        }
-        for (i, a) in witnesses.iter().enumerate() {
-            for b in witnesses.iter().skip(i.saturating_add(1)) {
-                if a.name == b.name || a.public == b.public {
-                    return Err(PolicyError::DuplicateWitness);
-                }
-            }
-        }
+        check_policy(&witnesses, threshold)?;
         Ok(Self {
             witnesses,
             threshold,
@@ -129,6 +114,30 @@ impl WitnessPolicy<'_, 0> {
             threshold: 0,
         }
     }
+}
+
+/// The rules every policy obeys, with `N` pinned witnesses or a list of them (the host's
+/// [`report`]): at least one witness, a threshold within `1..=n`, no two witnesses with the same
+/// name or the same public key.
+pub fn check_policy(witnesses: &[WitnessKey<'_>], threshold: usize) -> Result<(), PolicyError> {
+    let n = witnesses.len();
+    if n == 0 {
+        return Err(PolicyError::NoWitnesses);
+    }
+    if threshold == 0 || threshold > n {
+        return Err(PolicyError::Threshold {
+            threshold,
+            witnesses: n,
+        });
+    }
+    for (i, a) in witnesses.iter().enumerate() {
+        for b in witnesses.iter().skip(i.saturating_add(1)) {
+            if a.name == b.name || a.public == b.public {
+                return Err(PolicyError::DuplicateWitness);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A decoded cosignature (the base64 of a signature line).
@@ -252,40 +261,23 @@ pub fn verify_quorum<const N: usize>(
     let mut unknown = 0usize;
     for line in checkpoint.signature_lines() {
         let line = line.map_err(Error::MalformedCheckpoint)?;
-        if line.name == log.name {
-            continue;
-        }
-        let pinned = policy
-            .witnesses
-            .iter()
-            .position(|w| w.name == line.name)
-            .and_then(|i| Some((i, policy.witnesses.get(i)?)));
-        let Some((index, witness)) = pinned else {
-            unknown = unknown.saturating_add(1);
-            continue;
-        };
-        // Another signature type or another key under the same name: not this pinned key.
-        let Ok(cosignature) = Cosignature::parse(line.base64) else {
-            if line.base64.len() == COSIGNATURE_BASE64_LEN && key_id_prefix(line.base64, witness) {
-                return Err(Error::BadCosignature { witness: index });
+        match classify(&line, log, &policy.witnesses) {
+            Line::Log => {}
+            Line::Unknown => unknown = unknown.saturating_add(1),
+            Line::Malformed(index) => return Err(Error::BadCosignature { witness: index }),
+            Line::Witness(index, witness, cosignature) => {
+                let Some(seen) = counted.get_mut(index) else {
+                    continue;
+                };
+                if *seen {
+                    continue;
+                }
+                if !cosignature.verifies(witness, checkpoint.text, crypto) {
+                    return Err(Error::BadCosignature { witness: index });
+                }
+                *seen = true;
             }
-            unknown = unknown.saturating_add(1);
-            continue;
-        };
-        if cosignature.key_id != witness.key_id {
-            unknown = unknown.saturating_add(1);
-            continue;
         }
-        let Some(seen) = counted.get_mut(index) else {
-            continue;
-        };
-        if *seen {
-            continue;
-        }
-        if !cosignature.verifies(witness, checkpoint.text, crypto) {
-            return Err(Error::BadCosignature { witness: index });
-        }
-        *seen = true;
     }
     let have = counted.iter().filter(|c| **c).count();
     if have >= need {
@@ -297,6 +289,50 @@ pub fn verify_quorum<const N: usize>(
             unknown,
         })
     }
+}
+
+/// What one signature line of a checkpoint is to a policy.
+enum Line<'p, 'w> {
+    /// The log's own line.
+    Log,
+    /// Neither the log's nor a pinned witness's key (another name, or the name with another key
+    /// id or signature type): ignored, counted.
+    Unknown,
+    /// A line with a pinned witness's name and key id that does not decode as a cosignature/v1:
+    /// tampered.
+    Malformed(usize),
+    /// A cosignature/v1 with a pinned witness's name and key id, not yet verified.
+    Witness(usize, &'p WitnessKey<'w>, Cosignature),
+}
+
+/// Sorts one signature line: the one rule the device ([`verify_quorum`]) and the host
+/// (`report::report`) share.
+fn classify<'p, 'w>(
+    line: &crate::note::NoteSignature<'_>,
+    log: &LogKey<'_>,
+    witnesses: &'p [WitnessKey<'w>],
+) -> Line<'p, 'w> {
+    if line.name == log.name {
+        return Line::Log;
+    }
+    let Some((index, witness)) = witnesses
+        .iter()
+        .enumerate()
+        .find(|(_, w)| w.name == line.name)
+    else {
+        return Line::Unknown;
+    };
+    // Another signature type or another key under the same name: not this pinned key.
+    let Ok(cosignature) = Cosignature::parse(line.base64) else {
+        if line.base64.len() == COSIGNATURE_BASE64_LEN && key_id_prefix(line.base64, witness) {
+            return Line::Malformed(index);
+        }
+        return Line::Unknown;
+    };
+    if cosignature.key_id != witness.key_id {
+        return Line::Unknown;
+    }
+    Line::Witness(index, witness, cosignature)
 }
 
 /// Whether the first four decoded bytes of `base64` are `witness`'s key id (a line that claims to
@@ -312,6 +348,9 @@ fn key_id_prefix(base64: &str, witness: &WitnessKey<'_>) -> bool {
         .and_then(|b| b.first_chunk::<4>().copied())
         == Some(witness.key_id)
 }
+
+#[cfg(feature = "alloc")]
+pub mod report;
 
 /// Producing cosignatures (host side: the witness, tests).
 #[cfg(feature = "alloc")]

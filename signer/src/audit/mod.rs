@@ -3,7 +3,8 @@
 //!
 //! - [`pack`]: the pack file (deterministic CBOR, docs/audit.md "The evidence pack").
 //! - [`export`]: builds a campaign's pack from the signer's log and its relay-log mirror.
-//! - [`verify`]: checks a pack, naming every item that fails.
+//! - [`verify`]: checks a pack, naming every item that fails; with a witness policy, also the
+//!   signer checkpoint's witness quorum (`witnessed`).
 //! - [`summary`]: the CRA table, signing record, eligibility, rollout history and final states of
 //!   a verified pack, as JSON and as a self-contained HTML report.
 
@@ -17,8 +18,10 @@ mod sections;
 pub mod summary;
 mod verified;
 pub mod verify;
+mod witnessed;
 
 pub use export::{export, export_logs};
 pub use pack::{Pack, Run, Section};
 pub use summary::Summary;
-pub use verify::{Finding, Verified, verify};
+pub use verify::{Finding, Verified, verify, verify_with_witnesses};
+pub use witnessed::WitnessFacts;

@@ -187,6 +187,15 @@ code{{font-size:12px;word-break:break-all}}
         s.logs[1].1,
         s.logs[1].2
     );
+    if let Some(w) = &s.witnesses {
+        let _ = write!(
+            o,
+            "<p>Witnesses of the signer checkpoint: <span class=\"{}\">{}</span> {}</p>",
+            if w.quorum { "ok" } else { "bad" },
+            if w.quorum { "quorum" } else { "NO QUORUM" },
+            esc(&w.summary)
+        );
+    }
     o.push_str("<h2>CRA concern, control and evidence</h2><table><tr><th>CRA concern</th><th>control in cairn</th><th>evidence retained (log: entries)</th></tr>");
     for row in &s.cra {
         let ev: Vec<String> = row

@@ -114,6 +114,8 @@ pub struct Summary {
     pub timeline: Vec<Sample>,
     /// Entries: signer log (checkpoint size, in pack), relay log (checkpoint size, in pack).
     pub logs: [(String, u64, u64); 2],
+    /// The signer checkpoint's witness quorum, when verified with a witness policy.
+    pub witnesses: Option<super::WitnessFacts>,
 }
 
 fn ranges(mut indices: Vec<u64>) -> Vec<String> {
@@ -436,6 +438,7 @@ impl Summary {
             retain_until: release.and_then(|r| r.retain_until),
             timeline,
             logs: [v.signer_log.clone(), v.relay_log.clone()],
+            witnesses: v.witnesses.clone(),
         }
     }
 
@@ -474,6 +477,14 @@ impl Summary {
             self.logs[1].1,
             self.logs[1].2
         );
+        if let Some(w) = &self.witnesses {
+            let _ = writeln!(
+                s,
+                "witnesses of the signer checkpoint: {} ({})",
+                w.summary,
+                if w.quorum { "quorum" } else { "NO QUORUM" }
+            );
+        }
         let _ = writeln!(s, "\nCRA concern -> control -> evidence (log entries)");
         for row in &self.cra {
             let _ = writeln!(s, "  {}: {}", row.concern, row.control);

@@ -194,6 +194,8 @@ pub struct Verified {
     pub device_events: Vec<DeviceEventFacts>,
     /// The relay's campaign events, in log order.
     pub campaign_events: Vec<CampaignEventFacts>,
+    /// The signer checkpoint's witnesses, when verified with a witness policy.
+    pub witnesses: Option<super::witnessed::WitnessFacts>,
 }
 
 impl Verified {

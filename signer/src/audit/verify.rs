@@ -30,12 +30,24 @@ pub use super::verified::{
     ApprovalFacts, CampaignEventFacts, DeviceEventFacts, Finding, PlanFacts, ReleaseFacts,
     StageFacts, Verified,
 };
+use super::witnessed::check_witnesses;
 use crate::ceremony::verify_ceremony_entry;
 use crate::certs;
+use crate::witness::Policy;
 
 /// Verifies an evidence pack against `root_der`, the root certificate the custodians published.
 /// Never fails as a function: everything wrong is a [`Finding`] in the result.
 pub fn verify(bytes: &[u8], root_der: &[u8]) -> Verified {
+    verify_pack(bytes, root_der, None)
+}
+
+/// [`verify`], and the signer checkpoint's witness quorum against `policy` (the one the devices
+/// enforce): a missing quorum is a finding naming the missing witnesses (docs/witness.md).
+pub fn verify_with_witnesses(bytes: &[u8], root_der: &[u8], policy: &Policy) -> Verified {
+    verify_pack(bytes, root_der, Some(policy))
+}
+
+fn verify_pack(bytes: &[u8], root_der: &[u8], policy: Option<&Policy>) -> Verified {
     let mut v = Verified::default();
     let pack = match Pack::decode(bytes) {
         Ok(p) => p,
@@ -48,6 +60,9 @@ pub fn verify(bytes: &[u8], root_der: &[u8]) -> Verified {
     v.generated_at = pack.generated_at.0;
     v.root_fingerprint = certs::fingerprint_text(root_der);
     check(&mut v, &pack, root_der);
+    if let Some(policy) = policy {
+        check_witnesses(&mut v, &pack, policy);
+    }
     v
 }
 /// Checks the chain of trust in the order docs/audit.md gives, one function per step; each step

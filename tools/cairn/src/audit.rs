@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use cairn_signer::audit::{self, Summary};
+use cairn_signer::witness::Policy;
 use cairn_vault::Vault;
 use clap::Subcommand;
 use serde_json::json;
@@ -44,6 +45,11 @@ pub(crate) enum AuditCommand {
         /// release's image gets the device's MCUboot check with the key that signed the release.
         #[arg(long = "image", value_name = "FILE")]
         images: Vec<PathBuf>,
+        /// The witness policy devices enforce (`witnesses.toml`: the threshold and each witness's
+        /// verifier key): the signer checkpoint must be cosigned by that quorum, and a missing one
+        /// names the witnesses missing (docs/witness.md).
+        #[arg(long, value_name = "FILE")]
+        witnesses: Option<PathBuf>,
     },
     /// The CRA audit summary of a campaign, from the signer's log and relay-log mirror (built as
     /// a pack in memory and verified like one).
@@ -164,12 +170,23 @@ pub(crate) fn run(cmd: AuditCommand, out: Output) -> CliResult {
             root,
             html,
             images,
+            witnesses,
         } => {
             let bytes =
                 std::fs::read(&pack).with_context(|| format!("reading {}", pack.display()))?;
             let root = read_der(&root, "CERTIFICATE")?;
+            let policy = witnesses
+                .map(|path| -> anyhow::Result<Policy> {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Ok(Policy::from_toml(&text, &path)?)
+                })
+                .transpose()?;
             let started = Instant::now();
-            let mut verified = audit::verify(&bytes, &root);
+            let mut verified = match &policy {
+                Some(p) => audit::verify_with_witnesses(&bytes, &root, p),
+                None => audit::verify(&bytes, &root),
+            };
             let checked = audit::images::check_images(&mut verified, &images);
             let seconds = started.elapsed().as_secs_f64();
             report(

@@ -45,8 +45,10 @@ use crate::custody::now;
 use crate::output::{CliResult, Output, verification};
 
 mod support;
+mod witnesses;
 
 use support::{Sim, note, wait_for, write_private};
+use witnesses::Witnesses;
 
 /// The demo's options.
 #[derive(Debug, Args)]
@@ -160,14 +162,20 @@ impl Custody {
     }
 }
 
-/// Carries the signer's log, from where the relay's mirror stands, over in a transfer bundle file.
-fn transfer(appliance: &Appliance, relay: &Relay, dir: &Path, n: &mut u32) -> anyhow::Result<()> {
+/// Has the signer's latest checkpoint cosigned by the witnesses, then carries the signer's log,
+/// from where the relay's mirror stands, over in a transfer bundle file. Returns the witnesses'
+/// standing on the checkpoint carried, in one line.
+fn transfer(scene: &Scene<'_>, relay: &Relay, n: &mut u32) -> anyhow::Result<String> {
+    let (size, quorum) = scene.witnesses.cosign(scene.appliance)?;
     *n += 1;
-    let bundle = appliance.vault().export_bundle(relay.vault().size())?;
-    let file = dir.join(format!("transfer-{n}.bundle"));
+    let bundle = scene
+        .appliance
+        .vault()
+        .export_bundle(relay.vault().size())?;
+    let file = scene.dir.join(format!("transfer-{n}.bundle"));
     std::fs::write(&file, bundle.to_cbor())?;
     relay.import_bundle_bytes(&std::fs::read(&file)?)?;
-    Ok(())
+    Ok(format!("checkpoint {size}: {}", quorum.summary()))
 }
 
 /// The reference scenario, phase by phase, in the order an operator would follow it (docs/demo.md).
@@ -177,6 +185,16 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
     let home = dir.join("signer");
     let t0 = now();
     let (custody, appliance, root_der) = key_ceremony(dir, &home, &module, out, t0)?;
+    let witnesses = Witnesses::start(dir, &appliance)?;
+    say(
+        out,
+        &format!(
+            "witnesses: {} of {} must cosign every checkpoint devices accept; {} run as cairn-witness processes, the third is down",
+            witnesses::THRESHOLD,
+            witnesses.vkeys.len(),
+            witnesses.running().collect::<Vec<_>>().join(" and ")
+        ),
+    );
     let scene = Scene {
         dir,
         home: &home,
@@ -184,6 +202,7 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
         module: &module,
         custody: &custody,
         appliance: &appliance,
+        witnesses: &witnesses,
     };
     let (session, images) = sign_releases(&scene, t0)?;
     let plan = decide_fleet(&scene, session, t0)?;
@@ -225,6 +244,7 @@ struct Scene<'a> {
     module: &'a Module,
     custody: &'a Custody,
     appliance: &'a Appliance,
+    witnesses: &'a Witnesses,
 }
 
 /// Phase 1: the key ceremony. Returns the custodians' shares and passphrases, the appliance and
@@ -455,13 +475,9 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
 /// Phase 4, continued: the first transfer bundle across the air gap, and the stage of every
 /// device for the simulator.
 fn first_transfer(scene: &Scene<'_>, relay: &Relay, bundles: &mut u32) -> anyhow::Result<()> {
-    let Scene {
-        dir,
-        out,
-        appliance,
-        ..
-    } = *scene;
-    transfer(appliance, relay, dir, bundles)?;
+    let Scene { dir, out, .. } = *scene;
+    let witnessed = transfer(scene, relay, bundles)?;
+    say(out, &witnessed);
     say(
         out,
         &format!(
@@ -501,7 +517,7 @@ fn roll_out(
         5,
         "staged rollout to the simulated fleet (8,400 devices over MQTT/TLS, through AWS IoT Jobs)",
     );
-    let mut sim = start_simulator(dir, args, broker, images)?;
+    let mut sim = start_simulator(dir, args, broker, images, scene.witnesses)?;
     let bar = out.progress("installed", eligible);
     wait_for("the canary", 600, &bar, relay, |s, _| {
         s == Status::WaitingApproval
@@ -513,11 +529,11 @@ fn roll_out(
     let s = appliance.unlock(module, &custody.present(&["bob", "carol", "dave"])?, now())?;
     let a = s.approve(CAMPAIGN, 1, ApprovalAction::OpenStage, now())?;
     drop(s);
-    transfer(appliance, relay, dir, bundles)?;
+    let witnessed = transfer(scene, relay, bundles)?;
     note(
         &bar,
         format!(
-            "   approval to open wave-1 signed by bob, carol and dave (entry {}), carried over in transfer-{bundles}.bundle",
+            "   approval to open wave-1 signed by bob, carol and dave (entry {}), {witnessed}, carried over in transfer-{bundles}.bundle",
             a.index
         ),
     );
@@ -540,11 +556,11 @@ fn roll_out(
     let recorded = s.record_relay_state(&state, relay_key, now())?;
     let r = s.approve(CAMPAIGN, 1, ApprovalAction::Resume, now())?;
     drop(s);
-    transfer(appliance, relay, dir, bundles)?;
+    let witnessed = transfer(scene, relay, bundles)?;
     note(
         &bar,
         format!(
-            "   the relay's log with the pause ({} entries) recorded at entry {}; resume signed by alice, bob and erin (entry {}); failed devices are retried",
+            "   the relay's log with the pause ({} entries) recorded at entry {}; resume signed by alice, bob and erin (entry {}), {witnessed}; failed devices are retried",
             recorded.relay_size, recorded.index, r.index
         ),
     );
@@ -572,6 +588,7 @@ fn start_simulator(
     args: &DemoArgs,
     broker: &Broker,
     images: &[(&str, PathBuf)],
+    witnesses: &Witnesses,
 ) -> anyhow::Result<Sim> {
     let sim_bin = std::env::current_exe()?
         .parent()
@@ -579,7 +596,13 @@ fn start_simulator(
         .filter(|p| p.exists())
         .context("cairn-fleet-sim is not next to cairn (cargo build -p cairn-fleet-sim)")?;
     let image_arg = |(id, path): &(&str, PathBuf)| format!("{id}={}", path.display());
-    Ok(Sim(Command::new(sim_bin)
+    let mut sim = Command::new(sim_bin);
+    // Every device pins the three witnesses and needs two of them (docs/witness.md).
+    for vkey in &witnesses.vkeys {
+        sim.arg("--witness").arg(vkey);
+    }
+    sim.args(["--witness-threshold", &witnesses::THRESHOLD.to_string()]);
+    Ok(Sim(sim
         .args(["--broker-port", &broker.port().to_string()])
         .arg("--ca")
         .arg(broker.ca())
@@ -659,6 +682,9 @@ fn evidence(scene: &Scene<'_>, root_der: &[u8]) -> anyhow::Result<(Summary, Path
         7,
         "the evidence pack: exported, then verified with the root certificate alone",
     );
+    // The checkpoint of the relay's log recorded last is cosigned before the pack is exported.
+    let (size, quorum) = scene.witnesses.cosign(appliance)?;
+    say(out, &format!("checkpoint {size}: {}", quorum.summary()));
     let pack = audit::export(appliance, CAMPAIGN, now())?;
     let pack_file = dir.join("evidence.pack");
     crate::audit::write_new(&pack_file, &pack)?;
@@ -667,7 +693,10 @@ fn evidence(scene: &Scene<'_>, root_der: &[u8]) -> anyhow::Result<(Summary, Path
         std::fs::read(home.join("certs/root.pem"))?,
     )?;
     let verify_started = Instant::now();
-    let verified = audit::verify(&std::fs::read(&pack_file)?, root_der);
+    let policy_text = std::fs::read_to_string(&scene.witnesses.policy_file)?;
+    let policy =
+        cairn_signer::witness::Policy::from_toml(&policy_text, &scene.witnesses.policy_file)?;
+    let verified = audit::verify_with_witnesses(&std::fs::read(&pack_file)?, root_der, &policy);
     let verify_secs = verify_started.elapsed().as_secs_f64();
     let summary = Summary::of(&verified);
     std::fs::write(dir.join("audit-report.html"), summary.html())?;
@@ -678,11 +707,12 @@ fn evidence(scene: &Scene<'_>, root_der: &[u8]) -> anyhow::Result<(Summary, Path
     say(
         out,
         &format!(
-            "{} ({} bytes) verified in {verify_secs:.2} s: `cairn audit verify {} --root {}`",
+            "{} ({} bytes) verified in {verify_secs:.2} s: `cairn audit verify {} --root {} --witnesses {}`",
             pack_file.display(),
             pack.len(),
             pack_file.display(),
-            dir.join("root.pem").display()
+            dir.join("root.pem").display(),
+            scene.witnesses.policy_file.display()
         ),
     );
     Ok((summary, pack_file))

@@ -16,6 +16,7 @@ mod log;
 mod mcuboot;
 mod output;
 mod passphrase;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Evidence for auditors: export a campaign's pack, verify one offline, the CRA summary.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Witnesses: requests for the latest checkpoint, cosignatures brought back, quorum status.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
     /// The whole reference scenario on embedded defaults: ceremony, signing, eligibility, staged
     /// rollout through the relay and a simulated fleet, evidence pack verified, audit summary.
     #[cfg(feature = "demo")]
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Devices(cmd) => fleet::run_devices(cmd, out),
         Command::Rollout(cmd) => fleet::run_rollout(cmd, out),
         Command::Audit(cmd) => audit::run(cmd, out),
+        Command::Witness(cmd) => witness::run(cmd, out),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args, out),
     };

@@ -69,6 +69,7 @@ fn round(n: u64, mode: Mode) -> f64 {
         origin: ORIGIN.into(),
         log_key: cairn_relay::read_key(&dir.join("log.pub.pem")).unwrap(),
         release_key: cairn_relay::read_key(&dir.join("release.pub.pem")).unwrap(),
+        witnesses: cairn_fleet_sim::Witnesses::default(),
     };
     let images = load_images(&[
         (RELEASE.to_owned(), dir.join("update.bin")),

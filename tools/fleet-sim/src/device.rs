@@ -39,7 +39,8 @@ use cairn_verifier::delivery::Delivery;
 use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::{Manifest, Purpose};
 use cairn_verifier::types::{Hash, Id};
-use cairn_verifier::witness::WitnessPolicy;
+use cairn_verifier::witness::report::Vkey;
+use cairn_verifier::witness::{WitnessKey, WitnessPolicy, check_policy};
 use sha2::{Digest, Sha256};
 
 use crate::faults::{DeviceFaults, FLASH_WRITE, Faults};
@@ -58,6 +59,58 @@ pub struct Trust {
     pub log_key: PublicKey,
     /// The release key.
     pub release_key: PublicKey,
+    /// The witnesses that must have cosigned a delivery's checkpoint (docs/witness.md).
+    pub witnesses: Witnesses,
+}
+
+/// The k-of-n witness policy every device enforces: `threshold` of `keys` (no key: unwitnessed,
+/// what cairn devices did before witnesses).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Witnesses {
+    keys: Vec<Vkey>,
+    threshold: usize,
+}
+
+/// Most witnesses a simulated device pins (the policy is a const generic on the device).
+pub const MAX_WITNESSES: usize = 8;
+
+impl Witnesses {
+    /// `threshold` of the witnesses with the C2SP verifier keys `vkeys` (`cairn-witness vkey`);
+    /// checked as a device checks its policy. No key and a threshold of 0: unwitnessed.
+    pub fn new(vkeys: &[String], threshold: usize) -> crate::Result<Self> {
+        if vkeys.is_empty() && threshold == 0 {
+            return Ok(Self::default());
+        }
+        let bad = |reason: String| crate::Error::Config {
+            what: "--witness",
+            reason,
+        };
+        let keys = vkeys
+            .iter()
+            .map(|v| Vkey::parse(v, &Software).map_err(|e| bad(e.to_string())))
+            .collect::<crate::Result<Vec<_>>>()?;
+        if keys.len() > MAX_WITNESSES {
+            return Err(bad(format!("at most {MAX_WITNESSES} witnesses")));
+        }
+        let pinned: Vec<WitnessKey<'_>> = keys.iter().filter_map(|k| k.key(&Software)).collect();
+        check_policy(&pinned, threshold).map_err(|e| bad(e.to_string()))?;
+        Ok(Self { keys, threshold })
+    }
+
+    /// k (0 when unwitnessed).
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// n.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no witness is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 /// Images by release id, loaded once and shared by every device.
@@ -214,11 +267,7 @@ fn run_check<'a, I: ImageReader>(
         // An origin the verifier cannot pin can sign no checkpoint this device accepts.
         cairn_verifier::Error::CheckpointOrigin,
     )?;
-    let anchors = TrustAnchors {
-        log,
-        release: ReleaseKey::new(trust.release_key, &Software),
-        witnesses: WitnessPolicy::unwitnessed(),
-    };
+    let release = ReleaseKey::new(trust.release_key, &Software);
     let identity = DeviceIdentity {
         device_id: &device.id,
         product: &device.product,
@@ -226,7 +275,73 @@ fn run_check<'a, I: ImageReader>(
         hardware_revision: &device.hardware_revision,
         current_version: state.version,
     };
-    verify_delivery(bytes, &anchors, &identity, &state.stored, image, &Software)
+    let check = Check {
+        log,
+        release,
+        identity: &identity,
+        state,
+        bytes,
+    };
+    match trust.witnesses.len() {
+        0 => check.run(WitnessPolicy::unwitnessed(), image),
+        1 => check.witnessed::<1, I>(&trust.witnesses, image),
+        2 => check.witnessed::<2, I>(&trust.witnesses, image),
+        3 => check.witnessed::<3, I>(&trust.witnesses, image),
+        4 => check.witnessed::<4, I>(&trust.witnesses, image),
+        5 => check.witnessed::<5, I>(&trust.witnesses, image),
+        6 => check.witnessed::<6, I>(&trust.witnesses, image),
+        7 => check.witnessed::<7, I>(&trust.witnesses, image),
+        _ => check.witnessed::<MAX_WITNESSES, I>(&trust.witnesses, image),
+    }
+}
+
+/// One boot check's inputs but the witness policy, whose size is a const generic on the device.
+struct Check<'a, 'b> {
+    log: LogKey<'b>,
+    release: ReleaseKey,
+    identity: &'b DeviceIdentity<'b>,
+    state: &'b DeviceState,
+    bytes: &'a [u8],
+}
+
+impl<'a> Check<'a, '_> {
+    fn run<I: ImageReader, const N: usize>(
+        &self,
+        witnesses: WitnessPolicy<'_, N>,
+        image: &mut I,
+    ) -> Result<cairn_verifier::boot::Verdict<'a>, cairn_verifier::Error> {
+        let anchors = TrustAnchors {
+            log: self.log,
+            release: self.release,
+            witnesses,
+        };
+        verify_delivery(
+            self.bytes,
+            &anchors,
+            self.identity,
+            &self.state.stored,
+            image,
+            &Software,
+        )
+    }
+
+    /// With the `N` witnesses of `w` (`Witnesses::new` checked the policy; one that still fails
+    /// here can accept nothing: no quorum).
+    fn witnessed<const N: usize, I: ImageReader>(
+        &self,
+        w: &Witnesses,
+        image: &mut I,
+    ) -> Result<cairn_verifier::boot::Verdict<'a>, cairn_verifier::Error> {
+        let no_quorum = || cairn_verifier::Error::NoQuorum {
+            have: 0,
+            need: w.threshold,
+            unknown: 0,
+        };
+        let keys: Vec<WitnessKey<'_>> = w.keys.iter().filter_map(|k| k.key(&Software)).collect();
+        let keys = <[WitnessKey<'_>; N]>::try_from(keys.as_slice()).map_err(|_| no_quorum())?;
+        let policy = WitnessPolicy::new(keys, w.threshold).map_err(|_| no_quorum())?;
+        self.run(policy, image)
+    }
 }
 
 /// Writes the image to "flash": fails for a device selected for install failures when the
@@ -304,6 +419,7 @@ mod tests {
             origin: ORIGIN.into(),
             log_key: public_key(&f.log_key),
             release_key: public_key(&f.release_key),
+            witnesses: Witnesses::default(),
         };
         let images = Images::from([("controller-fw-2.4.1".to_owned(), Arc::from(&f.image[..]))]);
         let device = DeviceRow {

@@ -9,7 +9,7 @@ pub mod jobs;
 pub mod sim;
 pub mod state;
 
-pub use device::{Images, Trust, load_images};
+pub use device::{Images, MAX_WITNESSES, Trust, Witnesses, load_images};
 pub use error::{Error, Result};
 pub use faults::{DeviceFaults, Faults, Rate};
 pub use jobs::Mode;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_fleet_sim::{Faults, Mode, Rate, Sim, SimConfig, Stats, Trust, load_images};
+use cairn_fleet_sim::{Faults, Mode, Rate, Sim, SimConfig, Stats, Trust, Witnesses, load_images};
 use clap::Parser;
 
 /// Simulated cairn devices: each connects over MQTT/TLS with its own client certificate, runs the
@@ -40,6 +40,14 @@ struct Args {
     /// Release key: certificate or public key (PEM).
     #[arg(long)]
     release_key: PathBuf,
+    /// A witness every device pins: its C2SP verifier key, as `cairn-witness vkey` prints it
+    /// (repeatable; none: devices check no cosignature, docs/witness.md).
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the pinned witnesses must have cosigned a delivery's checkpoint (default:
+    /// all of them).
+    #[arg(long, value_name = "K", requires = "witnesses")]
+    witness_threshold: Option<usize>,
     /// The image devices download for a release: RELEASE-ID=PATH (repeatable).
     #[arg(long = "image", value_name = "RELEASE-ID=PATH", value_parser = parse_image, required = true)]
     images: Vec<(String, PathBuf)>,
@@ -114,6 +122,10 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
         origin: args.origin.clone(),
         log_key: cairn_relay::read_key(&args.log_key).context("--log-key")?,
         release_key: cairn_relay::read_key(&args.release_key).context("--release-key")?,
+        witnesses: Witnesses::new(
+            &args.witnesses,
+            args.witness_threshold.unwrap_or(args.witnesses.len()),
+        )?,
     };
     let images = load_images(&args.images).context("--image")?;
     let mut install_failure = BTreeMap::new();

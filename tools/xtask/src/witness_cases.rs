@@ -1,6 +1,7 @@
 //! The witness cases the Cortex-M33 firmware checks (docs/witness.md): a device with the fixture's
 //! 2-of-3 witness policy given the valid delivery with 0, 1, 2 and 3 cosignatures, a cosignature
-//! over another checkpoint, one with an altered timestamp, one by a witness it does not pin; and
+//! over another checkpoint, one with an altered timestamp, one by a witness it does not pin, one
+//! whose Ed25519 `s` is not below the group order (RFC 8032 §5.1.7); and
 //! one Ed25519 verification on its own (the cost of one cosignature).
 
 use anyhow::{Context, Result};
@@ -14,6 +15,11 @@ use crate::cases::{Case, Check, default_device};
 
 /// Timestamp of the fixture's cosignatures (2026-11-19).
 const T: u64 = 1_795_000_500;
+/// The group order L of Ed25519, little-endian (RFC 8032 §5.1).
+const ED25519_L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
 
 /// The witness cases.
 #[expect(clippy::too_many_lines, reason = "one list of cases: to split")]
@@ -58,6 +64,25 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
             Base64::encode_string(&raw)
         )
     };
+    // The last cosignature with s + L for s (RFC 8032 §5.1.7: refused; the same point).
+    let malleated = {
+        let two = cosign(&cosign(&plain, 0, T), 2, T + 1);
+        let line = last_line(&two)?;
+        let (prefix, b64) = line.trim_end().rsplit_once(' ').context("signature line")?;
+        let mut raw = Base64::decode_vec(b64).map_err(anyhow::Error::msg)?;
+        let s = raw.get_mut(4 + 8 + 32..).context("short cosignature")?;
+        let mut carry = 0u16;
+        for (b, l) in s.iter_mut().zip(ED25519_L) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            *b = u8::try_from(sum & 0xff)?;
+            carry = sum >> 8;
+        }
+        let head = two
+            .strip_suffix(line.as_str())
+            .context("last line")?
+            .to_owned();
+        format!("{head}{prefix} {}\n", Base64::encode_string(&raw))
+    };
     let unknown = {
         let stranger = witness("witness.test/stranger", 9);
         format!(
@@ -76,6 +101,7 @@ pub(crate) fn all(f: &Fixture) -> Result<Vec<Case>> {
         ("witness-other-checkpoint", other, "bad-cosignature"),
         ("witness-altered-time", altered, "bad-cosignature"),
         ("witness-unknown-key", unknown, "no-quorum"),
+        ("witness-s-not-canonical", malleated, "bad-cosignature"),
     ] {
         let mut parts = valid.clone();
         parts.checkpoint = note;

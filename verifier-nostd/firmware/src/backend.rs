@@ -109,12 +109,31 @@ mod ed25519 {
 
 /// Ed25519 by salty (field arithmetic in Cortex-M4 assembly, umaal). salty takes the message in
 /// one piece, so the parts are copied into a stack buffer (a cosigned message is the checkpoint
-/// text plus about 30 bytes; a longer one is refused).
+/// text plus about 30 bytes; a longer one is refused). salty 0.3 does not check that `s` is below
+/// the group order L (RFC 8032 §5.1.7), so this adapter does (docs/witness.md §7).
 #[cfg(feature = "ed25519-salty")]
 mod ed25519 {
     const MAX_MESSAGE: usize = 1024;
+    /// L, little-endian.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+
+    /// Whether the little-endian `s` is below L (compared from the most significant byte).
+    fn canonical(s: &[u8]) -> bool {
+        for (a, b) in s.iter().rev().zip(L.iter().rev()) {
+            if a != b {
+                return a < b;
+            }
+        }
+        false
+    }
 
     pub fn verify(key: &[u8; 32], message: &[&[u8]], signature: &[u8; 64]) -> bool {
+        if !canonical(&signature[32..]) {
+            return false;
+        }
         let mut buf = [0u8; MAX_MESSAGE];
         let mut len = 0usize;
         for part in message {

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use cairn_fleet_sim::device::{Handled, handle};
 use cairn_fleet_sim::fleet::Fleet;
 use cairn_fleet_sim::state::DeviceState;
-use cairn_fleet_sim::{DeviceFaults, Faults, Trust, load_images};
+use cairn_fleet_sim::{DeviceFaults, Faults, Trust, Witnesses, load_images};
 use cairn_verifier::campaign::Outcome;
 use clap::Parser;
 
@@ -45,6 +45,13 @@ struct Args {
     /// The image the device downloads for a release: RELEASE-ID=PATH (repeatable).
     #[arg(long = "image", value_name = "RELEASE-ID=PATH", value_parser = parse_image, required = true)]
     images: Vec<(String, PathBuf)>,
+    /// A witness the device pins: its C2SP verifier key, as `cairn-witness vkey` prints it
+    /// (repeatable; none: the device checks no cosignature).
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the pinned witnesses must have cosigned the checkpoint.
+    #[arg(long, value_name = "K", requires = "witnesses")]
+    witness_threshold: Option<usize>,
 }
 
 fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
@@ -61,6 +68,10 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         origin: args.origin.clone(),
         log_key: cairn_relay::read_key(&args.log_key).context("--log-key")?,
         release_key: cairn_relay::read_key(&args.release_key).context("--release-key")?,
+        witnesses: Witnesses::new(
+            &args.witnesses,
+            args.witness_threshold.unwrap_or(args.witnesses.len()),
+        )?,
     };
     let images = load_images(&args.images).context("--image")?;
     let fleet = Fleet::read(&args.fleet).context("--fleet")?;

@@ -182,6 +182,7 @@ impl World {
             origin: ORIGIN.into(),
             log_key: public_key(&test_key(Fixture::LOG_KEY)),
             release_key: public_key(&test_key(Fixture::RELEASE_KEY)),
+            witnesses: cairn_fleet_sim::Witnesses::default(),
         }
     }
 
