@@ -25,6 +25,7 @@ pub mod mcuboot;
 mod parallel;
 pub mod registry;
 pub mod relaystate;
+pub mod resume;
 pub mod rollout;
 pub mod session;
 pub mod shares;

@@ -108,6 +108,7 @@ impl Appliance {
         let master = shares::rebuild(&self.expected(&ceremony, &check), shares)?;
         let token = module.login(&self.state.token, &master.user_pin(&ceremony))?;
         drop(master);
+        crate::interrupted::reached("unlocked");
         let mut custodians: Vec<(u8, String)> = shares
             .iter()
             .map(|(f, _)| (f.index, f.custodian.clone()))
@@ -223,6 +224,7 @@ impl Session<'_> {
                 cairn_vault::Error::Signing(_) => log.last_error().unwrap_or(Error::Vault(e)),
                 e => Error::Vault(e),
             })?;
+        crate::interrupted::reached("logged");
         Ok((range.start, note))
     }
 
@@ -335,6 +337,7 @@ impl Session<'_> {
             mcuboot_hash,
         };
         let cose = sign_cose(&statement.to_cbor(), release)?;
+        crate::interrupted::reached("signed");
         let entry = ReleaseEntry { cose_sign1: &cose }.to_cbor();
         let (first, checkpoint) = self.log_with(
             log,
@@ -554,37 +557,35 @@ impl Session<'_> {
                 out.display()
             )));
         }
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let mut staged =
-            tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a file next to", &out))?;
+        // Staged under a name of its own beside `out`, synced, until the release is logged: a
+        // session killed before the log write leaves it unlogged (the next one removes it), one
+        // killed after finds it and moves it to `out` (`Appliance::earlier_release`).
+        let staged = crate::resume::staged_path(out);
+        let mut file = std::fs::File::create(&staged).map_err(io("creating", &staged))?;
         let signed = self.sign_measured(release, log, out, input, issued_at, || {
-            crate::mcuboot::build(
-                image,
-                layout,
-                version,
-                counter,
-                release,
-                staged.as_file_mut(),
-                out,
-            )
-        })?;
-        // Logged: now the image may exist under its name. (Dropping `staged` on any error above
-        // removes it.)
-        if let Err(e) = staged.persist_noclobber(out) {
-            // Logged, so the image must not be lost: keep the staged file and say so.
-            let what = match e.file.keep() {
-                Ok(_) => "moving the signed image (logged, kept in a temporary file beside it) to",
-                Err(_) => "moving the signed image (logged) to",
-            };
-            return Err(Error::Io {
-                what,
-                path: out.clone(),
-                source: e.error,
-            });
-        }
+            let measured = crate::mcuboot::build(
+                image, layout, version, counter, release, &mut file, out,
+            )?;
+            file.sync_all().map_err(io("syncing", &staged))?;
+            Ok(measured)
+        });
+        drop(file);
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => {
+                // Not acknowledged by the log. A failed log write may still have made the batch
+                // durable (docs/log.md, "Faults"): then the staged image stays, for the next run
+                // to move if the reopened log holds the release, or remove if it does not.
+                // Otherwise it goes: an image the log does not hold is never handed out.
+                if !matches!(e, Error::Vault(_)) {
+                    let _ = std::fs::remove_file(&staged);
+                }
+                return Err(e);
+            }
+        };
+        // Logged: now the image may exist under its name.
+        crate::resume::move_staged(&staged, out)?;
+        crate::interrupted::reached("output");
         Ok(signed)
     }
 }

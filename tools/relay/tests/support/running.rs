@@ -55,12 +55,23 @@ impl Running {
     /// from its start or once it listens (`None`: without strace). `port` is `None` if the relay
     /// exited before it listened.
     pub fn start(dir: &Path, inject: Option<(&Fault, &Path, Phase)>) -> Self {
+        Self::start_env(dir, inject, &[])
+    }
+
+    /// [`Running::start`] with `env` set for the relay (`CAIRN_TEST_KILL_AFTER`).
+    pub fn start_env(
+        dir: &Path,
+        inject: Option<(&Fault, &Path, Phase)>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let relay = env!("CARGO_BIN_EXE_cairn-relay");
         let mut cmd = match inject {
             Some((fault, trace, Phase::Start)) => fault.command(relay, trace),
             _ => Command::new(relay),
         };
         let mut child = cmd
+            .env_remove("CAIRN_TEST_KILL_AFTER")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("relay.toml"))
             .stdin(Stdio::null())
@@ -129,13 +140,21 @@ impl Running {
     /// Sends a raw HTTP/1.1 request (`Connection: close`); the response, or `None` if the relay
     /// is gone.
     pub fn send(&self, request: &[u8]) -> Option<String> {
+        self.send_bytes(request)
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// [`Running::send`], the response's bytes as they came.
+    pub fn send_bytes(&self, request: &[u8]) -> Option<Vec<u8>> {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port?)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
         s.write_all(request).ok()?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out).ok()?;
-        (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+        // A connection the relay's end dropped (it was killed) may end in a reset: what came
+        // before it counts.
+        let _ = s.read_to_end(&mut out);
+        (!out.is_empty()).then_some(out)
     }
 
     /// Posts a bundle; the status code (0 if the relay is gone) and the response.
