@@ -41,11 +41,23 @@ pub const STEPS: [&str; 6] = ["token", "keys", "certificates", "record", "shares
 /// The step boundaries of a signing session (docs/ceremony.md, "An interrupted signing
 /// session"), in order; each command passes the ones it has: `unlocked` (shares rebuilt, logged
 /// in to the token), `decided` (`rollout plan`: every device decided), `mirrored`
-/// (`rollout record-state`: the relay's bundle imported into the mirror of its log), `signed`
-/// (the statement signed by the HSM and verified; for an MCUboot image built from firmware, the
-/// image is staged and synced before it), `logged` (session record, entries and checkpoint in one
-/// synced write), `output` (the signed MCUboot image moved to its name and the directory synced).
-pub const SESSION_STEPS: [&str; 6] = ["unlocked", "decided", "mirrored", "signed", "logged", "output"];
+/// (`rollout record-state`: the relay's bundle imported into the mirror of its log), `generated`
+/// (`key rotate`: the new key made on the token), `signed` (the statement signed by the HSM and
+/// verified; for an MCUboot image built from firmware, the image is staged and synced before it),
+/// `logged` (session record, entries and checkpoint in one synced write), `output` (the signed
+/// MCUboot image moved to its name and the directory synced), `certificate` (`key rotate`: the
+/// new certificate written), `state` (`key rotate`: `signer.json` names the new key).
+pub const SESSION_STEPS: [&str; 9] = [
+    "unlocked",
+    "decided",
+    "mirrored",
+    "generated",
+    "signed",
+    "logged",
+    "output",
+    "certificate",
+    "state",
+];
 
 /// Writes the journal (synced, and the home's directory entry with it) before the ceremony
 /// changes anything.

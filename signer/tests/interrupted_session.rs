@@ -39,6 +39,7 @@ use cairn_signer::testfleet;
 use cairn_vault::{Query, TransferBundle, Vault};
 use cairn_verifier::cose::CoseSign1;
 use cairn_verifier::crypto::{PublicKey, Software};
+use cairn_verifier::custody::KeyRole;
 use cairn_verifier::mcuboot::write::Layout;
 use cairn_verifier::note::LogKey;
 use cairn_verifier::statement::{Kind, ReleaseStatement};
@@ -178,7 +179,36 @@ fn operation(module: &Module, dir: &Path, op: &str) -> String {
                     |r| format!("done {} already={}", r.index, r.already_recorded),
                 )
         }
+        "rotate" => {
+            let rotated = {
+                let s = appliance.unlock(module, &shares(), NOW).unwrap();
+                s.rotate_release_key("scheduled rotation", NOW)
+            };
+            drop(appliance);
+            match rotated {
+                Ok(r) => format!("done {} {}", r.index, release_key(module, dir)),
+                Err(e) => format!("refused: {e}"),
+            }
+        }
+        // What a session finds after a rotation: the release key it signs with.
+        "rotated" => {
+            drop(appliance);
+            release_key(module, dir)
+        }
         other => panic!("unknown operation {other}"),
+    }
+}
+
+/// The release key a new session on the appliance signs with (checked against its certificate
+/// by `Session::key`), and the generation `signer.json` names.
+fn release_key(module: &Module, dir: &Path) -> String {
+    let appliance = Appliance::open(dir.join(TOKEN)).unwrap();
+    let s = appliance
+        .unlock(module, &present(dir, TOKEN, &["alice", "bob", "carol"]), NOW)
+        .unwrap();
+    match s.key(KeyRole::Release) {
+        Ok(key) => format!("key {}", key.uri()),
+        Err(e) => format!("unusable: {e}"),
     }
 }
 
@@ -272,6 +302,14 @@ fn steps_of(op: &str) -> Vec<&'static str> {
         "mcuboot" => &["unlocked", "signed", "logged", "output"],
         "plan" => &["unlocked", "decided", "signed", "logged"],
         "record" => &["unlocked", "mirrored", "logged"],
+        "rotate" => &[
+            "unlocked",
+            "generated",
+            "signed",
+            "logged",
+            "certificate",
+            "state",
+        ],
         _ => &[],
     };
     SESSION_STEPS
@@ -285,7 +323,7 @@ fn steps_of(op: &str) -> Vec<&'static str> {
 fn check_left(dir: &Path, op: &str, step: &str, before: u64, done: u64) {
     let home = dir.join(TOKEN);
     let size = checked(&home.join("log"));
-    let logged = matches!(step, "logged" | "output");
+    let logged = matches!(step, "logged" | "output" | "certificate" | "state");
     assert_eq!(
         size,
         if logged { done } else { before },
@@ -320,8 +358,9 @@ fn check_left(dir: &Path, op: &str, step: &str, before: u64, done: u64) {
 /// What the next run said, checked; then what it left.
 fn check_next(dir: &Path, op: &str, step: &str, said: &str, done: u64) {
     let home = dir.join(TOKEN);
-    let logged = matches!(step, "logged" | "output");
+    let logged = matches!(step, "logged" | "output" | "certificate" | "state");
     let ok = match (op, logged) {
+        ("rotate", _) => said.starts_with("done ") && said.ends_with("cairn-release-1;id=%01%01;type=private"),
         (_, false) => said.starts_with("done "),
         ("release", true) => said.starts_with("already ") && said.ends_with("completed=false"),
         ("mcuboot", true) => {
@@ -368,6 +407,11 @@ fn check_next(dir: &Path, op: &str, step: &str, said: &str, done: u64) {
                 .len();
             assert_eq!(plans, 1, "{op} after {step}");
         }
+        "rotate" => {
+            let vault = Vault::open(home.join("log")).unwrap();
+            let keys = vault.query_indices(Query::Kind(Kind::KEY)).unwrap().len();
+            assert_eq!(keys, 1, "{op} after {step}: rotation statements");
+        }
         "record" => {
             let vault = Vault::open(home.join("log")).unwrap();
             let records = vault
@@ -393,7 +437,7 @@ fn a_session_killed_at_any_step_is_completed_or_named_by_the_next_run() {
     assert!(status.success(), "setup: {text}");
     assert_eq!(result(&text), "set up", "{text}");
     let before = checked(&base.path().join(TOKEN).join("log"));
-    for op in ["release", "mcuboot", "plan", "record"] {
+    for op in ["release", "mcuboot", "plan", "record", "rotate"] {
         // What one uninterrupted run leaves.
         let clean = copy_of(base.path());
         let (status, text) = child(clean.path(), op, None);
@@ -409,6 +453,16 @@ fn a_session_killed_at_any_step_is_completed_or_named_by_the_next_run() {
                 "{op} after {step}: not killed ({status}): {text}"
             );
             check_left(dir.path(), op, step, before, done);
+            if (op, step) == ("rotate", "state") {
+                // Complete: the next session signs with the new key. (`key rotate` again would
+                // rotate again: a rotation names no id to find it by.)
+                let (status, text) = child(dir.path(), "rotated", None);
+                assert!(status.success(), "{op} after {step}: {text}");
+                let said = result(&text);
+                println!("{op} killed after {step}: the next session finds: {said}");
+                assert!(said.ends_with("cairn-release-1;id=%01%01;type=private"), "{said}");
+                continue;
+            }
             let (status, text) = child(dir.path(), op, None);
             assert!(status.success(), "{op} after {step}: {text}");
             let said = result(&text);
