@@ -433,9 +433,7 @@ impl Session<'_> {
             }
         }
         let Some((index, der)) = logged else {
-            if self.token.key(KeyRole::Release, generation).is_ok() {
-                self.token.destroy_key(KeyRole::Release, generation)?;
-            }
+            self.token.destroy_key(KeyRole::Release, generation)?;
             return Ok(None);
         };
         let cert = certs::from_der(&der, "the logged rotation's certificate")?;
