@@ -166,7 +166,11 @@ impl Session<'_> {
                 appended: imported.appended,
                 relay_size: imported.size,
                 index: last.index,
-                checkpoint: self.appliance().vault().latest_checkpoint()?.unwrap_or_default(),
+                checkpoint: self
+                    .appliance()
+                    .vault()
+                    .latest_checkpoint()?
+                    .unwrap_or_default(),
                 already_recorded: true,
             });
         }

@@ -642,9 +642,8 @@ impl Session<'_> {
         let staged = crate::resume::staged_path(out);
         let mut file = std::fs::File::create(&staged).map_err(io("creating", &staged))?;
         let signed = self.sign_measured(release, log, out, input, issued_at, || {
-            let measured = crate::mcuboot::build(
-                image, layout, version, counter, release, &mut file, out,
-            )?;
+            let measured =
+                crate::mcuboot::build(image, layout, version, counter, release, &mut file, out)?;
             file.sync_all().map_err(io("syncing", &staged))?;
             Ok(measured)
         });

@@ -88,7 +88,11 @@ fn setup(module: &Module, dir: &Path) {
     common::ceremony(module, dir, TOKEN);
     let appliance = Appliance::open(dir.join(TOKEN)).unwrap();
     let session = appliance
-        .unlock(module, &present(dir, TOKEN, &["alice", "bob", "carol"]), NOW)
+        .unlock(
+            module,
+            &present(dir, TOKEN, &["alice", "bob", "carol"]),
+            NOW,
+        )
         .unwrap();
     std::fs::write(dir.join("old.bin"), vec![0x40; 20_000]).unwrap();
     std::fs::write(dir.join("new.bin"), vec![0x41; 20_000]).unwrap();
@@ -204,7 +208,11 @@ fn operation(module: &Module, dir: &Path, op: &str) -> String {
 fn release_key(module: &Module, dir: &Path) -> String {
     let appliance = Appliance::open(dir.join(TOKEN)).unwrap();
     let s = appliance
-        .unlock(module, &present(dir, TOKEN, &["alice", "bob", "carol"]), NOW)
+        .unlock(
+            module,
+            &present(dir, TOKEN, &["alice", "bob", "carol"]),
+            NOW,
+        )
         .unwrap();
     match s.key(KeyRole::Release) {
         Ok(key) => format!("key {}", key.uri()),
@@ -360,7 +368,9 @@ fn check_next(dir: &Path, op: &str, step: &str, said: &str, done: u64) {
     let home = dir.join(TOKEN);
     let logged = matches!(step, "logged" | "output" | "certificate" | "state");
     let ok = match (op, logged) {
-        ("rotate", _) => said.starts_with("done ") && said.ends_with("cairn-release-1;id=%01%01;type=private"),
+        ("rotate", _) => {
+            said.starts_with("done ") && said.ends_with("cairn-release-1;id=%01%01;type=private")
+        }
         (_, false) => said.starts_with("done "),
         ("release", true) => said.starts_with("already ") && said.ends_with("completed=false"),
         ("mcuboot", true) => {
@@ -397,14 +407,14 @@ fn check_next(dir: &Path, op: &str, step: &str, said: &str, done: u64) {
                 Some(sha256(&out)),
                 "{op} after {step}"
             );
-            assert!(!staged_path(&out).exists(), "{op} after {step}: staged left");
+            assert!(
+                !staged_path(&out).exists(),
+                "{op} after {step}: staged left"
+            );
         }
         "plan" => {
             let vault = Vault::open(home.join("log")).unwrap();
-            let plans = vault
-                .query_indices(Query::Kind(Kind::PLAN))
-                .unwrap()
-                .len();
+            let plans = vault.query_indices(Query::Kind(Kind::PLAN)).unwrap().len();
             assert_eq!(plans, 1, "{op} after {step}");
         }
         "rotate" => {
@@ -460,7 +470,10 @@ fn a_session_killed_at_any_step_is_completed_or_named_by_the_next_run() {
                 assert!(status.success(), "{op} after {step}: {text}");
                 let said = result(&text);
                 println!("{op} killed after {step}: the next session finds: {said}");
-                assert!(said.ends_with("cairn-release-1;id=%01%01;type=private"), "{said}");
+                assert!(
+                    said.ends_with("cairn-release-1;id=%01%01;type=private"),
+                    "{said}"
+                );
                 continue;
             }
             let (status, text) = child(dir.path(), op, None);

@@ -475,7 +475,8 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
     // A session killed after its log write signed this release already (docs/ceremony.md, "An
     // interrupted signing session"): complete it, before any passphrase is asked.
     if let Some(earlier) = appliance.earlier_release(&input.release_id, &image, source.as_ref())? {
-        return report_earlier(&input.release_id, &earlier, out);
+        report_earlier(&input.release_id, &earlier, out);
+        return Ok(());
     }
     let shares = collect_shares(&appliance, &session)?;
     let module = module()?;
@@ -539,7 +540,7 @@ fn report_earlier(
     release_id: &str,
     earlier: &cairn_signer::resume::EarlierRelease,
     out: Output,
-) -> CliResult {
+) {
     out.emit(
         &format!(
             "release {release_id} was signed and logged at index {} by an earlier session; \
@@ -565,7 +566,6 @@ fn report_earlier(
             "image_size": earlier.image_size,
         }),
     );
-    Ok(())
 }
 
 pub(crate) fn run_release(cmd: ReleaseCommand, out: Output) -> CliResult {

@@ -23,10 +23,10 @@
 )]
 
 mod common;
-#[path = "../../../vault/tests/common/strace.rs"]
-mod strace;
 #[path = "support/running.rs"]
 mod running;
+#[path = "../../../vault/tests/common/strace.rs"]
+mod strace;
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -154,7 +154,11 @@ fn an_import_killed_at_any_step_is_completed_by_the_restart_and_the_retry() {
         let mirror = checked(&data.join("mirror"), &what);
         assert_eq!(mirror, whole.to(), "{what}: the mirror");
         let state = checked(&data.join("state"), &what);
-        assert_eq!(state > 0, step != "mirror", "{what}: the state log has {state}");
+        assert_eq!(
+            state > 0,
+            step != "mirror",
+            "{what}: the state log has {state}"
+        );
         assert_eq!(
             tiles_size(&data.join("tiles")),
             (step == "tiles").then_some(mirror),
@@ -163,10 +167,17 @@ fn an_import_killed_at_any_step_is_completed_by_the_restart_and_the_retry() {
 
         // The restart publishes the tiles and takes the mirror up; the retry is answered 200.
         let relay = Running::start(dir.path(), None);
-        assert!(relay.port.is_some(), "{what}: no restart: {}", relay.stderr());
+        assert!(
+            relay.port.is_some(),
+            "{what}: no restart: {}",
+            relay.stderr()
+        );
         assert_eq!(tiles_size(&data.join("tiles")), Some(mirror), "{what}");
         let reply = imported(&relay, &bundles[0], &what);
-        assert_eq!(reply["appended"][0], reply["appended"][1], "{what}: {reply}");
+        assert_eq!(
+            reply["appended"][0], reply["appended"][1],
+            "{what}: {reply}"
+        );
         assert_eq!(
             reply["already_held"].as_u64(),
             Some(whole.entries.len() as u64),
@@ -227,7 +238,10 @@ fn an_export_killed_before_it_sent_is_whole_the_next_time() {
         assert!(bundle.to() >= before, "{what}: {} < {before}", bundle.to());
         // A download cut short is never taken for a bundle.
         let step_by = (body.len() / 97).max(1);
-        for cut in (0..body.len()).step_by(step_by).chain(body.len() - 8..body.len()) {
+        for cut in (0..body.len())
+            .step_by(step_by)
+            .chain(body.len() - 8..body.len())
+        {
             assert!(
                 TransferBundle::decode(&body[..cut]).is_err(),
                 "{what}: the first {cut} of {} bytes decode as a bundle",
