@@ -536,11 +536,7 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
 }
 
 /// `release sign` of a release an earlier session logged: what is there, nothing signed.
-fn report_earlier(
-    release_id: &str,
-    earlier: &cairn_signer::resume::EarlierRelease,
-    out: Output,
-) {
+fn report_earlier(release_id: &str, earlier: &cairn_signer::resume::EarlierRelease, out: Output) {
     out.emit(
         &format!(
             "release {release_id} was signed and logged at index {} by an earlier session; \
