@@ -62,6 +62,10 @@ enum When {
 }
 
 /// Runs one case; what the relay did, for the summary.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one case's whole story: fill, run, stop, free, restart, compare"
+)]
 fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Option<String> {
     let fs = Tmpfs::mount("24m")?;
     let dir = fs.path();

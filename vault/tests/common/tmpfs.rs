@@ -39,7 +39,7 @@ impl Drop for Tmpfs {
 pub(crate) fn fill(path: &Path, n: u64) {
     let file = std::fs::File::create(path).expect("creating the filler");
     let mut w = std::io::BufWriter::new(file);
-    let block = [0x5a_u8; 1 << 16];
+    let block = vec![0x5a_u8; 1 << 16];
     let mut left = n;
     while left > 0 {
         let k = usize::try_from(left.min(block.len() as u64)).expect("a block fits usize");
