@@ -98,7 +98,10 @@ fn run(headroom: u64, fleet: &testfleet::Fleet, files: &[String]) -> Option<Outc
     let reopened_full = match Registry::open(&dir) {
         Ok(r) => {
             let imports = usize::try_from(r.imports().unwrap()).unwrap();
-            assert!(imports >= acked, "{ctx}: reopened full with {imports} imports");
+            assert!(
+                imports >= acked,
+                "{ctx}: reopened full with {imports} imports"
+            );
             format!("reopens with {imports} imports")
         }
         Err(e) => {

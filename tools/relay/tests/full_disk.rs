@@ -86,7 +86,10 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
             code.is_some_and(|c| c != 0) && stderr.contains(DISK_FULL),
             "{ctx}: the relay neither listened nor said the disk is full ({code:?}): {stderr}"
         );
-        saw = format!("start refused: {}", stderr.lines().next().unwrap_or("").trim());
+        saw = format!(
+            "start refused: {}",
+            stderr.lines().next().unwrap_or("").trim()
+        );
     } else {
         if filler.is_none() {
             filler = Some(fill_to(dir, headroom));
@@ -172,7 +175,10 @@ fn run(signer: &SignerLog, bundles: &[Vec<u8>], when: When, headroom: u64) -> Op
         relay.stderr()
     );
     let (code, reply) = relay.import(&signer.vault.export_bundle(0).unwrap().to_cbor());
-    assert_eq!(code, 200, "{ctx}: the whole log after freeing space: {reply}");
+    assert_eq!(
+        code, 200,
+        "{ctx}: the whole log after freeing space: {reply}"
+    );
     assert!(
         reply.contains(&format!("\"size\":{}", signer.vault.size())),
         "{ctx}: after restart the mirror is not at the signer's size: {reply}"

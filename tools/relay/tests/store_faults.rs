@@ -19,10 +19,10 @@
 )]
 
 mod common;
-#[path = "../../../vault/tests/common/strace.rs"]
-mod strace;
 #[path = "support/running.rs"]
 mod running;
+#[path = "../../../vault/tests/common/strace.rs"]
+mod strace;
 
 use std::path::Path;
 use std::process::Command;
