@@ -44,6 +44,18 @@ pub enum Error {
         /// Its `pkcs11:` URI.
         uri: String,
     },
+    /// `release sign` of a release id the log already holds (an earlier session signed it), and
+    /// the image is not the logged one, or its staged MCUboot image is gone: `why` says which and
+    /// what to do. Nothing was signed.
+    #[error("release {release} is already in the log at index {index}, {why}")]
+    ReleaseLogged {
+        /// The release id.
+        release: String,
+        /// Index of its release entry.
+        index: u64,
+        /// What differs, and what to do.
+        why: String,
+    },
     /// A key on the token is not what cairn generates (type, curve, or protection attributes).
     #[error("key {uri} is unusable: {why}")]
     KeyUnusable {

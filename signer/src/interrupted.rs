@@ -38,6 +38,27 @@ pub(crate) struct Journal {
 /// The step boundaries of `ceremony init`, in order (what a test can stop the process at).
 pub const STEPS: [&str; 6] = ["token", "keys", "certificates", "record", "shares", "state"];
 
+/// The step boundaries of a signing session (docs/ceremony.md, "An interrupted signing
+/// session"), in order; each command passes the ones it has: `unlocked` (shares rebuilt, logged
+/// in to the token), `decided` (`rollout plan`: every device decided), `mirrored`
+/// (`rollout record-state`: the relay's bundle imported into the mirror of its log), `generated`
+/// (`key rotate`: the new key made on the token), `signed` (the statement signed by the HSM and
+/// verified; for an MCUboot image built from firmware, the image is staged and synced before it),
+/// `logged` (session record, entries and checkpoint in one synced write), `output` (the signed
+/// MCUboot image moved to its name and the directory synced), `certificate` (`key rotate`: the
+/// new certificate written), `state` (`key rotate`: `signer.json` names the new key).
+pub const SESSION_STEPS: [&str; 9] = [
+    "unlocked",
+    "decided",
+    "mirrored",
+    "generated",
+    "signed",
+    "logged",
+    "output",
+    "certificate",
+    "state",
+];
+
 /// Writes the journal (synced, and the home's directory entry with it) before the ceremony
 /// changes anything.
 pub(crate) fn begin(home: &Path, journal: &Journal) -> Result<()> {
@@ -62,7 +83,8 @@ pub(crate) fn finish(home: &Path) -> Result<()> {
     sync_dir(home)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Syncs a directory, so that an entry created or renamed in it survives a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("syncing", dir))
@@ -157,11 +179,15 @@ pub(crate) fn refuse_if_interrupted(module: &Module, home: &Path) -> Result<()> 
     })
 }
 
-/// Marks that `ceremony init` finished `step` (one of [`STEPS`]). With the `test-hooks` feature,
-/// the process kills itself with `SIGKILL` here when `CAIRN_TEST_KILL_AFTER` names the step:
-/// how the tests stop a ceremony at each boundary deterministically. Without it, nothing.
-pub(crate) fn reached(step: &'static str) {
-    debug_assert!(STEPS.contains(&step), "unknown step {step}");
+/// Marks that `ceremony init` or a signing session finished `step` (one of [`STEPS`] or
+/// [`SESSION_STEPS`]). With the `test-hooks` feature, the process kills itself with `SIGKILL`
+/// here when `CAIRN_TEST_KILL_AFTER` names the step: how the tests stop a ceremony or a session
+/// at each boundary deterministically. Without it, nothing.
+pub fn reached(step: &'static str) {
+    debug_assert!(
+        STEPS.contains(&step) || SESSION_STEPS.contains(&step),
+        "unknown step {step}"
+    );
     #[cfg(feature = "test-hooks")]
     if std::env::var("CAIRN_TEST_KILL_AFTER").is_ok_and(|s| s == step) {
         let _ = std::process::Command::new("kill")

@@ -26,6 +26,7 @@ pub mod mcuboot;
 mod parallel;
 pub mod registry;
 pub mod relaystate;
+pub mod resume;
 pub mod rollout;
 pub mod session;
 pub mod shares;

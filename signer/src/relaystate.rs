@@ -35,6 +35,9 @@ pub struct RelayStateReport {
     pub index: u64,
     /// The signer's checkpoint over it.
     pub checkpoint: String,
+    /// Whether the record was logged before (by an interrupted `rollout record-state` of the same
+    /// bundle): nothing was logged now, and `index` and `checkpoint` are the earlier record's.
+    pub already_recorded: bool,
 }
 
 /// The last relay checkpoint recorded in the signer's log: its index and decoded record.
@@ -94,8 +97,9 @@ impl Session<'_> {
     /// `cairn rollout record-state`: verifies a device-state bundle from the relay with
     /// `relay_key`, imports it into the relay log mirror (all or nothing, idempotent), and logs
     /// the mirror's checkpoint and the relay key as a kind-11 record with the session record. A
-    /// key other than the one recorded before is refused, as is a bundle that adds nothing new
-    /// since the last record.
+    /// key other than the one recorded before is refused. A bundle that adds nothing since the
+    /// last record logs nothing: the report says it was recorded already (how a retry after a
+    /// session killed past its log write ends).
     pub fn record_relay_state(
         &self,
         bundle: &TransferBundle,
@@ -152,13 +156,23 @@ impl Session<'_> {
                 what: "relay log".into(),
                 why: "the mirror holds no checkpoint after the import".into(),
             })?;
+        crate::interrupted::reached("mirrored");
         if let Some(last) = records.last()
             && last.checkpoint == checkpoint
         {
-            return Err(Error::Invalid(format!(
-                "relay checkpoint of size {} is already recorded at entry {} of the signer's log",
-                imported.size, last.index
-            )));
+            // Recorded already (a session killed after its log write, or the same bundle again):
+            // nothing new to record, and nothing is.
+            return Ok(RelayStateReport {
+                appended: imported.appended,
+                relay_size: imported.size,
+                index: last.index,
+                checkpoint: self
+                    .appliance()
+                    .vault()
+                    .latest_checkpoint()?
+                    .unwrap_or_default(),
+                already_recorded: true,
+            });
         }
         let record = RelayCheckpoint {
             origin,
@@ -175,6 +189,7 @@ impl Session<'_> {
             relay_size: imported.size,
             index: first + 1,
             checkpoint: signer_checkpoint,
+            already_recorded: false,
         })
     }
 }

@@ -469,21 +469,40 @@ fn decisions_digest(decisions: &[Vec<u8>]) -> Result<Hash> {
     Ok(digest.finalize().into())
 }
 
+impl crate::appliance::Appliance {
+    /// Refuses a campaign id the log already holds (a campaign is planned once), naming where its
+    /// plan is and what to do; `rollout plan` checks it before any passphrase is asked.
+    pub fn check_new_campaign(&self, campaign: &str) -> Result<()> {
+        id("campaign", campaign)?;
+        let vault = self.vault();
+        let indices = vault.query_indices(Query::Campaign(campaign))?;
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let mut plan = None;
+        for &index in &indices {
+            if EntryHeader::peek(&vault.entry(index)?)?.kind == Kind::PLAN {
+                plan = Some(index);
+                break;
+            }
+        }
+        Err(Error::Plan(match plan {
+            Some(index) => format!(
+                "campaign {campaign:?} already exists in the log: its plan is entry {index}. A \
+                 campaign is planned once: if an interrupted `rollout plan` logged it, it is \
+                 complete (take it to the relay with `cairn bundle export`); otherwise choose a \
+                 new campaign id"
+            ),
+            None => format!("campaign {campaign:?} already exists in the log"),
+        }))
+    }
+}
+
 impl Session<'_> {
     /// Checks the plan's campaign is new, its retry numbers in range, and its release and rollback
     /// target are in the log, the target an earlier release of the same product and family.
     fn plan_releases(&self, spec: &PlanSpec) -> Result<(LoggedRelease, LoggedRelease)> {
-        let vault = self.appliance().vault();
-        id("campaign", &spec.campaign)?;
-        if !vault
-            .query_indices(Query::Campaign(&spec.campaign))?
-            .is_empty()
-        {
-            return Err(Error::Plan(format!(
-                "campaign {:?} already exists in the log",
-                spec.campaign
-            )));
-        }
+        self.appliance().check_new_campaign(&spec.campaign)?;
         if !(1..=10).contains(&spec.max_attempts)
             || !(1..=10).contains(&spec.quarantine_after_failures)
         {
@@ -586,6 +605,7 @@ impl Session<'_> {
             total,
             by_reason,
         } = decide_all(registry, &scope, &targets, now, progress)?;
+        crate::interrupted::reached("decided");
         let counts = stage_counts(spec, eligible)?;
         let jobs = spec
             .jobs
@@ -620,6 +640,7 @@ impl Session<'_> {
         // The encoder and the decoder agree on every rule before anything is signed.
         RolloutPlan::decode(&plan_bytes)?;
         let cose = self.sign_with(KeyRole::Release, &plan_bytes)?;
+        crate::interrupted::reached("signed");
         let entry = SignedEntry {
             kind: Kind::PLAN,
             cose_sign1: &cose,

@@ -108,6 +108,7 @@ impl Appliance {
         let master = shares::rebuild(&self.expected(&ceremony, &check), shares)?;
         let token = module.login(&self.state.token, &master.user_pin(&ceremony))?;
         drop(master);
+        crate::interrupted::reached("unlocked");
         let mut custodians: Vec<(u8, String)> = shares
             .iter()
             .map(|(f, _)| (f.index, f.custodian.clone()))
@@ -223,6 +224,7 @@ impl Session<'_> {
                 cairn_vault::Error::Signing(_) => log.last_error().unwrap_or(Error::Vault(e)),
                 e => Error::Vault(e),
             })?;
+        crate::interrupted::reached("logged");
         Ok((range.start, note))
     }
 
@@ -335,6 +337,7 @@ impl Session<'_> {
             mcuboot_hash,
         };
         let cose = sign_cose(&statement.to_cbor(), release)?;
+        crate::interrupted::reached("signed");
         let entry = ReleaseEntry { cose_sign1: &cose }.to_cbor();
         let (first, checkpoint) = self.log_with(
             log,
@@ -363,8 +366,14 @@ impl Session<'_> {
             .checked_add(1)
             .ok_or_else(|| Error::Invalid("the release key was rotated 255 times".into()))?;
         let reason_name = check_name("reason", reason)?;
+        // A rotation of this key killed part way (docs/ceremony.md, "An interrupted signing
+        // session"): completed if it was logged, its key made again if not.
+        if let Some(done) = self.earlier_rotation(&old, generation)? {
+            return Ok(done);
+        }
         let root_cert = self.appliance.certificate(KeyRole::Root)?;
         let new = self.token.generate_key(KeyRole::Release, generation)?;
+        crate::interrupted::reached("generated");
         let cert = certs::key_certificate(
             &root,
             &root_cert,
@@ -384,6 +393,7 @@ impl Session<'_> {
             issued_at: now,
         };
         let cose = sign_cose(&statement.to_cbor(), &root)?;
+        crate::interrupted::reached("signed");
         let entry = SignedEntry {
             kind: Kind::KEY,
             cose_sign1: &cose,
@@ -393,26 +403,98 @@ impl Session<'_> {
             Ok(done) => done,
             Err(e) => {
                 // Not logged, so not a key: remove it, so a retry can generate it again.
-                let _ = self.token.destroy(new.private_handle());
+                let _ = self.token.destroy_key(KeyRole::Release, generation);
                 return Err(e);
             }
         };
+        let new_uri = new.uri().to_owned();
+        drop(new);
+        self.adopt_rotated(first + 1, &new_uri, generation, &cert, checkpoint)
+    }
+
+    /// What an earlier `key rotate` of `old` left: `Some` (completed now) if the log holds its
+    /// rotation statement; `None` if it does not, after destroying a key of `generation` that
+    /// run generated (never logged, so never a key) so that this one makes it again.
+    fn earlier_rotation(
+        &self,
+        old: &HsmKey<'_>,
+        generation: u8,
+    ) -> Result<Option<SignedKeyStatement>> {
+        let vault = &self.appliance.vault;
+        let mut logged = None;
+        for index in vault.query_indices(cairn_vault::Query::Kind(Kind::KEY))? {
+            let entry = vault.entry(index)?;
+            if let cairn_verifier::statement::Statement::Key { statement, .. } =
+                cairn_verifier::statement::Statement::decode(&entry)?
+                && statement.action == KeyAction::Rotate
+                && statement.key_id == old.key_id()
+            {
+                logged = Some((index, statement.new_certificate.to_vec()));
+            }
+        }
+        let Some((index, der)) = logged else {
+            self.token.destroy_key(KeyRole::Release, generation)?;
+            return Ok(None);
+        };
+        let cert = certs::from_der(&der, "the logged rotation's certificate")?;
+        let new = self.token.key(KeyRole::Release, generation)?;
+        if certs::verifier_key(&cert, "release")?.spki_der() != new.public_key().spki_der() {
+            return Err(Error::KeyUnusable {
+                uri: new.uri().into(),
+                why: format!(
+                    "the rotation logged at index {index} certifies another key: incident"
+                ),
+            });
+        }
+        let uri = new.uri().to_owned();
+        drop(new);
+        let checkpoint = vault.latest_checkpoint()?.unwrap_or_default();
+        self.adopt_rotated(index, &uri, generation, &cert, checkpoint)
+            .map(Some)
+    }
+
+    /// The rotation logged at `index`: the new certificate written (or found, the same) and
+    /// `signer.json` naming the new key.
+    fn adopt_rotated(
+        &self,
+        index: u64,
+        uri: &str,
+        generation: u8,
+        cert: &x509_cert::Certificate,
+        checkpoint: String,
+    ) -> Result<SignedKeyStatement> {
+        let der = certs::to_der(cert)?;
+        let pem = certs::to_pem(cert)?;
         let file = format!("certs/release-{generation}.pem");
-        write_new(
-            &self.appliance.home.join(&file),
-            certs::to_pem(&cert)?.as_bytes(),
-        )?;
+        let path = self.appliance.home.join(&file);
+        match std::fs::read(&path) {
+            Ok(found) if found == pem.as_bytes() => {}
+            // Killed while writing it: a part of it, replaced below.
+            Ok(found) if pem.as_bytes().starts_with(&found) => {
+                std::fs::remove_file(&path).map_err(io("removing the partial", &path))?;
+                write_new(&path, pem.as_bytes())?;
+            }
+            Ok(_) => {
+                return Err(Error::Home {
+                    path,
+                    why: "holds another certificate than the logged rotation's: incident".into(),
+                });
+            }
+            Err(_) => write_new(&path, pem.as_bytes())?,
+        }
+        crate::interrupted::reached("certificate");
         let mut state = self.appliance.state.clone();
         state.keys.release = KeyState {
-            uri: new.uri().into(),
+            uri: uri.into(),
             generation,
             certificate: file,
             fingerprint: certs::fingerprint_text(&der),
         };
         write_state(&self.appliance.home, &state)?;
+        crate::interrupted::reached("state");
         Ok(SignedKeyStatement {
-            index: first + 1,
-            new_uri: Some(new.uri().into()),
+            index,
+            new_uri: Some(uri.into()),
             new_fingerprint: Some(certs::fingerprint_text(&der)),
             checkpoint,
         })
@@ -554,37 +636,34 @@ impl Session<'_> {
                 out.display()
             )));
         }
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let mut staged =
-            tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a file next to", &out))?;
+        // Staged under a name of its own beside `out`, synced, until the release is logged: a
+        // session killed before the log write leaves it unlogged (the next one removes it), one
+        // killed after finds it and moves it to `out` (`Appliance::earlier_release`).
+        let staged = crate::resume::staged_path(out);
+        let mut file = std::fs::File::create(&staged).map_err(io("creating", &staged))?;
         let signed = self.sign_measured(release, log, out, input, issued_at, || {
-            crate::mcuboot::build(
-                image,
-                layout,
-                version,
-                counter,
-                release,
-                staged.as_file_mut(),
-                out,
-            )
-        })?;
-        // Logged: now the image may exist under its name. (Dropping `staged` on any error above
-        // removes it.)
-        if let Err(e) = staged.persist_noclobber(out) {
-            // Logged, so the image must not be lost: keep the staged file and say so.
-            let what = match e.file.keep() {
-                Ok(_) => "moving the signed image (logged, kept in a temporary file beside it) to",
-                Err(_) => "moving the signed image (logged) to",
-            };
-            return Err(Error::Io {
-                what,
-                path: out.clone(),
-                source: e.error,
-            });
-        }
+            let measured =
+                crate::mcuboot::build(image, layout, version, counter, release, &mut file, out)?;
+            file.sync_all().map_err(io("syncing", &staged))?;
+            Ok(measured)
+        });
+        drop(file);
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => {
+                // Not acknowledged by the log. A failed log write may still have made the batch
+                // durable (docs/log.md, "Faults"): then the staged image stays, for the next run
+                // to move if the reopened log holds the release, or remove if it does not.
+                // Otherwise it goes: an image the log does not hold is never handed out.
+                if !matches!(e, Error::Vault(_)) {
+                    let _ = std::fs::remove_file(&staged);
+                }
+                return Err(e);
+            }
+        };
+        // Logged: now the image may exist under its name.
+        crate::resume::move_staged(&staged, out)?;
+        crate::interrupted::reached("output");
         Ok(signed)
     }
 }

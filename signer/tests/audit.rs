@@ -250,8 +250,13 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             let bundle = relay.export_bundle(0).unwrap();
             let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();
             assert_eq!(recorded.relay_size, relay.size());
-            // The same bundle again adds nothing to record; another key is refused.
-            assert!(session.record_relay_state(&bundle, public, NOW).is_err());
+            // The same bundle again adds nothing: nothing is logged, the report names the
+            // earlier record; another key is refused.
+            let size = appliance.vault().size();
+            let again = session.record_relay_state(&bundle, public, NOW).unwrap();
+            assert!(again.already_recorded);
+            assert_eq!(again.index, recorded.index);
+            assert_eq!(appliance.vault().size(), size);
             let other = PublicKey::from_sec1_uncompressed(
                 p256::ecdsa::SigningKey::from_slice(&[8; 32])
                     .unwrap()

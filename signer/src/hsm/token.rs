@@ -291,6 +291,29 @@ impl Token {
         }
     }
 
+    /// Destroys key `role`/`generation`, its private and public objects: a key a rotation made
+    /// and did not log (docs/ceremony.md, "An interrupted signing session").
+    pub fn destroy_key(&self, role: KeyRole, generation: u8) -> Result<()> {
+        let uri = self.uri(role, generation);
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let mut template = vec![
+                Attribute::Class(class),
+                Attribute::Label(uri.object.clone().into_bytes()),
+            ];
+            if !uri.id.is_empty() {
+                template.push(Attribute::Id(uri.id.clone()));
+            }
+            for object in self
+                .session
+                .find_objects(&template)
+                .map_err(pkcs11("C_FindObjects"))?
+            {
+                self.destroy(object)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Destroys an object. Tests use it to make the token fail mid-session.
     pub fn destroy(&self, object: ObjectHandle) -> Result<()> {
         self.session

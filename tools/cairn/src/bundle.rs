@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use cairn_vault::{TransferBundle, Vault};
 use cairn_verifier::note::Checkpoint;
 use cairn_verifier::transfer::MAX_BUNDLE_ENTRIES;
@@ -113,17 +113,35 @@ struct Written {
     bytes: usize,
 }
 
-/// Writes `bundle` to `file`, which must not exist yet, synced.
+/// Writes `bundle` to `file`, which must not exist yet: to a temporary name beside it first,
+/// synced, then linked to its name (never over an existing file) and the directory synced, so a
+/// kill or a power cut leaves the whole bundle under its name or nothing (a part left under the
+/// temporary name is replaced by the next export).
 fn write_bundle(bundle: &TransferBundle, file: PathBuf) -> anyhow::Result<Written> {
     let bytes = bundle.to_cbor();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&file)
+    if file.exists() {
+        bail!(
+            "{} exists: a bundle is never overwritten; choose another name",
+            file.display()
+        );
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = file.with_file_name(format!(".{name}.cairn-partial"));
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::File::create(&partial)
         .and_then(|mut f| {
             std::io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()
         })
+        .and_then(|()| std::fs::hard_link(&partial, &file))
+        .and_then(|()| std::fs::remove_file(&partial))
+        .and_then(|()| std::fs::File::open(&dir)?.sync_all())
         .with_context(|| format!("writing {}", file.display()))?;
     Ok(Written {
         file,

@@ -472,6 +472,12 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
         artifact,
     };
     let appliance = open(&session.home)?;
+    // A session killed after its log write signed this release already (docs/ceremony.md, "An
+    // interrupted signing session"): complete it, before any passphrase is asked.
+    if let Some(earlier) = appliance.earlier_release(&input.release_id, &image, source.as_ref())? {
+        report_earlier(&input.release_id, &earlier, out);
+        return Ok(());
+    }
     let shares = collect_shares(&appliance, &session)?;
     let module = module()?;
     let s = appliance.unlock(&module, &shares, now())?;
@@ -527,6 +533,35 @@ fn release_sign(args: SignArgs, out: Output) -> CliResult {
         }),
     );
     Ok(())
+}
+
+/// `release sign` of a release an earlier session logged: what is there, nothing signed.
+fn report_earlier(release_id: &str, earlier: &cairn_signer::resume::EarlierRelease, out: Output) {
+    out.emit(
+        &format!(
+            "release {release_id} was signed and logged at index {} by an earlier session; \
+             nothing was signed now\n{}image {} ({} bytes) sha256 {}",
+            earlier.index,
+            if earlier.completed {
+                "the interrupted session's signed image was moved to its name\n"
+            } else {
+                ""
+            },
+            earlier.image.display(),
+            earlier.image_size,
+            hex::encode(earlier.image_digest),
+        ),
+        &json!({
+            "ok": true,
+            "release_id": release_id,
+            "index": earlier.index,
+            "already_logged": true,
+            "completed_output": earlier.completed,
+            "image": earlier.image,
+            "image_sha256": hex::encode(earlier.image_digest),
+            "image_size": earlier.image_size,
+        }),
+    );
 }
 
 pub(crate) fn run_release(cmd: ReleaseCommand, out: Output) -> CliResult {

@@ -312,6 +312,9 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
         std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;
     let spec = PlanSpec::from_toml(&text).with_context(|| format!("{}", plan.display()))?;
     let appliance = open(&session.home)?;
+    // Before any passphrase: a campaign the log holds (an interrupted `rollout plan` that logged
+    // it is complete) is named with what to do.
+    appliance.check_new_campaign(&spec.campaign)?;
     let reg = registry(&session.home)?;
     let shares = collect_shares(&appliance, &session)?;
     let module = module()?;
@@ -414,8 +417,14 @@ fn approve(
 
 fn record_state(session: &Presented, bundle: &Path, relay_key: &Path, out: Output) -> CliResult {
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    let b = cairn_verifier::transfer::TransferBundle::decode(&bytes)
-        .with_context(|| format!("{}", bundle.display()))?;
+    let b = cairn_verifier::transfer::TransferBundle::decode(&bytes).map_err(|e| {
+        anyhow!(
+            "{} is not a whole device-state bundle ({e}): a download cut short (the relay \
+             stopped, the connection dropped) leaves part of one; fetch it again from the \
+             relay's GET /api/v1/state-bundle (`curl --fail --remove-on-error -o FILE`)",
+            bundle.display()
+        )
+    })?;
     let key = crate::keys::public_key(relay_key)?;
     let appliance = open(&session.home)?;
     let shares = collect_shares(&appliance, session)?;
@@ -423,6 +432,24 @@ fn record_state(session: &Presented, bundle: &Path, relay_key: &Path, out: Outpu
     let s = appliance.unlock(&module, &shares, now())?;
     drop(shares);
     let report = s.record_relay_state(&b, key, now())?;
+    if report.already_recorded {
+        out.emit(
+            &format!(
+                "relay log {}: its checkpoint of size {} is already recorded at log index {} \
+                 (by an earlier session); nothing was logged now",
+                b.origin, report.relay_size, report.index
+            ),
+            &json!({
+                "ok": true,
+                "origin": b.origin,
+                "appended": [report.appended.start, report.appended.end],
+                "relay_size": report.relay_size,
+                "index": report.index,
+                "already_recorded": true,
+            }),
+        );
+        return Ok(());
+    }
     out.emit(
         &format!(
             "relay log {}: {} new entries imported, now {} entries; its checkpoint recorded by {} at log index {}\ncheckpoint:\n{}",

@@ -16,6 +16,7 @@
 //! | `engine` | the rollout engine, a folder of rooms (its own table) |
 //! | `jobs` | the AWS IoT Jobs device API, played on the broker (pure protocol, below the engine) |
 //! | `statelog` | the relay's own device-state log |
+//! | `interrupted` | the step boundaries of import and export, where the kill tests stop the relay |
 
 /// Writes a line to standard error in one `write`, tried twice, and ignores a failed write: a
 /// message must never stop the relay on its way (`eprintln!` panics when standard error fails,
@@ -37,6 +38,7 @@ pub mod broker;
 pub mod config;
 pub mod dashboard;
 pub mod engine;
+pub mod interrupted;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;

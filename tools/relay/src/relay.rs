@@ -54,6 +54,14 @@ pub enum OpenError {
     /// The rollout engine could not start (its log, or replaying it).
     #[error("starting the rollout engine: {0}")]
     Engine(#[from] engine::Error),
+    /// The mirror's tiles could not be published up to its latest checkpoint.
+    #[error("publishing the mirror's tiles in {path}: {source}")]
+    Tiles {
+        /// The tiles directory.
+        path: PathBuf,
+        /// The error.
+        source: cairn_vault::Error,
+    },
 }
 
 /// Why a transfer bundle was not imported. Nothing was written to the mirror unless the variant
@@ -199,6 +207,25 @@ impl Relay {
             path: mirror.clone(),
             source,
         })?;
+        // The tiles up to the mirror's latest checkpoint: a relay killed in an import after the
+        // mirror's write and before its tiles (docs/relay.md, "A relay killed part way") serves
+        // them from its restart, not from the next import.
+        let tiles = config.data_dir.join("tiles");
+        if vault
+            .latest_checkpoint()
+            .map_err(|source| OpenError::Mirror {
+                path: mirror.clone(),
+                source,
+            })?
+            .is_some()
+        {
+            vault
+                .export(&tiles, &mut |_, _| {})
+                .map_err(|source| OpenError::Tiles {
+                    path: tiles.clone(),
+                    source,
+                })?;
+        }
         let tokens = config
             .operators
             .iter()
@@ -239,7 +266,7 @@ impl Relay {
             jobs: Mutex::new(jobs),
             jobs_out: Mutex::new(None),
             rollout: config.rollout.clone(),
-            tiles: config.data_dir.join("tiles"),
+            tiles,
             state_tiles: config.data_dir.join("state-tiles"),
             data_dir: config.data_dir.clone(),
             refused: config.data_dir.join("refused"),
@@ -477,6 +504,7 @@ impl Relay {
             Err(e) if bundle_at_fault(&e) => return Err(ImportError::Refused(e)),
             Err(e) => return Err(ImportError::Mirror(e)),
         };
+        crate::interrupted::reached("mirror");
         {
             let mut engine = self.engine();
             engine
@@ -484,6 +512,7 @@ impl Relay {
                 .and_then(|()| self.commit(&mut engine, std::time::Duration::ZERO))
                 .map_err(ImportError::Engine)?;
         }
+        crate::interrupted::reached("state");
         Metrics::count(&self.metrics.bundles_imported);
         self.metrics.entries_imported.fetch_add(
             report.appended.end - report.appended.start,
@@ -493,6 +522,7 @@ impl Relay {
             .vault
             .export(&self.tiles, &mut |_, _| {})
             .map_err(ImportError::Tiles)?;
+        crate::interrupted::reached("tiles");
         Ok(json!({
             "ok": true,
             "appended": [report.appended.start, report.appended.end],

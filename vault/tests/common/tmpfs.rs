@@ -12,13 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// A tmpfs of a given size mounted on a new directory, unmounted on drop.
-pub struct Tmpfs {
+pub(crate) struct Tmpfs {
     mount: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// `None` where this process may not mount (not root).
-    pub fn mount(size: &str) -> Option<Self> {
+    pub(crate) fn mount(size: &str) -> Option<Self> {
         let mount = tempfile::tempdir().ok()?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -28,7 +28,7 @@ impl Tmpfs {
         out.status.success().then_some(Self { mount })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.mount.path()
     }
 }
@@ -40,7 +40,7 @@ impl Drop for Tmpfs {
 }
 
 /// Writes a file of `n` bytes at `path` (to fill the file system).
-pub fn fill(path: &Path, n: u64) {
+pub(crate) fn fill(path: &Path, n: u64) {
     let file = std::fs::File::create(path).expect("creating the filler");
     let mut w = std::io::BufWriter::new(file);
     let block = vec![0x5a_u8; 1 << 16];
@@ -54,7 +54,7 @@ pub fn fill(path: &Path, n: u64) {
 }
 
 /// Free bytes on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> u64 {
+pub(crate) fn free_bytes(path: &Path) -> u64 {
     let out = Command::new("df")
         .args(["--output=avail", "-B1"])
         .arg(path)
@@ -68,7 +68,7 @@ pub fn free_bytes(path: &Path) -> u64 {
 }
 
 /// Fills the file system holding `dir` (with `dir/filler`) until `headroom` bytes are free.
-pub fn fill_to(dir: &Path, headroom: u64) -> std::path::PathBuf {
+pub(crate) fn fill_to(dir: &Path, headroom: u64) -> std::path::PathBuf {
     let filler = dir.join("filler");
     fill(&filler, free_bytes(dir).saturating_sub(headroom));
     filler

@@ -34,6 +34,7 @@ pub(super) async fn state_bundle(
             .vault()
             .export_bundle(from)
             .map(|b| b.to_cbor())
+            .inspect(|_| crate::interrupted::reached("state-bundle"))
     })
     .await;
     match result {

@@ -19,7 +19,7 @@ use crate::strace::{self, Fault};
 
 /// When a case's fault is armed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// From the relay's start: the fault lands in creating or opening the stores.
     Start,
     /// strace attaches once the relay listens: the fault lands in the imports.
@@ -27,12 +27,12 @@ pub enum Phase {
 }
 
 /// The relay under test, its standard error kept.
-pub struct Running {
+pub(crate) struct Running {
     /// The relay, or strace running it (`Phase::Start`).
-    pub child: Child,
+    pub(crate) child: Child,
     /// strace attached to the relay (`Phase::Imports`).
     tracer: Option<Child>,
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -58,13 +58,24 @@ impl Running {
     /// Starts `cairn-relay` with the `relay.toml` in `dir`, under `strace` injecting `inject`
     /// from its start or once it listens (`None`: without strace). `port` is `None` if the relay
     /// exited before it listened.
-    pub fn start(dir: &Path, inject: Option<(&Fault, &Path, Phase)>) -> Self {
+    pub(crate) fn start(dir: &Path, inject: Option<(&Fault, &Path, Phase)>) -> Self {
+        Self::start_env(dir, inject, &[])
+    }
+
+    /// [`Running::start`] with `env` set for the relay (`CAIRN_TEST_KILL_AFTER`).
+    pub(crate) fn start_env(
+        dir: &Path,
+        inject: Option<(&Fault, &Path, Phase)>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let relay = env!("CARGO_BIN_EXE_cairn-relay");
         let mut cmd = match inject {
             Some((fault, trace, Phase::Start)) => fault.command(relay, trace),
             _ => Command::new(relay),
         };
         let mut child = cmd
+            .env_remove("CAIRN_TEST_KILL_AFTER")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("relay.toml"))
             .stdin(Stdio::null())
@@ -126,24 +137,32 @@ impl Running {
         running
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Sends a raw HTTP/1.1 request (`Connection: close`); the response, or `None` if the relay
     /// is gone.
-    pub fn send(&self, request: &[u8]) -> Option<String> {
+    pub(crate) fn send(&self, request: &[u8]) -> Option<String> {
+        self.send_bytes(request)
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// [`Running::send`], the response's bytes as they came.
+    pub(crate) fn send_bytes(&self, request: &[u8]) -> Option<Vec<u8>> {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port?)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
         s.write_all(request).ok()?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out).ok()?;
-        (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+        // A connection the relay's end dropped (it was killed) may end in a reset: what came
+        // before it counts.
+        let _ = s.read_to_end(&mut out);
+        (!out.is_empty()).then_some(out)
     }
 
     /// Posts a bundle; the status code (0 if the relay is gone) and the response.
-    pub fn import(&self, bundle: &[u8]) -> (u16, String) {
+    pub(crate) fn import(&self, bundle: &[u8]) -> (u16, String) {
         let mut request = format!(
             "POST /api/v1/bundles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -163,7 +182,7 @@ impl Running {
     }
 
     /// The state log's size, from `/metrics` (`None` if the relay is gone).
-    pub fn state_log_size(&self) -> Option<u64> {
+    pub(crate) fn state_log_size(&self) -> Option<u64> {
         let reply = self.send(
             format!(
                 "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
@@ -180,7 +199,7 @@ impl Running {
     }
 
     /// Waits (at most `secs`) for the process to exit; its status code.
-    pub fn exit_code(&mut self, secs: u64) -> Option<i32> {
+    pub(crate) fn exit_code(&mut self, secs: u64) -> Option<i32> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(secs) {
             if let Some(status) = self.child.try_wait().unwrap() {
