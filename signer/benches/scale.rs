@@ -15,6 +15,8 @@
 //! `<temp>/cairn-scale-fleet-<n>-<now>`. Results are kept in `CAIRN_SCALE_OUT` (default
 //! `<temp>/cairn-scale`) as `scale-results.json` (a run replaces the sizes it measured), with the
 //! Markdown tables `scale-table.md` and the log-log plot `scale.svg` of every size measured.
+//! `CAIRN_SCALE_KEEP=1` keeps each size's work directory (and prints its path), so that one step
+//! can be run again on its own, e.g. under `perf record`.
 
 #![expect(
     clippy::unwrap_used,
@@ -174,6 +176,10 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
             step.extra
         );
         run.steps.insert(name.to_owned(), step);
+    }
+    if std::env::var_os("CAIRN_SCALE_KEEP").is_some() {
+        // For profiling a step on its own afterwards (docs/scale.md, "Profiling a step").
+        println!("   (work directory kept: {})", work.keep().display());
     }
     run
 }
