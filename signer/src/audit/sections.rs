@@ -48,7 +48,7 @@ impl<'p> Decoded<'p> {
     }
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 

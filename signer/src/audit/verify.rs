@@ -436,7 +436,10 @@ fn check_decisions<'a>(
     }
     let mut digest = Sha256::new();
     let (mut updates, mut rollbacks, mut rejections) = (0u64, 0u64, 0u64);
-    for e in signer.range(want.clone()) {
+    let batch = signer.range(want.clone());
+    // An update and a rollback manifest a device: sized once, not grown a million times.
+    eligible.reserve(batch.len() / 2);
+    for e in batch {
         let (i, s) = (e.0, &e.3);
         digest.update(e.1);
         match s {
