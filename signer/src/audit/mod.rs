@@ -9,6 +9,7 @@
 
 mod complete;
 pub mod export;
+mod facts;
 pub mod images;
 pub mod pack;
 mod relay_log;

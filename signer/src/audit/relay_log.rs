@@ -8,6 +8,7 @@ use cairn_verifier::note::Checkpoint;
 use cairn_verifier::statement::{Kind, Statement};
 use cairn_verifier::types::Hash;
 
+use super::facts::{Fact, whole};
 use super::pack::Pack;
 use super::sections::{Decoded, Entry, check_section, checkpoint_root, gaps, kind_name, threads};
 use super::verified::{CampaignEventFacts, DeviceEventFacts, Verified};
@@ -53,7 +54,7 @@ fn relay_checkpoint(
             .entries
             .iter()
             .rev()
-            .find_map(|(i, _, _, s)| match s {
+            .find_map(|(i, _, _, s)| match whole(s.as_ref()) {
                 Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
                 _ => None,
             });
@@ -107,7 +108,7 @@ fn check_relay_entries(
     let recorded: Vec<(u64, u64)> = signer
         .entries
         .iter()
-        .filter_map(|(i, _, _, s)| match s {
+        .filter_map(|(i, _, _, s)| match whole(s.as_ref()) {
             Some(Statement::RelayCheckpoint(r)) => {
                 Checkpoint::parse(r.checkpoint).ok().map(|c| (*i, c.size.0))
             }
@@ -140,15 +141,15 @@ fn check_relay_entries(
     for (part, entries) in parts.into_iter().zip(relay.entries.chunks(chunk)) {
         v.device_events.extend(part.devices);
         for (index, _, _, s) in part.aside.into_iter().map(|i| &entries[i]) {
-            match s {
-                Some(Statement::DeviceEvent(e)) => v.fail(
+            match (s, whole(s.as_ref())) {
+                (Some(Fact::DeviceEvent(e)), _) => v.fail(
                     format!("relay log entry {index}"),
                     format!(
                         "device {} is not eligible in campaign {} (no update manifest)",
                         e.device_id, pack.campaign
                     ),
                 ),
-                Some(Statement::CampaignEvent(e)) => {
+                (_, Some(Statement::CampaignEvent(e))) => {
                     match e.action {
                         Action::Paused if e.actor.as_str() == "rule" => {
                             paused_by_rule = Some(*index);
@@ -177,14 +178,14 @@ fn check_relay_entries(
                         cause: e.cause.as_str().into(),
                     });
                 }
-                Some(other) => v.fail(
+                (Some(other), _) => v.fail(
                     format!("relay log entry {index}"),
                     format!(
                         "a {} has no place in the relay's log",
                         kind_name(other.kind())
                     ),
                 ),
-                None => {}
+                (None, _) => {}
             }
         }
     }
@@ -215,8 +216,8 @@ impl Scan<'_> {
             aside: Vec::new(),
         };
         for (i, (index, _, _, s)) in entries.iter().enumerate() {
-            match s {
-                Some(Statement::DeviceEvent(e)) if e.campaign.as_str() == self.campaign => {
+            match (s, whole(s.as_ref())) {
+                (Some(Fact::DeviceEvent(e)), _) if e.campaign.as_str() == self.campaign => {
                     if self.has_plan && !self.eligible.contains(e.device_id.as_str()) {
                         part.aside.push(i);
                     }
@@ -232,11 +233,12 @@ impl Scan<'_> {
                         rollback: self.rollback == Some(e.release_id.as_str()),
                     });
                 }
-                Some(Statement::CampaignEvent(e)) if e.campaign.as_str() == self.campaign => {
+                (_, Some(Statement::CampaignEvent(e))) if e.campaign.as_str() == self.campaign => {
                     part.aside.push(i);
                 }
-                Some(Statement::DeviceEvent(_) | Statement::CampaignEvent(_)) | None => {}
-                Some(_) => part.aside.push(i),
+                (Some(Fact::DeviceEvent(_)) | None, _) | (_, Some(Statement::CampaignEvent(_))) => {
+                }
+                (Some(_), _) => part.aside.push(i),
             }
         }
         part
@@ -255,8 +257,8 @@ fn check_applied_approval(
     e: &CampaignEvent<'_>,
     paused_by_rule: Option<u64>,
 ) {
-    let approval = match signer.find(e.devices) {
-        Some((_, _, _, Some(Statement::Approval { approval, .. })))
+    let approval = match signer.find(e.devices).and_then(|f| whole(f.3.as_ref())) {
+        Some(Statement::Approval { approval, .. })
             if approval.campaign.as_str() == pack.campaign =>
         {
             Some(approval)
