@@ -15,6 +15,8 @@
 //! `<temp>/cairn-scale-fleet-<n>-<now>`. Results are kept in `CAIRN_SCALE_OUT` (default
 //! `<temp>/cairn-scale`) as `scale-results.json` (a run replaces the sizes it measured), with the
 //! Markdown tables `scale-table.md` and the log-log plot `scale.svg` of every size measured.
+//! `CAIRN_SCALE_KEEP=1` keeps each size's work directory (and prints its path), so that one step
+//! can be run again on its own, e.g. under `perf record`.
 
 #![expect(
     clippy::unwrap_used,
@@ -85,6 +87,32 @@ fn main() {
     println!("(results, tables and plot in {})", out.display());
 }
 
+/// `openssl speed -multi <cores> ecdsap256` verify/s: every core verifying at once.
+fn openssl_verify_all(cores: usize) -> f64 {
+    let out = Command::new("openssl")
+        .args([
+            "speed",
+            "-seconds",
+            "2",
+            "-multi",
+            &cores.to_string(),
+            "ecdsap256",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.contains("ecdsa (nistp256)"))
+        .find_map(|l| {
+            let nums: Vec<f64> = l
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            nums.last().copied()
+        })
+        .unwrap_or_else(|| panic!("unexpected openssl speed -multi output:\n{text}"))
+}
+
 /// Runs every step at `n` devices in a fresh work directory.
 fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
     println!("\n{n} devices");
@@ -136,8 +164,18 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
         if relay_failed && name == "relay-stage" {
             continue;
         }
+        // The import's reference: OpenSSL's verification on every core at once, just before and
+        // just after the step, so that both see the same machine (a shared one drifts by 20 %
+        // and more within a run; docs/scale.md).
+        let around_import = name == "import";
+        if around_import {
+            run.openssl_verify_all.push(openssl_verify_all(cores));
+        }
         let t = Instant::now();
         let output = command.stderr(Stdio::piped()).output().unwrap();
+        if around_import {
+            run.openssl_verify_all.push(openssl_verify_all(cores));
+        }
         let text = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             let err = String::from_utf8_lossy(&output.stderr);
@@ -174,6 +212,10 @@ fn size(n: u64, relay: &Path, cores: usize, openssl_verify: f64) -> Run {
             step.extra
         );
         run.steps.insert(name.to_owned(), step);
+    }
+    if std::env::var_os("CAIRN_SCALE_KEEP").is_some() {
+        // For profiling a step on its own afterwards (docs/scale.md, "Profiling a step").
+        println!("   (work directory kept: {})", work.keep().display());
     }
     run
 }

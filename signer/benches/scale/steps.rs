@@ -146,7 +146,7 @@ fn setup(dir: &Path) -> serde_json::Value {
     json!({})
 }
 
-/// `cairn devices import`: the CSV read from its file, parsed, every certificate verified, the
+/// `cairn devices import`: the CSV streamed from its file, parsed, every certificate verified, the
 /// registry written.
 fn import(dir: &Path, fleet: &Path, n: u64) -> serde_json::Value {
     let registry = Registry::open(dir.join("home/registry")).unwrap();
@@ -154,17 +154,17 @@ fn import(dir: &Path, fleet: &Path, n: u64) -> serde_json::Value {
         .trust(&std::fs::read(fleet.join("ca.der")).unwrap())
         .unwrap();
     let t = Instant::now();
-    let csv = std::fs::read(fleet.join("fleet.csv")).unwrap();
-    let read_secs = t.elapsed().as_secs_f64();
-    let report = registry.import(&csv, Format::Csv).unwrap();
+    // Streamed from the file as `cairn devices import` does: parsed as it is read.
+    let csv = std::fs::File::open(fleet.join("fleet.csv")).unwrap();
+    let csv_bytes = csv.metadata().unwrap().len();
+    let report = registry.import_from(csv, Format::Csv).unwrap();
     assert_eq!(report.trusted, n);
     json!({
-        "read_secs": read_secs,
         "parse_secs": report.parse_secs,
         "check_secs": report.check_secs,
         "write_secs": report.write_secs,
-        "import_secs": t.elapsed().as_secs_f64() - read_secs,
-        "csv_bytes": csv.len(),
+        "import_secs": t.elapsed().as_secs_f64(),
+        "csv_bytes": csv_bytes,
     })
 }
 

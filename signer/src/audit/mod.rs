@@ -10,6 +10,7 @@
 
 mod complete;
 pub mod export;
+mod facts;
 pub mod images;
 pub mod pack;
 mod relay_log;

@@ -8,8 +8,9 @@ use cairn_verifier::note::Checkpoint;
 use cairn_verifier::statement::{Kind, Statement};
 use cairn_verifier::types::Hash;
 
+use super::facts::{Fact, whole};
 use super::pack::Pack;
-use super::sections::{Decoded, check_section, checkpoint_root, gaps, kind_name};
+use super::sections::{Decoded, Entry, check_section, checkpoint_root, gaps, kind_name, threads};
 use super::verified::{CampaignEventFacts, DeviceEventFacts, Verified};
 
 /// Step 7, the relay log, through the last relay checkpoint record.
@@ -53,7 +54,7 @@ fn relay_checkpoint(
             .entries
             .iter()
             .rev()
-            .find_map(|(i, _, _, s)| match s {
+            .find_map(|(i, _, _, s)| match whole(s.as_ref()) {
                 Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
                 _ => None,
             });
@@ -107,69 +108,140 @@ fn check_relay_entries(
     let recorded: Vec<(u64, u64)> = signer
         .entries
         .iter()
-        .filter_map(|(i, _, _, s)| match s {
+        .filter_map(|(i, _, _, s)| match whole(s.as_ref()) {
             Some(Statement::RelayCheckpoint(r)) => {
                 Checkpoint::parse(r.checkpoint).ok().map(|c| (*i, c.size.0))
             }
             _ => None,
         })
         .collect();
+    // The device events (two a device) on every core, in parts of the table; what depends on
+    // what came before (campaign events: a pause and its resume) and every finding, in one pass
+    // over what the parts set aside, in log order: the findings' order is the sequential one.
+    let rollback = v.plan.as_ref().map(|p| p.rollback.clone());
+    let scan = Scan {
+        campaign: pack.campaign,
+        has_plan: v.plan.is_some(),
+        rollback: rollback.as_deref(),
+        eligible,
+    };
+    let (scan, chunk) = (&scan, relay.entries.len().div_ceil(threads()).max(1));
+    let parts: Vec<Part> = std::thread::scope(|s| {
+        let workers: Vec<_> = relay
+            .entries
+            .chunks(chunk)
+            .map(|part| s.spawn(move || scan.part(part)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut paused_by_rule: Option<u64> = None;
-    for (index, _, _, s) in &relay.entries {
-        match s {
-            Some(Statement::DeviceEvent(e)) if e.campaign.as_str() == pack.campaign => {
-                if v.plan.is_some() && !eligible.contains(e.device_id.as_str()) {
-                    v.fail(
-                        format!("relay log entry {index}"),
-                        format!(
-                            "device {} is not eligible in campaign {} (no update manifest)",
-                            e.device_id, pack.campaign
-                        ),
-                    );
-                }
-                v.device_events.push(DeviceEventFacts {
-                    index: *index,
-                    device: e.device_id.as_str().into(),
-                    state: e.state.name(),
-                    stage: e.stage,
-                    attempt: e.attempt,
-                    at: e.at.0,
-                    actor: e.actor.as_str().into(),
-                    cause: e.cause.as_str().into(),
-                    rollback: v
-                        .plan
-                        .as_ref()
-                        .is_some_and(|p| p.rollback == e.release_id.as_str()),
-                });
-            }
-            Some(Statement::CampaignEvent(e)) if e.campaign.as_str() == pack.campaign => {
-                match e.action {
-                    Action::Paused if e.actor.as_str() == "rule" => paused_by_rule = Some(*index),
-                    Action::Resumed => paused_by_rule = None,
-                    _ => {}
-                }
-                if e.action == Action::ApprovalApplied {
-                    check_applied_approval(v, pack, signer, &recorded, *index, e, paused_by_rule);
-                }
-                v.campaign_events.push(CampaignEventFacts {
-                    index: *index,
-                    action: e.action.name(),
-                    stage: e.stage,
-                    devices: e.devices,
-                    at: e.at.0,
-                    actor: e.actor.as_str().into(),
-                    cause: e.cause.as_str().into(),
-                });
-            }
-            Some(Statement::DeviceEvent(_) | Statement::CampaignEvent(_)) | None => {}
-            Some(other) => v.fail(
-                format!("relay log entry {index}"),
-                format!(
-                    "a {} has no place in the relay's log",
-                    kind_name(other.kind())
+    for (part, entries) in parts.into_iter().zip(relay.entries.chunks(chunk)) {
+        v.device_events.extend(part.devices);
+        for (index, _, _, s) in part.aside.into_iter().map(|i| &entries[i]) {
+            match (s, whole(s.as_ref())) {
+                (Some(Fact::DeviceEvent(e)), _) => v.fail(
+                    format!("relay log entry {index}"),
+                    format!(
+                        "device {} is not eligible in campaign {} (no update manifest)",
+                        e.device_id, pack.campaign
+                    ),
                 ),
-            ),
+                (_, Some(Statement::CampaignEvent(e))) => {
+                    match e.action {
+                        Action::Paused if e.actor.as_str() == "rule" => {
+                            paused_by_rule = Some(*index);
+                        }
+                        Action::Resumed => paused_by_rule = None,
+                        _ => {}
+                    }
+                    if e.action == Action::ApprovalApplied {
+                        check_applied_approval(
+                            v,
+                            pack,
+                            signer,
+                            &recorded,
+                            *index,
+                            e,
+                            paused_by_rule,
+                        );
+                    }
+                    v.campaign_events.push(CampaignEventFacts {
+                        index: *index,
+                        action: e.action.name(),
+                        stage: e.stage,
+                        devices: e.devices,
+                        at: e.at.0,
+                        actor: e.actor.as_str().into(),
+                        cause: e.cause.as_str().into(),
+                    });
+                }
+                (Some(other), _) => v.fail(
+                    format!("relay log entry {index}"),
+                    format!(
+                        "a {} has no place in the relay's log",
+                        kind_name(other.kind())
+                    ),
+                ),
+                (None, _) => {}
+            }
         }
+    }
+}
+
+/// What every part of the relay's entries is checked against.
+struct Scan<'a> {
+    campaign: &'a str,
+    /// Whether the pack's plan verified (without one, no device is named as not eligible).
+    has_plan: bool,
+    /// The plan's rollback target.
+    rollback: Option<&'a str>,
+    eligible: &'a HashSet<&'a str>,
+}
+
+/// One part of the relay's entries: the facts of its device events of the campaign, in order,
+/// and the positions (in the part) of the entries the sequential pass looks at: the campaign's
+/// campaign events, device events about a device not eligible, and entries of another kind.
+struct Part {
+    devices: Vec<DeviceEventFacts>,
+    aside: Vec<usize>,
+}
+
+impl Scan<'_> {
+    fn part(&self, entries: &[Entry<'_>]) -> Part {
+        let mut part = Part {
+            devices: Vec::new(),
+            aside: Vec::new(),
+        };
+        for (i, (index, _, _, s)) in entries.iter().enumerate() {
+            match (s, whole(s.as_ref())) {
+                (Some(Fact::DeviceEvent(e)), _) if e.campaign.as_str() == self.campaign => {
+                    if self.has_plan && !self.eligible.contains(e.device_id.as_str()) {
+                        part.aside.push(i);
+                    }
+                    part.devices.push(DeviceEventFacts {
+                        index: *index,
+                        device: e.device_id.as_str().into(),
+                        state: e.state.name(),
+                        stage: e.stage,
+                        attempt: e.attempt,
+                        at: e.at.0,
+                        actor: e.actor.as_str().into(),
+                        cause: e.cause.as_str().into(),
+                        rollback: self.rollback == Some(e.release_id.as_str()),
+                    });
+                }
+                (_, Some(Statement::CampaignEvent(e))) if e.campaign.as_str() == self.campaign => {
+                    part.aside.push(i);
+                }
+                (Some(Fact::DeviceEvent(_)) | None, _) | (_, Some(Statement::CampaignEvent(_))) => {
+                }
+                (Some(_), _) => part.aside.push(i),
+            }
+        }
+        part
     }
 }
 
@@ -185,8 +257,8 @@ fn check_applied_approval(
     e: &CampaignEvent<'_>,
     paused_by_rule: Option<u64>,
 ) {
-    let approval = match signer.find(e.devices) {
-        Some((_, _, _, Some(Statement::Approval { approval, .. })))
+    let approval = match signer.find(e.devices).and_then(|f| whole(f.3.as_ref())) {
+        Some(Statement::Approval { approval, .. })
             if approval.campaign.as_str() == pack.campaign =>
         {
             Some(approval)

@@ -7,14 +7,16 @@ use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{Kind, Statement};
+
+use super::facts::Fact;
 use cairn_verifier::types::Hash;
 
 use super::pack::Section;
 use super::verified::Verified;
 
-/// One entry of a section: `(index, leaf hash, entry, statement)`; a statement that did not
+/// One entry of a section: `(index, leaf hash, entry, what it states)`; a statement that did not
 /// decode is a finding and `None` here.
-pub(super) type Entry<'p> = (u64, Hash, &'p [u8], Option<Statement<'p>>);
+pub(super) type Entry<'p> = (u64, Hash, &'p [u8], Option<Fact<'p>>);
 
 /// A log section with every entry's statement decoded.
 pub(super) struct Decoded<'p> {
@@ -48,7 +50,7 @@ impl<'p> Decoded<'p> {
     }
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
@@ -65,7 +67,7 @@ fn hash_and_decode(first: usize, part: &mut [Entry<'_>]) -> PassFindings {
             bad.push(first + i);
         }
         match Statement::decode(slot.2) {
-            Ok(st) => slot.3 = Some(st),
+            Ok(st) => slot.3 = Some(Fact::from(st)),
             Err(e) => undecoded.push((first + i, e)),
         }
     }
@@ -73,7 +75,7 @@ fn hash_and_decode(first: usize, part: &mut [Entry<'_>]) -> PassFindings {
 }
 
 /// Checks a section's runs, leaf hashes and proof against its checkpoint root (the checkpoint's
-/// signature is checked by the caller), and decodes every entry.
+/// signature is checked by the caller), and decodes every entry, keeping its [`Fact`].
 ///
 /// The table is built once, in place: each entry is hashed and decoded on every core straight
 /// into its slot (docs/scale.md: before, the statements were decoded into a table of their own

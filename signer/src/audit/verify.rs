@@ -23,6 +23,7 @@ use cairn_verifier::types::Hash;
 use sha2::{Digest, Sha256};
 
 use super::complete::check_counted_kinds;
+use super::facts::{Fact, whole};
 use super::pack::Pack;
 use super::relay_log::check_relay_log;
 use super::sections::{Decoded, check_section, checkpoint_root, gaps};
@@ -205,7 +206,7 @@ fn check_key_statements(
         .map(|k| ReleaseKey::new(k, &Software));
     let mut generation = 0;
     for (index, _, _, s) in &signer.entries {
-        let Some(Statement::Key { entry, statement }) = s else {
+        let Some(Statement::Key { entry, statement }) = whole(s.as_ref()) else {
             continue;
         };
         let item = format!("signer log entry {index} (key statement)");
@@ -264,7 +265,7 @@ fn check_releases(
 ) -> BTreeMap<String, (u64, Hash)> {
     let mut release_cose: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
     for (index, _, _, s) in &signer.entries {
-        let Some(Statement::Release { entry, statement }) = s else {
+        let Some(Statement::Release { entry, statement }) = whole(s.as_ref()) else {
             continue;
         };
         let key = match signed_by(entry.cose_sign1, release_keys, *index) {
@@ -346,7 +347,7 @@ fn check_plan<'a>(
     let plans: Vec<_> = signer
         .entries
         .iter()
-        .filter_map(|(i, _, _, s)| match s {
+        .filter_map(|(i, _, _, s)| match whole(s.as_ref()) {
             Some(Statement::Plan { entry, plan }) if plan.campaign.as_str() == pack.campaign => {
                 Some((*i, entry, plan))
             }
@@ -451,11 +452,14 @@ fn check_decisions<'a>(
     }
     let mut digest = Sha256::new();
     let (mut updates, mut rollbacks, mut rejections) = (0u64, 0u64, 0u64);
-    for e in signer.range(want.clone()) {
+    let batch = signer.range(want.clone());
+    // An update and a rollback manifest a device: sized once, not grown a million times.
+    eligible.reserve(batch.len() / 2);
+    for e in batch {
         let (i, s) = (e.0, &e.3);
         digest.update(e.1);
-        match s {
-            Some(Statement::Manifest(m)) if m.campaign.as_str() == pack.campaign => {
+        match (s, whole(s.as_ref())) {
+            (Some(Fact::Manifest(m)), _) if m.campaign.as_str() == pack.campaign => {
                 if m.purpose == Purpose::Update {
                     updates += 1;
                     eligible.insert(m.device_id.as_str());
@@ -463,7 +467,7 @@ fn check_decisions<'a>(
                     rollbacks += 1;
                 }
             }
-            Some(Statement::Rejection(r)) if r.campaign.as_str() == pack.campaign => {
+            (_, Some(Statement::Rejection(r))) if r.campaign.as_str() == pack.campaign => {
                 rejections += 1;
                 for reason in r.reasons.iter() {
                     *v.rejected_by_reason
@@ -550,7 +554,7 @@ fn check_approvals(
     plan_digest: Option<Hash>,
 ) {
     for (index, _, _, s) in &signer.entries {
-        let Some(Statement::Approval { entry, approval }) = s else {
+        let Some(Statement::Approval { entry, approval }) = whole(s.as_ref()) else {
             continue;
         };
         if approval.campaign.as_str() != pack.campaign {
@@ -612,10 +616,12 @@ fn signed_by(cose: &[u8], keys: &[ReleaseKeyAt], index: u64) -> Result<String, S
 /// The custodians of the session record just before signer log entry `index` (the session that
 /// signed it), if it is one.
 fn session_before(signer: &Decoded<'_>, index: u64) -> Vec<String> {
-    match index.checked_sub(1).and_then(|i| signer.find(i)) {
-        Some((_, _, _, Some(Statement::Session(s)))) => {
-            s.custodians.iter().map(str::to_owned).collect()
-        }
+    match index
+        .checked_sub(1)
+        .and_then(|i| signer.find(i))
+        .and_then(|e| whole(e.3.as_ref()))
+    {
+        Some(Statement::Session(s)) => s.custodians.iter().map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }

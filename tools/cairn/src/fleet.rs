@@ -210,11 +210,12 @@ pub(crate) fn run_devices(cmd: DevicesCommand, out: Output) -> CliResult {
         DevicesCommand::Import { home, file } => {
             let format = Format::of(&file)
                 .ok_or_else(|| anyhow!("{}: expected a .csv or .json file", file.display()))?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // Streamed: a CSV file is parsed as it is read, never held whole (docs/scale.md).
+            let reader = std::fs::File::open(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let bar = out.progress("import", 1);
             let report = registry(&home)?
-                .import(&bytes, format)
+                .import_from(reader, format)
                 .with_context(|| format!("{}", file.display()))?;
             bar.finish_and_clear();
             out.emit(
