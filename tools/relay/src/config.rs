@@ -383,7 +383,7 @@ mod tests {
         let path = Path::new("/etc/cairn/relay.toml");
         match Config::parse(text, path) {
             Err(e @ Error::Toml { .. }) => {
-                assert!(e.to_string().starts_with("/etc/cairn/relay.toml:"))
+                assert!(e.to_string().starts_with("/etc/cairn/relay.toml:"));
             }
             other => panic!("{other:?}"),
         }
