@@ -211,22 +211,22 @@ pub async fn link_with_jobs(
             }
         })
     };
-    // The broker's acknowledgements go to the engine from a task of their own, in bursts: the
-    // event loop hands each over on a channel of this runtime (no system call), and the
-    // forwarder runs when the event loop waits for the socket, sending every acknowledgement
-    // that arrived meanwhile. One wake-up of the engine thread per burst instead of one per
-    // delivery: that wake-up per delivery was most of the link's gap to a bare publisher
-    // (docs/relay.md, "Benchmark").
-    let (acked, mut to_forward) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
+    // The broker's acknowledgements go to the engine in bursts: the event loop adds each to a
+    // shared buffer and wakes a forwarder task (no system call), which runs when the event loop
+    // waits for the socket and sends every acknowledgement that arrived meanwhile. One wake-up of
+    // the engine thread per burst instead of one per delivery: that wake-up per delivery was most
+    // of the link's gap to a bare publisher (docs/relay.md, "Benchmark"). Order is kept: before a
+    // message from a device goes to the engine, the event loop sends the buffered
+    // acknowledgements itself, so a device's report never overtakes the acknowledgement of the
+    // delivery it answers (the buffer's lock is held while a burst is sent).
+    let acked = Arc::new(AckBuffer::default());
     let forwarder = {
         let inputs = inputs.clone();
+        let acked = Arc::clone(&acked);
         tokio::spawn(async move {
-            let mut burst = Vec::with_capacity(ACK_BURST);
-            while to_forward.recv_many(&mut burst, ACK_BURST).await > 0 {
-                if inputs
-                    .send(Input::Acked(std::mem::take(&mut burst)))
-                    .is_err()
-                {
+            loop {
+                acked.ready.notified().await;
+                if acked.flush(&inputs).is_err() {
                     return;
                 }
             }
@@ -258,6 +258,9 @@ pub async fn link_with_jobs(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if acked.flush(&inputs).is_err() {
+                    break;
+                }
                 if let Some(p) = hand_over(p, &inputs, counters, with_jobs) {
                     // Not awaited: this task drives the event loop that drains the request queue.
                     let _ = client.try_ack(&p);
@@ -276,7 +279,7 @@ pub async fn link_with_jobs(
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(Some(d)) = in_flight.remove(&ack.pkid) {
-                    let _ = acked.send(d);
+                    acked.push(d);
                 }
             }
             Ok(_) => {}
@@ -298,14 +301,43 @@ pub async fn link_with_jobs(
     publisher.abort();
     acker.abort();
     watcher.abort();
-    // The acknowledgements already taken still reach the engine (briefly: it may be stopping).
-    drop(acked);
-    let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+    // The acknowledgements already taken still reach the engine.
+    forwarder.abort();
+    let _ = acked.flush(&inputs);
     let _ = client.disconnect().await;
 }
 
-/// Broker acknowledgements forwarded to the engine at most at once.
-const ACK_BURST: usize = 1024;
+/// Deliveries the broker acknowledged, not yet handed to the engine.
+#[derive(Default)]
+struct AckBuffer {
+    pending: std::sync::Mutex<Vec<Delivery>>,
+    ready: tokio::sync::Notify,
+}
+
+impl AckBuffer {
+    fn push(&self, d: Delivery) {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(d);
+        self.ready.notify_one();
+    }
+
+    /// Sends what is buffered as one input, holding the lock until it is sent (so no later input
+    /// of the event loop overtakes it). `Err` when the engine is gone.
+    fn flush(&self, inputs: &std::sync::mpsc::SyncSender<LinkInput>) -> Result<(), ()> {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        inputs
+            .send(Input::Acked(std::mem::take(&mut *pending)))
+            .map_err(|_| ())
+    }
+}
 
 /// Hands a status message (or, with `with_jobs`, a Jobs request) to the engine; a message on any other topic (the ACL lets none through)
 /// is given back, to be acknowledged and forgotten. A QoS 0 status that finds the queue full is
