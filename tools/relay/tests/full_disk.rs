@@ -25,10 +25,9 @@ mod tmpfs;
 
 use std::path::Path;
 
-use cairn_vault::Vault;
 use cairn_verifier::campaign::ApprovalAction;
 use common::SignerLog;
-use running::Running;
+use running::{Running, check_stores};
 use tmpfs::{Tmpfs, fill_to};
 
 const DISK_FULL: &str = "No space left on device";
@@ -185,32 +184,6 @@ fn verdict(
             format!("import {i}: {code} ({}), the relay goes on", body.trim())
         }
         Some(other) => panic!("{ctx}: the relay exited {other}: {stderr}"),
-    }
-}
-
-/// Both stores reopen at or above what was acknowledged, and `fsck` passes on each.
-fn check_stores(data: &Path, mirror_acked: u64, state_acked: u64, ctx: &str, saw: &str) {
-    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
-        let path = data.join(store);
-        if !path.exists() {
-            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
-            continue;
-        }
-        let v = match Vault::open(&path) {
-            Ok(v) => v,
-            // A create the full disk interrupted: nothing acknowledged; the restart resumes it.
-            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
-            Err(e) => panic!("{ctx}: reopening {store}: {e} ({saw})"),
-        };
-        assert!(
-            v.size() >= acked,
-            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
-            v.size()
-        );
-        let report = v
-            .fsck(&mut |_, _| {})
-            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
-        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
     }
 }
 

@@ -27,10 +27,9 @@ mod strace;
 use std::path::Path;
 use std::process::Command;
 
-use cairn_vault::Vault;
 use cairn_verifier::campaign::ApprovalAction;
 use common::SignerLog;
-use running::{Phase, Running};
+use running::{Phase, Running, check_stores};
 use strace::Fault;
 
 /// The cases: a few faults in the stores' creation, the rest in the imports.
@@ -190,31 +189,7 @@ fn run_case((fault, phase): (Fault, Phase)) -> Outcome {
     }
 
     // Reopened without faults: everything acknowledged, fsck clean on both stores.
-    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
-        let path = data.join(store);
-        if !path.exists() {
-            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
-            continue;
-        }
-        let v = match Vault::open(&path) {
-            Ok(v) => v,
-            // A create the fault interrupted: nothing was acknowledged; the restart resumes it.
-            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
-            Err(e) => panic!(
-                "{ctx}: reopening {store}: {e} ({saw}); processes: {}",
-                String::from_utf8_lossy(&Command::new("ps").arg("-ef").output().unwrap().stdout)
-            ),
-        };
-        assert!(
-            v.size() >= acked,
-            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
-            v.size()
-        );
-        let report = v
-            .fsck(&mut |_, _| {})
-            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
-        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
-    }
+    check_stores(&data, mirror_acked, state_acked, &ctx, &saw);
     let mut relay = Running::start(dir.path(), None);
     assert!(
         relay.port.is_some(),

@@ -210,3 +210,38 @@ impl Running {
         None
     }
 }
+
+/// After a fault: both stores of `data` reopen at or above what was acknowledged (a create the
+/// fault interrupted, with nothing acknowledged, may be left for the restart to resume), and
+/// `fsck` passes on each. `saw` is what the relay did, for the failure message.
+pub(crate) fn check_stores(data: &Path, mirror_acked: u64, state_acked: u64, ctx: &str, saw: &str) {
+    for (store, acked) in [("mirror", mirror_acked), ("state", state_acked)] {
+        let path = data.join(store);
+        if !path.exists() {
+            assert_eq!(acked, 0, "{ctx}: {store} acknowledged and missing");
+            continue;
+        }
+        let v = match cairn_vault::Vault::open(&path) {
+            Ok(v) => v,
+            Err(cairn_vault::Error::NotALog(_)) if acked == 0 => continue,
+            Err(e) => panic!(
+                "{ctx}: reopening {store}: {e} ({saw}); processes: {}",
+                String::from_utf8_lossy(
+                    &Command::new("ps")
+                        .arg("-ef")
+                        .output()
+                        .map_or_else(|_| Vec::new(), |o| o.stdout)
+                )
+            ),
+        };
+        assert!(
+            v.size() >= acked,
+            "{ctx}: {store} reopened at {} below the acknowledged {acked}",
+            v.size()
+        );
+        let report = v
+            .fsck(&mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{ctx}: fsck {store}: {e}"));
+        assert_eq!(report.size, v.size(), "{ctx}: fsck {store}: {report:?}");
+    }
+}
