@@ -234,6 +234,9 @@ pub enum Error {
     /// Eligibility or a rollout plan was refused before anything was signed.
     #[error("rollout plan refused: {0}")]
     Plan(String),
+    /// The plan file is invalid: the field and why (`rollout::SpecError`); nothing was signed.
+    #[error("rollout plan refused: {0}")]
+    PlanFile(#[from] crate::rollout::SpecError),
     /// The log refused or failed (see the vault error).
     #[error(transparent)]
     Vault(#[from] cairn_vault::Error),

@@ -17,7 +17,6 @@ use cairn_verifier::merkle::leaf_hash;
 use cairn_verifier::rollout::{Gate, Reason, Reasons, Rejection, RolloutPlan, Stage, Stages};
 use cairn_verifier::statement::{EntryHeader, Kind, Manifest, Purpose, ReleaseStatement};
 use cairn_verifier::types::{Hash, Id, UnixTime, Version};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -25,86 +24,12 @@ use crate::parallel;
 
 pub mod awsjob;
 mod jobs;
+mod spec;
 
 use crate::registry::{Device, Lifecycle, Registry};
 use crate::session::Session;
 pub use jobs::{AbortSpec, ExponentialRateSpec, JobsSpec, RetrySpec};
-
-/// Which devices a release is for (besides the release's own product, family and hardware).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeSpec {
-    /// Lowest current version allowed (inclusive), `MAJOR.MINOR.PATCH`.
-    pub min_version: String,
-    /// Highest current version allowed (inclusive).
-    pub max_version: String,
-    /// Cohort tags; a device must carry one (empty: every device).
-    #[serde(default)]
-    pub cohorts: Vec<String>,
-    /// Devices in scope whatever their cohorts.
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// Devices never in scope.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Quarantined devices.
-    #[serde(default)]
-    pub quarantine: Vec<String>,
-}
-
-/// One stage as an operator writes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageSpec {
-    /// Name (`canary`, `wave-1`, …).
-    pub name: String,
-    /// Exactly this many devices (cumulative), for a canary.
-    pub devices: Option<u64>,
-    /// Or this share of the eligible devices (cumulative), 1 to 100.
-    pub percent: Option<u8>,
-    /// Soak time before advancing, seconds.
-    pub soak_secs: u64,
-    /// Installed share to advance, per mille.
-    pub success_permille: u16,
-    /// Failed share that pauses, per mille.
-    pub failure_permille: u16,
-    /// `automatic` or `approval`.
-    pub gate: String,
-}
-
-/// A rollout plan as an operator writes it (TOML, docs/eligibility.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanSpec {
-    /// Campaign id (new).
-    pub campaign: String,
-    /// The release to roll out (in the log).
-    pub release: String,
-    /// The pre-signed rollback target: an earlier release in the log.
-    pub rollback_release: String,
-    /// Scope.
-    pub scope: ScopeSpec,
-    /// Stages, in order; the last covers every eligible device.
-    pub stages: Vec<StageSpec>,
-    /// Install attempts per device, 1 to 10.
-    pub max_attempts: u8,
-    /// First retry delay, seconds (doubled per attempt).
-    pub backoff_secs: u64,
-    /// Failures that quarantine a device, 1 to 10.
-    pub quarantine_after_failures: u8,
-    /// Quarantine a device at once when it reports a verification failure.
-    pub quarantine_on_verification_failure: bool,
-    /// AWS IoT Jobs rollout controls (`[jobs]`, docs/jobs.md), signed as plan key 17.
-    #[serde(default)]
-    pub jobs: Option<JobsSpec>,
-}
-
-impl PlanSpec {
-    /// Parses a plan file (TOML).
-    pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Plan(format!("plan file: {e}")))
-    }
-}
+pub use spec::{Checked, PlanSpec, ScopeSpec, SpecError, StageSpec};
 
 /// The scope with its versions parsed and the release's own constraints.
 #[derive(Debug, Clone)]
@@ -238,83 +163,6 @@ fn find_release(session: &Session<'_>, id: &str) -> Result<LoggedRelease> {
 
 fn id<'a>(what: &str, s: &'a str) -> Result<Id<'a>> {
     Id::new(s).ok_or_else(|| Error::Plan(format!("{what} {s:?} is not a valid identifier")))
-}
-
-/// Stage device counts from the spec, validated: each stage names a count or a percentage,
-/// counts strictly increase, thresholds are in range, the last stage covers every eligible device.
-fn stage_counts(spec: &PlanSpec, eligible: u64) -> Result<Vec<u64>> {
-    if spec.stages.is_empty() || spec.stages.len() > 16 {
-        return Err(Error::Plan(format!(
-            "{} stages: a plan has 1 to 16",
-            spec.stages.len()
-        )));
-    }
-    let mut counts = Vec::with_capacity(spec.stages.len());
-    let mut last = 0;
-    for s in &spec.stages {
-        let bad = |why: String| Error::Plan(format!("stage {:?}: {why}", s.name));
-        let count = match (s.devices, s.percent) {
-            (Some(n), None) => n.min(eligible),
-            (None, Some(p)) if (1..=100).contains(&p) => (eligible * u64::from(p)).div_ceil(100),
-            (None, Some(p)) => return Err(bad(format!("percent {p} is not 1 to 100"))),
-            _ => return Err(bad("give exactly one of devices and percent".into())),
-        };
-        for (what, v) in [
-            ("success_permille", s.success_permille),
-            ("failure_permille", s.failure_permille),
-        ] {
-            if !(1..=1000).contains(&v) {
-                return Err(bad(format!("{what} {v} is not 1 to 1000")));
-            }
-        }
-        if !matches!(s.gate.as_str(), "automatic" | "approval") {
-            return Err(bad(format!(
-                "gate {:?} is not automatic or approval",
-                s.gate
-            )));
-        }
-        id("stage name", &s.name)?;
-        if count <= last {
-            return Err(bad(format!(
-                "covers {count} devices, not more than the stage before ({last})"
-            )));
-        }
-        last = count;
-        counts.push(count);
-    }
-    if last != eligible {
-        return Err(Error::Plan(format!(
-            "the stages cover {last} of the {eligible} eligible devices; the last stage must cover them all (percent = 100)"
-        )));
-    }
-    Ok(counts)
-}
-
-fn stage_names(spec: &PlanSpec) -> Result<Vec<Id<'_>>> {
-    spec.stages
-        .iter()
-        .map(|s| id("stage name", &s.name))
-        .collect()
-}
-
-fn build_stages<'a>(spec: &PlanSpec, counts: &[u64], names: &[Id<'a>]) -> Vec<Stage<'a>> {
-    spec.stages
-        .iter()
-        .zip(counts)
-        .zip(names)
-        .map(|((s, &devices), &name)| Stage {
-            name,
-            devices,
-            soak_secs: s.soak_secs,
-            success_permille: s.success_permille,
-            failure_permille: s.failure_permille,
-            gate: if s.gate == "approval" {
-                Gate::Approval
-            } else {
-                Gate::Automatic
-            },
-        })
-        .collect()
 }
 
 /// What the plan's manifests point at.
@@ -499,17 +347,10 @@ impl crate::appliance::Appliance {
 }
 
 impl Session<'_> {
-    /// Checks the plan's campaign is new, its retry numbers in range, and its release and rollback
+    /// Checks the plan's campaign is new, and its release and rollback
     /// target are in the log, the target an earlier release of the same product and family.
     fn plan_releases(&self, spec: &PlanSpec) -> Result<(LoggedRelease, LoggedRelease)> {
         self.appliance().check_new_campaign(&spec.campaign)?;
-        if !(1..=10).contains(&spec.max_attempts)
-            || !(1..=10).contains(&spec.quarantine_after_failures)
-        {
-            return Err(Error::Plan(
-                "max_attempts and quarantine_after_failures must be 1 to 10".into(),
-            ));
-        }
         let release = find_release(self, &spec.release)?;
         let rollback = find_release(self, &spec.rollback_release)?;
         let statement = release.statement()?;
@@ -553,10 +394,6 @@ impl Session<'_> {
 
     /// `cairn rollout plan`: decides every registered device, validates and signs the plan, and
     /// logs plan and decisions under one checkpoint. Nothing is signed if anything is invalid.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "the campaign sequence and Jobs controls made it 101 lines: to split"
-    )]
     pub fn plan_rollout(
         &self,
         registry: &Registry,
@@ -564,27 +401,21 @@ impl Session<'_> {
         now: UnixTime,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PlanReport> {
-        let campaign = id("campaign", &spec.campaign)?;
+        // The file's own checks first: a bad plan is refused before a device is decided.
+        let checked = spec.check()?;
         let (release, rollback) = self.plan_releases(spec)?;
         let statement = release.statement()?;
         let back = rollback.statement()?;
-        let parse_version = |what: &str, s: &str| {
-            Version::parse(s)
-                .ok_or_else(|| Error::Plan(format!("scope {what} {s:?} is not MAJOR.MINOR.PATCH")))
-        };
         let hardware: Vec<&str> = statement.hardware_revisions.iter().collect();
         let scope = Scope {
             product: statement.product.as_str(),
             family: statement.family.as_str(),
             hardware_revisions: hardware,
-            min_version: parse_version("min_version", &spec.scope.min_version)?,
-            max_version: parse_version("max_version", &spec.scope.max_version)?,
+            min_version: checked.min_version,
+            max_version: checked.max_version,
             release_version: statement.version,
             spec: &spec.scope,
         };
-        if scope.min_version > scope.max_version {
-            return Err(Error::Plan("scope min_version is above max_version".into()));
-        }
 
         let (release_digest, rollback_digest) = (release.digest(), rollback.digest());
         // Strictly increasing per class, from the log: this plan closes every earlier campaign of
@@ -596,7 +427,7 @@ impl Session<'_> {
         let targets = Targets {
             release: (statement.release_id, release_digest, statement.version),
             rollback: (back.release_id, rollback_digest),
-            campaign,
+            campaign: checked.campaign,
             sequence,
         };
         let Decided {
@@ -606,20 +437,15 @@ impl Session<'_> {
             by_reason,
         } = decide_all(registry, &scope, &targets, now, progress)?;
         crate::interrupted::reached("decided");
-        let counts = stage_counts(spec, eligible)?;
-        let jobs = spec
-            .jobs
-            .as_ref()
-            .map(|j| j.controls(eligible, spec.max_attempts))
-            .transpose()?;
+        let counts = spec.stage_counts(eligible)?;
+        let jobs = spec.jobs_controls(eligible)?;
 
         // The plan binds the decisions through their leaf hashes.
         let decisions_digest = decisions_digest(&decisions)?;
-        let names = stage_names(spec)?;
-        let stages = build_stages(spec, &counts, &names);
+        let stages = spec.stages(&counts, &checked.stage_names);
         let rejected = total - eligible;
         let plan = RolloutPlan {
-            campaign,
+            campaign: checked.campaign,
             release_id: statement.release_id,
             release_digest,
             rollback_release_id: back.release_id,

@@ -65,6 +65,9 @@ impl std::fmt::Debug for Vault {
     }
 }
 
+/// RocksDB info logs (`LOG`, `LOG.old.*`) kept beside a store.
+const KEEP_INFO_LOGS: usize = 10;
+
 fn options() -> Options {
     let mut opts = Options::default();
     opts.create_missing_column_families(true);
@@ -81,6 +84,10 @@ fn options() -> Options {
     opts.set_manual_wal_flush(false);
     opts.set_atomic_flush(true);
     opts.set_max_background_jobs(2);
+    // RocksDB's diagnostic log: a new `LOG` at every open, the old one renamed `LOG.old.<time>`
+    // and, by default, 1,000 of them kept. An appliance opened once a command would keep a
+    // thousand; ten are plenty to read what happened around a fault.
+    opts.set_keep_log_file_num(KEEP_INFO_LOGS);
     opts.set_write_buffer_size(128 << 20);
     opts.set_max_write_buffer_number(4);
     opts.set_level_compaction_dynamic_level_bytes(true);

@@ -359,6 +359,8 @@ fn rocksdb_options_for_durability_are_set() {
         ("avoid_flush_during_recovery", "false"),
         // no WAL file is reused, so a recovered WAL never holds an older log's records
         ("recycle_log_file_num", "0"),
+        // ten diagnostic logs, not RocksDB's default thousand (one is added at every open)
+        ("keep_log_file_num", "10"),
     ] {
         assert_eq!(
             db_options.get(option).copied(),

@@ -290,6 +290,8 @@ impl Registry {
         // the WAL, and a flush of some column families only (RocksDB's recovery from ENOSPC)
         // would let the next open replay it into the others alone: devices without their import.
         opts.set_atomic_flush(true);
+        // Ten RocksDB info logs, not the default thousand (a new one at every open).
+        opts.set_keep_log_file_num(10);
         let cfs = CFS.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(storage)?;
         Ok(Self {

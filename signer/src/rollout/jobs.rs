@@ -29,7 +29,9 @@ use cairn_verifier::rollout::jobs::{
 };
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use super::spec::SpecError;
+
+type Result<T> = core::result::Result<T, SpecError>;
 
 /// `[jobs.exponential_rate]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,8 +87,8 @@ pub struct JobsSpec {
     pub retry: Vec<RetrySpec>,
 }
 
-fn refuse(field: &str, why: impl std::fmt::Display) -> Error {
-    Error::Plan(format!("jobs.{field}: {why}"))
+fn refuse(field: &str, why: impl std::fmt::Display) -> SpecError {
+    SpecError::new(format!("jobs.{field}"), why.to_string())
 }
 
 fn within(field: &str, v: u64, range: std::ops::RangeInclusive<u64>, aws: &str) -> Result<u64> {
@@ -215,8 +217,9 @@ impl JobsSpec {
         }
         c.retry = Self::retries(&self.retry, max_attempts)?;
         if c.is_empty() {
-            return Err(Error::Plan(
-                "jobs: the section sets no control; remove it or set one".into(),
+            return Err(SpecError::new(
+                "jobs",
+                "the section sets no control; remove it or set one",
             ));
         }
         Ok(c)

@@ -312,6 +312,9 @@ pub(crate) fn run_rollout(cmd: RolloutCommand, out: Output) -> CliResult {
     let text =
         std::fs::read_to_string(&plan).with_context(|| format!("reading {}", plan.display()))?;
     let spec = PlanSpec::from_toml(&text).with_context(|| format!("{}", plan.display()))?;
+    // Before any passphrase, and before a device is decided: the file's own checks.
+    spec.check()
+        .with_context(|| format!("{}: rollout plan refused", plan.display()))?;
     let appliance = open(&session.home)?;
     // Before any passphrase: a campaign the log holds (an interrupted `rollout plan` that logged
     // it is complete) is named with what to do.
