@@ -128,6 +128,7 @@ fn main() -> io::Result<()> {
     pack(&mut corpus)?;
     mcuboot(&mut corpus, &fixture)?;
     relay_inputs(&mut corpus)?;
+    plan_files(&mut corpus)?;
     println!(
         "seeds: wrote {} seeds into {}",
         corpus.written,
@@ -486,6 +487,7 @@ fn pack(corpus: &mut Corpus) -> io::Result<()> {
             proof: Vec::new(),
         },
     };
+    corpus.put("pack_proof", "small", &pack.to_cbor())?;
     corpus.put("pack", "small", &pack.to_cbor())
 }
 
@@ -595,4 +597,15 @@ fn relay_inputs(corpus: &mut Corpus) -> io::Result<()> {
         .as_bytes(),
     )?;
     Ok(())
+}
+
+/// The plan files of docs/examples: the reference plan, the demo's, and the reference plan with
+/// the `[jobs]` section appended as that example says.
+fn plan_files(corpus: &mut Corpus) -> io::Result<()> {
+    const PLAN: &str = include_str!("../../../docs/examples/plan-2.4.1.toml");
+    const DEMO: &str = include_str!("../../../docs/examples/plan-2.4.1-demo.toml");
+    const JOBS: &str = include_str!("../../../docs/examples/jobs-controls.toml");
+    corpus.put("plan_spec", "reference", PLAN.as_bytes())?;
+    corpus.put("plan_spec", "demo", DEMO.as_bytes())?;
+    corpus.put("plan_spec", "jobs", format!("{PLAN}\n{JOBS}").as_bytes())
 }
