@@ -17,7 +17,6 @@ static ALLOC: cairn_fuzz::Counting = cairn_fuzz::Counting;
 /// The signer's plan file and its `[jobs]` section, from their source files (the signer crate
 /// links PKCS#11 and RocksDB, which the sanitizer build does not need); `spec` names
 /// `super::jobs` and `jobs` names `super::spec`, which resolve to these two at the crate root.
-#[expect(dead_code, reason = "the fuzz target uses the checks, not every accessor")]
 #[path = "../../signer/src/rollout/jobs.rs"]
 mod jobs;
 #[expect(dead_code, reason = "the fuzz target uses the checks, not every accessor")]
