@@ -2,7 +2,7 @@
 //! and the evidence index (runs by kind, release, campaign and time; device records per bucket),
 //! and the queries answered from them, never by scanning the log. Layout: docs/log.md.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 use cairn_verifier::statement::{Kind, Statement};
 use cairn_verifier::types::{Hash, UnixTime};
@@ -181,6 +181,25 @@ impl Vault {
 
     /// The runs of entries matching `query`, in log order.
     pub fn query(&self, query: Query<'_>) -> Result<Vec<Range<u64>>> {
+        let mut runs = Vec::new();
+        self.each_run(query, &mut |run| {
+            runs.push(run);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        runs.sort_by_key(|r| r.start);
+        Ok(runs)
+    }
+
+    /// The runs of entries matching `query`, handed to `f` as the index yields them (in log order
+    /// but for `Query::Time`, whose runs come by time) until
+    /// `f` breaks: a lookup that needs the first match reads one key, not every run. A release's
+    /// manifests alternate with its rollback target's in a plan, so a release of a million devices
+    /// has a million runs (docs/scale.md, fix 11).
+    pub(crate) fn each_run(
+        &self,
+        query: Query<'_>,
+        f: &mut dyn FnMut(Range<u64>) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         let evidence = self.cf(EVIDENCE)?;
         let size = self.size();
         let (lower, upper) = match query {
@@ -191,7 +210,14 @@ impl Vault {
             Query::Release(r) => {
                 prefix_bounds(evidence_prefix(Dimension::Release, &EvidenceValue::Text(r)))
             }
-            Query::Device(d) => return self.device_entries(d),
+            Query::Device(d) => {
+                for run in self.device_entries(d)? {
+                    if f(run)?.is_break() {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
             Query::Campaign(c) => prefix_bounds(evidence_prefix(
                 Dimension::Campaign,
                 &EvidenceValue::Text(c),
@@ -207,7 +233,6 @@ impl Vault {
                 (lower, upper)
             }
         };
-        let mut runs = Vec::new();
         for item in self
             .db
             .iterator_cf(evidence, IteratorMode::From(&lower, Direction::Forward))
@@ -222,12 +247,11 @@ impl Vault {
             let end = u64_at(&v, 0).ok_or_else(|| Error::Corrupt {
                 what: "evidence value".into(),
             })?;
-            if first < size {
-                runs.push(first..end.min(size));
+            if first < size && f(first..end.min(size))?.is_break() {
+                break;
             }
         }
-        runs.sort_by_key(|r| r.start);
-        Ok(runs)
+        Ok(())
     }
 
     /// Entries about device `d`, from its bucket's records.

@@ -3,7 +3,7 @@
 //! mirror all or nothing, verified in full first, idempotently. Bundles carry no deliveries:
 //! `Vault::deliveries` builds them from the log, on the relay from its verified mirror.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 
 use cairn_verifier::crypto::{Crypto as _, Software};
 use cairn_verifier::delivery::{Delivery, ProofHashes};
@@ -430,14 +430,21 @@ impl Vault {
     }
 
     /// The release entry of release `id`: its index and its COSE_Sign1.
+    /// The release entry comes before every manifest that names it (a plan needs it in the log),
+    /// so this reads the first run of the release's index, not its million manifests.
     pub fn release_entry(&self, id: &str) -> Result<(u64, Vec<u8>)> {
-        for index in self.query_indices(Query::Release(id))? {
-            let entry = self.entry(index)?;
-            if let Ok(release) = ReleaseEntry::decode(&entry) {
-                return Ok((index, release.cose_sign1.to_vec()));
+        let mut found = None;
+        self.each_run(Query::Release(id), &mut |run| {
+            for index in run {
+                let entry = self.entry(index)?;
+                if let Ok(release) = ReleaseEntry::decode(&entry) {
+                    found = Some((index, release.cose_sign1.to_vec()));
+                    return Ok(ControlFlow::Break(()));
+                }
             }
-        }
-        Err(Error::UnknownRelease(id.into()))
+            Ok(ControlFlow::Continue(()))
+        })?;
+        found.ok_or_else(|| Error::UnknownRelease(id.into()))
     }
 
     /// Imports a bundle into this log (a mirror of the bundle's log, pinned to `key`): verified
