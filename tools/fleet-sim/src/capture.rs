@@ -149,7 +149,10 @@ impl Capture {
         };
         let checkpoint: Hash = Sha256::digest(delivery.checkpoint).into();
         let n = {
-            let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+            let mut taken = self
+                .taken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let count = taken.count;
             let seen = taken.per_checkpoint.entry(checkpoint).or_default();
             if count >= self.limit || *seen >= PER_CHECKPOINT {

@@ -68,7 +68,9 @@ pub(crate) fn read(dir: &Path) -> Result<Capture> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("delivery-") && n.ends_with(".json"))
+        .filter(|n| {
+            n.starts_with("delivery-") && Path::new(n).extension().is_some_and(|e| e == "json")
+        })
         .collect();
     names.sort();
     let deliveries = names

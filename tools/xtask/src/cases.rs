@@ -769,7 +769,7 @@ fn state_literal(s: &StoredState) -> String {
     let installed = match &s.installed {
         None => "None".to_owned(),
         Some(i) => format!(
-            "Some(Installed {{ image_digest: {:?}, image_size: {}, version: Version::new({}, {}, {}), \
+            "Some(cairn_verifier::boot::Installed {{ image_digest: {:?}, image_size: {}, version: Version::new({}, {}, {}), \
              security_epoch: SecurityEpoch({}), delivery_digest: {:?}, campaign_sequence: {} }})",
             i.image_digest,
             i.image_size,

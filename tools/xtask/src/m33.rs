@@ -260,8 +260,15 @@ pub(crate) fn build_and_run(
 
 fn check_verdicts(run: &Run, all: &[cases::Case]) -> Result<()> {
     let mut failed = Vec::new();
+    let width = all
+        .iter()
+        .filter(|c| !c.name.starts_with(crate::wycheproof_cases::PREFIX))
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(30);
     println!(
-        "{:<30} {:<26} {:>12} {:>7}",
+        "{:<width$} {:<26} {:>12} {:>7}",
         "case", "verdict", "instructions", "stack"
     );
     let (mut wycheproof, mut wycheproof_valid) = (0usize, 0usize);
@@ -289,15 +296,17 @@ fn check_verdicts(run: &Run, all: &[cases::Case]) -> Result<()> {
         }
         let instructions = run.instructions(case.name).unwrap_or_default();
         println!(
-            "{:<30} {:<26} {instructions:>12} {:>7}{mark}",
+            "{:<width$} {:<26} {instructions:>12} {:>7}{mark}",
             case.name, o.verdict, o.stack
         );
     }
-    println!(
-        "{:<30} {wycheproof} cases ({wycheproof_valid} valid accepted, {} invalid refused) unless named above",
-        "wycheproof (ECDSA P-256)",
-        wycheproof - wycheproof_valid
-    );
+    if wycheproof > 0 {
+        println!(
+            "{:<width$} {wycheproof} cases ({wycheproof_valid} valid accepted, {} invalid refused) unless named above",
+            "wycheproof (ECDSA P-256)",
+            wycheproof - wycheproof_valid
+        );
+    }
     ensure!(
         failed.is_empty(),
         "Cortex-M33 boot check, backend {}: {} unexpected verdicts:\n  {}",
