@@ -578,7 +578,7 @@ fn change_payload_keep_signature(release: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// What the firmware pins: the generated file's `LOG_ORIGIN`, `LOG_KEY`, `RELEASE_KEY` and its
-/// 2-of-3 style witness policy (`WITNESS_NAMES`, `WITNESS_KEYS`, `WITNESS_THRESHOLD`).
+/// witness policy (`WITNESS_NAMES`, `WITNESS_KEYS`, `WITNESS_THRESHOLD`).
 #[derive(Debug, Clone)]
 pub(crate) struct Anchors {
     /// The log's origin (and checkpoint key name).
@@ -668,7 +668,8 @@ pub(crate) fn write(dir: &Path, anchors: &Anchors, cases: &[Case]) -> Result<std
         if image.len() > FLASH_IMAGE_MAX {
             writeln!(
                 rs,
-                "// SAFETY: `.bulk` is a loaded, read-only output section of its own (memory.x).\n\
+                "// SAFETY: `.bulk` is an output section of its own in PSRAM (memory.x), loaded from the\n\
+                 // ELF; only these images are placed there.\n\
                  #[unsafe(link_section = \".bulk\")]\n\
                  static IMAGE_{i}_BYTES: [u8; {}] = *include_bytes!({path:?});\n\
                  static IMAGE_{i}: &[u8] = &IMAGE_{i}_BYTES;",
