@@ -71,6 +71,9 @@ const CAMPAIGN: &str = "campaign-2026-11-2.4.1";
 const RELEASE: &str = "controller-fw-2.4.1";
 const ROLLBACK: &str = "controller-fw-2.4.0";
 const CUSTODIANS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+/// The fleet simulator's sample of deliveries (`cairn-fleet-sim --capture`), in the demo's
+/// directory.
+const CAPTURE: &str = "fleet-capture";
 const PLAN: &str = include_str!("../../../docs/examples/plan-2.4.1-demo.toml");
 
 fn step(out: Output, n: u32, what: &str) {
@@ -621,6 +624,10 @@ fn start_simulator(
         .arg(dir.join("fleet-state"))
         // Every device takes its update through the AWS IoT Jobs device API (docs/jobs.md).
         .args(["--mode", "jobs"])
+        // A sample of the deliveries as devices received them, for the Cortex-M33 firmware
+        // under QEMU (`cargo xtask m33-deliveries --dir DIR`, which tools/demo runs next).
+        .arg("--capture")
+        .arg(dir.join(CAPTURE))
         .args([
             "--install-failure",
             &format!("1={}%", args.wave_failure_percent),

@@ -102,6 +102,11 @@ impl Witnesses {
         self.threshold
     }
 
+    /// The pinned witnesses, in policy order.
+    pub fn keys(&self) -> &[Vkey] {
+        &self.keys
+    }
+
     /// n.
     pub fn len(&self) -> usize {
         self.keys.len()

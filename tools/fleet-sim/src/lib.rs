@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod capture;
 pub mod certs;
 pub mod device;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod jobs;
 pub mod sim;
 pub mod state;
 
+pub use capture::Capture;
 pub use device::{Images, MAX_WITNESSES, Trust, Witnesses, load_images};
 pub use error::{Error, Result};
 pub use faults::{DeviceFaults, Faults, Rate};

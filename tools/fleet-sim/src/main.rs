@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_fleet_sim::{Faults, Mode, Rate, Sim, SimConfig, Stats, Trust, Witnesses, load_images};
+use cairn_fleet_sim::{
+    Capture, Faults, Mode, Rate, Sim, SimConfig, Stats, Trust, Witnesses, load_images,
+};
 use clap::Parser;
 
 /// Simulated cairn devices: each connects over MQTT/TLS with its own client certificate, runs the
@@ -89,6 +91,14 @@ struct Args {
     /// `jobs = true` in `[mqtt]`).
     #[arg(long, value_name = "MODE", default_value = "topics")]
     mode: Mode,
+    /// Keep a sample of the deliveries the boot check accepted, as received, in DIR (with what
+    /// the devices pin and the images' files): what `cargo xtask m33-deliveries` runs on the
+    /// Cortex-M33 firmware under QEMU.
+    #[arg(long, value_name = "DIR")]
+    capture: Option<PathBuf>,
+    /// Most deliveries `--capture` keeps (at most two per checkpoint).
+    #[arg(long, value_name = "N", default_value_t = 6, requires = "capture")]
+    capture_count: usize,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
@@ -151,6 +161,12 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
     config.devices = args.devices;
     config.connect_concurrency = args.connect_concurrency;
     config.mode = args.mode;
+    if let Some(dir) = &args.capture {
+        config.capture = Some(Arc::new(
+            Capture::create(dir, args.capture_count, &config.trust, &args.images)
+                .context("--capture")?,
+        ));
+    }
     config.faults = Faults {
         seed: args.seed,
         install_failure,

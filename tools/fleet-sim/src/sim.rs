@@ -24,6 +24,7 @@ use rumqttc::{
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 
+use crate::capture::Capture;
 use crate::certs::{self, Ca, ClientFiles};
 use crate::device::{Handled, Images, Trust, handle};
 use crate::error::{Error, Result, io};
@@ -65,6 +66,8 @@ pub struct SimConfig {
     pub threads: usize,
     /// cairn's own topics (default) or the AWS IoT Jobs device API (`crate::jobs`).
     pub mode: Mode,
+    /// Where a sample of accepted deliveries is kept (`--capture`), if anywhere.
+    pub capture: Option<Arc<Capture>>,
 }
 
 impl SimConfig {
@@ -98,6 +101,7 @@ impl SimConfig {
             keep_alive: Duration::from_secs(60),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             mode: Mode::Topics,
+            capture: None,
         }
     }
 }
@@ -193,6 +197,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     pub(crate) connect: Semaphore,
     verify: Semaphore,
+    capture: Option<Arc<Capture>>,
 }
 
 /// A running simulation. Start and stop it from synchronous code (it owns its runtime).
@@ -262,6 +267,7 @@ impl Sim {
             stats: Counters::default(),
             connect: Semaphore::new(config.connect_concurrency),
             verify: Semaphore::new(threads),
+            capture: config.capture,
         });
         let stats = &shared.stats;
         add(&stats.devices, devices.len() as u64);
@@ -634,6 +640,12 @@ pub(crate) async fn check_delivery(
                 &current,
                 bytes.as_ref(),
             );
+            if let Some(capture) = &shared.capture
+                && let Err(e) = capture.offer(&device.row, &current, bytes.as_ref(), &handled)
+            {
+                // A sample for later checks, never a reason to stop the device.
+                eprintln!("{}: capture: {e}", device.row.id);
+            }
             let stored = match &handled {
                 Handled::Done { state, .. } => state.store(&shared.state, &device.row.id),
                 _ => Ok(()),

@@ -91,6 +91,12 @@ impl DeviceState {
         file.into_state().map(Some).map_err(corrupt)
     }
 
+    /// The state of `device` as its state file holds it (what `--capture` records beside a
+    /// delivery).
+    pub(crate) fn to_json(&self, device: &str) -> serde_json::Result<serde_json::Value> {
+        serde_json::to_value(File::from_state(self, device))
+    }
+
     /// Writes the state of `device` atomically (temporary file, then rename).
     pub fn store(&self, dir: &Path, device: &str) -> Result<()> {
         let path = Self::path(dir, device);
