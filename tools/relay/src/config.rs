@@ -336,8 +336,7 @@ impl Config {
         }
         if let Some(w) = config.witnesses.as_mut() {
             w.policy = base.join(&w.policy);
-            if w.retry_min_secs == 0 || w.retry_max_secs < w.retry_min_secs || w.timeout_secs == 0
-            {
+            if w.retry_min_secs == 0 || w.retry_max_secs < w.retry_min_secs || w.timeout_secs == 0 {
                 return Err(Error::WitnessTiming(path.to_owned()));
             }
         }

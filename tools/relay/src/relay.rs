@@ -548,6 +548,10 @@ impl Relay {
             .map(|f| crate::witness::witnessed_size(&self.vault, f.policy()))
             .transpose()
             .map_err(ImportError::Mirror)?;
+        if let Some(f) = &self.witnesses {
+            f.refresh(&self.vault, report.size)
+                .map_err(ImportError::Mirror)?;
+        }
         {
             let mut engine = self.engine();
             if witnessed.is_some() {

@@ -87,7 +87,11 @@ pub(super) async fn status(_operator: Operator, relay: web::Data<Relay>) -> Http
 /// `GET /api/v1/witnesses`: the witnesses against the policy (404 without `[witnesses]`). The
 /// cosigned checkpoint itself is `/log/checkpoint`, which `cairn witness attach` takes.
 pub(super) async fn witnesses(_operator: Operator, relay: web::Data<Relay>) -> HttpResponse {
-    let Some(w) = web::block(move || relay.witness_view()).await.ok().flatten() else {
+    let Some(w) = web::block(move || relay.witness_view())
+        .await
+        .ok()
+        .flatten()
+    else {
         return refuse(
             StatusCode::NOT_FOUND,
             "no [witnesses] in the relay's configuration",

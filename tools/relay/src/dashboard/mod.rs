@@ -126,12 +126,10 @@ fn witnesses(w: &crate::witness::WitnessView) -> String {
             "<tr data-witness=\"{name}\"><td>{name}{url}</td><td>{size}</td><td>{at}</td>\
              <td>{asked}</td><td>{failures}</td><td>{error}</td></tr>",
             name = esc(&s.name),
-            url = s
-                .url
-                .as_deref()
-                .map_or_else(|| " <small>(no URL: offline)</small>".to_owned(), |u| {
-                    format!(" <small>{}</small>", esc(u))
-                }),
+            url = s.url.as_deref().map_or_else(
+                || " <small>(no URL: offline)</small>".to_owned(),
+                |u| { format!(" <small>{}</small>", esc(u)) }
+            ),
             size = n(s.cosigned),
             at = time(s.last_cosigned_at),
             asked = time(s.last_attempt),

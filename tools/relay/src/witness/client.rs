@@ -46,7 +46,8 @@ impl WitnessUrl {
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !p.contains(']') => (
                 h,
-                p.parse::<u16>().map_err(|_| bad("the port is not a number"))?,
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number"))?,
             ),
             _ => (authority, default),
         };
@@ -54,7 +55,11 @@ impl WitnessUrl {
         if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("no host"));
         }
-        let mut target = if path.is_empty() { "/".to_owned() } else { path.to_owned() };
+        let mut target = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        };
         if !target.ends_with('/') {
             target.push('/');
         }
@@ -232,18 +237,27 @@ mod tests {
         assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 8080));
         assert_eq!(u.target, "/add-checkpoint");
         let u = WitnessUrl::parse("https://w.example/tlog").unwrap();
-        assert_eq!((u.tls, u.port, u.target.as_str()), (true, 443, "/tlog/add-checkpoint"));
+        assert_eq!(
+            (u.tls, u.port, u.target.as_str()),
+            (true, 443, "/tlog/add-checkpoint")
+        );
         let u = WitnessUrl::parse("http://[::1]:9/").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
-        for bad in ["ftp://x/", "http://", "http://u@h/", "http://h:x/", "http://h/?q"] {
+        for bad in [
+            "ftp://x/",
+            "http://",
+            "http://u@h/",
+            "http://h:x/",
+            "http://h/?q",
+        ] {
             assert!(WitnessUrl::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn answers_are_read_by_status_type_and_length() {
-        let ok = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n\xe2\x80\x94 w x\nextra")
-            .unwrap();
+        let ok =
+            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n\xe2\x80\x94 w x\nextra").unwrap();
         assert_eq!(ok, Answer::Cosigned("— w x\n".into()));
         let size =
             parse(b"HTTP/1.1 409 Conflict\r\ncontent-type: text/x.tlog.size\r\n\r\n42\n").unwrap();

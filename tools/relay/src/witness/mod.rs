@@ -164,6 +164,25 @@ impl Forwarder {
         self.lock().iter().map(|(s, _)| s.clone()).collect()
     }
 
+    /// Reads each witness's last cosigned size again from `mirror` (an imported bundle may carry
+    /// cosignatures gathered on the signer's side); a size never goes down.
+    pub fn refresh(&self, mirror: &Vault, latest: u64) -> Result<(), cairn_vault::Error> {
+        let behind: Vec<(usize, String)> = self
+            .lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| s.cosigned < latest)
+            .map(|(i, (s, _))| (i, s.name.clone()))
+            .collect();
+        for (i, name) in behind {
+            let size = cairn_vault::witness::last_cosigned(mirror, &self.policy, &name)?;
+            if let Some((s, _)) = self.lock().get_mut(i) {
+                s.cosigned = s.cosigned.max(size);
+            }
+        }
+        Ok(())
+    }
+
     /// Asks the forwarding thread for a round now (a new checkpoint was imported).
     pub fn wake(&self) {
         *self.wake.0.lock().unwrap_or_else(PoisonError::into_inner) = true;

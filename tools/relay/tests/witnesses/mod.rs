@@ -67,7 +67,11 @@ impl TestWitness {
             .arg(home.join("key"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Self {
             name: name.to_owned(),
             vkey: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
@@ -129,7 +133,11 @@ impl TestWitness {
 pub fn policy(dir: &Path, threshold: usize, witnesses: &[&TestWitness], urls: &[String]) {
     let mut toml = format!("threshold = {threshold}\n");
     for (w, url) in witnesses.iter().zip(urls) {
-        let _ = write!(toml, "[[witness]]\nvkey = \"{}\"\nurl = \"{url}\"\n", w.vkey);
+        let _ = write!(
+            toml,
+            "[[witness]]\nvkey = \"{}\"\nurl = \"{url}\"\n",
+            w.vkey
+        );
     }
     std::fs::write(dir.join("witnesses.toml"), toml).unwrap();
 }
@@ -168,7 +176,11 @@ fn forge_one(client: &mut TcpStream, port: u16) -> std::io::Result<()> {
         if let Some(end) = text.find("\r\n\r\n") {
             let length: usize = text[..end]
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             if request.len() >= end + 4 + length {
                 break;
