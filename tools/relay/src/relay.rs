@@ -173,6 +173,21 @@ pub struct Relay {
     import: Mutex<()>,
 }
 
+/// With `[witnesses]`: the forwarder, and the mirror's latest checkpoint with a quorum (the engine
+/// uses the mirror up to it).
+fn open_witnesses(
+    config: &Config,
+    vault: &Vault,
+) -> Result<(Option<crate::witness::Forwarder>, Option<u64>), OpenError> {
+    let Some(w) = &config.witnesses else {
+        return Ok((None, None));
+    };
+    let forwarder = crate::witness::Forwarder::open(w, vault).map_err(OpenError::Witnesses)?;
+    let published =
+        crate::witness::witnessed_size(vault, forwarder.policy()).map_err(OpenError::Witnesses)?;
+    Ok((Some(forwarder), Some(published)))
+}
+
 /// Whether a vault error on import is the bundle's fault (422) rather than the storage's (500).
 fn bundle_at_fault(e: &cairn_vault::Error) -> bool {
     use cairn_vault::Error as E;
@@ -244,18 +259,7 @@ impl Relay {
             .origin
             .clone()
             .unwrap_or_else(|| format!("{}/relay", config.log.origin));
-        // With witnesses, the engine uses the mirror up to its latest checkpoint with a quorum.
-        let witnesses = config
-            .witnesses
-            .as_ref()
-            .map(|w| crate::witness::Forwarder::open(w, &vault))
-            .transpose()
-            .map_err(OpenError::Witnesses)?;
-        let published = witnesses
-            .as_ref()
-            .map(|f| crate::witness::witnessed_size(&vault, f.policy()))
-            .transpose()
-            .map_err(OpenError::Witnesses)?;
+        let (witnesses, published) = open_witnesses(config, &vault)?;
         let mut engine = Engine::open_published(
             &config.data_dir,
             &state_origin,

@@ -227,7 +227,6 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "a panic is a failed test")]
 mod tests {
     use super::*;
 

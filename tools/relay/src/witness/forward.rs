@@ -134,7 +134,7 @@ impl Relay {
                     })
                     .collect()
             });
-            let cosigned = self.record(f, asked);
+            let cosigned = Self::record(f, asked);
             if cosigned && let Err(e) = self.publish_witnessed() {
                 crate::say!("cairn-relay: witnesses: publishing the cosigned checkpoint: {e}");
             }
@@ -150,7 +150,7 @@ impl Relay {
     }
 
     /// Records what each witness answered; whether any cosignature was attached.
-    fn record(&self, f: &Forwarder, asked: Vec<(usize, Asked)>) -> bool {
+    fn record(f: &Forwarder, asked: Vec<(usize, Asked)>) -> bool {
         let now = crate::engine::now();
         let mut status = f.lock();
         let mut any = false;
