@@ -124,6 +124,24 @@ fn delivered(relay: &Relay) -> u64 {
         .map_or(0, |c| c.totals()[DeviceState::Delivered])
 }
 
+/// `GET path` through the relay's routes with the operator's token: status and body.
+fn get(relay: &Arc<Relay>, path: &str) -> (u16, String) {
+    use actix_web::{App, test as http_test, web};
+    actix_web::rt::System::new().block_on(async {
+        let data = web::Data::from(Arc::clone(relay));
+        let app =
+            http_test::init_service(App::new().app_data(data).configure(cairn_relay::routes)).await;
+        let req = http_test::TestRequest::get()
+            .uri(path)
+            .insert_header(("Authorization", format!("Bearer {}", common::TOKEN)))
+            .to_request();
+        let resp = http_test::call_service(&app, req).await;
+        let status = resp.status().as_u16();
+        let body = http_test::read_body(resp).await;
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    })
+}
+
 fn view(relay: &Relay) -> WitnessView {
     relay.witness_view().unwrap()
 }
@@ -258,6 +276,26 @@ fn with_k_witnesses_down_deliveries_wait_with_a_status_naming_them_then_flow() {
         relay.dashboard().contains("data-waiting=\"true\""),
         "the dashboard shows the wait"
     );
+    // The API and the metrics say the same.
+    let (status, body) = get(&relay, "/api/v1/witnesses");
+    assert_eq!(status, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api["waiting"], true);
+    assert_eq!(api["witnessed"], 0);
+    assert_eq!(api["witnesses"][0]["cosigned"], size);
+    assert!(api["witnesses"][1]["last_error"].is_string(), "{api}");
+    let (_, metrics) = get(&relay, "/metrics");
+    assert!(
+        metrics.contains("cairn_relay_witness_waiting 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "cairn_relay_witness_cosigned_size{{witness=\"{}\"}} {size}\n",
+            NAMES[0]
+        )),
+        "{metrics}"
+    );
 
     // One of them comes back: it is asked again (backoff at most 2 s) and deliveries flow.
     s.start(2);
@@ -269,6 +307,11 @@ fn with_k_witnesses_down_deliveries_wait_with_a_status_naming_them_then_flow() {
     assert_eq!(v.witnesses[2].cosigned, size);
     assert_eq!(v.witnesses[2].last_error, None);
     assert_eq!(device_accepts(&relay, &s), size);
+    let (_, metrics) = get(&relay, "/metrics");
+    assert!(
+        metrics.contains("cairn_relay_witness_waiting 0\n"),
+        "{metrics}"
+    );
     drop(runner);
 }
 
