@@ -262,14 +262,19 @@ impl Relay {
         }
     }
 
-    /// Lets the engine use the mirror's latest checkpoint with a quorum, and publishes the tiles
-    /// again (their `checkpoint` carries the cosignatures); returns that checkpoint's size.
+    /// Publishes the tiles again (their `checkpoint` carries the cosignatures), then lets the engine
+    /// use the mirror's latest checkpoint with a quorum; returns that checkpoint's size.
     pub(crate) fn publish_witnessed(&self) -> Result<u64, ImportError> {
         let Some(f) = self.witnesses.as_ref() else {
             return Ok(self.vault.size());
         };
         let _one = self.import_lock();
         let size = witnessed_size(&self.vault, f.policy()).map_err(ImportError::Mirror)?;
+        // The tiles first: once deliveries of a checkpoint go, `/log/checkpoint` (what goes back to
+        // the signer) carries its cosignatures.
+        self.vault
+            .export(&self.tiles, &mut |_, _| {})
+            .map_err(ImportError::Tiles)?;
         {
             let mut engine = self.engine();
             if engine.published_limit().is_none_or(|p| p < size) {
@@ -280,9 +285,6 @@ impl Relay {
                     .map_err(ImportError::Engine)?;
             }
         }
-        self.vault
-            .export(&self.tiles, &mut |_, _| {})
-            .map_err(ImportError::Tiles)?;
         Ok(size)
     }
 }
