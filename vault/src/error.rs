@@ -117,6 +117,34 @@ pub enum Error {
         /// The size asked for.
         size: u64,
     },
+    /// A witness policy file (`witnesses.toml`, [`crate::witness`]) cannot be used.
+    #[error("witness policy {path}: {why}")]
+    WitnessPolicy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A checkpoint brought back from a witness is refused: not over a checkpoint this log
+    /// signed, or a pinned witness's cosignature on it does not verify. Nothing was stored.
+    #[error("cosigned checkpoint from {from}: {why}")]
+    Cosignature {
+        /// Where it came from (a file, a witness's name).
+        from: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// A witness has cosigned a larger checkpoint of this log than this copy of it holds (the
+    /// signer's side went ahead of a mirror): no consistency proof can be made for it.
+    #[error("witness {witness} is at size {size}, beyond this log's latest checkpoint {latest}")]
+    WitnessAhead {
+        /// The witness.
+        witness: String,
+        /// The size it named.
+        size: u64,
+        /// This log's latest checkpoint.
+        latest: u64,
+    },
     /// The entry was pruned after its retention period: its leaf hash stays in the tiles, its
     /// bytes are gone.
     #[error("entry {index} was pruned after its retention period")]

@@ -7,7 +7,9 @@
 //! - checkpoints (C2SP signed note, ECDSA P-256 with Rekor's key id) signed through any
 //!   `signature::Signer<p256::ecdsa::Signature>` — an HSM key or a software key;
 //! - an evidence index by kind, release, device, campaign and time, and retention per release;
-//! - a static tlog-tiles export, and `fsck`.
+//! - a static tlog-tiles export, and `fsck`;
+//! - witnesses (`witness`): the k-of-n policy file, `add-checkpoint` requests, cosignatures
+//!   checked and attached (shared by the signer and the relay).
 //!
 //! Storage layout, durability protocol and the append state machine: `docs/log.md`.
 
@@ -25,6 +27,7 @@ mod store;
 pub mod transfer;
 pub mod tree;
 mod vault;
+pub mod witness;
 
 pub use error::{Error, Inconsistency, Result};
 pub use export::{ExportCheck, ExportReport, verify_export};

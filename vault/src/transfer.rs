@@ -385,6 +385,26 @@ impl Vault {
             .last()
             .copied()
             .ok_or(Error::NoCheckpoint { size: 0 })?;
+        self.each_delivery_at(indices, to, sink)
+    }
+
+    /// [`Vault::deliveries`] against the stored checkpoint of size `to` rather than the latest
+    /// (the relay delivers against the latest checkpoint with a witness quorum).
+    pub fn deliveries_at(&self, indices: &[u64], to: u64) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(indices.len());
+        self.each_delivery_at(indices, to, &mut |device, envelope| {
+            out.push((device, envelope));
+        })?;
+        Ok(out)
+    }
+
+    /// [`Vault::each_delivery`] against the stored checkpoint of size `to`.
+    pub fn each_delivery_at(
+        &self,
+        indices: &[u64],
+        to: u64,
+        sink: &mut dyn FnMut(String, Vec<u8>),
+    ) -> Result<()> {
         let (checkpoint, memory) = self.signed_tree(to)?;
         let mut envelopes = Envelopes::new(self, &checkpoint, &memory);
         if let Some(&index) = indices.iter().find(|&&i| i >= to) {

@@ -165,11 +165,12 @@ impl Custody {
     }
 }
 
-/// Has the signer's latest checkpoint cosigned by the witnesses, then carries the signer's log,
-/// from where the relay's mirror stands, over in a transfer bundle file. Returns the witnesses'
-/// standing on the checkpoint carried, in one line.
+/// Carries the signer's log, from where the relay's mirror stands, over in a transfer bundle file;
+/// the relay forwards its checkpoint to the witnesses and delivers once two cosigned it
+/// (docs/relay.md, "Witnesses"); their cosignatures come back to the signer from the relay's
+/// `/log/checkpoint`, as `cairn witness attach` takes them. Returns the witnesses' standing on the
+/// checkpoint carried, in one line.
 fn transfer(scene: &Scene<'_>, relay: &Relay, n: &mut u32) -> anyhow::Result<String> {
-    let (size, quorum) = scene.witnesses.cosign(scene.appliance)?;
     *n += 1;
     let bundle = scene
         .appliance
@@ -178,6 +179,8 @@ fn transfer(scene: &Scene<'_>, relay: &Relay, n: &mut u32) -> anyhow::Result<Str
     let file = scene.dir.join(format!("transfer-{n}.bundle"));
     std::fs::write(&file, bundle.to_cbor())?;
     relay.import_bundle_bytes(&std::fs::read(&file)?)?;
+    let served = scene.dir.join("relay/tiles/checkpoint");
+    let (size, quorum) = witnesses::through_relay(scene.appliance, relay, &served)?;
     Ok(format!("checkpoint {size}: {}", quorum.summary()))
 }
 
@@ -464,11 +467,13 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
              [operators]\noperator = \"{token_hash}\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"log.pem\"\nrelease_key = \"release.pem\"\n\
              [broker]\nmax_publishes_per_sec = 0\n\
              [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\njobs = true\n\
-             [http]\npublic = [\"dashboard\"]\n",
+             [http]\npublic = [\"dashboard\"]\n\
+             [witnesses]\npolicy = \"{}\"\nretry_min_secs = 1\nretry_max_secs = 5\n",
             broker.port(),
             broker.ca().display(),
             relay_files.cert.display(),
-            relay_files.key.display()
+            relay_files.key.display(),
+            scene.witnesses.policy_file.display()
         ),
     )?;
     let relay = Arc::new(Relay::open(&Config::load(&dir.join("relay.toml"))?)?);
@@ -689,7 +694,8 @@ fn evidence(scene: &Scene<'_>, root_der: &[u8]) -> anyhow::Result<(Summary, Path
         7,
         "the evidence pack: exported, then verified with the root certificate alone",
     );
-    // The checkpoint of the relay's log recorded last is cosigned before the pack is exported.
+    // The checkpoint of the relay's log recorded last never crosses to the relay: the signer's own
+    // round has it cosigned (`cairn witness request`/`attach` over HTTP) before the pack is exported.
     let (size, quorum) = scene.witnesses.cosign(appliance)?;
     say(out, &format!("checkpoint {size}: {}", quorum.summary()));
     let pack = audit::export(appliance, CAMPAIGN, now())?;

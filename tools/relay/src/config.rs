@@ -76,6 +76,12 @@ pub enum Error {
     /// `[broker] max_inflight` 0: nothing could ever be published.
     #[error("{0}: [broker] max_inflight must be 1 to 65535 (AWS IoT Core allows 100)")]
     Inflight(PathBuf),
+    /// `[witnesses]` timings that cannot work.
+    #[error(
+        "{0}: [witnesses] needs retry_min_secs ≥ 1, retry_max_secs ≥ retry_min_secs and \
+         timeout_secs ≥ 1"
+    )]
+    WitnessTiming(PathBuf),
     /// A key file that is not a P-256 public key or certificate (PEM).
     #[error("{path}: {reason}")]
     Key {
@@ -109,6 +115,40 @@ pub struct Config {
     /// The broker's per-connection limits (AWS IoT Core's by default).
     #[serde(default)]
     pub broker: crate::limits::BrokerLimits,
+    /// The witnesses the relay forwards the signer's checkpoints to (docs/witness.md §2): with
+    /// it, deliveries wait for a quorum of cosignatures.
+    pub witnesses: Option<WitnessConfig>,
+}
+
+/// `[witnesses]`: the relay as the witnesses' online forwarder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness policy file, in the signer's format (`witnesses.toml`: `threshold` and each
+    /// witness's `vkey` and `url`); the devices' policy.
+    pub policy: PathBuf,
+    /// The first wait before asking a witness that failed again (seconds; doubled after each
+    /// failure up to `retry_max_secs`).
+    #[serde(default = "default_retry_min_secs")]
+    pub retry_min_secs: u64,
+    /// The longest wait between two requests to a witness that keeps failing (seconds).
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// How long a witness may take to connect, and to answer (seconds).
+    #[serde(default = "default_witness_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_retry_min_secs() -> u64 {
+    2
+}
+
+fn default_retry_max_secs() -> u64 {
+    300
+}
+
+fn default_witness_timeout_secs() -> u64 {
+    10
 }
 
 /// Default `[http] max_bundle_bytes`: 256 MiB. The largest real bundle is a million-device
@@ -293,6 +333,12 @@ impl Config {
             m.ca = base.join(&m.ca);
             m.cert = base.join(&m.cert);
             m.key = base.join(&m.key);
+        }
+        if let Some(w) = config.witnesses.as_mut() {
+            w.policy = base.join(&w.policy);
+            if w.retry_min_secs == 0 || w.retry_max_secs < w.retry_min_secs || w.timeout_secs == 0 {
+                return Err(Error::WitnessTiming(path.to_owned()));
+            }
         }
         for f in [&mut config.http.tls_cert, &mut config.http.tls_key]
             .into_iter()

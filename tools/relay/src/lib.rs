@@ -17,6 +17,7 @@
 //! | `jobs` | the AWS IoT Jobs device API, played on the broker (pure protocol, below the engine) |
 //! | `statelog` | the relay's own device-state log |
 //! | `interrupted` | the step boundaries of import and export, where the kill tests stop the relay |
+//! | `witness` | the witnesses' online forwarder: requests, cosignatures checked and attached, the quorum that lets deliveries go |
 
 /// Writes a line to standard error in one `write`, tried twice, and ignores a failed write: a
 /// message must never stop the relay on its way (`eprintln!` panics when standard error fails,
@@ -49,9 +50,12 @@ pub mod session;
 pub mod statelog;
 pub mod throttle;
 pub mod tls;
+pub mod witness;
 
 pub use api::routes;
-pub use config::{Config, HttpConfig, LogConfig, Operators, PublicRoute, RolloutConfig, read_key};
+pub use config::{
+    Config, HttpConfig, LogConfig, Operators, PublicRoute, RolloutConfig, WitnessConfig, read_key,
+};
 pub use engine::Input;
 pub use relay::{EXIT_POISONED, ImportError, OpenError, OperatorAction, Relay};
 pub use runner::Runner;

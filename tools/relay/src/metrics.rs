@@ -104,3 +104,40 @@ impl Metrics {
         body
     }
 }
+
+/// The witnesses' lines of `/metrics` (with `[witnesses]`).
+pub fn witnesses(w: &crate::witness::WitnessView) -> String {
+    // A witness name is a note key name: no whitespace or `+`, but it may hold `"` or `\`.
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut body = format!(
+        "# HELP cairn_relay_witnessed_size The mirror's latest checkpoint with a witness quorum (deliveries use it).\n\
+         # TYPE cairn_relay_witnessed_size gauge\ncairn_relay_witnessed_size {}\n\
+         # HELP cairn_relay_witness_waiting 1 while the mirror's latest checkpoint waits for cosignatures.\n\
+         # TYPE cairn_relay_witness_waiting gauge\ncairn_relay_witness_waiting {}\n\
+         # HELP cairn_relay_witness_cosigned_size The largest mirror checkpoint each witness cosigned.\n\
+         # TYPE cairn_relay_witness_cosigned_size gauge\n",
+        w.witnessed,
+        u8::from(w.waiting()),
+    );
+    for s in &w.witnesses {
+        let _ = writeln!(
+            body,
+            "cairn_relay_witness_cosigned_size{{witness=\"{}\"}} {}",
+            label(&s.name),
+            s.cosigned
+        );
+    }
+    body.push_str(
+        "# HELP cairn_relay_witness_failures Requests to each witness failed in a row.\n\
+         # TYPE cairn_relay_witness_failures gauge\n",
+    );
+    for s in &w.witnesses {
+        let _ = writeln!(
+            body,
+            "cairn_relay_witness_failures{{witness=\"{}\"}} {}",
+            label(&s.name),
+            s.failures
+        );
+    }
+    body
+}

@@ -54,6 +54,10 @@ pub enum OpenError {
     /// The rollout engine could not start (its log, or replaying it).
     #[error("starting the rollout engine: {0}")]
     Engine(#[from] engine::Error),
+    /// The witness policy (`[witnesses] policy`) cannot be used, or the mirror's checkpoints
+    /// could not be checked against it.
+    #[error("the witnesses: {0}")]
+    Witnesses(cairn_vault::Error),
     /// The mirror's tiles could not be published up to its latest checkpoint.
     #[error("publishing the mirror's tiles in {path}: {source}")]
     Tiles {
@@ -162,8 +166,26 @@ pub struct Relay {
     pub(crate) sessions: Sessions,
     /// Failed authentications per source.
     pub(crate) throttle: Throttle,
+    /// With `[witnesses]`: the forwarder of the signer's checkpoints to the witnesses; deliveries
+    /// wait for a quorum (`crate::witness`).
+    pub(crate) witnesses: Option<crate::witness::Forwarder>,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
+}
+
+/// With `[witnesses]`: the forwarder, and the mirror's latest checkpoint with a quorum (the engine
+/// uses the mirror up to it).
+fn open_witnesses(
+    config: &Config,
+    vault: &Vault,
+) -> Result<(Option<crate::witness::Forwarder>, Option<u64>), OpenError> {
+    let Some(w) = &config.witnesses else {
+        return Ok((None, None));
+    };
+    let forwarder = crate::witness::Forwarder::open(w, vault).map_err(OpenError::Witnesses)?;
+    let published =
+        crate::witness::witnessed_size(vault, forwarder.policy()).map_err(OpenError::Witnesses)?;
+    Ok((Some(forwarder), Some(published)))
 }
 
 /// Whether a vault error on import is the bundle's fault (422) rather than the storage's (500).
@@ -237,7 +259,14 @@ impl Relay {
             .origin
             .clone()
             .unwrap_or_else(|| format!("{}/relay", config.log.origin));
-        let mut engine = Engine::open(&config.data_dir, &state_origin, release_key, &vault)?;
+        let (witnesses, published) = open_witnesses(config, &vault)?;
+        let mut engine = Engine::open_published(
+            &config.data_dir,
+            &state_origin,
+            release_key,
+            &vault,
+            published,
+        )?;
         engine.set_rate(config.rollout.max_deliveries_per_sec);
         // The Jobs service, with the executions the relay log shows IN_PROGRESS (a restart).
         let jobs = match config.mqtt.as_ref().filter(|m| m.jobs) {
@@ -276,6 +305,7 @@ impl Relay {
             metrics: Metrics::default(),
             sessions: Sessions::default(),
             throttle: Throttle::new(config.http.max_auth_failures),
+            witnesses,
             import: Mutex::new(()),
         })
     }
@@ -337,6 +367,7 @@ impl Relay {
             view: &view,
             access: crate::dashboard::Access::ReadOnly,
             filter: &crate::dashboard::Filter::default(),
+            witnesses: self.witness_view().as_ref(),
         })
     }
 
@@ -470,15 +501,23 @@ impl Relay {
     /// the mirror, handed to the rollout engine, its tiles published (`cairn demo` runs the relay
     /// in-process).
     pub fn import_bundle_bytes(&self, body: &[u8]) -> Result<serde_json::Value, ImportError> {
-        let _one = self
-            .import
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.import_lock();
         let result = self.import_locked(body);
         if result.is_err() {
             Metrics::count(&self.metrics.bundles_refused);
         }
+        if let Some(f) = &self.witnesses {
+            // A new checkpoint goes to the witnesses now, not at the next round.
+            f.wake();
+        }
         result
+    }
+
+    /// One import (or publication of a witnessed checkpoint) at a time.
+    pub(crate) fn import_lock(&self) -> MutexGuard<'_, ()> {
+        self.import
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn import_locked(&self, body: &[u8]) -> Result<serde_json::Value, ImportError> {
@@ -505,8 +544,23 @@ impl Relay {
             Err(e) => return Err(ImportError::Mirror(e)),
         };
         crate::interrupted::reached("mirror");
+        // With witnesses: the latest checkpoint with a quorum (the bundle may carry cosignatures
+        // gathered on the signer's side); a newer one waits for the forwarder.
+        let witnessed = self
+            .witnesses
+            .as_ref()
+            .map(|f| crate::witness::witnessed_size(&self.vault, f.policy()))
+            .transpose()
+            .map_err(ImportError::Mirror)?;
+        if let Some(f) = &self.witnesses {
+            f.refresh(&self.vault, report.size)
+                .map_err(ImportError::Mirror)?;
+        }
         {
             let mut engine = self.engine();
+            if witnessed.is_some() {
+                engine.set_published(witnessed);
+            }
             engine
                 .on_mirror(&self.vault, engine::now())
                 .and_then(|()| self.commit(&mut engine, std::time::Duration::ZERO))
@@ -530,6 +584,8 @@ impl Relay {
             "size": report.size,
             "manifests": report.manifests,
             "tiles_written": export.tiles,
+            "witnessed": witnessed,
+            "waiting_for_witnesses": witnessed.is_some_and(|w| w < report.size),
         }))
     }
 }

@@ -105,6 +105,13 @@ impl Relay {
         } else {
             drop(inputs);
         }
+        if self.witnesses.is_some() {
+            let relay = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            threads.push(spawn("witness-forwarder", move || {
+                relay.run_forwarder(&stop);
+            })?);
+        }
         let relay = Arc::clone(self);
         let stop2 = Arc::clone(&stop);
         let tick = Duration::from_millis(self.rollout.tick_millis.unwrap_or(200).max(10));

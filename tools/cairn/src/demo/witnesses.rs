@@ -4,10 +4,12 @@
 //! is down for the whole demo, so every delivery goes out with two cosignatures and the status
 //! names the missing one.
 //!
-//! Before each transfer bundle, the signer's latest checkpoint goes to the two witnesses over the
-//! C2SP tlog-witness HTTP API (`POST /add-checkpoint`, what the online side forwards; the offline
-//! path is `cairn witness request`, `cairn-witness cosign`, `cairn witness attach`), and the
-//! cosignatures that come back are checked against the policy and added to the stored checkpoint.
+//! After each transfer bundle, the relay forwards the new checkpoint to the witnesses of its
+//! `[witnesses]` policy (the signer's file) and delivers only once two cosigned it; the
+//! cosignatures come back to the signer from the relay's `/log/checkpoint` (`cairn witness
+//! attach`). The pack's last checkpoint, which never crosses to the relay, goes to the witnesses
+//! from the signer's side over the C2SP tlog-witness HTTP API (`POST /add-checkpoint`; the offline
+//! path is `cairn witness request`, `cairn-witness cosign`, `cairn witness attach`).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -148,6 +150,40 @@ impl Witnesses {
         );
         Ok((status.size, status.report))
     }
+}
+
+/// Waits until the relay gathered a quorum on its latest checkpoint (it forwards it to the
+/// witnesses after an import), then attaches the served checkpoint `served` (the relay's
+/// `/log/checkpoint`) to the signer's; returns the signer's checkpoint against the policy.
+pub(super) fn through_relay(
+    appliance: &Appliance,
+    relay: &cairn_relay::Relay,
+    served: &Path,
+) -> anyhow::Result<(u64, QuorumReport)> {
+    let started = std::time::Instant::now();
+    loop {
+        let view = relay
+            .witness_view()
+            .context("the relay has no [witnesses]")?;
+        if !view.waiting() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the relay's witnesses: {}", view.summary());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let policy = Policy::load(appliance.home())?.context("no witness policy")?;
+    let note =
+        std::fs::read_to_string(served).with_context(|| format!("reading {}", served.display()))?;
+    let attached = witness::attach(appliance.vault(), &policy, &note, "the relay")?;
+    ensure!(
+        attached.report.met(),
+        "checkpoint {}: {}",
+        attached.size,
+        attached.report.summary()
+    );
+    Ok((attached.size, attached.report))
 }
 
 impl Drop for Witnesses {

@@ -1,4 +1,5 @@
-//! `POST /api/v1/bundles` (import a transfer bundle) and `GET /api/v1/status`.
+//! `POST /api/v1/bundles` (import a transfer bundle), `GET /api/v1/status` and
+//! `GET /api/v1/witnesses`.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -80,5 +81,45 @@ pub(super) async fn status(_operator: Operator, relay: web::Data<Relay>) -> Http
         "origin": relay.origin(),
         "size": relay.vault().size(),
         "checkpoint": checkpoint,
+    }))
+}
+
+/// `GET /api/v1/witnesses`: the witnesses against the policy (404 without `[witnesses]`). The
+/// cosigned checkpoint itself is `/log/checkpoint`, which `cairn witness attach` takes.
+pub(super) async fn witnesses(_operator: Operator, relay: web::Data<Relay>) -> HttpResponse {
+    let Some(w) = web::block(move || relay.witness_view())
+        .await
+        .ok()
+        .flatten()
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no [witnesses] in the relay's configuration",
+        );
+    };
+    let witnesses: Vec<_> = w
+        .witnesses
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "url": s.url,
+                "cosigned": s.cosigned,
+                "claimed": s.claimed,
+                "last_error": s.last_error,
+                "last_attempt": s.last_attempt,
+                "last_cosigned_at": s.last_cosigned_at,
+                "failures": s.failures,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "ok": true,
+        "threshold": w.threshold,
+        "latest": w.latest,
+        "witnessed": w.witnessed,
+        "waiting": w.waiting(),
+        "summary": w.summary(),
+        "witnesses": witnesses,
     }))
 }

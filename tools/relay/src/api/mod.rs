@@ -24,7 +24,10 @@ async fn metrics(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
     if let Err(refused) = auth::may_read(&relay, &req, PublicRoute::Metrics) {
         return *refused;
     }
-    let body = relay.metrics.render(relay.vault.size(), &relay.engine());
+    let mut body = relay.metrics.render(relay.vault.size(), &relay.engine());
+    if let Some(w) = relay.witness_view() {
+        body.push_str(&crate::metrics::witnesses(&w));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
@@ -35,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // The bundle's body is read by the handler, after the token, under `[http] max_bundle_bytes`.
     cfg.route("/api/v1/bundles", web::post().to(bundles::import))
         .route("/api/v1/status", web::get().to(bundles::status))
+        .route("/api/v1/witnesses", web::get().to(bundles::witnesses))
         .route("/api/v1/campaigns", web::get().to(campaigns::list))
         .route(
             "/api/v1/campaigns/{campaign}",

@@ -105,10 +105,49 @@ fn campaign_state(page: &Page<'_>, c: &CampaignView) -> String {
     h
 }
 
+/// The witnesses: whether deliveries wait for cosignatures, and each witness's standing (a live
+/// part).
+fn witnesses(w: &crate::witness::WitnessView) -> String {
+    let mut h = format!(
+        "<section class=\"witnesses\" id=\"witnesses\"><div class=\"live\" id=\"live-witnesses\" \
+         data-waiting=\"{}\"><h2>Witnesses ({} of {} needed)</h2><p class=\"{}\">{}</p>\
+         <table class=\"witnesses\"><tr><th>witness</th><th>last cosigned size</th>\
+         <th>last cosigned</th><th>last asked</th><th>failures</th><th>last error</th></tr>",
+        w.waiting(),
+        w.threshold,
+        w.witnesses.len(),
+        if w.waiting() { "problem" } else { "ok" },
+        esc(&w.summary())
+    );
+    let time = |t: Option<u64>| t.map_or_else(|| "–".to_owned(), |t| format!("{t} (Unix s)"));
+    for s in &w.witnesses {
+        let _ = write!(
+            h,
+            "<tr data-witness=\"{name}\"><td>{name}{url}</td><td>{size}</td><td>{at}</td>\
+             <td>{asked}</td><td>{failures}</td><td>{error}</td></tr>",
+            name = esc(&s.name),
+            url = s.url.as_deref().map_or_else(
+                || " <small>(no URL: offline)</small>".to_owned(),
+                |u| { format!(" <small>{}</small>", esc(u)) }
+            ),
+            size = n(s.cosigned),
+            at = time(s.last_cosigned_at),
+            asked = time(s.last_attempt),
+            failures = s.failures,
+            error = esc(s.last_error.as_deref().unwrap_or("–")),
+        );
+    }
+    h.push_str("</table></div></section>");
+    h
+}
+
 /// Renders the dashboard.
 pub fn render(page: &Page<'_>) -> String {
     let view = page.view;
     let mut body = String::new();
+    if let Some(w) = page.witnesses {
+        body.push_str(&witnesses(w));
+    }
     if view.campaigns.is_empty() {
         body.push_str("<p class=\"empty\">No campaign yet: import a transfer bundle with a signed rollout plan (POST /api/v1/bundles).</p>");
     }

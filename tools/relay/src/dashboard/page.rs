@@ -97,6 +97,8 @@ pub struct Page<'a> {
     pub access: Access<'a>,
     /// Which devices the device tables list.
     pub filter: &'a Filter,
+    /// The witnesses (with `[witnesses]`).
+    pub witnesses: Option<&'a crate::witness::WitnessView>,
 }
 
 /// Escapes text for HTML.

@@ -89,6 +89,10 @@ pub struct Engine {
     /// Resume approvals refused because they were signed before the pause was recorded.
     pub(super) stale: BTreeSet<u64>,
     pub(super) mirror_seen: u64,
+    /// The part of the mirror the engine may use: `Some(size)` of its latest checkpoint with a
+    /// witness quorum (docs/witness.md §2, the relay as forwarder), `None` the whole mirror (no
+    /// witness policy). Plans beyond it wait; deliveries are built against that checkpoint.
+    pub(super) published: Option<u64>,
     pub(super) staged: Vec<Vec<u8>>,
     /// Devices waiting to be handed to the transport, in order.
     pub(super) queue: VecDeque<(String, usize)>,
@@ -111,6 +115,18 @@ impl Engine {
     /// Opens the relay's state log in `dir`, takes the mirror's plans and approvals up, and
     /// replays the log to get every campaign's state back.
     pub fn open(dir: &Path, origin: &str, release_key: ReleaseKey, mirror: &Vault) -> Result<Self> {
+        Self::open_published(dir, origin, release_key, mirror, None)
+    }
+
+    /// [`Engine::open`] using the mirror only up to `published` (see
+    /// [`Engine::set_published`]).
+    pub fn open_published(
+        dir: &Path,
+        origin: &str,
+        release_key: ReleaseKey,
+        mirror: &Vault,
+        published: Option<u64>,
+    ) -> Result<Self> {
         let log = StateLog::open(dir, origin)?;
         let mut engine = Self {
             log,
@@ -120,6 +136,7 @@ impl Engine {
             recorded: Vec::new(),
             stale: BTreeSet::new(),
             mirror_seen: 0,
+            published,
             staged: Vec::new(),
             queue: VecDeque::new(),
             rate: None,
@@ -136,6 +153,27 @@ impl Engine {
     /// publishes a second per connection); `None` hands every queued one at once.
     pub fn set_rate(&mut self, per_sec: Option<u32>) {
         self.rate = per_sec;
+    }
+
+    /// Lets the engine use the mirror up to its checkpoint of size `published` (`None`: the whole
+    /// mirror). It never shrinks: a smaller size than the one set is ignored. The next
+    /// [`Engine::on_mirror`] takes up what it opens.
+    pub fn set_published(&mut self, published: Option<u64>) {
+        self.published = match (self.published, published) {
+            (Some(old), Some(new)) => Some(old.max(new)),
+            (_, new) => new,
+        };
+    }
+
+    /// The limit set by [`Engine::set_published`] (`None`: the whole mirror).
+    pub fn published_limit(&self) -> Option<u64> {
+        self.published
+    }
+
+    /// The size of the mirror the engine uses (see [`Engine::set_published`]).
+    pub fn published(&self, mirror: &Vault) -> u64 {
+        self.published
+            .map_or(mirror.size(), |p| p.min(mirror.size()))
     }
 
     /// The relay's state log.

@@ -28,7 +28,8 @@ impl Engine {
     /// A plan or approval that does not check out is a problem shown to operators; a mirror that
     /// cannot be read is an error.
     pub(super) fn scan_mirror(&mut self, mirror: &Vault) -> Result<()> {
-        let size = mirror.size();
+        // Only the published part: a plan whose checkpoint waits for witnesses waits with it.
+        let size = self.published(mirror);
         let mut index = self.mirror_seen;
         while index < size {
             let entry = mirror.entry(index)?;
@@ -109,7 +110,11 @@ impl Engine {
     /// The index of release `release` whose COSE_Sign1 has `digest`, checked to be signed by the
     /// release key.
     fn find_release(&self, mirror: &Vault, release: &str, digest: &Hash) -> Loaded<u64> {
+        let published = self.published(mirror);
         for i in mirror.query_indices(cairn_vault::Query::Release(release))? {
+            if i >= published {
+                continue;
+            }
             let e = mirror.entry(i)?;
             if let Ok(Statement::Release { entry, .. }) = Statement::decode(&e)
                 && <[u8; 32]>::from(Sha256::digest(entry.cose_sign1)) == *digest
@@ -139,10 +144,11 @@ impl Engine {
             .and_then(|n| n.checked_add(plan.rejected))
             .ok_or_else(|| PlanError::Decisions("the decision count overflows".into()))?;
         let decisions = index + 1..(index + 1).saturating_add(count);
-        if decisions.end > mirror.size() {
+        let published = self.published(mirror);
+        if decisions.end > published {
             return Err(PlanError::DecisionsBeyondMirror {
                 count,
-                size: mirror.size(),
+                size: published,
             });
         }
         let release_index =

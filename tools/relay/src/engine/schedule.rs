@@ -384,7 +384,8 @@ impl Engine {
     }
 
     /// Builds the deliveries the listed devices lack, from the verified mirror against its latest
-    /// checkpoint (formats.md §5): the one place deliveries come from.
+    /// checkpoint, or the published one (`Engine::set_published`; formats.md §5): the one place
+    /// deliveries come from.
     pub(super) fn prepare(
         &mut self,
         mirror: &Vault,
@@ -413,7 +414,11 @@ impl Engine {
             .filter_map(|&i| c.devices.get(i))
             .map(|d| d.track(purpose).manifest)
             .collect();
-        let built = mirror.deliveries(&indices)?;
+        // Against the published checkpoint (the latest with a witness quorum), or the latest.
+        let built = match self.published {
+            Some(size) => mirror.deliveries_at(&indices, size)?,
+            None => mirror.deliveries(&indices)?,
+        };
         for (&i, (device, delivery)) in missing.iter().zip(built) {
             let Some(d) = c.devices.get_mut(i) else {
                 continue;

@@ -1,0 +1,200 @@
+//! Witness processes for the relay's forwarding tests: `cairn-witness serve` started on
+//! 127.0.0.1 (the binary next to `cairn-relay` in the target directory: `cargo test --workspace`
+//! builds it, or `cargo build -p cairn-witness`), stopped and started again on the same port and
+//! state; and a forging proxy that relays requests to a real witness and alters the signature of
+//! its answer.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    reason = "test helpers shared by several test files, each using part of it"
+)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::ORIGIN;
+
+/// The `cairn-witness` binary beside `cairn-relay`.
+pub fn binary() -> PathBuf {
+    let relay = PathBuf::from(env!("CARGO_BIN_EXE_cairn-relay"));
+    let bin = relay.with_file_name("cairn-witness");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p cairn-witness` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port free now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One witness: its key, state and port; its process while it runs.
+pub struct TestWitness {
+    pub name: String,
+    pub vkey: String,
+    pub port: u16,
+    home: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for TestWitness {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl TestWitness {
+    /// Makes the witness's key in `dir/<n>` (not started). `logs` are the log public keys (PEM)
+    /// it follows, by origin.
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let home = dir.join(name.replace('/', "_"));
+        std::fs::create_dir_all(&home).unwrap();
+        let out = Command::new(binary())
+            .args(["keygen", "--name", name, "--key"])
+            .arg(home.join("key"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            name: name.to_owned(),
+            vkey: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            port: free_port(),
+            home,
+            child: None,
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts `cairn-witness serve` on its port, following the logs `(origin, key PEM file)`.
+    pub fn start(&mut self, logs: &[(&str, &Path)]) {
+        assert!(self.child.is_none(), "{} runs already", self.name);
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--state")
+            .arg(self.home.join("state"))
+            .arg("--key")
+            .arg(self.home.join("key"))
+            .args(["--name", &self.name, "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port));
+        for (origin, pem) in logs {
+            cmd.arg("--log").arg(format!("{origin}={}", pem.display()));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains(" listening on "), "{}: {line}", self.name);
+        std::thread::spawn(move || reader.lines().for_each(drop));
+        self.child = Some(child);
+    }
+
+    /// Starts it following the signer's log only (its key `log.pub.pem` in `dir`).
+    pub fn start_for_signer(&mut self, dir: &Path) {
+        self.start(&[(ORIGIN, &dir.join("log.pub.pem"))]);
+    }
+
+    /// Stops it (a witness down).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes the relay's witness policy (`witnesses.toml` in `dir`): `threshold` of `witnesses`,
+/// each at `urls[i]` (its own URL unless replaced, e.g. by a proxy's).
+pub fn policy(dir: &Path, threshold: usize, witnesses: &[&TestWitness], urls: &[String]) {
+    let mut toml = format!("threshold = {threshold}\n");
+    for (w, url) in witnesses.iter().zip(urls) {
+        let _ = write!(
+            toml,
+            "[[witness]]\nvkey = \"{}\"\nurl = \"{url}\"\n",
+            w.vkey
+        );
+    }
+    std::fs::write(dir.join("witnesses.toml"), toml).unwrap();
+}
+
+/// The relay's `[witnesses]` section for `policy`, with short retries.
+pub const SECTION: &str = "[witnesses]\npolicy = \"witnesses.toml\"\nretry_min_secs = 1\n\
+                           retry_max_secs = 2\ntimeout_secs = 5\n";
+
+/// A proxy on a free port in front of the witness on `port` that changes one base64 character of
+/// the Ed25519 signature in every 200 answer: a cosignature with the witness's name and key id
+/// that does not verify. Runs until the test ends.
+pub fn forging_proxy(port: u16) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let _ = forge_one(&mut client, port);
+        }
+    });
+    url
+}
+
+fn forge_one(client: &mut TcpStream, port: u16) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // The relay's request: header, then Content-Length bytes.
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = client.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let mut upstream = TcpStream::connect(("127.0.0.1", port))?;
+    upstream.write_all(&request)?;
+    let mut answer = Vec::new();
+    upstream.read_to_end(&mut answer)?;
+    if answer.starts_with(b"HTTP/1.1 200") {
+        // The last line's signature: a character 30 from the end (inside the 64-byte signature).
+        let at = answer.len() - 30;
+        answer[at] = if answer[at] == b'A' { b'B' } else { b'A' };
+    }
+    client.write_all(&answer)
+}
