@@ -191,10 +191,10 @@ impl Vault {
     }
 
     /// The runs of entries matching `query`, handed to `f` as the index yields them (in log order
-    /// but for `Query::Time`, whose runs come by time) until
-    /// `f` breaks: a lookup that needs the first match reads one key, not every run. A release's
-    /// manifests alternate with its rollback target's in a plan, so a release of a million devices
-    /// has a million runs (docs/scale.md, fix 11).
+    /// but for `Query::Time`, whose runs come by time) until `f` breaks: a lookup that needs the
+    /// first match reads one key, not every run. A release's manifests alternate with its
+    /// rollback target's in a plan, so a release of a million devices has a million runs
+    /// (docs/scale.md, fix 11).
     pub(crate) fn each_run(
         &self,
         query: Query<'_>,
