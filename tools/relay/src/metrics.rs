@@ -105,6 +105,13 @@ impl Metrics {
     }
 }
 
+/// A gauge with a line per witness: its name, help text and value.
+type PerWitness = (
+    &'static str,
+    &'static str,
+    fn(&crate::witness::WitnessStatus) -> u64,
+);
+
 /// The witnesses' lines of `/metrics` (with `[witnesses]`).
 pub fn witnesses(w: &crate::witness::WitnessView) -> String {
     // A witness name is a note key name: no whitespace or `+`, but it may hold `"` or `\`.
@@ -113,31 +120,32 @@ pub fn witnesses(w: &crate::witness::WitnessView) -> String {
         "# HELP cairn_relay_witnessed_size The mirror's latest checkpoint with a witness quorum (deliveries use it).\n\
          # TYPE cairn_relay_witnessed_size gauge\ncairn_relay_witnessed_size {}\n\
          # HELP cairn_relay_witness_waiting 1 while the mirror's latest checkpoint waits for cosignatures.\n\
-         # TYPE cairn_relay_witness_waiting gauge\ncairn_relay_witness_waiting {}\n\
-         # HELP cairn_relay_witness_cosigned_size The largest mirror checkpoint each witness cosigned.\n\
-         # TYPE cairn_relay_witness_cosigned_size gauge\n",
+         # TYPE cairn_relay_witness_waiting gauge\ncairn_relay_witness_waiting {}\n",
         w.witnessed,
         u8::from(w.waiting()),
     );
-    for s in &w.witnesses {
-        let _ = writeln!(
-            body,
-            "cairn_relay_witness_cosigned_size{{witness=\"{}\"}} {}",
-            label(&s.name),
-            s.cosigned
-        );
-    }
-    body.push_str(
-        "# HELP cairn_relay_witness_failures Requests to each witness failed in a row.\n\
-         # TYPE cairn_relay_witness_failures gauge\n",
-    );
-    for s in &w.witnesses {
-        let _ = writeln!(
-            body,
-            "cairn_relay_witness_failures{{witness=\"{}\"}} {}",
-            label(&s.name),
-            s.failures
-        );
+    let per_witness: [PerWitness; 2] = [
+        (
+            "cairn_relay_witness_cosigned_size",
+            "The largest mirror checkpoint each witness cosigned.",
+            |s| s.cosigned,
+        ),
+        (
+            "cairn_relay_witness_failures",
+            "Requests to each witness failed in a row.",
+            |s| u64::from(s.failures),
+        ),
+    ];
+    for (metric, help, value) in per_witness {
+        let _ = writeln!(body, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        for s in &w.witnesses {
+            let _ = writeln!(
+                body,
+                "{metric}{{witness=\"{}\"}} {}",
+                label(&s.name),
+                value(s)
+            );
+        }
     }
     body
 }
