@@ -143,6 +143,15 @@ impl Session<'_> {
                     bundle.origin
                 ))
             })?;
+        if let Some(policy) = crate::witness::load_policy(appliance.home())? {
+            // A forged line under a pinned witness's name would stay in the relay log's mirror.
+            crate::witness::check_cosignatures(
+                &policy,
+                &bundle.checkpoint,
+                &key,
+                "the device-state bundle",
+            )?;
+        }
         let path = appliance.relay_log_path();
         let mirror = if path.exists() {
             Vault::open_origin(&path, &bundle.origin)?

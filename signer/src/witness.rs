@@ -47,3 +47,14 @@ pub fn attach(vault: &Vault, policy: &Policy, cosigned: &str, from: &str) -> Res
 pub fn status(vault: &Vault, policy: &Policy) -> Result<Attached> {
     cairn_vault::witness::status(vault, policy).map_err(lift)
 }
+
+/// Refuses a checkpoint brought by `from` that carries a pinned witness's line that does not
+/// verify ([`cairn_vault::witness::check_cosignatures`]).
+pub fn check_cosignatures(policy: &Policy, note: &str, log: &LogKey<'_>, from: &str) -> Result<()> {
+    cairn_vault::witness::check_cosignatures(policy, note, log, from).map_err(lift)
+}
+
+/// The appliance's policy (`witnesses.toml` in `home`), if it has one.
+pub fn load_policy(home: &std::path::Path) -> Result<Option<Policy>> {
+    Policy::load(home).map_err(lift)
+}

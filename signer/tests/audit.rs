@@ -26,6 +26,7 @@ use cairn_verifier::crypto::{PublicKey, Software};
 use cairn_verifier::custody::KeyRole;
 use cairn_verifier::note::{Checkpoint, LogKey};
 use cairn_verifier::statement::{Purpose, Statement};
+use cairn_verifier::test_support;
 use cairn_verifier::types::{UnixTime, Version};
 use common::relay_log::RelayLog;
 use common::{NOW, ceremony, in_token, present};
@@ -468,6 +469,129 @@ fn the_campaign_pack_verifies_from_the_root_alone_and_names_every_alteration() {
             assert_eq!(v.findings.len(), 1, "{:#?}", v.findings);
             // Truncation is a decoding failure of the pack.
             assert_names(&bytes[..bytes.len() - 1], &root, "pack", "truncated");
+
+            check_witnessed_pack(&appliance, &session, &relay, public, &root);
         },
     );
+}
+
+/// The devices' witness policy file: 2 of the 3 test witnesses.
+fn witness_policy() -> String {
+    use base64ct::Encoding as _;
+    use std::fmt::Write as _;
+    let mut toml = String::from("threshold = 2\n");
+    for (n, name) in test_support::WITNESSES.iter().enumerate() {
+        let key = test_support::witness(name, u8::try_from(n).unwrap());
+        let mut raw = vec![0x04];
+        raw.extend_from_slice(&key.public);
+        let _ = write!(
+            toml,
+            "[[witness]]\nvkey = \"{name}+{}+{}\"\n",
+            hex::encode(key.key_id),
+            base64ct::Base64::encode_string(&raw)
+        );
+    }
+    toml
+}
+
+/// Step 8 with the devices' witness policy (docs/witness.md): a pack whose checkpoints nobody
+/// cosigned names both; once two witnesses cosign the relay's checkpoint (recorded again by the
+/// custodians) and the signer's, both quorums verify and the summary reports them; with the relay
+/// checkpoint's cosignatures stripped, the relay's quorum alone is named.
+fn check_witnessed_pack(
+    appliance: &Appliance,
+    session: &cairn_signer::session::Session<'_>,
+    relay: &Vault,
+    public: PublicKey,
+    root: &[u8],
+) {
+    let toml = witness_policy();
+    let policy =
+        cairn_signer::witness::Policy::from_toml(&toml, Path::new("witnesses.toml")).unwrap();
+    // The appliance has the devices' policy: a relay checkpoint brought with a forged line under a
+    // pinned witness's name is refused, and nothing is logged.
+    std::fs::write(
+        appliance.home().join(cairn_signer::witness::POLICY_FILE),
+        &toml,
+    )
+    .unwrap();
+    let note = relay.latest_checkpoint().unwrap().unwrap();
+    let mut forged = relay.export_bundle(0).unwrap();
+    let line = test_support::cosign(&note, 0, NOW.0);
+    let mut bad = line.into_bytes();
+    let at = bad.len() - 10;
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    forged.checkpoint = String::from_utf8(bad).unwrap();
+    let logged = appliance.vault().size();
+    let refused = session
+        .record_relay_state(&forged, public, NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(test_support::WITNESSES[0]) && refused.contains("does not verify"),
+        "{refused}"
+    );
+    assert_eq!(appliance.vault().size(), logged);
+    let items = |bytes: &[u8]| -> Vec<String> {
+        audit::verify_with_witnesses(bytes, root, &policy)
+            .findings
+            .into_iter()
+            .map(|f| f.item)
+            .collect()
+    };
+    let bytes = audit::export(appliance, CAMPAIGN, NOW).unwrap();
+    assert_eq!(
+        items(&bytes),
+        [
+            "signer log checkpoint witnesses",
+            "relay log checkpoint witnesses"
+        ]
+    );
+
+    relay
+        .add_cosignatures(&test_support::cosign(
+            &test_support::cosign(&note, 0, NOW.0),
+            1,
+            NOW.0,
+        ))
+        .unwrap();
+    let bundle = relay.export_bundle(0).unwrap();
+    let recorded = session.record_relay_state(&bundle, public, NOW).unwrap();
+    assert!(
+        !recorded.already_recorded,
+        "the cosigned checkpoint is a new record"
+    );
+    let signer = appliance.vault().latest_checkpoint().unwrap().unwrap();
+    appliance
+        .vault()
+        .add_cosignatures(&test_support::cosign(
+            &test_support::cosign(&signer, 1, NOW.0),
+            2,
+            NOW.0,
+        ))
+        .unwrap();
+    let bytes = audit::export(appliance, CAMPAIGN, NOW).unwrap();
+    let v = audit::verify_with_witnesses(&bytes, root, &policy);
+    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    let relay_quorum = v.relay_witnesses.clone().unwrap();
+    assert!(relay_quorum.quorum);
+    assert_eq!(relay_quorum.missing, [test_support::WITNESSES[2]]);
+    assert!(v.witnesses.clone().unwrap().quorum);
+    let text = Summary::of(&v).text();
+    assert!(
+        text.contains("witnesses of the relay checkpoint:") && text.contains("(quorum)"),
+        "{text}"
+    );
+
+    // The relay checkpoint as the record holds it, without its cosignatures: the record no
+    // longer matches, and the relay's quorum is missing.
+    let mut pack = Pack::decode(&bytes).unwrap();
+    let bare = note.clone();
+    pack.relay.checkpoint = bare.as_bytes();
+    let found = items(&pack.to_cbor());
+    assert!(
+        found.iter().any(|i| i == "relay log checkpoint witnesses"),
+        "{found:?}"
+    );
+    assert!(!found.iter().any(|i| i == "signer log checkpoint witnesses"));
 }

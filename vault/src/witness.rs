@@ -239,6 +239,11 @@ fn last_cosigned_in(
         let Some(note) = vault.checkpoint(size)? else {
             continue;
         };
+        if signature_lines(&note) < 2 {
+            // The log's own line only: nothing to verify (the relay's log signs a checkpoint per
+            // step, and most are never cosigned).
+            continue;
+        }
         if policy
             .report(&note, log)?
             .cosigned
@@ -249,6 +254,54 @@ fn last_cosigned_in(
         }
     }
     Ok(0)
+}
+
+/// The largest stored checkpoint of `vault` that meets `policy` (0 if none): what a device with
+/// that policy accepts. Checkpoints with fewer signature lines than the log's own plus k are
+/// passed over without a signature check.
+pub fn witnessed_size(vault: &Vault, policy: &Policy) -> Result<u64> {
+    let sizes = vault.checkpoint_sizes()?;
+    if sizes.is_empty() {
+        return Ok(0);
+    }
+    let log = log_key(vault)?;
+    for &size in sizes.iter().rev() {
+        let Some(note) = vault.checkpoint(size)? else {
+            continue;
+        };
+        if signature_lines(&note) <= policy.threshold() {
+            continue;
+        }
+        if policy.report(&note, &log)?.met() {
+            return Ok(size);
+        }
+    }
+    Ok(0)
+}
+
+/// How many signature lines a stored note carries (a stored note is well formed: one line per
+/// `\n— `).
+fn signature_lines(note: &str) -> usize {
+    note.matches("\n\u{2014} ").count()
+}
+
+/// Refuses `note`, a checkpoint of `log` that `from` brought (a transfer bundle), if a line under
+/// a pinned witness's name and key id does not verify over it: a device would refuse the
+/// checkpoint (`BadCosignature`), and since a stored checkpoint's lines are only ever added to,
+/// keeping the line would block that checkpoint's quorum for good. Lines of witnesses the policy
+/// does not pin are left alone (devices ignore them).
+pub fn check_cosignatures(policy: &Policy, note: &str, log: &LogKey<'_>, from: &str) -> Result<()> {
+    let report = policy.report(note, log)?;
+    if report.bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Cosignature {
+        from: from.to_owned(),
+        why: format!(
+            "the cosignature of {} does not verify over this checkpoint: nothing was stored",
+            report.bad.join(", ")
+        ),
+    })
 }
 
 /// What bringing cosigned checkpoints back did.

@@ -68,6 +68,7 @@ fn relay_checkpoint(
         }
         Some((i, r)) => {
             v.relay_record = Some(i);
+            v.relay_key = Some(r.relay_key);
             if r.origin.as_str() != relay_origin {
                 v.fail(
                     "relay log",

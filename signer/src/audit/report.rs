@@ -187,10 +187,10 @@ code{{font-size:12px;word-break:break-all}}
         s.logs[1].1,
         s.logs[1].2
     );
-    if let Some(w) = &s.witnesses {
+    for (which, w) in s.witness_facts() {
         let _ = write!(
             o,
-            "<p>Witnesses of the signer checkpoint: <span class=\"{}\">{}</span> {}</p>",
+            "<p>Witnesses of the {which} checkpoint: <span class=\"{}\">{}</span> {}</p>",
             if w.quorum { "ok" } else { "bad" },
             if w.quorum { "quorum" } else { "NO QUORUM" },
             esc(&w.summary)

@@ -116,6 +116,20 @@ pub struct Summary {
     pub logs: [(String, u64, u64); 2],
     /// The signer checkpoint's witness quorum, when verified with a witness policy.
     pub witnesses: Option<super::WitnessFacts>,
+    /// The relay checkpoint's witness quorum, when verified with a witness policy.
+    pub relay_witnesses: Option<super::WitnessFacts>,
+}
+
+impl Summary {
+    /// The witness quorums verified: the signer checkpoint's, then the relay checkpoint's.
+    pub fn witness_facts(&self) -> impl Iterator<Item = (&'static str, &super::WitnessFacts)> {
+        [
+            ("signer", &self.witnesses),
+            ("relay", &self.relay_witnesses),
+        ]
+        .into_iter()
+        .filter_map(|(which, w)| w.as_ref().map(|w| (which, w)))
+    }
 }
 
 fn ranges(mut indices: Vec<u64>) -> Vec<String> {
@@ -439,6 +453,7 @@ impl Summary {
             timeline,
             logs: [v.signer_log.clone(), v.relay_log.clone()],
             witnesses: v.witnesses.clone(),
+            relay_witnesses: v.relay_witnesses.clone(),
         }
     }
 
@@ -477,10 +492,10 @@ impl Summary {
             self.logs[1].1,
             self.logs[1].2
         );
-        if let Some(w) = &self.witnesses {
+        for (which, w) in self.witness_facts() {
             let _ = writeln!(
                 s,
-                "witnesses of the signer checkpoint: {} ({})",
+                "witnesses of the {which} checkpoint: {} ({})",
                 w.summary,
                 if w.quorum { "quorum" } else { "NO QUORUM" }
             );

@@ -196,6 +196,11 @@ pub struct Verified {
     pub campaign_events: Vec<CampaignEventFacts>,
     /// The signer checkpoint's witnesses, when verified with a witness policy.
     pub witnesses: Option<super::witnessed::WitnessFacts>,
+    /// The relay checkpoint's witnesses, when verified with a witness policy.
+    pub relay_witnesses: Option<super::witnessed::WitnessFacts>,
+    /// The relay key of the relay checkpoint record used (step 7), for step 8.
+    #[serde(skip)]
+    pub(crate) relay_key: Option<PublicKey>,
 }
 
 impl Verified {

@@ -191,7 +191,8 @@ fn scenario(dir: &Path, args: &DemoArgs, out: Output) -> CliResult {
     let home = dir.join("signer");
     let t0 = now();
     let (custody, appliance, root_der) = key_ceremony(dir, &home, &module, out, t0)?;
-    let witnesses = Witnesses::start(dir, &appliance)?;
+    let relay_origin = format!("{ORIGIN}/relay");
+    let witnesses = Witnesses::start(dir, &appliance, (&relay_origin, &dir.join("relay")))?;
     say(
         out,
         &format!(
@@ -468,7 +469,8 @@ fn start_relay(scene: &Scene<'_>) -> anyhow::Result<(Broker, Arc<Relay>)> {
              [broker]\nmax_publishes_per_sec = 0\n\
              [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\njobs = true\n\
              [http]\npublic = [\"dashboard\"]\n\
-             [witnesses]\npolicy = \"{}\"\nretry_min_secs = 1\nretry_max_secs = 5\n",
+             [witnesses]\npolicy = \"{}\"\nretry_min_secs = 1\nretry_max_secs = 5\n\
+             relay_log = true\nrelay_log_every_secs = 1\n",
             broker.port(),
             broker.ca().display(),
             relay_files.cert.display(),
@@ -557,7 +559,7 @@ fn roll_out(
     );
     // The custodians look at the failures before they let the rollout go on: the relay's log,
     // the pause in it, is recorded on the signer first; the relay refuses a resume signed before.
-    let state = relay.engine().log().vault().export_bundle(0)?;
+    let (state, _) = witnesses::relay_state(relay, &scene.witnesses.policy_file)?;
     std::fs::write(dir.join("device-state-paused.bundle"), state.to_cbor())?;
     let relay_key = relay.engine().log().log_key()?.public;
     let s = appliance.unlock(module, &custody.present(&["alice", "bob", "erin"])?, now())?;
@@ -663,7 +665,7 @@ fn relay_log_back(scene: &Scene<'_>, relay: &Relay) -> anyhow::Result<()> {
         6,
         "the relay's device-state log back across the air gap",
     );
-    let state = relay.engine().log().vault().export_bundle(0)?;
+    let (state, relay_quorum) = witnesses::relay_state(relay, &scene.witnesses.policy_file)?;
     std::fs::write(dir.join("device-state.bundle"), state.to_cbor())?;
     let relay_key = relay.engine().log().log_key()?.public;
     let s = appliance.unlock(module, &custody.present(&["carol", "dave", "erin"])?, now())?;
@@ -672,8 +674,10 @@ fn relay_log_back(scene: &Scene<'_>, relay: &Relay) -> anyhow::Result<()> {
     say(
         out,
         &format!(
-            "{} relay entries imported on the signer; their checkpoint recorded at entry {}",
-            recorded.relay_size, recorded.index
+            "{} relay entries imported on the signer; their checkpoint ({}) recorded at entry {}",
+            recorded.relay_size,
+            relay_quorum.summary(),
+            recorded.index
         ),
     );
     Ok(())

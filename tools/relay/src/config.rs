@@ -137,6 +137,16 @@ pub struct WitnessConfig {
     /// How long a witness may take to connect, and to answer (seconds).
     #[serde(default = "default_witness_timeout_secs")]
     pub timeout_secs: u64,
+    /// Whether the witnesses cosign the relay's own device-state log too (docs/witness.md §2,
+    /// "The relay's log witnessed"): each witness must then follow the relay log's origin and key
+    /// (`cairn-witness serve --log ORIGIN=relay-key.pub.pem`), and the device-state bundle ends at
+    /// the relay log's latest checkpoint with a quorum.
+    #[serde(default)]
+    pub relay_log: bool,
+    /// With `relay_log`: the shortest time between two requests to one witness for the relay log
+    /// (seconds), which signs a checkpoint at every rollout step.
+    #[serde(default = "default_relay_log_every_secs")]
+    pub relay_log_every_secs: u64,
 }
 
 fn default_retry_min_secs() -> u64 {
@@ -148,6 +158,10 @@ fn default_retry_max_secs() -> u64 {
 }
 
 fn default_witness_timeout_secs() -> u64 {
+    10
+}
+
+fn default_relay_log_every_secs() -> u64 {
     10
 }
 

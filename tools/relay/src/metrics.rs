@@ -112,36 +112,50 @@ type PerWitness = (
     fn(&crate::witness::WitnessStatus) -> u64,
 );
 
-/// The witnesses' lines of `/metrics` (with `[witnesses]`).
+/// The witnesses' lines of `/metrics` (with `[witnesses]`): the signer log's as
+/// `cairn_relay_witness…`, the relay log's (`relay_log`) as `cairn_relay_log_witness…`.
 pub fn witnesses(w: &crate::witness::WitnessView) -> String {
     // A witness name is a note key name: no whitespace or `+`, but it may hold `"` or `\`.
     let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let (prefix, what, waits) = match w.log {
+        crate::witness::WitnessedLog::Signer => {
+            ("cairn_relay_witness", "mirror", "deliveries use it")
+        }
+        crate::witness::WitnessedLog::Relay => (
+            "cairn_relay_log_witness",
+            "relay log",
+            "the device-state bundle ends there",
+        ),
+    };
     let mut body = format!(
-        "# HELP cairn_relay_witnessed_size The mirror's latest checkpoint with a witness quorum (deliveries use it).\n\
-         # TYPE cairn_relay_witnessed_size gauge\ncairn_relay_witnessed_size {}\n\
-         # HELP cairn_relay_witness_waiting 1 while the mirror's latest checkpoint waits for cosignatures.\n\
-         # TYPE cairn_relay_witness_waiting gauge\ncairn_relay_witness_waiting {}\n",
+        "# HELP {prefix}ed_size The {what}'s latest checkpoint with a witness quorum ({waits}).\n\
+         # TYPE {prefix}ed_size gauge\n{prefix}ed_size {}\n\
+         # HELP {prefix}_waiting 1 while the {what}'s latest checkpoint waits for cosignatures.\n\
+         # TYPE {prefix}_waiting gauge\n{prefix}_waiting {}\n",
         w.witnessed,
         u8::from(w.waiting()),
     );
     let per_witness: [PerWitness; 2] = [
         (
-            "cairn_relay_witness_cosigned_size",
-            "The largest mirror checkpoint each witness cosigned.",
+            "_cosigned_size",
+            "The largest checkpoint each witness cosigned.",
             |s| s.cosigned,
         ),
         (
-            "cairn_relay_witness_failures",
+            "_failures",
             "Requests to each witness failed in a row.",
             |s| u64::from(s.failures),
         ),
     ];
     for (metric, help, value) in per_witness {
-        let _ = writeln!(body, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        let _ = writeln!(
+            body,
+            "# HELP {prefix}{metric} {help}\n# TYPE {prefix}{metric} gauge"
+        );
         for s in &w.witnesses {
             let _ = writeln!(
                 body,
-                "{metric}{{witness=\"{}\"}} {}",
+                "{prefix}{metric}{{witness=\"{}\"}} {}",
                 label(&s.name),
                 value(s)
             );

@@ -4,7 +4,7 @@
 //! (`import_bundle_bytes`) and operator actions (`act`).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_vault::{TransferBundle, Vault};
 use cairn_verifier::cose::ReleaseKey;
@@ -140,7 +140,7 @@ pub struct Acted {
 /// The relay's state, shared by every request.
 #[derive(Debug)]
 pub struct Relay {
-    pub(crate) vault: Vault,
+    pub(crate) vault: Arc<Vault>,
     origin: String,
     key: PublicKey,
     tokens: Vec<([u8; 32], String)>,
@@ -169,6 +169,9 @@ pub struct Relay {
     /// With `[witnesses]`: the forwarder of the signer's checkpoints to the witnesses; deliveries
     /// wait for a quorum (`crate::witness`).
     pub(crate) witnesses: Option<crate::witness::Forwarder>,
+    /// With `[witnesses] relay_log`: the forwarder of the relay log's checkpoints to the same
+    /// witnesses; the device-state bundle ends at their quorum (`crate::witness`).
+    pub(crate) state_witnesses: Option<crate::witness::Forwarder>,
     /// One import at a time (the vault has one writer; exports follow imports).
     import: Mutex<()>,
 }
@@ -177,15 +180,33 @@ pub struct Relay {
 /// uses the mirror up to it).
 fn open_witnesses(
     config: &Config,
-    vault: &Vault,
+    vault: &Arc<Vault>,
 ) -> Result<(Option<crate::witness::Forwarder>, Option<u64>), OpenError> {
     let Some(w) = &config.witnesses else {
         return Ok((None, None));
     };
-    let forwarder = crate::witness::Forwarder::open(w, vault).map_err(OpenError::Witnesses)?;
-    let published =
-        crate::witness::witnessed_size(vault, forwarder.policy()).map_err(OpenError::Witnesses)?;
+    let forwarder =
+        crate::witness::Forwarder::open(w, Arc::clone(vault), crate::witness::WitnessedLog::Signer)
+            .map_err(OpenError::Witnesses)?;
+    let published = forwarder.witnessed();
     Ok((Some(forwarder), Some(published)))
+}
+
+/// With `[witnesses] relay_log`: the forwarder of the relay's own log.
+fn open_state_witnesses(
+    config: &Config,
+    engine: &Engine,
+) -> Result<Option<crate::witness::Forwarder>, OpenError> {
+    let Some(w) = config.witnesses.as_ref().filter(|w| w.relay_log) else {
+        return Ok(None);
+    };
+    crate::witness::Forwarder::open(
+        w,
+        engine.log().shared_vault(),
+        crate::witness::WitnessedLog::Relay,
+    )
+    .map(Some)
+    .map_err(OpenError::Witnesses)
 }
 
 /// Whether a vault error on import is the bundle's fault (422) rather than the storage's (500).
@@ -195,6 +216,7 @@ fn bundle_at_fault(e: &cairn_vault::Error) -> bool {
         e,
         E::BadBundle(_)
             | E::Checkpoint(_)
+            | E::Cosignature { .. }
             | E::NoCheckpoint { .. }
             | E::BadEntry { .. }
             | E::EntryTooLarge { .. }
@@ -225,6 +247,7 @@ impl Relay {
             })?;
             Vault::create(&mirror, &config.log.origin)
         }
+        .map(Arc::new)
         .map_err(|source| OpenError::Mirror {
             path: mirror.clone(),
             source,
@@ -268,6 +291,7 @@ impl Relay {
             published,
         )?;
         engine.set_rate(config.rollout.max_deliveries_per_sec);
+        let state_witnesses = open_state_witnesses(config, &engine)?;
         // The Jobs service, with the executions the relay log shows IN_PROGRESS (a restart).
         let jobs = match config.mqtt.as_ref().filter(|m| m.jobs) {
             Some(m) => {
@@ -306,6 +330,7 @@ impl Relay {
             sessions: Sessions::default(),
             throttle: Throttle::new(config.http.max_auth_failures),
             witnesses,
+            state_witnesses,
             import: Mutex::new(()),
         })
     }
@@ -367,7 +392,7 @@ impl Relay {
             view: &view,
             access: crate::dashboard::Access::ReadOnly,
             filter: &crate::dashboard::Filter::default(),
-            witnesses: self.witness_view().as_ref(),
+            witnesses: &self.witness_views(),
         })
     }
 
@@ -525,6 +550,16 @@ impl Relay {
         // The origin was checked when the relay opened.
         let key = LogKey::new(&self.origin, &self.origin, self.key, &Software)
             .ok_or_else(|| ImportError::Origin(self.origin.clone()))?;
+        if let Some(f) = &self.witnesses {
+            // A forged line under a pinned witness's name would block the checkpoint's quorum.
+            cairn_vault::witness::check_cosignatures(
+                f.policy(),
+                &bundle.checkpoint,
+                &key,
+                "the transfer bundle",
+            )
+            .map_err(ImportError::Refused)?;
+        }
         let report = match self.vault.import_bundle(&bundle, &key) {
             Ok(r) => r,
             Err(e @ cairn_vault::Error::Fork(_)) => {
@@ -546,16 +581,13 @@ impl Relay {
         crate::interrupted::reached("mirror");
         // With witnesses: the latest checkpoint with a quorum (the bundle may carry cosignatures
         // gathered on the signer's side); a newer one waits for the forwarder.
+        if let Some(f) = &self.witnesses {
+            f.refresh(report.size).map_err(ImportError::Mirror)?;
+        }
         let witnessed = self
             .witnesses
             .as_ref()
-            .map(|f| crate::witness::witnessed_size(&self.vault, f.policy()))
-            .transpose()
-            .map_err(ImportError::Mirror)?;
-        if let Some(f) = &self.witnesses {
-            f.refresh(&self.vault, report.size)
-                .map_err(ImportError::Mirror)?;
-        }
+            .map(crate::witness::Forwarder::witnessed);
         {
             let mut engine = self.engine();
             if witnessed.is_some() {

@@ -105,11 +105,17 @@ impl Relay {
         } else {
             drop(inputs);
         }
-        if self.witnesses.is_some() {
+        for (i, name) in ["witness-forwarder", "relay-log-witness-forwarder"]
+            .into_iter()
+            .enumerate()
+            .take(self.forwarders().count())
+        {
             let relay = Arc::clone(self);
             let stop = Arc::clone(&stop);
-            threads.push(spawn("witness-forwarder", move || {
-                relay.run_forwarder(&stop);
+            threads.push(spawn(name, move || {
+                if let Some(f) = relay.forwarders().nth(i) {
+                    relay.run_forwarder(f, &stop);
+                }
             })?);
         }
         let relay = Arc::clone(self);

@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cairn_vault::Vault;
 use cairn_verifier::crypto::{PublicKey, Software};
@@ -65,7 +66,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// The relay's device-state log.
 pub struct StateLog {
-    vault: Vault,
+    vault: Arc<Vault>,
     origin: String,
     signing: SigningKey,
     public: PublicKey,
@@ -87,6 +88,40 @@ impl std::fmt::Debug for StateLog {
 impl StateLog {
     /// Opens (or creates, with a new relay key) the log in `dir` (`state/` and the key files).
     pub fn open(dir: &Path, origin: &str) -> Result<Self> {
+        let (signing, public) = Self::load_key(dir)?;
+        LogKey::new(origin, origin, public, &Software)
+            .ok_or_else(|| Error::Origin(origin.into()))?;
+        let path = dir.join("state");
+        let vault = if path.exists() {
+            // An interrupted create left no log: `create` resumes it (it refuses anything else).
+            match Vault::open_origin(&path, origin) {
+                Err(cairn_vault::Error::NotALog(_)) => Vault::create(&path, origin),
+                other => other,
+            }
+        } else {
+            Vault::create(&path, origin)
+        }?;
+        Ok(Self {
+            vault: Arc::new(vault),
+            origin: origin.to_owned(),
+            signing,
+            public,
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
+        })
+    }
+
+    /// The relay key's public half for the relay whose data directory is `dir`, the key made
+    /// first if there is none yet (as the relay's first start makes it): what a witness of the
+    /// relay log is given before the relay runs (`cairn-witness serve --log`), with
+    /// [`PUBLIC_KEY_FILE`] written beside it.
+    pub fn public_key_of(dir: &Path) -> Result<PublicKey> {
+        Self::load_key(dir).map(|(_, public)| public)
+    }
+
+    /// Loads the relay key of `dir` (made first if there is none), writes its public half to
+    /// [`PUBLIC_KEY_FILE`].
+    fn load_key(dir: &Path) -> Result<(SigningKey, PublicKey)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
         let key_error = |reason: String| Error::Key {
@@ -117,26 +152,7 @@ impl StateLog {
             .map_err(|e| key_error(format!("encoding its public key: {e}")))?;
         let public_path = dir.join(PUBLIC_KEY_FILE);
         std::fs::write(&public_path, pem).map_err(io(&public_path))?;
-        LogKey::new(origin, origin, public, &Software)
-            .ok_or_else(|| Error::Origin(origin.into()))?;
-        let path = dir.join("state");
-        let vault = if path.exists() {
-            // An interrupted create left no log: `create` resumes it (it refuses anything else).
-            match Vault::open_origin(&path, origin) {
-                Err(cairn_vault::Error::NotALog(_)) => Vault::create(&path, origin),
-                other => other,
-            }
-        } else {
-            Vault::create(&path, origin)
-        }?;
-        Ok(Self {
-            vault,
-            origin: origin.to_owned(),
-            signing,
-            public,
-            #[cfg(feature = "fault-injection")]
-            faults: Default::default(),
-        })
+        Ok((signing, public))
     }
 
     /// Makes the next `n` appends fail as a failed disk write would, before anything is written
@@ -155,6 +171,12 @@ impl StateLog {
     /// The log.
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The log, to read (or add cosignatures to) without the engine's lock: the vault has one
+    /// writer lock of its own.
+    pub fn shared_vault(&self) -> Arc<Vault> {
+        Arc::clone(&self.vault)
     }
 
     /// Its origin.

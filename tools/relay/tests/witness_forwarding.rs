@@ -33,7 +33,7 @@ use cairn_verifier::test_support::{Fixture, public_key, test_key};
 use cairn_verifier::types::Version;
 use cairn_verifier::witness::WitnessPolicy;
 use common::{CAMPAIGN, SignerLog, wait_for};
-use witnesses::{SECTION, TestWitness, forging_proxy, policy};
+use witnesses::{SECTION, TestWitness, forging_proxy, get, policy};
 
 const NAMES: [&str; 3] = [
     "witness.test/notified-body",
@@ -122,24 +122,6 @@ fn delivered(relay: &Relay) -> u64 {
         .campaigns()
         .get(CAMPAIGN)
         .map_or(0, |c| c.totals()[DeviceState::Delivered])
-}
-
-/// `GET path` through the relay's routes with the operator's token: status and body.
-fn get(relay: &Arc<Relay>, path: &str) -> (u16, String) {
-    use actix_web::{App, test as http_test, web};
-    actix_web::rt::System::new().block_on(async {
-        let data = web::Data::from(Arc::clone(relay));
-        let app =
-            http_test::init_service(App::new().app_data(data).configure(cairn_relay::routes)).await;
-        let req = http_test::TestRequest::get()
-            .uri(path)
-            .insert_header(("Authorization", format!("Bearer {}", common::TOKEN)))
-            .to_request();
-        let resp = http_test::call_service(&app, req).await;
-        let status = resp.status().as_u16();
-        let body = http_test::read_body(resp).await;
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    })
 }
 
 fn view(relay: &Relay) -> WitnessView {
@@ -376,4 +358,41 @@ fn a_restarted_relay_keeps_the_cosignatures_it_gathered() {
     assert_eq!(kept.size, size);
     assert!(kept.report.met(), "{}", kept.report.summary());
     drop(runner);
+}
+
+#[test]
+fn a_bundle_carrying_a_forged_cosignature_is_refused_and_nothing_is_stored() {
+    let mut s = setup(None);
+    s.start(0);
+    // Witness 0's genuine cosignature of the signer's checkpoint, gathered on the signer's side.
+    let policy = s.policy();
+    let request = cairn_vault::witness::request(&s.signer.vault, &policy, NAMES[0], None).unwrap();
+    let Answer::Cosigned(lines) = cairn_relay::witness::add_checkpoint(
+        &WitnessUrl::parse(&s.witnesses[0].url()).unwrap(),
+        &request.body,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap() else {
+        panic!("witness 0 did not cosign");
+    };
+    let mut bundle = s.signer.vault.export_bundle(0).unwrap();
+    let note = bundle.checkpoint.clone();
+    // One base64 character of the signature changed by whoever carried the bundle.
+    let mut forged = lines.clone().into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    bundle.checkpoint = format!("{note}{}", String::from_utf8(forged).unwrap());
+    let relay = Relay::open(&s.config()).unwrap();
+    let refused = relay.import_bundle_bytes(&bundle.to_cbor()).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains(NAMES[0]) && text.contains("does not verify"),
+        "{text}"
+    );
+    assert_eq!(relay.vault().size(), 0, "nothing stored");
+    // The same bundle with the genuine line is taken, and the line kept.
+    bundle.checkpoint = format!("{note}{lines}");
+    relay.import_bundle_bytes(&bundle.to_cbor()).unwrap();
+    let stored = relay.vault().checkpoint(request.size).unwrap().unwrap();
+    assert!(stored.contains(NAMES[0]), "{stored}");
 }

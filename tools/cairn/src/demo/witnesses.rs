@@ -43,8 +43,14 @@ pub(super) struct Witnesses {
 }
 
 impl Witnesses {
-    /// Makes the three keys, writes the policy to the signer's home, starts the two witnesses.
-    pub(super) fn start(dir: &Path, appliance: &Appliance) -> anyhow::Result<Self> {
+    /// Makes the three keys, writes the policy to the signer's home, starts the two witnesses,
+    /// each following the signer's log and the relay's own log (`relay_log`: its origin, and the
+    /// data directory where the relay key is made first).
+    pub(super) fn start(
+        dir: &Path,
+        appliance: &Appliance,
+        relay_log: (&str, &Path),
+    ) -> anyhow::Result<Self> {
         let bin = std::env::current_exe()?
             .parent()
             .map(|p| p.join("cairn-witness"))
@@ -62,6 +68,15 @@ impl Witnesses {
             der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &public.spki_der())
                 .map_err(|e| anyhow!("encoding the log key: {e}"))?;
         std::fs::write(&log_pem, pem)?;
+        // The relay key, made now as the relay's first start would make it, so that the
+        // witnesses follow the relay's log from its first checkpoint.
+        cairn_relay::statelog::StateLog::public_key_of(relay_log.1)
+            .context("making the relay key")?;
+        let relay_pem = relay_log.1.join(cairn_relay::statelog::PUBLIC_KEY_FILE);
+        let logs = [
+            (ORIGIN, log_pem.as_path()),
+            (relay_log.0, relay_pem.as_path()),
+        ];
 
         let mut vkeys = Vec::new();
         let mut running = Vec::new();
@@ -83,7 +98,7 @@ impl Witnesses {
             let vkey = String::from_utf8(made.stdout)?.trim().to_owned();
             let mut url = None;
             if runs {
-                let (addr, child) = serve(&bin, &home, name, &key, &log_pem)?;
+                let (addr, child) = serve(&bin, &home, name, &key, &logs)?;
                 url = Some(format!("http://{addr}/"));
                 running.push((name.to_owned(), addr, child));
             }
@@ -186,6 +201,42 @@ pub(super) fn through_relay(
     Ok((attached.size, attached.report))
 }
 
+/// Waits until the relay's witnesses cosigned its own log up to where it stands now (the relay
+/// asks them every second in the demo), then returns its device-state bundle, which ends at the
+/// relay log's latest checkpoint with a quorum (`GET /api/v1/state-bundle`), and that checkpoint
+/// against the policy.
+pub(super) fn relay_state(
+    relay: &cairn_relay::Relay,
+    policy_file: &Path,
+) -> anyhow::Result<(cairn_vault::TransferBundle, QuorumReport)> {
+    let target = relay.engine().log().vault().size();
+    let started = std::time::Instant::now();
+    loop {
+        let view = relay
+            .relay_log_witness_view()
+            .context("the relay does not witness its log ([witnesses] relay_log)")?;
+        if view.witnessed >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the relay log's witnesses: {}", view.summary());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bundle = relay.state_bundle(0, true)?;
+    let policy = Policy::read(policy_file)?.context("no witness policy")?;
+    let report = {
+        let engine = relay.engine();
+        policy.report(&bundle.checkpoint, &engine.log().log_key()?)?
+    };
+    ensure!(
+        report.met(),
+        "the relay log's checkpoint: {}",
+        report.summary()
+    );
+    Ok((bundle, report))
+}
+
 impl Drop for Witnesses {
     fn drop(&mut self) {
         for (_, _, child) in &mut self.running {
@@ -201,16 +252,22 @@ fn serve(
     home: &Path,
     name: &str,
     key: &Path,
-    log_pem: &Path,
+    logs: &[(&str, &Path)],
 ) -> anyhow::Result<(SocketAddr, Child)> {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("serve")
         .arg("--state")
         .arg(home.join("state"))
         .arg("--key")
         .arg(key)
-        .args(["--name", name, "--listen", "127.0.0.1:0", "--log"])
-        .arg(format!("{ORIGIN}={}", log_pem.display()))
+        .args(["--name", name, "--listen", "127.0.0.1:0"]);
+    for (origin, pem) in logs {
+        command
+            .arg("--log")
+            .arg(format!("{origin}={}", pem.display()));
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -9,6 +9,7 @@ use super::auth::Operator;
 use super::status::{engine_status, refuse};
 use crate::metrics::Metrics;
 use crate::relay::{ImportError, Relay};
+use crate::witness::WitnessView;
 
 /// The status an import error answers with.
 fn import_status(e: &ImportError) -> StatusCode {
@@ -84,19 +85,33 @@ pub(super) async fn status(_operator: Operator, relay: web::Data<Relay>) -> Http
     }))
 }
 
-/// `GET /api/v1/witnesses`: the witnesses against the policy (404 without `[witnesses]`). The
-/// cosigned checkpoint itself is `/log/checkpoint`, which `cairn witness attach` takes.
+/// `GET /api/v1/witnesses`: the witnesses against the policy (404 without `[witnesses]`), and
+/// with `relay_log`, of the relay's own log under `relay_log`. The cosigned checkpoint itself is
+/// `/log/checkpoint`, which `cairn witness attach` takes.
 pub(super) async fn witnesses(_operator: Operator, relay: web::Data<Relay>) -> HttpResponse {
-    let Some(w) = web::block(move || relay.witness_view())
-        .await
-        .ok()
-        .flatten()
-    else {
+    let Some((w, relay_log)) = web::block(move || {
+        relay
+            .witness_view()
+            .map(|w| (w, relay.relay_log_witness_view()))
+    })
+    .await
+    .ok()
+    .flatten() else {
         return refuse(
             StatusCode::NOT_FOUND,
             "no [witnesses] in the relay's configuration",
         );
     };
+    let mut body = view_json(&w);
+    body["ok"] = json!(true);
+    body["relay_log"] = relay_log
+        .as_ref()
+        .map_or(serde_json::Value::Null, view_json);
+    HttpResponse::Ok().json(body)
+}
+
+/// One log's witnesses as JSON.
+fn view_json(w: &WitnessView) -> serde_json::Value {
     let witnesses: Vec<_> = w
         .witnesses
         .iter()
@@ -113,13 +128,12 @@ pub(super) async fn witnesses(_operator: Operator, relay: web::Data<Relay>) -> H
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({
-        "ok": true,
+    json!({
         "threshold": w.threshold,
         "latest": w.latest,
         "witnessed": w.witnessed,
         "waiting": w.waiting(),
         "summary": w.summary(),
         "witnesses": witnesses,
-    }))
+    })
 }

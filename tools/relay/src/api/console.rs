@@ -163,7 +163,7 @@ async fn overview(
     filter: web::Query<Filter>,
 ) -> HttpResponse {
     let view = relay.engine().view(&filter.query());
-    let witnesses = relay.witness_view();
+    let witnesses = relay.witness_views();
     page(&relay, &req, |access| {
         Ok(dashboard::render(&Page {
             origin: relay.origin(),
@@ -171,7 +171,7 @@ async fn overview(
             view: &view,
             access,
             filter: &filter,
-            witnesses: witnesses.as_ref(),
+            witnesses: &witnesses,
         }))
     })
 }
@@ -190,7 +190,7 @@ async fn device(
             engine.view(&DeviceQuery::default()),
         )
     };
-    let witnesses = relay.witness_view();
+    let witnesses = relay.witness_views();
     page(&relay, &req, |access| {
         let history = history
             .map_err(|e| Box::new(refusal(engine_status(&e), &e.to_string(), "/dashboard")))?;
@@ -201,7 +201,7 @@ async fn device(
                 view: &view,
                 access,
                 filter: &Filter::default(),
-                witnesses: witnesses.as_ref(),
+                witnesses: &witnesses,
             },
             &history,
         ))

@@ -25,7 +25,11 @@ async fn metrics(relay: web::Data<Relay>, req: HttpRequest) -> HttpResponse {
         return *refused;
     }
     let mut body = relay.metrics.render(relay.vault.size(), &relay.engine());
-    if let Some(w) = relay.witness_view() {
+    for w in relay
+        .witness_view()
+        .into_iter()
+        .chain(relay.relay_log_witness_view())
+    {
         body.push_str(&crate::metrics::witnesses(&w));
     }
     HttpResponse::Ok()

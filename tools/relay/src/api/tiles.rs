@@ -12,27 +12,35 @@ use super::status::refuse;
 use crate::config::PublicRoute;
 use crate::relay::Relay;
 use crate::statelog;
+use crate::witness::StateBundleError;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct FromQuery {
     #[serde(default)]
     from: u64,
+    /// With `[witnesses] relay_log`: `false` asks for the log up to its latest checkpoint, with or
+    /// without a quorum (by default the bundle ends at the latest with one).
+    #[serde(default = "witnessed_by_default")]
+    witnessed: bool,
 }
 
-/// `GET /api/v1/state-bundle?from=N`: the relay's log from entry `N` as a transfer bundle
-/// (formats.md §6), for the air-gapped signer's mirror (`cairn bundle import`).
+fn witnessed_by_default() -> bool {
+    true
+}
+
+/// `GET /api/v1/state-bundle?from=N[&witnessed=false]`: the relay's log from entry `N` as a
+/// transfer bundle (formats.md §6), for the air-gapped signer's mirror (`cairn bundle import`);
+/// with `[witnesses] relay_log`, up to its latest checkpoint with a quorum (503 while there is
+/// none beyond `N`, naming the witnesses missing).
 pub(super) async fn state_bundle(
     _operator: Operator,
     relay: web::Data<Relay>,
     query: web::Query<FromQuery>,
 ) -> HttpResponse {
-    let from = query.from;
+    let (from, witnessed) = (query.from, query.witnessed);
     let result = web::block(move || {
-        let engine = relay.engine();
-        engine
-            .log()
-            .vault()
-            .export_bundle(from)
+        relay
+            .state_bundle(from, witnessed)
             .map(|b| b.to_cbor())
             .inspect(|_| crate::interrupted::reached("state-bundle"))
     })
@@ -45,11 +53,20 @@ pub(super) async fn state_bundle(
                 "attachment; filename=\"relay-state.bundle\"",
             ))
             .body(bytes),
+        Ok(Err(e @ StateBundleError::NotWitnessed { .. })) => {
+            let mut refused = refuse(StatusCode::SERVICE_UNAVAILABLE, e);
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str("10") {
+                refused
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            refused
+        }
         // A `from` the log has no checkpoint for is the caller's; anything else is storage.
-        Ok(Err(
+        Ok(Err(StateBundleError::Log(
             e
             @ (cairn_vault::Error::SizeBeyondLog { .. } | cairn_vault::Error::NoCheckpoint { .. }),
-        )) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
+        ))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
         Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

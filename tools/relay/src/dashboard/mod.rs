@@ -108,15 +108,21 @@ fn campaign_state(page: &Page<'_>, c: &CampaignView) -> String {
 /// The witnesses: whether deliveries wait for cosignatures, and each witness's standing (a live
 /// part).
 fn witnesses(w: &crate::witness::WitnessView) -> String {
+    let (id, title) = match w.log {
+        crate::witness::WitnessedLog::Signer => ("witnesses", "Witnesses"),
+        crate::witness::WitnessedLog::Relay => {
+            ("relay-log-witnesses", "Witnesses of the relay log")
+        }
+    };
     let mut h = format!(
-        "<section class=\"witnesses\" id=\"witnesses\"><div class=\"live\" id=\"live-witnesses\" \
-         data-waiting=\"{}\"><h2>Witnesses ({} of {} needed)</h2><p class=\"{}\">{}</p>\
+        "<section class=\"witnesses\" id=\"{id}\"><div class=\"live\" id=\"live-{id}\" \
+         data-waiting=\"{}\"><h2>{title} ({} of {} needed)</h2><p class=\"{}\">{}</p>\
          <table class=\"witnesses\"><tr><th>witness</th><th>last cosigned size</th>\
          <th>last cosigned</th><th>last asked</th><th>failures</th><th>last error</th></tr>",
         w.waiting(),
         w.threshold,
         w.witnesses.len(),
-        if w.waiting() { "problem" } else { "ok" },
+        if w.troubled() { "problem" } else { "ok" },
         esc(&w.summary())
     );
     let time = |t: Option<u64>| t.map_or_else(|| "–".to_owned(), |t| format!("{t} (Unix s)"));
@@ -145,7 +151,7 @@ fn witnesses(w: &crate::witness::WitnessView) -> String {
 pub fn render(page: &Page<'_>) -> String {
     let view = page.view;
     let mut body = String::new();
-    if let Some(w) = page.witnesses {
+    for w in page.witnesses {
         body.push_str(&witnesses(w));
     }
     if view.campaigns.is_empty() {

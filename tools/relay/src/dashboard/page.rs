@@ -97,8 +97,9 @@ pub struct Page<'a> {
     pub access: Access<'a>,
     /// Which devices the device tables list.
     pub filter: &'a Filter,
-    /// The witnesses (with `[witnesses]`).
-    pub witnesses: Option<&'a crate::witness::WitnessView>,
+    /// The witnesses (with `[witnesses]`): of the signer's log, then of the relay's
+    /// (`relay_log`).
+    pub witnesses: &'a [crate::witness::WitnessView],
 }
 
 /// Escapes text for HTML.

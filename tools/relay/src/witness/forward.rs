@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::client::{self, Answer};
-use super::{Error, Forwarder, WitnessStatus, witnessed_size};
+use super::{Error, Forwarder, WitnessStatus, WitnessedLog};
 use crate::relay::{ImportError, Relay};
 
 /// The longest the forwarding thread sleeps between two looks at its stop flag.
@@ -20,6 +20,8 @@ type Asked = (Option<u64>, Result<u64, Error>);
 /// How the witnesses stand against the policy, for the pages and the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WitnessView {
+    /// The log they witness.
+    pub log: WitnessedLog,
     /// k.
     pub threshold: usize,
     /// The mirror's latest checkpoint.
@@ -31,33 +33,42 @@ pub struct WitnessView {
 }
 
 impl WitnessView {
-    /// Whether deliveries of the mirror's latest checkpoint wait for cosignatures.
+    /// Whether the log's latest checkpoint waits for cosignatures (for the signer's log:
+    /// deliveries of it wait).
     pub fn waiting(&self) -> bool {
         self.witnessed < self.latest
     }
 
-    /// One line for people: what deliveries wait for, and why.
+    /// Whether an operator should look: deliveries wait (the signer's log), or the relay log's
+    /// witnesses that answer are fewer than k (it is normal for the relay log's latest checkpoint
+    /// to wait a round for them).
+    pub fn troubled(&self) -> bool {
+        match self.log {
+            WitnessedLog::Signer => self.waiting(),
+            WitnessedLog::Relay => {
+                self.waiting()
+                    && self.witnesses.iter().filter(|w| w.failures == 0).count() < self.threshold
+            }
+        }
+    }
+
+    /// One line for people: what deliveries (or the device-state bundle) wait for, and why.
     pub fn summary(&self) -> String {
         let have = self
             .witnesses
             .iter()
             .filter(|w| w.cosigned >= self.latest)
             .count();
+        if self.log == WitnessedLog::Relay {
+            return self.relay_log_summary(have);
+        }
         if !self.waiting() {
             return format!(
                 "checkpoint {} cosigned by {have} witnesses ({} needed): deliveries flow",
                 self.latest, self.threshold
             );
         }
-        let missing: Vec<String> = self
-            .witnesses
-            .iter()
-            .filter(|w| w.cosigned < self.latest)
-            .map(|w| match &w.last_error {
-                Some(e) => format!("{} ({e})", w.name),
-                None => w.name.clone(),
-            })
-            .collect();
+        let missing = self.missing();
         format!(
             "deliveries wait: checkpoint {} has {have} of the {} cosignatures needed \
              (deliveries use checkpoint {}); waiting for {}",
@@ -67,31 +78,81 @@ impl WitnessView {
             missing.join(", ")
         )
     }
+
+    /// The witnesses that have not cosigned the latest checkpoint, with their last error.
+    fn missing(&self) -> Vec<String> {
+        self.witnesses
+            .iter()
+            .filter(|w| w.cosigned < self.latest)
+            .map(|w| match &w.last_error {
+                Some(e) => format!("{} ({e})", w.name),
+                None => w.name.clone(),
+            })
+            .collect()
+    }
+
+    fn relay_log_summary(&self, have: usize) -> String {
+        let cut = if self.witnessed == 0 {
+            "no checkpoint of it has a quorum yet: the device-state bundle waits".to_owned()
+        } else {
+            format!("the device-state bundle ends at {}", self.witnessed)
+        };
+        if !self.waiting() {
+            return format!(
+                "relay log checkpoint {} cosigned by {have} witnesses ({} needed)",
+                self.latest, self.threshold
+            );
+        }
+        format!(
+            "relay log checkpoint {} has {have} of the {} cosignatures needed ({cut}); \
+             not cosigned yet by {}",
+            self.latest,
+            self.threshold,
+            self.missing().join(", ")
+        )
+    }
 }
 
 impl Relay {
-    /// The witnesses against the policy (`None` without `[witnesses]`).
+    /// The signer log's witnesses against the policy (`None` without `[witnesses]`).
     pub fn witness_view(&self) -> Option<WitnessView> {
         let f = self.witnesses.as_ref()?;
-        let latest = self
-            .vault
-            .checkpoint_sizes()
-            .ok()
-            .and_then(|s| s.last().copied())
-            .unwrap_or(0);
         Some(WitnessView {
+            log: WitnessedLog::Signer,
             threshold: f.policy().threshold(),
-            latest,
+            latest: latest_size(&f.vault).unwrap_or(0),
             witnessed: self.engine().published_limit().unwrap_or(0),
             witnesses: f.status(),
         })
     }
 
-    /// The forwarding loop (the `witness-forwarder` thread) until `stop`.
-    pub(crate) fn run_forwarder(&self, stop: &AtomicBool) {
-        let Some(f) = self.witnesses.as_ref() else {
-            return;
-        };
+    /// The relay log's witnesses against the policy (`None` without `[witnesses] relay_log`).
+    pub fn relay_log_witness_view(&self) -> Option<WitnessView> {
+        let f = self.state_witnesses.as_ref()?;
+        Some(WitnessView {
+            log: WitnessedLog::Relay,
+            threshold: f.policy().threshold(),
+            latest: latest_size(&f.vault).unwrap_or(0),
+            witnessed: f.witnessed(),
+            witnesses: f.status(),
+        })
+    }
+
+    /// Both views that exist: the signer log's, then the relay log's.
+    pub fn witness_views(&self) -> Vec<WitnessView> {
+        self.witness_view()
+            .into_iter()
+            .chain(self.relay_log_witness_view())
+            .collect()
+    }
+
+    /// Every forwarder the relay runs: the signer log's, then the relay log's.
+    pub(crate) fn forwarders(&self) -> impl Iterator<Item = &Forwarder> {
+        self.witnesses.iter().chain(self.state_witnesses.iter())
+    }
+
+    /// The forwarding loop of `f` (a `witness-forwarder` thread) until `stop`.
+    pub(crate) fn run_forwarder(&self, f: &Forwarder, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let wait = self.forward_round(f);
             f.sleep(wait.min(NAP));
@@ -100,10 +161,10 @@ impl Relay {
 
     /// One round; returns how long until a witness is due again.
     pub(crate) fn forward_round(&self, f: &Forwarder) -> Duration {
-        let latest = match self.vault.checkpoint_sizes() {
-            Ok(sizes) => sizes.last().copied().unwrap_or(0),
+        let latest = match latest_size(&f.vault) {
+            Ok(size) => size,
             Err(e) => {
-                crate::say!("cairn-relay: witnesses: reading the mirror: {e}");
+                crate::say!("cairn-relay: witnesses: reading {}: {e}", f.vault.origin());
                 return f.retry_min;
             }
         };
@@ -124,7 +185,7 @@ impl Relay {
             let asked: Vec<(usize, Asked)> = std::thread::scope(|scope| {
                 let running: Vec<_> = due
                     .iter()
-                    .map(|&(i, claimed)| (i, scope.spawn(move || self.ask(f, i, claimed))))
+                    .map(|&(i, claimed)| (i, scope.spawn(move || ask(f, i, claimed))))
                     .collect();
                 running
                     .into_iter()
@@ -134,9 +195,21 @@ impl Relay {
                     })
                     .collect()
             });
-            let cosigned = Self::record(f, asked);
-            if cosigned && let Err(e) = self.publish_witnessed() {
-                crate::say!("cairn-relay: witnesses: publishing the cosigned checkpoint: {e}");
+            let mut cosigned = record(f, asked);
+            if !cosigned.is_empty() {
+                let published = match f.log {
+                    WitnessedLog::Signer => self.publish_witnessed().map(drop),
+                    WitnessedLog::Relay => f
+                        .raise_witnessed(&mut cosigned)
+                        .map(drop)
+                        .map_err(ImportError::Mirror),
+                };
+                if let Err(e) = published {
+                    crate::say!(
+                        "cairn-relay: witnesses: publishing the cosigned checkpoint of {}: {e}",
+                        f.vault.origin()
+                    );
+                }
             }
         }
         // Until the next witness is due (a round finds nothing to do otherwise).
@@ -149,119 +222,6 @@ impl Relay {
             .unwrap_or(Duration::from_secs(3600))
     }
 
-    /// Records what each witness answered; whether any cosignature was attached.
-    fn record(f: &Forwarder, asked: Vec<(usize, Asked)>) -> bool {
-        let now = crate::engine::now();
-        let mut status = f.lock();
-        let mut any = false;
-        for (i, (claimed, result)) in asked {
-            let Some((s, next)) = status.get_mut(i) else {
-                continue;
-            };
-            s.last_attempt = Some(now);
-            if claimed.is_some() {
-                s.claimed = claimed;
-            }
-            match result {
-                Ok(size) => {
-                    any = true;
-                    s.cosigned = s.cosigned.max(size);
-                    s.claimed = None;
-                    s.last_error = None;
-                    s.last_cosigned_at = Some(now);
-                    s.failures = 0;
-                    *next = Instant::now();
-                }
-                Err(e) => {
-                    s.failures = s.failures.saturating_add(1);
-                    crate::say!(
-                        "cairn-relay: witness {}: {e} (attempt {}, asked again in {} s)",
-                        s.name,
-                        s.failures,
-                        f.backoff(s.failures).as_secs()
-                    );
-                    s.last_error = Some(e.to_string());
-                    *next = Instant::now() + f.backoff(s.failures);
-                }
-            }
-        }
-        any
-    }
-
-    /// Asks witness `i` to cosign the mirror's latest checkpoint, from `claimed` (the size it
-    /// named last) or the largest checkpoint it cosigned; attaches its cosignature.
-    fn ask(&self, f: &Forwarder, i: usize, claimed: Option<u64>) -> Asked {
-        let (Some((vkey, _)), Some(Some(url))) = (f.policy().witnesses().get(i), f.urls.get(i))
-        else {
-            return (None, Err(Error::Io("not in the policy".into())));
-        };
-        let name = vkey.name.as_str();
-        let mirror = |e: cairn_vault::Error| Error::Mirror(e.to_string());
-        let mut old = claimed;
-        let mut told = None;
-        // The first request, and one more from the size a 409 names (C2SP tlog-witness).
-        for _ in 0..2 {
-            let request = match cairn_vault::witness::request(&self.vault, f.policy(), name, old) {
-                Ok(r) => r,
-                Err(e) => return (told, Err(mirror(e))),
-            };
-            match client::add_checkpoint(url, &request.body, f.timeout) {
-                Ok(Answer::Cosigned(lines)) => {
-                    return (told, self.take(f, name, request.size, &lines));
-                }
-                Ok(Answer::Size(size)) if Some(size) != old => {
-                    told = Some(size);
-                    old = Some(size);
-                }
-                Ok(Answer::Size(size)) => {
-                    return (
-                        told,
-                        Err(Error::Refused {
-                            status: 409,
-                            body: format!("its size is {size}, the old size sent"),
-                        }),
-                    );
-                }
-                Ok(Answer::Refused { status, body }) => {
-                    return (told, Err(Error::Refused { status, body }));
-                }
-                Err(e) => return (told, Err(e)),
-            }
-        }
-        let size = told.unwrap_or_default();
-        (
-            told,
-            Err(Error::Refused {
-                status: 409,
-                body: format!("its size is {size} again"),
-            }),
-        )
-    }
-
-    /// Attaches the cosignature lines `lines` of witness `name` over the checkpoint of `size`,
-    /// checked against its pinned key; returns the size.
-    fn take(&self, f: &Forwarder, name: &str, size: u64, lines: &str) -> Result<u64, Error> {
-        let mirror = |e: cairn_vault::Error| Error::Mirror(e.to_string());
-        let note = self
-            .vault
-            .checkpoint(size)
-            .map_err(mirror)?
-            .ok_or_else(|| Error::Mirror(format!("the checkpoint of size {size} is gone")))?;
-        let attached =
-            cairn_vault::witness::attach(&self.vault, f.policy(), &format!("{note}{lines}"), name)
-                .map_err(|e| match e {
-                    cairn_vault::Error::Cosignature { why, .. } => Error::BadCosignature(why),
-                    e => mirror(e),
-                })?;
-        if attached.report.cosigned.iter().any(|c| c.name == name) {
-            Ok(size)
-        } else {
-            Err(Error::BadCosignature(
-                "its answer carries no cosignature by its pinned key".into(),
-            ))
-        }
-    }
-
     /// Publishes the tiles again (their `checkpoint` carries the cosignatures), then lets the engine
     /// use the mirror's latest checkpoint with a quorum; returns that checkpoint's size.
     pub(crate) fn publish_witnessed(&self) -> Result<u64, ImportError> {
@@ -269,7 +229,9 @@ impl Relay {
             return Ok(self.vault.size());
         };
         let _one = self.import_lock();
-        let size = witnessed_size(&self.vault, f.policy()).map_err(ImportError::Mirror)?;
+        let size = cairn_vault::witness::witnessed_size(&self.vault, f.policy())
+            .map_err(ImportError::Mirror)?;
+        f.witnessed.fetch_max(size, Ordering::SeqCst);
         // The tiles first: once deliveries of a checkpoint go, `/log/checkpoint` (what goes back to
         // the signer) carries its cosignatures.
         self.vault
@@ -287,4 +249,126 @@ impl Relay {
         }
         Ok(size)
     }
+}
+
+/// Records what each witness answered; returns the sizes cosigned.
+fn record(f: &Forwarder, asked: Vec<(usize, Asked)>) -> Vec<u64> {
+    let now = crate::engine::now();
+    let mut status = f.lock();
+    let mut cosigned = Vec::new();
+    for (i, (claimed, result)) in asked {
+        let Some((s, next)) = status.get_mut(i) else {
+            continue;
+        };
+        s.last_attempt = Some(now);
+        if claimed.is_some() {
+            s.claimed = claimed;
+        }
+        match result {
+            Ok(size) => {
+                cosigned.push(size);
+                s.cosigned = s.cosigned.max(size);
+                s.claimed = None;
+                s.last_error = None;
+                s.last_cosigned_at = Some(now);
+                s.failures = 0;
+                *next = Instant::now() + f.every;
+            }
+            Err(e) => {
+                s.failures = s.failures.saturating_add(1);
+                crate::say!(
+                    "cairn-relay: witness {}: {e} (attempt {}, asked again in {} s)",
+                    s.name,
+                    s.failures,
+                    f.backoff(s.failures).as_secs()
+                );
+                s.last_error = Some(e.to_string());
+                *next = Instant::now() + f.backoff(s.failures);
+            }
+        }
+    }
+    cosigned
+}
+
+/// Asks witness `i` to cosign the mirror's latest checkpoint, from `claimed` (the size it
+/// named last) or the largest checkpoint it cosigned; attaches its cosignature.
+fn ask(f: &Forwarder, i: usize, claimed: Option<u64>) -> Asked {
+    let (Some((vkey, _)), Some(Some(url))) = (f.policy().witnesses().get(i), f.urls.get(i)) else {
+        return (None, Err(Error::Io("not in the policy".into())));
+    };
+    let name = vkey.name.as_str();
+    let mirror = |e: cairn_vault::Error| Error::Mirror(e.to_string());
+    let mut old = claimed;
+    let mut told = None;
+    // The first request, and one more from the size a 409 names (C2SP tlog-witness).
+    for _ in 0..2 {
+        let request = match cairn_vault::witness::request(&f.vault, f.policy(), name, old) {
+            Ok(r) => r,
+            Err(e) => return (told, Err(mirror(e))),
+        };
+        match client::add_checkpoint(url, &request.body, f.timeout) {
+            Ok(Answer::Cosigned(lines)) => {
+                return (told, take(f, name, request.size, &lines));
+            }
+            Ok(Answer::Size(size)) if Some(size) != old => {
+                told = Some(size);
+                old = Some(size);
+            }
+            Ok(Answer::Size(size)) => {
+                return (
+                    told,
+                    Err(Error::Refused {
+                        status: 409,
+                        body: format!("its size is {size}, the old size sent"),
+                    }),
+                );
+            }
+            Ok(Answer::Refused { status, body }) => {
+                return (told, Err(Error::Refused { status, body }));
+            }
+            Err(e) => return (told, Err(e)),
+        }
+    }
+    let size = told.unwrap_or_default();
+    (
+        told,
+        Err(Error::Refused {
+            status: 409,
+            body: format!("its size is {size} again"),
+        }),
+    )
+}
+
+/// Attaches the cosignature lines `lines` of witness `name` over the checkpoint of `size`,
+/// checked against its pinned key; returns the size.
+fn take(f: &Forwarder, name: &str, size: u64, lines: &str) -> Result<u64, Error> {
+    let mirror = |e: cairn_vault::Error| Error::Mirror(e.to_string());
+    let note = f
+        .vault
+        .checkpoint(size)
+        .map_err(mirror)?
+        .ok_or_else(|| Error::Mirror(format!("the checkpoint of size {size} is gone")))?;
+    let attached =
+        cairn_vault::witness::attach(&f.vault, f.policy(), &format!("{note}{lines}"), name)
+            .map_err(|e| match e {
+                cairn_vault::Error::Cosignature { why, .. } => Error::BadCosignature(why),
+                e => mirror(e),
+            })?;
+    if attached.report.cosigned.iter().any(|c| c.name == name) {
+        Ok(size)
+    } else {
+        Err(Error::BadCosignature(
+            "its answer carries no cosignature by its pinned key".into(),
+        ))
+    }
+}
+
+/// The size of the latest checkpoint of `vault` (0 if none).
+fn latest_size(vault: &cairn_vault::Vault) -> Result<u64, cairn_vault::Error> {
+    let Some(note) = vault.latest_checkpoint()? else {
+        return Ok(0);
+    };
+    cairn_verifier::note::Checkpoint::parse(note.as_bytes())
+        .map(|c| c.size.0)
+        .map_err(|e| cairn_vault::Error::Checkpoint(cairn_verifier::Error::MalformedCheckpoint(e)))
 }

@@ -15,11 +15,19 @@
 //! | `mod.rs` | the forwarder's state: the policy, each witness's status, the wake-up |
 //! | `client.rs` | the HTTP client: `POST add-checkpoint`, the answer read under a cap |
 //! | `forward.rs` | a round: requests, 409 answers, cosignatures attached, the quorum published |
+//! | `state.rs` | the relay's own log witnessed (`[witnesses] relay_log`): the device-state bundle's cut |
+//!
+//! With `[witnesses] relay_log = true` a second forwarder carries the relay's own device-state log
+//! to the same witnesses (issue 18 item 4): nothing waits for it, but the device-state bundle ends
+//! at its latest checkpoint with a quorum, so the relay checkpoint the custodians record, and
+//! every evidence pack built on it, carries k cosignatures (`cairn audit verify --witnesses`).
 
 mod client;
 mod forward;
+mod state;
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_vault::Vault;
@@ -27,6 +35,7 @@ use cairn_vault::witness::Policy;
 
 pub use client::{Answer, MAX_ANSWER_BYTES, WitnessUrl, add_checkpoint};
 pub use forward::WitnessView;
+pub use state::StateBundleError;
 
 use crate::config::WitnessConfig;
 
@@ -66,8 +75,9 @@ pub enum Error {
     /// was attached.
     #[error("{0}")]
     BadCosignature(String),
-    /// The mirror could not make the request or store the cosignature.
-    #[error("the mirror: {0}")]
+    /// The log's store (the mirror, or the relay's own log) could not make the request or store
+    /// the cosignature.
+    #[error("the relay's store: {0}")]
     Mirror(String),
 }
 
@@ -92,9 +102,25 @@ pub struct WitnessStatus {
     pub failures: u32,
 }
 
+/// The log a forwarder carries to the witnesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessedLog {
+    /// The signer's log, as the relay's mirror holds it: deliveries wait for its quorum.
+    Signer,
+    /// The relay's own device-state log (`[witnesses] relay_log`): the device-state bundle ends
+    /// at its quorum.
+    Relay,
+}
+
 /// The forwarder's state, shared by the forwarding thread, imports and the pages.
 #[derive(Debug)]
 pub struct Forwarder {
+    log: WitnessedLog,
+    vault: Arc<Vault>,
+    /// The largest checkpoint of `vault` with a quorum, as last seen.
+    witnessed: AtomicU64,
+    /// The shortest time between two requests to one witness that answered.
+    every: Duration,
     policy: Policy,
     urls: Vec<Option<WitnessUrl>>,
     retry_min: Duration,
@@ -105,8 +131,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Reads the policy file `config.policy` and each witness's last cosigned size from `mirror`.
-    pub fn open(config: &WitnessConfig, mirror: &Vault) -> Result<Self, cairn_vault::Error> {
+    /// Reads the policy file `config.policy` and each witness's last cosigned size from `vault`,
+    /// the store of `log` (the mirror, or the relay's own log).
+    pub fn open(
+        config: &WitnessConfig,
+        vault: Arc<Vault>,
+        log: WitnessedLog,
+    ) -> Result<Self, cairn_vault::Error> {
+        let mirror = &*vault;
         let policy =
             Policy::read(&config.policy)?.ok_or_else(|| cairn_vault::Error::WitnessPolicy {
                 path: config.policy.clone(),
@@ -124,7 +156,7 @@ impl Forwarder {
                     why: e.to_string(),
                 })?;
             urls.push(parsed);
-            let cosigned = if mirror.checkpoint_sizes()?.is_empty() {
+            let cosigned = if mirror.latest_checkpoint()?.is_none() {
                 0
             } else {
                 cairn_vault::witness::last_cosigned(mirror, &policy, &vkey.name)?
@@ -143,7 +175,16 @@ impl Forwarder {
                 Instant::now(),
             ));
         }
+        let witnessed = AtomicU64::new(cairn_vault::witness::witnessed_size(mirror, &policy)?);
+        let every = match log {
+            WitnessedLog::Signer => Duration::ZERO,
+            WitnessedLog::Relay => Duration::from_secs(config.relay_log_every_secs),
+        };
         Ok(Self {
+            log,
+            vault,
+            witnessed,
+            every,
             policy,
             urls,
             retry_min: Duration::from_secs(config.retry_min_secs),
@@ -159,14 +200,44 @@ impl Forwarder {
         &self.policy
     }
 
+    /// The log it carries.
+    pub fn log(&self) -> WitnessedLog {
+        self.log
+    }
+
+    /// The largest checkpoint of its log with a quorum, as last seen (0 if none).
+    pub fn witnessed(&self) -> u64 {
+        self.witnessed.load(Ordering::SeqCst)
+    }
+
+    /// Checks the stored checkpoints of `sizes` (just cosigned), largest first, and raises
+    /// [`Forwarder::witnessed`] to the first with a quorum.
+    fn raise_witnessed(&self, sizes: &mut [u64]) -> Result<u64, cairn_vault::Error> {
+        sizes.sort_unstable();
+        let log = cairn_vault::witness::log_key(&self.vault)?;
+        for &size in sizes.iter().rev() {
+            if size <= self.witnessed() {
+                break;
+            }
+            let Some(note) = self.vault.checkpoint(size)? else {
+                continue;
+            };
+            if self.policy.report(&note, &log)?.met() {
+                self.witnessed.fetch_max(size, Ordering::SeqCst);
+                break;
+            }
+        }
+        Ok(self.witnessed())
+    }
+
     /// Every witness's status, in policy order.
     pub fn status(&self) -> Vec<WitnessStatus> {
         self.lock().iter().map(|(s, _)| s.clone()).collect()
     }
 
-    /// Reads each witness's last cosigned size again from `mirror` (an imported bundle may carry
+    /// Reads each witness's last cosigned size again from the log (an imported bundle may carry
     /// cosignatures gathered on the signer's side); a size never goes down.
-    pub fn refresh(&self, mirror: &Vault, latest: u64) -> Result<(), cairn_vault::Error> {
+    pub fn refresh(&self, latest: u64) -> Result<(), cairn_vault::Error> {
         let behind: Vec<(usize, String)> = self
             .lock()
             .iter()
@@ -175,11 +246,13 @@ impl Forwarder {
             .map(|(i, (s, _))| (i, s.name.clone()))
             .collect();
         for (i, name) in behind {
-            let size = cairn_vault::witness::last_cosigned(mirror, &self.policy, &name)?;
+            let size = cairn_vault::witness::last_cosigned(&self.vault, &self.policy, &name)?;
             if let Some((s, _)) = self.lock().get_mut(i) {
                 s.cosigned = s.cosigned.max(size);
             }
         }
+        let mut sizes: Vec<u64> = self.status().iter().map(|s| s.cosigned).collect();
+        self.raise_witnessed(&mut sizes)?;
         Ok(())
     }
 
@@ -211,22 +284,4 @@ impl Forwarder {
             .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
         doubled.min(self.retry_max)
     }
-}
-
-/// The largest checkpoint of `mirror` that meets `policy` (0 if none): what devices accept.
-pub fn witnessed_size(mirror: &Vault, policy: &Policy) -> Result<u64, cairn_vault::Error> {
-    let sizes = mirror.checkpoint_sizes()?;
-    if sizes.is_empty() {
-        return Ok(0);
-    }
-    let log = cairn_vault::witness::log_key(mirror)?;
-    for &size in sizes.iter().rev() {
-        let Some(note) = mirror.checkpoint(size)? else {
-            continue;
-        };
-        if policy.report(&note, &log)?.met() {
-            return Ok(size);
-        }
-    }
-    Ok(0)
 }

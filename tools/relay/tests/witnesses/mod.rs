@@ -16,7 +16,10 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use cairn_relay::Relay;
 
 use crate::common::ORIGIN;
 
@@ -197,4 +200,28 @@ fn forge_one(client: &mut TcpStream, port: u16) -> std::io::Result<()> {
         answer[at] = if answer[at] == b'A' { b'B' } else { b'A' };
     }
     client.write_all(&answer)
+}
+
+/// `GET path` through the relay's routes with the operator's token: status and body.
+pub fn get(relay: &Arc<Relay>, path: &str) -> (u16, String) {
+    let (status, body) = get_bytes(relay, path);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`get`] of a body that is not text.
+pub fn get_bytes(relay: &Arc<Relay>, path: &str) -> (u16, Vec<u8>) {
+    use actix_web::{App, test as http_test, web};
+    actix_web::rt::System::new().block_on(async {
+        let data = web::Data::from(Arc::clone(relay));
+        let app =
+            http_test::init_service(App::new().app_data(data).configure(cairn_relay::routes)).await;
+        let req = http_test::TestRequest::get()
+            .uri(path)
+            .insert_header(("Authorization", format!("Bearer {}", crate::common::TOKEN)))
+            .to_request();
+        let resp = http_test::call_service(&app, req).await;
+        let status = resp.status().as_u16();
+        let body = http_test::read_body(resp).await;
+        (status, body.to_vec())
+    })
 }
