@@ -147,6 +147,10 @@ pub struct WitnessConfig {
     /// (seconds), which signs a checkpoint at every rollout step.
     #[serde(default = "default_relay_log_every_secs")]
     pub relay_log_every_secs: u64,
+    /// A CA certificate (PEM) trusted for `https://` witness URLs beside the system's roots: a
+    /// witness behind a TLS terminator with a private CA.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 fn default_retry_min_secs() -> u64 {
@@ -350,6 +354,7 @@ impl Config {
         }
         if let Some(w) = config.witnesses.as_mut() {
             w.policy = base.join(&w.policy);
+            w.ca = w.ca.as_ref().map(|ca| base.join(ca));
             if w.retry_min_secs == 0 || w.retry_max_secs < w.retry_min_secs || w.timeout_secs == 0 {
                 return Err(Error::WitnessTiming(path.to_owned()));
             }

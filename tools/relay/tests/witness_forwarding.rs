@@ -33,7 +33,7 @@ use cairn_verifier::test_support::{Fixture, public_key, test_key};
 use cairn_verifier::types::Version;
 use cairn_verifier::witness::WitnessPolicy;
 use common::{CAMPAIGN, SignerLog, wait_for};
-use witnesses::{SECTION, TestWitness, forging_proxy, get, policy};
+use witnesses::{SECTION, TestWitness, forging_proxy, get, policy, tls_proxy};
 
 const NAMES: [&str; 3] = [
     "witness.test/notified-body",
@@ -213,6 +213,7 @@ fn with_two_of_three_witnesses_up_deliveries_flow_and_the_cosignatures_go_back_t
         &WitnessUrl::parse(&s.witnesses[0].url()).unwrap(),
         &direct.body,
         std::time::Duration::from_secs(5),
+        &cairn_relay::witness::connector(None).unwrap(),
     )
     .unwrap();
     assert!(matches!(answer, Answer::Cosigned(_)), "{answer:?}");
@@ -371,6 +372,7 @@ fn a_bundle_carrying_a_forged_cosignature_is_refused_and_nothing_is_stored() {
         &WitnessUrl::parse(&s.witnesses[0].url()).unwrap(),
         &request.body,
         std::time::Duration::from_secs(5),
+        &cairn_relay::witness::connector(None).unwrap(),
     )
     .unwrap() else {
         panic!("witness 0 did not cosign");
@@ -395,4 +397,62 @@ fn a_bundle_carrying_a_forged_cosignature_is_refused_and_nothing_is_stored() {
     relay.import_bundle_bytes(&bundle.to_cbor()).unwrap();
     let stored = relay.vault().checkpoint(request.size).unwrap().unwrap();
     assert!(stored.contains(NAMES[0]), "{stored}");
+}
+
+#[test]
+fn a_witness_behind_https_is_reached_with_the_configured_ca_and_refused_without_it() {
+    // Witness 0 behind a TLS terminator whose certificate the test CA (the broker's) issued.
+    let mut s = setup(None);
+    s.start(0);
+    s.start(1);
+    let broker_dir = s.dir.path().join("broker");
+    let https = tls_proxy(
+        s.witnesses[0].port,
+        &broker_dir.join("server.pem"),
+        &broker_dir.join("server.key"),
+    );
+    let mut urls: Vec<String> = s.witnesses.iter().map(TestWitness::url).collect();
+    urls[0] = https;
+    policy(
+        s.dir.path(),
+        2,
+        &s.witnesses.iter().collect::<Vec<_>>(),
+        &urls,
+    );
+    // Without the CA the relay does not trust the terminator: witness 0 fails with a TLS error
+    // and deliveries wait.
+    let (relay, runner) = s.relay();
+    let size = s.import(&relay)["size"].as_u64().unwrap();
+    wait_for("witness 0's TLS failure recorded", 20, || {
+        view(&relay).witnesses[0].last_error.is_some()
+    });
+    let v = view(&relay);
+    let error = v.witnesses[0].last_error.clone().unwrap();
+    assert!(error.starts_with("TLS:"), "{error}");
+    assert!(
+        v.waiting() && v.witnesses[0].cosigned == 0,
+        "{}",
+        v.summary()
+    );
+    drop(runner);
+    drop(relay);
+    // With `[witnesses] ca`, the same witness cosigns over HTTPS and deliveries flow.
+    let config = common::mqtt_config(
+        s.dir.path(),
+        &s.broker,
+        &format!(
+            "[rollout]\ntick_millis = 50\n{SECTION}ca = \"{}\"\n",
+            broker_dir.join("ca.pem").display()
+        ),
+    );
+    let relay = Arc::new(Relay::open(&config).unwrap());
+    let runner = relay.start().unwrap();
+    wait_for("witness 0 cosigned over HTTPS", 20, || {
+        view(&relay).witnesses[0].cosigned == size
+    });
+    wait_for("6 deliveries acknowledged", 30, || {
+        delivered(&relay) == DEVICES
+    });
+    assert_eq!(device_accepts(&relay, &s), size);
+    drop(runner);
 }

@@ -91,7 +91,12 @@ pub enum Answer {
 }
 
 /// Sends `body` to the witness at `url` and reads its answer.
-pub fn add_checkpoint(url: &WitnessUrl, body: &str, timeout: Duration) -> Result<Answer, Error> {
+pub fn add_checkpoint(
+    url: &WitnessUrl,
+    body: &str,
+    timeout: Duration,
+    tls: &native_tls::TlsConnector,
+) -> Result<Answer, Error> {
     let io = |e: std::io::Error| Error::Io(e.to_string());
     let addr = (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -113,8 +118,7 @@ pub fn add_checkpoint(url: &WitnessUrl, body: &str, timeout: Duration) -> Result
         body.len()
     );
     let raw = if url.tls {
-        let connector = native_tls::TlsConnector::new().map_err(|e| Error::Tls(e.to_string()))?;
-        let mut stream = connector
+        let mut stream = tls
             .connect(&url.host, tcp)
             .map_err(|e| Error::Tls(e.to_string()))?;
         exchange(&mut stream, request.as_bytes())?
@@ -123,6 +127,20 @@ pub fn add_checkpoint(url: &WitnessUrl, body: &str, timeout: Duration) -> Result
         exchange(&mut stream, request.as_bytes())?
     };
     parse(&raw)
+}
+
+/// The TLS client of `https://` witnesses: the system's roots, and `ca` (a PEM certificate file)
+/// if given (`[witnesses] ca`).
+pub fn connector(ca: Option<&std::path::Path>) -> Result<native_tls::TlsConnector, Error> {
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = ca {
+        let pem =
+            std::fs::read(path).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| Error::Tls(format!("{}: not a PEM certificate ({e})", path.display())))?;
+        builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| Error::Tls(e.to_string()))
 }
 
 /// Writes the request, reads the answer to its end (`Connection: close`) or the cap.

@@ -306,7 +306,7 @@ fn ask(f: &Forwarder, i: usize, claimed: Option<u64>) -> Asked {
             Ok(r) => r,
             Err(e) => return (told, Err(mirror(e))),
         };
-        match client::add_checkpoint(url, &request.body, f.timeout) {
+        match client::add_checkpoint(url, &request.body, f.timeout, &f.tls) {
             Ok(Answer::Cosigned(lines)) => {
                 return (told, take(f, name, request.size, &lines));
             }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use cairn_vault::Vault;
 use cairn_vault::witness::Policy;
 
-pub use client::{Answer, MAX_ANSWER_BYTES, WitnessUrl, add_checkpoint};
+pub use client::{Answer, MAX_ANSWER_BYTES, WitnessUrl, add_checkpoint, connector};
 pub use forward::WitnessView;
 pub use state::StateBundleError;
 
@@ -126,6 +126,8 @@ pub struct Forwarder {
     retry_min: Duration,
     retry_max: Duration,
     timeout: Duration,
+    /// The TLS client of `https://` witnesses (`[witnesses] ca`).
+    tls: native_tls::TlsConnector,
     status: Mutex<Vec<(WitnessStatus, Instant)>>,
     wake: (Mutex<bool>, Condvar),
 }
@@ -176,6 +178,11 @@ impl Forwarder {
             ));
         }
         let witnessed = AtomicU64::new(cairn_vault::witness::witnessed_size(mirror, &policy)?);
+        let tls =
+            connector(config.ca.as_deref()).map_err(|e| cairn_vault::Error::WitnessPolicy {
+                path: config.ca.clone().unwrap_or_default(),
+                why: e.to_string(),
+            })?;
         let every = match log {
             WitnessedLog::Signer => Duration::ZERO,
             WitnessedLog::Relay => Duration::from_secs(config.relay_log_every_secs),
@@ -190,6 +197,7 @@ impl Forwarder {
             retry_min: Duration::from_secs(config.retry_min_secs),
             retry_max: Duration::from_secs(config.retry_max_secs),
             timeout: Duration::from_secs(config.timeout_secs),
+            tls,
             status: Mutex::new(status),
             wake: (Mutex::new(false), Condvar::new()),
         })

@@ -1,8 +1,8 @@
 //! Witness processes for the relay's forwarding tests: `cairn-witness serve` started on
 //! 127.0.0.1 (the binary next to `cairn-relay` in the target directory: `cargo test --workspace`
 //! builds it, or `cargo build -p cairn-witness`), stopped and started again on the same port and
-//! state; and a forging proxy that relays requests to a real witness and alters the signature of
-//! its answer.
+//! state; a forging proxy that relays requests to a real witness and alters the signature of
+//! its answer; and a TLS terminator in front of a witness.
 
 #![allow(
     dead_code,
@@ -158,14 +158,46 @@ pub fn forging_proxy(port: u16) -> String {
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(mut client) = client else { continue };
-            let _ = forge_one(&mut client, port);
+            let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = pass_one(&mut client, port, true);
         }
     });
     url
 }
 
-fn forge_one(client: &mut TcpStream, port: u16) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// A TLS terminator on a free port in front of the witness on `port` (as a witness is run on the
+/// internet: C2SP tlog-witness over HTTPS), serving the certificate `cert` (PEM, for 127.0.0.1)
+/// with its PKCS#8 key `key`. Returns its `https://` URL. Runs until the test ends.
+pub fn tls_proxy(port: u16, cert: &Path, key: &Path) -> String {
+    let identity = native_tls::Identity::from_pkcs8(
+        &std::fs::read(cert).unwrap(),
+        &std::fs::read(key).unwrap(),
+    )
+    .unwrap();
+    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+            // A client that does not trust the certificate ends the handshake: nothing to pass.
+            let Ok(mut tls) = acceptor.accept(client) else {
+                continue;
+            };
+            let _ = pass_one(&mut tls, port, false);
+        }
+    });
+    url
+}
+
+/// Passes one request from `client` to the witness on `port` and its answer back, with the
+/// signature of a 200 answer altered if `forge`.
+fn pass_one(
+    client: &mut (impl std::io::Read + std::io::Write),
+    port: u16,
+    forge: bool,
+) -> std::io::Result<()> {
     // The relay's request: header, then Content-Length bytes.
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
@@ -194,12 +226,13 @@ fn forge_one(client: &mut TcpStream, port: u16) -> std::io::Result<()> {
     upstream.write_all(&request)?;
     let mut answer = Vec::new();
     upstream.read_to_end(&mut answer)?;
-    if answer.starts_with(b"HTTP/1.1 200") {
+    if forge && answer.starts_with(b"HTTP/1.1 200") {
         // The last line's signature: a character 30 from the end (inside the 64-byte signature).
         let at = answer.len() - 30;
         answer[at] = if answer[at] == b'A' { b'B' } else { b'A' };
     }
-    client.write_all(&answer)
+    client.write_all(&answer)?;
+    client.flush()
 }
 
 /// `GET path` through the relay's routes with the operator's token: status and body.
