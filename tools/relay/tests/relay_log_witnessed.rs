@@ -49,13 +49,7 @@ fn report(
 fn the_relay_log_is_cosigned_and_the_state_bundle_ends_at_its_quorum() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker")).unwrap();
-    let signer = common::signer_log(
-        &dir.path().join("signer"),
-        DEVICES,
-        1,
-        &[("all", DEVICES, 0, 1000, 1000, false)],
-        common::Policy::default(),
-    );
+    let signer = common::single_stage(&dir.path().join("signer"), DEVICES, 1);
     let mut witnesses: Vec<TestWitness> = NAMES
         .iter()
         .map(|n| TestWitness::new(&dir.path().join("witnesses"), n))

@@ -55,13 +55,7 @@ struct Setup {
 fn setup(urls: Option<Vec<String>>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker")).unwrap();
-    let signer = common::signer_log(
-        &dir.path().join("signer"),
-        DEVICES,
-        1,
-        &[("all", DEVICES, 0, 1000, 1000, false)],
-        common::Policy::default(),
-    );
+    let signer = common::single_stage(&dir.path().join("signer"), DEVICES, 1);
     let witnesses: Vec<TestWitness> = NAMES
         .iter()
         .map(|n| TestWitness::new(&dir.path().join("witnesses"), n))
@@ -107,6 +101,18 @@ impl Setup {
     fn start(&mut self, i: usize) {
         let dir = self.dir.path().to_owned();
         self.witnesses[i].start_for_signer(&dir);
+    }
+
+    /// Writes the relay's 2-of-3 policy again with witness `i` reached at `url` (a proxy).
+    fn reach(&self, i: usize, url: String) {
+        let mut urls: Vec<String> = self.witnesses.iter().map(TestWitness::url).collect();
+        urls[i] = url;
+        policy(
+            self.dir.path(),
+            2,
+            &self.witnesses.iter().collect::<Vec<_>>(),
+            &urls,
+        );
     }
 
     fn policy(&self) -> Policy {
@@ -304,15 +310,7 @@ fn a_cosignature_that_does_not_verify_is_not_attached_and_the_witness_is_named()
     let mut s = setup(None);
     s.start(0);
     s.start(1);
-    let forged = forging_proxy(s.witnesses[1].port);
-    let mut urls: Vec<String> = s.witnesses.iter().map(TestWitness::url).collect();
-    urls[1] = forged;
-    policy(
-        s.dir.path(),
-        2,
-        &s.witnesses.iter().collect::<Vec<_>>(),
-        &urls,
-    );
+    s.reach(1, forging_proxy(s.witnesses[1].port));
     let (relay, runner) = s.relay();
     let size = s.import(&relay)["size"].as_u64().unwrap();
     wait_for("the forged answer recorded", 20, || {
@@ -411,14 +409,7 @@ fn a_witness_behind_https_is_reached_with_the_configured_ca_and_refused_without_
         &broker_dir.join("server.pem"),
         &broker_dir.join("server.key"),
     );
-    let mut urls: Vec<String> = s.witnesses.iter().map(TestWitness::url).collect();
-    urls[0] = https;
-    policy(
-        s.dir.path(),
-        2,
-        &s.witnesses.iter().collect::<Vec<_>>(),
-        &urls,
-    );
+    s.reach(0, https);
     // Without the CA the relay does not trust the terminator: witness 0 fails with a TLS error
     // and deliveries wait.
     let (relay, runner) = s.relay();

@@ -101,6 +101,18 @@ pub fn signer_log(
     signer_log_with_jobs(dir, eligible, rejected, stages, policy, None)
 }
 
+/// `signer_log` of one stage, `all`, of every eligible device (1,000 ‰ to succeed and to pause
+/// at), with the default device policy.
+pub fn single_stage(dir: &Path, eligible: u64, rejected: u64) -> SignerLog {
+    signer_log(
+        dir,
+        eligible,
+        rejected,
+        &[("all", eligible, 0, 1000, 1000, false)],
+        Policy::default(),
+    )
+}
+
 /// `signer_log` with the plan's AWS IoT Jobs rollout controls (formats.md §4.9 key 17).
 pub fn signer_log_with_jobs(
     dir: &Path,
