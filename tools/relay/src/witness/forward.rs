@@ -24,9 +24,10 @@ pub struct WitnessView {
     pub log: WitnessedLog,
     /// k.
     pub threshold: usize,
-    /// The mirror's latest checkpoint.
+    /// The log's latest checkpoint.
     pub latest: u64,
-    /// The latest checkpoint with a quorum: the one deliveries are built against.
+    /// The latest checkpoint with a quorum: for the signer log, the one deliveries are built
+    /// against; for the relay log, where the device-state bundle ends.
     pub witnessed: u64,
     /// Each witness, in policy order.
     pub witnesses: Vec<WitnessStatus>,
@@ -179,7 +180,10 @@ impl Relay {
                     && now >= *next
                     && f.urls.get(*i).is_some_and(Option::is_some)
             })
-            .map(|(i, (s, _))| (i, s.claimed))
+            // From the size it named last, else the largest it is known to have cosigned (a
+            // witness holding another answers 409 with its own): never a scan of the log's
+            // checkpoints, which the relay's own log has one of per rollout step.
+            .map(|(i, (s, _))| (i, s.claimed.or(Some(s.cosigned))))
             .collect();
         if !due.is_empty() {
             let asked: Vec<(usize, Asked)> = std::thread::scope(|scope| {
@@ -290,15 +294,15 @@ fn record(f: &Forwarder, asked: Vec<(usize, Asked)>) -> Vec<u64> {
     cosigned
 }
 
-/// Asks witness `i` to cosign the mirror's latest checkpoint, from `claimed` (the size it
-/// named last) or the largest checkpoint it cosigned; attaches its cosignature.
-fn ask(f: &Forwarder, i: usize, claimed: Option<u64>) -> Asked {
+/// Asks witness `i` to cosign its log's latest checkpoint from the old size `old` (`None`: the
+/// largest stored checkpoint it cosigned); attaches its cosignature.
+fn ask(f: &Forwarder, i: usize, old: Option<u64>) -> Asked {
     let (Some((vkey, _)), Some(Some(url))) = (f.policy().witnesses().get(i), f.urls.get(i)) else {
         return (None, Err(Error::Io("not in the policy".into())));
     };
     let name = vkey.name.as_str();
     let mirror = |e: cairn_vault::Error| Error::Mirror(e.to_string());
-    let mut old = claimed;
+    let mut old = old;
     let mut told = None;
     // The first request, and one more from the size a 409 names (C2SP tlog-witness).
     for _ in 0..2 {
