@@ -243,8 +243,9 @@ impl Forwarder {
         self.lock().iter().map(|(s, _)| s.clone()).collect()
     }
 
-    /// Reads each witness's last cosigned size again from the log (an imported bundle may carry
-    /// cosignatures gathered on the signer's side); a size never goes down.
+    /// Reads each witness's last cosigned size, and the latest checkpoint with a quorum, again
+    /// from the log (an imported bundle may carry cosignatures gathered on the signer's side); a
+    /// size never goes down. For the signer's log (an import), not the relay's own.
     pub fn refresh(&self, latest: u64) -> Result<(), cairn_vault::Error> {
         let behind: Vec<(usize, String)> = self
             .lock()
@@ -259,8 +260,10 @@ impl Forwarder {
                 s.cosigned = s.cosigned.max(size);
             }
         }
-        let mut sizes: Vec<u64> = self.status().iter().map(|s| s.cosigned).collect();
-        self.raise_witnessed(&mut sizes)?;
+        // Every stored checkpoint, not only each witness's last: a quorum may stand on an older
+        // one (the mirror holds a checkpoint per ceremony, so this is a short scan).
+        let size = cairn_vault::witness::witnessed_size(&self.vault, &self.policy)?;
+        self.witnessed.fetch_max(size, Ordering::SeqCst);
         Ok(())
     }
 
