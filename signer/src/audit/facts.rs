@@ -5,10 +5,10 @@
 //! devices (4.06 M entries); with a [`Fact`] holding a device event whole (120 bytes) it was 176
 //! bytes; now that the relay's device events become the summary's facts in the decoding pass
 //! (`relay_log.rs`) and the table borrows the pack's leaf hashes and entries, a [`Fact`] is a
-//! manifest's 48 bytes and an entry 72. On the appliance's machine fresh memory is most of what
-//! verification costs: the kernel clearing each new page was 46 % of the step's profile at 1 M
-//! devices. Manifests, two a device, keep the four fields the plan's batch is checked with; the
-//! few other statements are boxed.
+//! manifest's 48 bytes (with its `Option`) and an entry 64. On the appliance's machine fresh
+//! memory is most of what verification costs: the kernel clearing each new page was 46 % of the
+//! step's profile at 1 M devices. Manifests, two a device, keep the four fields the plan's batch
+//! is checked with; the few other statements are boxed.
 
 use cairn_verifier::statement::{Kind, Purpose, Statement};
 use cairn_verifier::types::Id;
