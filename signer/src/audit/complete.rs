@@ -35,7 +35,9 @@ pub(super) fn check_counted_kinds(v: &mut Verified, pack: &Pack<'_>, signer: &De
     };
     for (kind, want) in COUNTED.iter().zip(counted) {
         let mut held = KindCount::default();
-        for (index, _, entry, _) in &signer.entries {
+        // Manifests are not counted kinds: the entries that are not (`Decoded::statements`) hold
+        // every counted one, decoded or not.
+        for (index, (_, entry), _) in signer.statements() {
             if EntryHeader::peek(entry).is_ok_and(|h| h.kind == *kind) {
                 held.add(*index);
             }
@@ -84,7 +86,7 @@ pub(super) fn check_campaign_sequence(
     let sequence = plan.campaign_sequence;
     // One walk over the batch (`Decoded::range`), not a binary search of the whole table per
     // index: at 1 M devices that was 2 M searches, each missing the cache (docs/scale.md).
-    for (i, _, _, s) in signer.range(batch) {
+    for (i, _, s) in signer.range(batch).iter() {
         if let Some(Fact::Manifest(m)) = s
             && m.campaign_sequence != sequence
         {
@@ -101,9 +103,8 @@ pub(super) fn check_campaign_sequence(
         return; // named by step 4
     };
     let class = signer
-        .entries
-        .iter()
-        .find_map(|(_, _, _, s)| match whole(s.as_ref()) {
+        .statements()
+        .find_map(|(_, _, s)| match whole(s.as_ref()) {
             Some(Statement::Release { statement, .. })
                 if statement.release_id == plan.release_id =>
             {

@@ -10,13 +10,13 @@ use cairn_verifier::types::Hash;
 
 use super::facts::{Fact, whole};
 use super::pack::Pack;
-use super::sections::{Decoded, Entry, check_section, checkpoint_root, gaps, kind_name, threads};
+use super::sections::{Decoded, Facts, check_section, checkpoint_root, gaps, kind_name};
 use super::verified::{CampaignEventFacts, DeviceEventFacts, Verified};
 
 /// Step 7, the relay log, through the last relay checkpoint record.
-pub(super) fn check_relay_log(
+pub(super) fn check_relay_log<'p>(
     v: &mut Verified,
-    pack: &Pack<'_>,
+    pack: &'p Pack<'p>,
     signer: &Decoded<'_>,
     eligible: &HashSet<&str>,
 ) {
@@ -27,7 +27,19 @@ pub(super) fn check_relay_log(
         relay_root.map_or(0, |r| r.0),
         pack.relay.len() as u64,
     );
-    let relay = check_section(v, "relay log", &pack.relay, relay_root);
+    // The device events (two a device) are checked and turned into the summary's facts in the
+    // decoding pass, on every core, so the table does not keep them (docs/scale.md); what
+    // depends on what came before (campaign events: a pause and its resume) and every finding
+    // come from one pass over what the parts set aside, in log order, after the section's own
+    // findings: the findings' order is the sequential one.
+    let rollback = v.plan.as_ref().map(|p| p.rollback.clone());
+    let scan = Scan {
+        campaign: pack.campaign,
+        has_plan: v.plan.is_some(),
+        rollback: rollback.as_deref(),
+        eligible,
+    };
+    let (relay, parts) = check_section(v, "relay log", &pack.relay, relay_root, &scan);
     if let Some((size, _)) = relay_root {
         let missing = gaps(&relay, 0..size);
         if !missing.is_empty() {
@@ -37,7 +49,7 @@ pub(super) fn check_relay_log(
             );
         }
     }
-    check_relay_entries(v, pack, signer, &relay, eligible);
+    check_relay_entries(v, pack, signer, &relay, parts);
     check_no_relay_events(v, signer);
 }
 
@@ -51,10 +63,9 @@ fn relay_checkpoint(
     let relay_origin = pack.relay.origin;
     let record: Option<(u64, RelayCheckpoint<'_>)> =
         signer
-            .entries
-            .iter()
+            .statements()
             .rev()
-            .find_map(|(i, _, _, s)| match whole(s.as_ref()) {
+            .find_map(|(i, _, s)| match whole(s.as_ref()) {
                 Some(Statement::RelayCheckpoint(r)) => Some((*i, *r)),
                 _ => None,
             });
@@ -96,60 +107,48 @@ fn relay_checkpoint(
 }
 
 /// Step 7, the relay's entries: device events only about eligible devices, applied approvals
-/// that the signer log holds, and nothing but device and campaign events.
+/// that the signer log holds, and nothing but device and campaign events. `parts`: what the
+/// decoding pass set aside, part by part in the table's order.
 fn check_relay_entries(
     v: &mut Verified,
     pack: &Pack<'_>,
     signer: &Decoded<'_>,
     relay: &Decoded<'_>,
-    eligible: &HashSet<&str>,
+    parts: Vec<Part>,
 ) {
     // The relay log sizes the custodians recorded, by signer log index: a resume must come
     // after a record that includes the pause it lifts (formats.md §4.10).
     let recorded: Vec<(u64, u64)> = signer
-        .entries
-        .iter()
-        .filter_map(|(i, _, _, s)| match whole(s.as_ref()) {
+        .statements()
+        .filter_map(|(i, _, s)| match whole(s.as_ref()) {
             Some(Statement::RelayCheckpoint(r)) => {
                 Checkpoint::parse(r.checkpoint).ok().map(|c| (*i, c.size.0))
             }
             _ => None,
         })
         .collect();
-    // The device events (two a device) on every core, in parts of the table; what depends on
-    // what came before (campaign events: a pause and its resume) and every finding, in one pass
-    // over what the parts set aside, in log order: the findings' order is the sequential one.
-    let rollback = v.plan.as_ref().map(|p| p.rollback.clone());
-    let scan = Scan {
-        campaign: pack.campaign,
-        has_plan: v.plan.is_some(),
-        rollback: rollback.as_deref(),
-        eligible,
-    };
-    let (scan, chunk) = (&scan, relay.entries.len().div_ceil(threads()).max(1));
-    let parts: Vec<Part> = std::thread::scope(|s| {
-        let workers: Vec<_> = relay
-            .entries
-            .chunks(chunk)
-            .map(|part| s.spawn(move || scan.part(part)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
     let mut paused_by_rule: Option<u64> = None;
-    for (part, entries) in parts.into_iter().zip(relay.entries.chunks(chunk)) {
-        v.device_events.extend(part.devices);
-        for (index, _, _, s) in part.aside.into_iter().map(|i| &entries[i]) {
+    for part in parts {
+        // The first part's facts are moved, not copied (a million of them at 1 M devices).
+        if v.device_events.is_empty() {
+            v.device_events = part.devices;
+        } else {
+            v.device_events.extend(part.devices);
+        }
+        for (index, (_, entry), s) in part.aside.into_iter().map(|i| &relay.entries[i]) {
             match (s, whole(s.as_ref())) {
-                (Some(Fact::DeviceEvent(e)), _) => v.fail(
-                    format!("relay log entry {index}"),
-                    format!(
-                        "device {} is not eligible in campaign {} (no update manifest)",
-                        e.device_id, pack.campaign
-                    ),
-                ),
+                (Some(Fact::DeviceEvent), _) => {
+                    // Decoded once already; read again for its device on this path only.
+                    if let Ok(Statement::DeviceEvent(e)) = Statement::decode(entry) {
+                        v.fail(
+                            format!("relay log entry {index}"),
+                            format!(
+                                "device {} is not eligible in campaign {} (no update manifest)",
+                                e.device_id, pack.campaign
+                            ),
+                        );
+                    }
+                }
                 (_, Some(Statement::CampaignEvent(e))) => {
                     match e.action {
                         Action::Paused if e.actor.as_str() == "rule" => {
@@ -192,7 +191,7 @@ fn check_relay_entries(
     }
 }
 
-/// What every part of the relay's entries is checked against.
+/// What the relay's entries are checked against as they are decoded.
 struct Scan<'a> {
     campaign: &'a str,
     /// Whether the pack's plan verified (without one, no device is named as not eligible).
@@ -203,27 +202,33 @@ struct Scan<'a> {
 }
 
 /// One part of the relay's entries: the facts of its device events of the campaign, in order,
-/// and the positions (in the part) of the entries the sequential pass looks at: the campaign's
+/// and the positions (in the table) of the entries the sequential pass looks at: the campaign's
 /// campaign events, device events about a device not eligible, and entries of another kind.
 struct Part {
     devices: Vec<DeviceEventFacts>,
     aside: Vec<usize>,
 }
 
-impl Scan<'_> {
-    fn part(&self, entries: &[Entry<'_>]) -> Part {
-        let mut part = Part {
-            devices: Vec::new(),
+impl<'p> Facts<'p> for Scan<'_> {
+    type Part = Part;
+
+    fn part(&self, len: usize) -> Part {
+        Part {
+            // Two device events a device, and a few other entries: sized once.
+            devices: Vec::with_capacity(len),
             aside: Vec::new(),
-        };
-        for (i, (index, _, _, s)) in entries.iter().enumerate() {
-            match (s, whole(s.as_ref())) {
-                (Some(Fact::DeviceEvent(e)), _) if e.campaign.as_str() == self.campaign => {
+        }
+    }
+
+    fn fact(&self, part: &mut Part, position: usize, index: u64, st: Statement<'p>) -> Fact<'p> {
+        match st {
+            Statement::DeviceEvent(e) => {
+                if e.campaign.as_str() == self.campaign {
                     if self.has_plan && !self.eligible.contains(e.device_id.as_str()) {
-                        part.aside.push(i);
+                        part.aside.push(position);
                     }
                     part.devices.push(DeviceEventFacts {
-                        index: *index,
+                        index,
                         device: e.device_id.as_str().into(),
                         state: e.state.name(),
                         stage: e.stage,
@@ -234,15 +239,19 @@ impl Scan<'_> {
                         rollback: self.rollback == Some(e.release_id.as_str()),
                     });
                 }
-                (_, Some(Statement::CampaignEvent(e))) if e.campaign.as_str() == self.campaign => {
-                    part.aside.push(i);
+                Fact::DeviceEvent
+            }
+            Statement::CampaignEvent(e) => {
+                if e.campaign.as_str() == self.campaign {
+                    part.aside.push(position);
                 }
-                (Some(Fact::DeviceEvent(_)) | None, _) | (_, Some(Statement::CampaignEvent(_))) => {
-                }
-                (Some(_), _) => part.aside.push(i),
+                Fact::from(Statement::CampaignEvent(e))
+            }
+            other => {
+                part.aside.push(position);
+                Fact::from(other)
             }
         }
-        part
     }
 }
 
@@ -258,7 +267,7 @@ fn check_applied_approval(
     e: &CampaignEvent<'_>,
     paused_by_rule: Option<u64>,
 ) {
-    let approval = match signer.find(e.devices).and_then(|f| whole(f.3.as_ref())) {
+    let approval = match signer.find(e.devices).and_then(|f| whole(f.2.as_ref())) {
         Some(Statement::Approval { approval, .. })
             if approval.campaign.as_str() == pack.campaign =>
         {
@@ -291,7 +300,7 @@ fn check_applied_approval(
 
 /// Relay events have no place in the signer's log.
 fn check_no_relay_events(v: &mut Verified, signer: &Decoded<'_>) {
-    for (index, _, _, s) in &signer.entries {
+    for (index, _, s) in signer.statements() {
         if let Some(s) = s
             && matches!(s.kind(), Kind::DEVICE_EVENT | Kind::CAMPAIGN_EVENT)
         {

@@ -26,7 +26,7 @@ use super::complete::check_counted_kinds;
 use super::facts::{Fact, whole};
 use super::pack::Pack;
 use super::relay_log::check_relay_log;
-use super::sections::{Decoded, check_section, checkpoint_root, gaps};
+use super::sections::{Decoded, Plain, check_section, checkpoint_root, gaps};
 pub use super::verified::{
     ApprovalFacts, CampaignEventFacts, DeviceEventFacts, Finding, PlanFacts, ReleaseFacts,
     StageFacts, Verified,
@@ -68,7 +68,7 @@ fn verify_pack(bytes: &[u8], root_der: &[u8], policy: Option<&Policy>) -> Verifi
 }
 /// Checks the chain of trust in the order docs/audit.md gives, one function per step; each step
 /// hands the later ones what it established.
-fn check(v: &mut Verified, pack: &Pack<'_>, root_der: &[u8]) {
+fn check<'p>(v: &mut Verified, pack: &'p Pack<'p>, root_der: &[u8]) {
     let anchor = check_certificates(v, pack, root_der);
     let (signer, mut release_keys) = check_signer_log(v, pack, root_der);
     check_counted_kinds(v, pack, &signer);
@@ -124,7 +124,7 @@ fn check_certificates(
 /// release keys so far.
 fn check_signer_log<'p>(
     v: &mut Verified,
-    pack: &Pack<'p>,
+    pack: &'p Pack<'p>,
     root_der: &[u8],
 ) -> (Decoded<'p>, Vec<ReleaseKeyAt>) {
     let signer_origin = pack.signer.origin;
@@ -189,7 +189,7 @@ fn check_signer_log<'p>(
         signer_root.map_or(0, |r| r.0),
         pack.signer.len() as u64,
     );
-    let signer = check_section(v, "signer log", &pack.signer, signer_root);
+    let (signer, _) = check_section(v, "signer log", &pack.signer, signer_root, &Plain);
     (signer, release_keys)
 }
 
@@ -205,7 +205,7 @@ fn check_key_statements(
         .and_then(|a| certs::verifier_key(a, "root").ok())
         .map(|k| ReleaseKey::new(k, &Software));
     let mut generation = 0;
-    for (index, _, _, s) in &signer.entries {
+    for (index, _, s) in signer.statements() {
         let Some(Statement::Key { entry, statement }) = whole(s.as_ref()) else {
             continue;
         };
@@ -264,7 +264,7 @@ fn check_releases(
     release_keys: &[ReleaseKeyAt],
 ) -> BTreeMap<String, (u64, Hash)> {
     let mut release_cose: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
-    for (index, _, _, s) in &signer.entries {
+    for (index, _, s) in signer.statements() {
         let Some(Statement::Release { entry, statement }) = whole(s.as_ref()) else {
             continue;
         };
@@ -345,9 +345,8 @@ fn check_plan<'a>(
     release_cose: &BTreeMap<String, (u64, Hash)>,
 ) -> (HashSet<&'a str>, Option<Hash>) {
     let plans: Vec<_> = signer
-        .entries
-        .iter()
-        .filter_map(|(i, _, _, s)| match whole(s.as_ref()) {
+        .statements()
+        .filter_map(|(i, _, s)| match whole(s.as_ref()) {
             Some(Statement::Plan { entry, plan }) if plan.campaign.as_str() == pack.campaign => {
                 Some((*i, entry, plan))
             }
@@ -455,9 +454,9 @@ fn check_decisions<'a>(
     let batch = signer.range(want.clone());
     // An update and a rollback manifest a device: sized once, not grown a million times.
     eligible.reserve(batch.len() / 2);
-    for e in batch {
-        let (i, s) = (e.0, &e.3);
-        digest.update(e.1);
+    for e in batch.iter() {
+        let (i, s) = (e.0, &e.2);
+        digest.update(e.1.0);
         match (s, whole(s.as_ref())) {
             (Some(Fact::Manifest(m)), _) if m.campaign.as_str() == pack.campaign => {
                 if m.purpose == Purpose::Update {
@@ -553,7 +552,7 @@ fn check_approvals(
     release_keys: &[ReleaseKeyAt],
     plan_digest: Option<Hash>,
 ) {
-    for (index, _, _, s) in &signer.entries {
+    for (index, _, s) in signer.statements() {
         let Some(Statement::Approval { entry, approval }) = whole(s.as_ref()) else {
             continue;
         };
@@ -619,7 +618,7 @@ fn session_before(signer: &Decoded<'_>, index: u64) -> Vec<String> {
     match index
         .checked_sub(1)
         .and_then(|i| signer.find(i))
-        .and_then(|e| whole(e.3.as_ref()))
+        .and_then(|e| whole(e.2.as_ref()))
     {
         Some(Statement::Session(s)) => s.custodians.iter().map(str::to_owned).collect(),
         _ => Vec::new(),

@@ -20,7 +20,7 @@ use crate::error::Error;
 
 mod verify;
 use verify::split;
-pub use verify::{MultiProofError, multi_proof_len, multi_root};
+pub use verify::{Leaves, MultiProofError, multi_proof_len, multi_root, multi_root_of};
 
 /// Height of a tile in tree levels (C2SP tlog-tiles: 8).
 pub const TILE_HEIGHT: u32 = 8;
