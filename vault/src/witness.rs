@@ -260,12 +260,18 @@ fn last_cosigned_in(
 /// that policy accepts. Checkpoints with fewer signature lines than the log's own plus k are
 /// passed over without a signature check.
 pub fn witnessed_size(vault: &Vault, policy: &Policy) -> Result<u64> {
-    let sizes = vault.checkpoint_sizes()?;
-    if sizes.is_empty() {
-        return Ok(0);
+    witnessed_among(vault, policy, &vault.checkpoint_sizes()?, 0)
+}
+
+/// The largest of `sizes` (ascending) above `floor` whose stored checkpoint meets `policy`, or
+/// `floor` if none does: [`witnessed_size`] over some checkpoints only (the relay's forwarder
+/// checks the ones just cosigned).
+pub fn witnessed_among(vault: &Vault, policy: &Policy, sizes: &[u64], floor: u64) -> Result<u64> {
+    if sizes.last().is_none_or(|&s| s <= floor) {
+        return Ok(floor);
     }
     let log = log_key(vault)?;
-    for &size in sizes.iter().rev() {
+    for &size in sizes.iter().rev().take_while(|&&s| s > floor) {
         let Some(note) = vault.checkpoint(size)? else {
             continue;
         };
@@ -276,7 +282,7 @@ pub fn witnessed_size(vault: &Vault, policy: &Policy) -> Result<u64> {
             return Ok(size);
         }
     }
-    Ok(0)
+    Ok(floor)
 }
 
 /// How many signature lines a stored note carries (a stored note is well formed: one line per

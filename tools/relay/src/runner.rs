@@ -46,6 +46,9 @@ impl Drop for Runner {
     }
 }
 
+/// Finds one of the relay's witness forwarders, if its configuration has it.
+type PickForwarder = fn(&Relay) -> Option<&crate::witness::Forwarder>;
+
 /// Sends a transport's acknowledgement handle back once what it carried is recorded.
 type Acker<A> = tokio::sync::mpsc::UnboundedSender<A>;
 
@@ -105,15 +108,21 @@ impl Relay {
         } else {
             drop(inputs);
         }
-        for (i, name) in ["witness-forwarder", "relay-log-witness-forwarder"]
-            .into_iter()
-            .enumerate()
-            .take(self.forwarders().count())
-        {
+        // One thread per forwarder the configuration has: the signer log's, the relay log's.
+        let forwarders: [(&str, PickForwarder); 2] = [
+            ("witness-forwarder", |r| r.witnesses.as_ref()),
+            ("relay-log-witness-forwarder", |r| {
+                r.state_witnesses.as_ref()
+            }),
+        ];
+        for (name, pick) in forwarders {
+            if pick(self).is_none() {
+                continue;
+            }
             let relay = Arc::clone(self);
             let stop = Arc::clone(&stop);
             threads.push(spawn(name, move || {
-                if let Some(f) = relay.forwarders().nth(i) {
+                if let Some(f) = pick(&relay) {
                     relay.run_forwarder(f, &stop);
                 }
             })?);

@@ -114,29 +114,31 @@ impl WitnessView {
     }
 }
 
+impl Forwarder {
+    /// Its witnesses against the policy, the log witnessed up to `witnessed`.
+    fn view(&self, witnessed: u64) -> WitnessView {
+        WitnessView {
+            log: self.log,
+            threshold: self.policy.threshold(),
+            latest: latest_size(&self.vault).unwrap_or(0),
+            witnessed,
+            witnesses: self.status(),
+        }
+    }
+}
+
 impl Relay {
-    /// The signer log's witnesses against the policy (`None` without `[witnesses]`).
+    /// The signer log's witnesses against the policy (`None` without `[witnesses]`): witnessed up
+    /// to what the engine uses.
     pub fn witness_view(&self) -> Option<WitnessView> {
         let f = self.witnesses.as_ref()?;
-        Some(WitnessView {
-            log: WitnessedLog::Signer,
-            threshold: f.policy().threshold(),
-            latest: latest_size(&f.vault).unwrap_or(0),
-            witnessed: self.engine().published_limit().unwrap_or(0),
-            witnesses: f.status(),
-        })
+        Some(f.view(self.engine().published_limit().unwrap_or(0)))
     }
 
     /// The relay log's witnesses against the policy (`None` without `[witnesses] relay_log`).
     pub fn relay_log_witness_view(&self) -> Option<WitnessView> {
         let f = self.state_witnesses.as_ref()?;
-        Some(WitnessView {
-            log: WitnessedLog::Relay,
-            threshold: f.policy().threshold(),
-            latest: latest_size(&f.vault).unwrap_or(0),
-            witnessed: f.witnessed(),
-            witnesses: f.status(),
-        })
+        Some(f.view(f.witnessed()))
     }
 
     /// Both views that exist: the signer log's, then the relay log's.
@@ -145,11 +147,6 @@ impl Relay {
             .into_iter()
             .chain(self.relay_log_witness_view())
             .collect()
-    }
-
-    /// Every forwarder the relay runs: the signer log's, then the relay log's.
-    pub(crate) fn forwarders(&self) -> impl Iterator<Item = &Forwarder> {
-        self.witnesses.iter().chain(self.state_witnesses.iter())
     }
 
     /// The forwarding loop of `f` (a `witness-forwarder` thread) until `stop`.

@@ -208,33 +208,22 @@ impl Forwarder {
         &self.policy
     }
 
-    /// The log it carries.
-    pub fn log(&self) -> WitnessedLog {
-        self.log
-    }
-
     /// The largest checkpoint of its log with a quorum, as last seen (0 if none).
     pub fn witnessed(&self) -> u64 {
         self.witnessed.load(Ordering::SeqCst)
     }
 
-    /// Checks the stored checkpoints of `sizes` (just cosigned), largest first, and raises
-    /// [`Forwarder::witnessed`] to the first with a quorum.
+    /// Checks the stored checkpoints of `sizes` (just cosigned) and raises
+    /// [`Forwarder::witnessed`] to the largest with a quorum.
     fn raise_witnessed(&self, sizes: &mut [u64]) -> Result<u64, cairn_vault::Error> {
         sizes.sort_unstable();
-        let log = cairn_vault::witness::log_key(&self.vault)?;
-        for &size in sizes.iter().rev() {
-            if size <= self.witnessed() {
-                break;
-            }
-            let Some(note) = self.vault.checkpoint(size)? else {
-                continue;
-            };
-            if self.policy.report(&note, &log)?.met() {
-                self.witnessed.fetch_max(size, Ordering::SeqCst);
-                break;
-            }
-        }
+        let size = cairn_vault::witness::witnessed_among(
+            &self.vault,
+            &self.policy,
+            sizes,
+            self.witnessed(),
+        )?;
+        self.witnessed.fetch_max(size, Ordering::SeqCst);
         Ok(self.witnessed())
     }
 
