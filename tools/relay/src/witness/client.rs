@@ -291,4 +291,24 @@ mod tests {
         assert!(matches!(short, Err(Error::Malformed(_))));
         assert!(matches!(parse(b"garbage"), Err(Error::Malformed(_))));
     }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_a_certificate_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let Err(Error::Tls(why)) = connector(Some(&missing)) else {
+            panic!("a missing CA file was taken");
+        };
+        assert!(why.contains("missing.pem"), "{why}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let Err(Error::Tls(why)) = connector(Some(&garbage)) else {
+            panic!("a CA file without a certificate was taken");
+        };
+        assert!(
+            why.contains("garbage.pem") && why.contains("not a PEM certificate"),
+            "{why}"
+        );
+        assert!(connector(None).is_ok());
+    }
 }
